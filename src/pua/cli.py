@@ -1,0 +1,264 @@
+"""The ``pua`` command line."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+
+from pua import __version__
+from pua.bodies import PIDF_CONTENT_TYPE, basic_pidf
+from pua.runtime import Listen, SipStack
+from pua.sip import Request, Response, SipUri, TimerConfig, parse_uri
+from pua.sip.builder import new_request
+from pua.sip.errors import RemoteProtocolError, SipError
+
+__all__ = ["main"]
+
+# Default Content-Type of each event package we know (RFC 3903 §4, RFC 3842,
+# RFC 4235, RFC 3680).
+DEFAULT_CONTENT_TYPES = {
+    "presence": PIDF_CONTENT_TYPE,
+    "message-summary": "application/simple-message-summary",
+    "dialog": "application/dialog-info+xml",
+    "dialog;sla": "application/dialog-info+xml",
+    "reg": "application/reginfo+xml",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where requests go: the next hop named by ``--server``."""
+
+    host: str
+    port: int
+    transport: str
+
+    @classmethod
+    def from_uri(cls, text: str) -> Target:
+        """``sip:host[:port][;transport=udp]`` -> Target (port 5060 by default)."""
+        try:
+            uri = parse_uri(text)
+        except RemoteProtocolError as exc:
+            raise click.BadParameter(str(exc), param_hint="--server") from None
+        if not isinstance(uri, SipUri) or uri.secure:
+            raise click.BadParameter("expected a sip: URI", param_hint="--server")
+        transport = (uri.param("transport") or "udp").lower()
+        if transport != "udp":
+            raise click.BadParameter(
+                f"transport {transport!r} is not supported yet (udp only)", param_hint="--server"
+            )
+        host = uri.host[1:-1] if uri.host.startswith("[") else uri.host
+        return cls(host, uri.port or 5060, transport)
+
+
+def _parse_sip_uri(value: str, hint: str) -> SipUri:
+    try:
+        uri = parse_uri(value)
+    except RemoteProtocolError as exc:
+        raise click.BadParameter(str(exc), param_hint=hint) from None
+    if not isinstance(uri, SipUri) or uri.user is None:
+        raise click.BadParameter("expected sip:user@domain", param_hint=hint)
+    return uri
+
+
+async def _resolve(target: Target) -> tuple[str, int]:
+    loop = asyncio.get_running_loop()
+    try:
+        infos = await loop.getaddrinfo(target.host, target.port, type=socket.SOCK_DGRAM)
+    except OSError as exc:
+        raise SipError(f"cannot resolve {target.host}: {exc}") from None
+    sockaddr = infos[0][4]
+    return (str(sockaddr[0]), int(sockaddr[1]))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="pua")
+def main() -> None:
+    """pua: a SIP Presence User Agent (PUBLISH and SUBSCRIBE on behalf of others)."""
+
+
+@main.command()
+@click.option(
+    "--server",
+    required=True,
+    metavar="URI",
+    help="Next hop, e.g. sip:127.0.0.1:5070 (the presence server).",
+)
+@click.option(
+    "--pres-uri",
+    required=True,
+    metavar="URI",
+    help="The presentity: Request-URI, From and To of the PUBLISH.",
+)
+@click.option(
+    "--event",
+    default="presence",
+    show_default=True,
+    help="Event package (presence, message-summary, dialog, dialog;sla, reg, ...).",
+)
+@click.option(
+    "--body-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="File holding the body to publish.",
+)
+@click.option(
+    "--basic",
+    type=click.Choice(["open", "closed"]),
+    help="Publish a minimal PIDF document with this basic status.",
+)
+@click.option(
+    "--content-type",
+    metavar="TYPE",
+    help="Content-Type of the body (default: the event's usual type).",
+)
+@click.option(
+    "--expires",
+    type=click.IntRange(0, 2**32 - 1),
+    default=3600,
+    show_default=True,
+    help="Requested lifetime in seconds.",
+)
+@click.option(
+    "--etag", metavar="ETAG", help="SIP-If-Match: refresh, modify or remove this publication."
+)
+@click.option("--remove", is_flag=True, help="Remove the publication named by --etag (Expires: 0).")
+@click.option(
+    "--header",
+    "extra_headers",
+    multiple=True,
+    metavar="'NAME: VALUE'",
+    help="Extra header to add (repeatable).",
+)
+@click.option(
+    "--tuple-id", default="pua", show_default=True, help="Tuple id of the --basic document."
+)
+@click.option(
+    "--t1",
+    type=click.FloatRange(0.001, 60),
+    default=0.5,
+    show_default=True,
+    help="RFC 3261 T1 in seconds; the transaction gives up after 64*T1.",
+)
+def publish(
+    server: str,
+    pres_uri: str,
+    event: str,
+    body_file: Path | None,
+    basic: str | None,
+    content_type: str | None,
+    expires: int,
+    etag: str | None,
+    remove: bool,
+    extra_headers: tuple[str, ...],
+    tuple_id: str,
+    t1: float,
+) -> None:
+    """Send one PUBLISH (RFC 3903) and print the answer.
+
+    \b
+    Initial:  --basic open            (or --body-file FILE)
+    Refresh:  --etag E                (no body)
+    Modify:   --etag E --basic closed
+    Remove:   --etag E --remove
+
+    Exits 0 on a 2xx, 1 on any other answer or a timeout, 2 on bad arguments.
+    """
+    target = Target.from_uri(server)
+    presentity = _parse_sip_uri(pres_uri, "--pres-uri")
+    if body_file is not None and basic is not None:
+        raise click.UsageError("give --body-file or --basic, not both")
+    if remove:
+        if etag is None:
+            raise click.UsageError("--remove needs --etag (the publication to remove)")
+        if body_file is not None or basic is not None:
+            raise click.UsageError("--remove sends no body")
+        expires = 0
+    if body_file is None and basic is None and etag is None:
+        raise click.UsageError("an initial PUBLISH needs a body: --basic or --body-file")
+    body = b""
+    if basic is not None:
+        body = basic_pidf(str(presentity), basic, tuple_id=tuple_id)
+        if event != "presence":
+            raise click.UsageError("--basic builds a presence document; use --event presence")
+    elif body_file is not None:
+        body = body_file.read_bytes()
+    if body and content_type is None:
+        content_type = DEFAULT_CONTENT_TYPES.get(event)
+        if content_type is None:
+            raise click.UsageError(
+                f"no default Content-Type for event {event!r}: give --content-type"
+            )
+    headers: list[tuple[str, str]] = []
+    for line in extra_headers:
+        name, colon, value = line.partition(":")
+        if not colon or not name.strip() or "\r" in line or "\n" in line:
+            raise click.BadParameter(f"expected 'Name: value', got {line!r}", param_hint="--header")
+        headers.append((name.strip(), value.strip()))
+
+    try:
+        response = asyncio.run(
+            _publish(
+                target,
+                presentity,
+                event,
+                body,
+                content_type,
+                expires,
+                etag,
+                headers,
+                t1,
+            )
+        )
+    except SipError as exc:
+        click.echo(f"pua: error: {exc}", err=True)
+        sys.exit(1)
+    click.echo(response.start_line())
+    for name in ("SIP-ETag", "Expires", "Min-Expires", "Retry-After"):
+        field = response.headers.get(name)
+        if field is not None:
+            click.echo(f"{name}: {field}")
+    if not response.is_success:
+        click.echo(f"pua: error: {response.status} {response.reason}", err=True)
+        sys.exit(1)
+
+
+async def _publish(
+    target: Target,
+    presentity: SipUri,
+    event: str,
+    body: bytes,
+    content_type: str | None,
+    expires: int,
+    etag: str | None,
+    extra: list[tuple[str, str]],
+    t1: float,
+) -> Response:
+    address = await _resolve(target)
+    host = "::" if ":" in address[0] else "0.0.0.0"
+    timers = TimerConfig(t1=t1, t2=max(4.0, t1))
+    async with SipStack(listen=[Listen("udp", host, 0)], timers=timers) as stack:
+        request: Request = new_request(
+            "PUBLISH",
+            presentity,
+            from_uri=presentity,
+            to_uri=presentity,
+            via=stack.via_for(address),
+            ids=stack.ids,
+        )
+        request.headers.add("Event", event)
+        request.headers.add("Expires", str(expires))
+        if etag is not None:
+            request.headers.add("SIP-If-Match", etag)
+        if body:
+            assert content_type is not None
+            request.headers.add("Content-Type", content_type)
+            request.body = body
+        for name, value in extra:
+            request.headers.add(name, value)
+        request.headers.add("User-Agent", f"pua/{__version__}")
+        return await stack.request(request, address)

@@ -1,0 +1,254 @@
+"""A tiny hand-rolled SIP client over UDP or TCP for driving the peers.
+
+It is deliberately independent of ``pua`` (stdlib sockets only) so tests can
+check the peers themselves, or act as a *watcher* (SUBSCRIBE + NOTIFY) next
+to the pua under test.  Incoming NOTIFY requests are answered ``200 OK``
+automatically and kept in :attr:`RawSipClient.notifies`.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Optional
+
+__all__ = ["RawSipClient", "SipMessage", "parse_message", "pidf"]
+
+
+def pidf(entity: str, basic: str = "open", tuple_id: str = "t1", note: str = "") -> str:
+    """A minimal PIDF document (RFC 3863)."""
+    n = f"<note>{note}</note>" if note else ""
+    return ('<?xml version="1.0" encoding="UTF-8"?>\n'
+            f'<presence xmlns="urn:ietf:params:xml:ns:pidf" entity="{entity}">'
+            f'<tuple id="{tuple_id}"><status><basic>{basic}</basic></status>{n}</tuple>'
+            '</presence>\n')
+
+
+@dataclass
+class SipMessage:
+    first_line: str
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    body: bytes = b""
+    raw: bytes = b""
+
+    @property
+    def is_response(self) -> bool:
+        return self.first_line.startswith("SIP/2.0 ")
+
+    @property
+    def status(self) -> int:
+        return int(self.first_line.split(" ", 2)[1]) if self.is_response else 0
+
+    @property
+    def reason(self) -> str:
+        return self.first_line.split(" ", 2)[2] if self.is_response else ""
+
+    @property
+    def method(self) -> str:
+        if self.is_response:
+            return self.header("CSeq").split()[-1]
+        return self.first_line.split(" ", 1)[0]
+
+    _COMPACT = {"i": "call-id", "f": "from", "t": "to", "v": "via", "l": "content-length",
+                "c": "content-type", "m": "contact", "o": "event", "e": "content-encoding"}
+
+    def _norm(self, name: str) -> str:
+        n = name.strip().lower()
+        return self._COMPACT.get(n, n)
+
+    def header(self, name: str, default: str = "") -> str:
+        n = self._norm(name)
+        for k, v in self.headers:
+            if self._norm(k) == n:
+                return v
+        return default
+
+    def header_all(self, name: str) -> list[str]:
+        n = self._norm(name)
+        return [v for k, v in self.headers if self._norm(k) == n]
+
+    def tag(self, hdr: str) -> str:
+        for part in self.header(hdr).split(";")[1:]:
+            k, _, v = part.strip().partition("=")
+            if k.lower() == "tag":
+                return v
+        return ""
+
+
+def parse_message(data: bytes) -> SipMessage:
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("utf-8", "replace").split("\r\n")
+    headers = []
+    for line in lines[1:]:
+        if line[:1] in (" ", "\t") and headers:  # folded line
+            k, v = headers[-1]
+            headers[-1] = (k, v + " " + line.strip())
+        elif ":" in line:
+            k, v = line.split(":", 1)
+            headers.append((k.strip(), v.strip()))
+    return SipMessage(lines[0], headers, body, data)
+
+
+class RawSipClient:
+    """SIP requests to ``(host, port)`` from 127.0.0.1 over ``"udp"`` or ``"tcp"``."""
+
+    def __init__(self, host: str, port: int, transport: str = "udp",
+                 local_host: str = "127.0.0.1") -> None:
+        self.remote = (host, int(port))
+        self.transport = transport.lower()
+        self.local_host = local_host
+        self.notifies: list[SipMessage] = []
+        self._buf = b""
+        if self.transport == "udp":
+            self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            self.sock.bind((local_host, 0))
+        elif self.transport == "tcp":
+            self.sock = socket.create_connection(self.remote, timeout=5)
+        else:
+            raise ValueError(f"unsupported transport {transport!r}")
+        self.local_port = self.sock.getsockname()[1]
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def __enter__(self) -> "RawSipClient":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @property
+    def contact(self) -> str:
+        t = ";transport=tcp" if self.transport == "tcp" else ""
+        return f"<sip:watcher@{self.local_host}:{self.local_port}{t}>"
+
+    # ------------------------------------------------------------- wire I/O
+    def send_raw(self, data: bytes) -> None:
+        if self.transport == "udp":
+            self.sock.sendto(data, self.remote)
+        else:
+            self.sock.sendall(data)
+
+    def recv_message(self, timeout: float) -> Optional[SipMessage]:
+        """Next SIP message, or None when ``timeout`` seconds pass first."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.transport == "tcp":
+                msg = self._pop_tcp()
+                if msg is not None:
+                    return msg
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            self.sock.settimeout(remaining)
+            try:
+                data = self.sock.recv(65535)
+            except socket.timeout:
+                return None
+            except ConnectionRefusedError:  # ICMP from an earlier datagram
+                continue
+            if self.transport == "udp":
+                return parse_message(data)
+            if not data:
+                return None
+            self._buf += data
+
+    def _pop_tcp(self) -> Optional[SipMessage]:
+        self._buf = self._buf.lstrip(b"\r\n")  # keep-alive CRLFs
+        if b"\r\n\r\n" not in self._buf:
+            return None
+        head, rest = self._buf.split(b"\r\n\r\n", 1)
+        clen = int(parse_message(head + b"\r\n\r\n").header("Content-Length", "0") or 0)
+        if len(rest) < clen:
+            return None
+        self._buf = rest[clen:]
+        return parse_message(head + b"\r\n\r\n" + rest[:clen])
+
+    def _answer(self, req: SipMessage, code: int = 200, reason: str = "OK") -> None:
+        lines = [f"SIP/2.0 {code} {reason}"]
+        for name in ("Via", "From", "To", "Call-ID", "CSeq"):
+            for v in req.header_all(name):
+                lines.append(f"{name}: {v}")
+        lines.append("Content-Length: 0")
+        self.send_raw(("\r\n".join(lines) + "\r\n\r\n").encode())
+
+    # ------------------------------------------------------------ requests
+    def build(self, method: str, ruri: str, *, from_uri: str, to_uri: str,
+              call_id: Optional[str] = None, cseq: int = 1,
+              from_tag: Optional[str] = None, to_tag: Optional[str] = None,
+              headers: Optional[list[tuple[str, str]]] = None,
+              body: str | bytes = b"") -> tuple[bytes, str]:
+        """Serialise a request; returns (bytes, call_id)."""
+        body_b = body.encode() if isinstance(body, str) else body
+        call_id = call_id or uuid.uuid4().hex
+        from_tag = from_tag or uuid.uuid4().hex[:10]
+        proto = "UDP" if self.transport == "udp" else "TCP"
+        lines = [
+            f"{method} {ruri} SIP/2.0",
+            f"Via: SIP/2.0/{proto} {self.local_host}:{self.local_port};rport;"
+            f"branch=z9hG4bK{uuid.uuid4().hex}",
+            "Max-Forwards: 70",
+            f"From: <{from_uri}>;tag={from_tag}",
+            f"To: <{to_uri}>" + (f";tag={to_tag}" if to_tag else ""),
+            f"Call-ID: {call_id}",
+            f"CSeq: {cseq} {method}",
+        ]
+        lines += [f"{k}: {v}" for k, v in (headers or [])]
+        lines.append(f"Content-Length: {len(body_b)}")
+        return ("\r\n".join(lines) + "\r\n\r\n").encode() + body_b, call_id
+
+    def request(self, method: str, ruri: str, *, timeout: float = 5.0,
+                **kw) -> Optional[SipMessage]:
+        """Send a request and return its final response (None on timeout).
+
+        Provisional responses are skipped; NOTIFYs arriving meanwhile are
+        answered 200 and stored in :attr:`notifies`.
+        """
+        data, call_id = self.build(method, ruri, **kw)
+        self.send_raw(data)
+        cseq = f"{kw.get('cseq', 1)} {method}"
+        deadline = time.monotonic() + timeout
+        while True:
+            msg = self.recv_message(max(0.0, deadline - time.monotonic()))
+            if msg is None:
+                return None
+            if not msg.is_response:
+                self._handle_request(msg)
+                continue
+            if msg.header("Call-ID") == call_id and msg.header("CSeq") == cseq \
+                    and msg.status >= 200:
+                return msg
+
+    def _handle_request(self, msg: SipMessage) -> None:
+        if msg.method == "NOTIFY":
+            self.notifies.append(msg)
+            self._answer(msg)
+        elif msg.method != "ACK":
+            self._answer(msg, 405, "Method Not Allowed")
+
+    def wait_notify(self, timeout: float = 5.0) -> Optional[SipMessage]:
+        """Wait for the next NOTIFY (answered 200); None on timeout."""
+        deadline = time.monotonic() + timeout
+        while True:
+            msg = self.recv_message(max(0.0, deadline - time.monotonic()))
+            if msg is None:
+                return None
+            if not msg.is_response:
+                self._handle_request(msg)
+                if msg.method == "NOTIFY":
+                    return msg
+
+    # ------------------------------------------------------- conveniences
+    def publish(self, aor: str, *, expires: int, body: str | bytes = b"",
+                etag: Optional[str] = None, event: str = "presence",
+                content_type: str = "application/pidf+xml", timeout: float = 5.0,
+                **kw) -> Optional[SipMessage]:
+        headers = [("Event", event), ("Expires", str(expires))]
+        if etag:
+            headers.append(("SIP-If-Match", etag))
+        if body:
+            headers.append(("Content-Type", content_type))
+        return self.request("PUBLISH", aor, from_uri=aor, to_uri=aor, headers=headers,
+                            body=body, timeout=timeout, **kw)
