@@ -380,7 +380,8 @@ class NameAddress:
             gt = text.find(">", lt)
             if gt < 0:
                 raise RemoteProtocolError(f"missing > in {text[:80]!r}")
-            uri = parse_uri(text[lt + 1 : gt].strip())
+            # LAQUOT = SWS "<" and RAQUOT = ">" SWS: no space inside.
+            uri = parse_uri(text[lt + 1 : gt])
             rest = text[gt + 1 :].strip()
         else:
             addr, semi, after = text.partition(";")

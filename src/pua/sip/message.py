@@ -8,6 +8,7 @@ it, with Content-Length set from the body (RFC 3261 §20.14).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 
 from . import abnf
@@ -24,7 +25,7 @@ from .headers import (
     header_key,
     parse_delta_seconds,
 )
-from .uri import Uri, parse_uri
+from .uri import SipUri, Uri, parse_uri
 
 __all__ = ["Message", "Request", "Response", "REASON_PHRASES"]
 
@@ -85,6 +86,21 @@ REASON_PHRASES: dict[int, str] = {
     604: "Does Not Exist Anywhere",
     606: "Not Acceptable",
 }
+
+
+# Headers whose grammar allows one value only; a second one makes the
+# message ambiguous (RFC 4475 §3.3.9).
+SINGLE_VALUED = (
+    "call-id", "cseq", "from", "to", "max-forwards", "content-length", "content-type",
+    "expires", "min-expires", "event", "subscription-state", "sip-etag", "sip-if-match",
+)
+
+# rfc1123-date  =  wkday "," SP date1 SP time SP "GMT"   (RFC 3261 §25.1)
+_RFC1123_DATE_RE = re.compile(
+    r"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), [0-9]{2} "
+    r"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) [0-9]{4} "
+    r"[0-9]{2}:[0-9]{2}:[0-9]{2} GMT"
+)
 
 
 class Message:
@@ -310,14 +326,17 @@ class Message:
         §8.1.1 requires; raises RemoteProtocolError on the first fault."""
         for name in ("call-id", "cseq", "from", "to"):
             self._required(name)
+        for name in SINGLE_VALUED:
+            if len(self.headers.get_lines(name)) > 1:
+                raise RemoteProtocolError(f"more than one {name} header")
+        date = self.headers.get("date")
+        if date is not None and _RFC1123_DATE_RE.fullmatch(date) is None:
+            raise RemoteProtocolError(f"bad Date: {date[:60]!r}")
         _ = self.call_id, self.cseq, self.from_, self.to, self.top_via
         _ = self.contacts, self.routes, self.record_routes
         _ = self.expires, self.min_expires, self.max_forwards, self.event
         _ = self.subscription_state, self.sip_etag, self.sip_if_match, self.retry_after
         _ = self.www_authenticate, self.proxy_authenticate
-        cl = self.headers.get_lines("content-length")
-        if len(cl) > 1:
-            raise RemoteProtocolError("more than one Content-Length")
 
 
 class Request(Message):
@@ -356,7 +375,10 @@ class Request(Message):
         """As :meth:`Message.validate`, plus the Request-URI and the CSeq method
         (RFC 3261 §8.1.1.5: CSeq method must equal the request method)."""
         super().validate()
-        _ = self.uri
+        uri = self.uri
+        # §19.1.1, table 1: headers are not allowed in a Request-URI.
+        if isinstance(uri, SipUri) and uri.headers:
+            raise RemoteProtocolError("headers in the Request-URI")
         if self.cseq.method != self.method:
             raise RemoteProtocolError(
                 f"CSeq method {self.cseq.method} does not match {self.method}"
