@@ -12,7 +12,10 @@ A peer whose binary or files are missing raises :class:`PeerUnavailable`
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import socket
+import weakref
 
 __all__ = ["PeerUnavailable", "PeerError", "find_free_port"]
 
@@ -27,6 +30,26 @@ class PeerUnavailable(RuntimeError):
 
 class PeerError(RuntimeError):
     """A peer was available but failed to start or misbehaved."""
+
+
+_LIVE: weakref.WeakSet = weakref.WeakSet()
+
+
+def _track(peer: object) -> None:
+    """Remember a started peer so it is stopped at interpreter exit even if
+    the test forgot (or was interrupted before) its ``with`` block ended."""
+    _LIVE.add(peer)
+
+
+def _untrack(peer: object) -> None:
+    _LIVE.discard(peer)
+
+
+@atexit.register
+def _stop_leftover_peers() -> None:
+    for peer in list(_LIVE):
+        with contextlib.suppress(Exception):
+            peer.stop()  # type: ignore[attr-defined]
 
 
 def find_free_port(host: str = "127.0.0.1", *, udp: bool = True, tcp: bool = True,

@@ -32,6 +32,7 @@ tests/peers/test_peers_selfcheck.py):
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import shutil
@@ -43,9 +44,9 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
-from . import PeerError, PeerUnavailable, find_free_port
+from . import PeerError, PeerUnavailable, _track, _untrack, find_free_port
 
 __all__ = ["KamailioPresence", "PeerUnavailable", "PeerError"]
 
@@ -144,16 +145,21 @@ class KamailioPresence:
     ``debug``           Kamailio log level 0..3 (default 2 = info: one line
                         per request/reply)
     ``startup_timeout`` seconds to wait for the OPTIONS readiness probe
+    ``shm_mb``/``pkg_mb`` Kamailio shared/private memory (-m/-M).  Every
+                        PUBLISH keeps a tm transaction (~5 s) and a publ_cache
+                        entry in shared memory: 64 MB runs out after ~4000
+                        PUBLISH at full speed, hence 256 MB by default.
     ``keep_workdir``    keep the temp dir after stop (also when the env var
                         ``PUA_KEEP_PEER_DIRS=1`` is set)
     """
 
     host = "127.0.0.1"
 
-    def __init__(self, *, port: Optional[int] = None, clean_period: int = 5,
+    def __init__(self, *, port: int | None = None, clean_period: int = 5,
                  db_update_period: int = 5, max_expires: int = 3600,
                  min_expires: int = 0, publish_min_expires: int = 0, debug: int = 2,
-                 startup_timeout: float = 15.0, keep_workdir: bool = False) -> None:
+                 startup_timeout: float = 15.0, keep_workdir: bool = False,
+                 shm_mb: int = 256, pkg_mb: int = 16) -> None:
         self._requested_port = port
         self.port: int = 0
         self.clean_period = int(clean_period)
@@ -162,12 +168,14 @@ class KamailioPresence:
         self.min_expires = int(min_expires)
         self.publish_min_expires = int(publish_min_expires)
         self.debug = int(debug)
+        self.shm_mb = int(shm_mb)
+        self.pkg_mb = int(pkg_mb)
         self.startup_timeout = float(startup_timeout)
         self.keep_workdir = keep_workdir or os.environ.get("PUA_KEEP_PEER_DIRS") == "1"
-        self.workdir: Optional[Path] = None
-        self.proc: Optional[subprocess.Popen] = None
+        self.workdir: Path | None = None
+        self.proc: subprocess.Popen | None = None
         self._log_file = None
-        self._final_log: Optional[str] = None
+        self._final_log: str | None = None
         # Resolve everything that can be missing up-front -> PeerUnavailable.
         self.binary = _find_kamailio_binary()
         self.modules_dir = _find_modules_dir()
@@ -195,7 +203,7 @@ class KamailioPresence:
         return self.workdir / "kamailio.log"
 
     @property
-    def pid(self) -> Optional[int]:
+    def pid(self) -> int | None:
         return self.proc.pid if self.proc else None
 
     @property
@@ -203,22 +211,23 @@ class KamailioPresence:
         return "sqlite:///" + str(self.db_path)  # absolute path -> 4 slashes
 
     # -------------------------------------------------------------- lifecycle
-    def __enter__(self) -> "KamailioPresence":
+    def __enter__(self) -> KamailioPresence:
         self.start()
         return self
 
     def __exit__(self, *exc: Any) -> None:
         self.stop()
 
-    def start(self) -> "KamailioPresence":
+    def start(self) -> KamailioPresence:
         if self.proc is not None:
             raise PeerError("KamailioPresence already started")
         self.workdir = Path(tempfile.mkdtemp(prefix="pua-kamailio-"))
+        _track(self)
         (self.workdir / "run").mkdir()
         try:
             self._create_db()
             attempts = 1 if self._requested_port else 3
-            last_err: Optional[Exception] = None
+            last_err: Exception | None = None
             for _ in range(attempts):
                 self.port = self._requested_port or find_free_port(self.host)
                 self._write_cfg()
@@ -234,25 +243,24 @@ class KamailioPresence:
             self.stop()
             raise
 
-    def stop(self, timeout: float = 10.0) -> Optional[int]:
+    def stop(self, timeout: float = 10.0) -> int | None:
         """Terminate Kamailio (SIGTERM, wait, then SIGKILL) and clean up.
 
         Returns Kamailio's exit status (None if it was never started).
         """
         rc = self._kill(timeout)
+        _untrack(self)
         if self._log_file is not None:
             self._log_file.close()
             self._log_file = None
         if self.workdir is not None and self.workdir.exists():
-            try:
+            with contextlib.suppress(OSError):
                 self._final_log = self.log_path.read_text(errors="replace")
-            except OSError:
-                pass
             if not self.keep_workdir:
                 shutil.rmtree(self.workdir, ignore_errors=True)
         return rc
 
-    def _kill(self, timeout: float = 10.0) -> Optional[int]:
+    def _kill(self, timeout: float = 10.0) -> int | None:
         proc, self.proc = self.proc, None
         if proc is None:
             return None
@@ -264,10 +272,8 @@ class KamailioPresence:
                 pass
         # Kamailio runs in its own session/process group (pgid == pid): make
         # sure no child of OUR Kamailio survives.
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
         try:
             return proc.wait(timeout)
         except subprocess.TimeoutExpired:
@@ -314,13 +320,13 @@ class KamailioPresence:
         assert self.workdir is not None
         if self._log_file is not None:
             self._log_file.close()
-        self._log_file = open(self.log_path, "ab")
+        self._log_file = open(self.log_path, "ab")  # noqa: SIM115 - lives with the process
         cmd = [
             self.binary, "-f", str(self.cfg_path),
             "-DD", "-E",                      # foreground, log to stderr
             "-Y", str(self.workdir / "run"),  # runtime dir
             "-w", str(self.workdir),
-            "-m", "64", "-M", "8",
+            "-m", str(self.shm_mb), "-M", str(self.pkg_mb),
         ]
         self.proc = subprocess.Popen(
             cmd, stdin=subprocess.DEVNULL, stdout=self._log_file,
@@ -379,7 +385,7 @@ class KamailioPresence:
             sock.settimeout(remaining)
             try:
                 data = sock.recv(65535)
-            except socket.timeout:
+            except TimeoutError:
                 return 0
             except ConnectionRefusedError:
                 # ICMP port unreachable: not bound yet.  Keep waiting out this
@@ -402,7 +408,7 @@ class KamailioPresence:
                 s.settimeout(remaining)
                 try:
                     chunk = s.recv(65535)
-                except socket.timeout:
+                except TimeoutError:
                     return 0
                 if not chunk:
                     return 0
@@ -473,8 +479,8 @@ class KamailioPresence:
             sql += " WHERE " + " AND ".join(where)
         return self.query(sql + f" ORDER BY {order}", params, sync=sync)
 
-    def presentity_rows(self, username: Optional[str] = None, domain: Optional[str] = None,
-                        event: Optional[str] = None, *, sync: bool = True) -> list[dict[str, Any]]:
+    def presentity_rows(self, username: str | None = None, domain: str | None = None,
+                        event: str | None = None, *, sync: bool = True) -> list[dict[str, Any]]:
         """All columns of ``presentity`` (optionally filtered), ordered by id.
 
         Columns: id, username, domain, event, etag, expires (unix time),
@@ -483,8 +489,8 @@ class KamailioPresence:
         return self._table_rows("presentity", {"username": username, "domain": domain,
                                                "event": event}, sync)
 
-    def active_watchers_rows(self, presentity_uri: Optional[str] = None,
-                             event: Optional[str] = None, *,
+    def active_watchers_rows(self, presentity_uri: str | None = None,
+                             event: str | None = None, *,
                              sync: bool = True) -> list[dict[str, Any]]:
         """All columns of ``active_watchers`` (subs_db_mode=1: write-through)."""
         return self._table_rows("active_watchers", {"presentity_uri": presentity_uri,

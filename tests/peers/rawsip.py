@@ -12,7 +12,6 @@ import socket
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Optional
 
 __all__ = ["RawSipClient", "SipMessage", "parse_message", "pidf"]
 
@@ -113,7 +112,7 @@ class RawSipClient:
     def close(self) -> None:
         self.sock.close()
 
-    def __enter__(self) -> "RawSipClient":
+    def __enter__(self) -> RawSipClient:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -131,7 +130,7 @@ class RawSipClient:
         else:
             self.sock.sendall(data)
 
-    def recv_message(self, timeout: float) -> Optional[SipMessage]:
+    def recv_message(self, timeout: float) -> SipMessage | None:
         """Next SIP message, or None when ``timeout`` seconds pass first."""
         deadline = time.monotonic() + timeout
         while True:
@@ -145,7 +144,7 @@ class RawSipClient:
             self.sock.settimeout(remaining)
             try:
                 data = self.sock.recv(65535)
-            except socket.timeout:
+            except TimeoutError:
                 return None
             except ConnectionRefusedError:  # ICMP from an earlier datagram
                 continue
@@ -155,7 +154,7 @@ class RawSipClient:
                 return None
             self._buf += data
 
-    def _pop_tcp(self) -> Optional[SipMessage]:
+    def _pop_tcp(self) -> SipMessage | None:
         self._buf = self._buf.lstrip(b"\r\n")  # keep-alive CRLFs
         if b"\r\n\r\n" not in self._buf:
             return None
@@ -176,9 +175,9 @@ class RawSipClient:
 
     # ------------------------------------------------------------ requests
     def build(self, method: str, ruri: str, *, from_uri: str, to_uri: str,
-              call_id: Optional[str] = None, cseq: int = 1,
-              from_tag: Optional[str] = None, to_tag: Optional[str] = None,
-              headers: Optional[list[tuple[str, str]]] = None,
+              call_id: str | None = None, cseq: int = 1,
+              from_tag: str | None = None, to_tag: str | None = None,
+              headers: list[tuple[str, str]] | None = None,
               body: str | bytes = b"") -> tuple[bytes, str]:
         """Serialise a request; returns (bytes, call_id)."""
         body_b = body.encode() if isinstance(body, str) else body
@@ -200,7 +199,7 @@ class RawSipClient:
         return ("\r\n".join(lines) + "\r\n\r\n").encode() + body_b, call_id
 
     def request(self, method: str, ruri: str, *, timeout: float = 5.0,
-                **kw) -> Optional[SipMessage]:
+                **kw) -> SipMessage | None:
         """Send a request and return its final response (None on timeout).
 
         Provisional responses are skipped; NOTIFYs arriving meanwhile are
@@ -228,7 +227,7 @@ class RawSipClient:
         elif msg.method != "ACK":
             self._answer(msg, 405, "Method Not Allowed")
 
-    def wait_notify(self, timeout: float = 5.0) -> Optional[SipMessage]:
+    def wait_notify(self, timeout: float = 5.0) -> SipMessage | None:
         """Wait for the next NOTIFY (answered 200); None on timeout."""
         deadline = time.monotonic() + timeout
         while True:
@@ -242,9 +241,9 @@ class RawSipClient:
 
     # ------------------------------------------------------- conveniences
     def publish(self, aor: str, *, expires: int, body: str | bytes = b"",
-                etag: Optional[str] = None, event: str = "presence",
+                etag: str | None = None, event: str = "presence",
                 content_type: str = "application/pidf+xml", timeout: float = 5.0,
-                **kw) -> Optional[SipMessage]:
+                **kw) -> SipMessage | None:
         headers = [("Event", event), ("Expires", str(expires))]
         if etag:
             headers.append(("SIP-If-Match", etag))

@@ -25,10 +25,12 @@ stdout; a thread drains it and flags the first screen.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import fcntl
 import io
 import os
+import pty
 import select
 import shutil
 import signal
@@ -38,12 +40,11 @@ import tempfile
 import termios
 import threading
 import time
-import pty
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Sequence, Union
 
-from . import PeerError, PeerUnavailable, find_free_port
+from . import PeerError, PeerUnavailable, _track, _untrack, find_free_port
 
 __all__ = ["SippUAS", "SippUAC", "SippStats", "SCENARIOS_DIR", "scenario_path",
            "PeerUnavailable", "PeerError"]
@@ -67,7 +68,7 @@ def _find_sipp() -> str:
     return found
 
 
-def scenario_path(scenario: Union[str, os.PathLike]) -> Path:
+def scenario_path(scenario: str | os.PathLike) -> Path:
     """Resolve a scenario: a path, or a name in tests/peers/scenarios
     (``"publish_200"`` or ``"publish_200.xml"``)."""
     p = Path(scenario)
@@ -79,14 +80,14 @@ def scenario_path(scenario: Union[str, os.PathLike]) -> Path:
     raise FileNotFoundError(f"SIPp scenario {scenario!r} not found (looked in {SCENARIOS_DIR})")
 
 
-def _to_int(v: Optional[str]) -> int:
+def _to_int(v: str | None) -> int:
     try:
         return int(float(v)) if v not in (None, "") else 0
     except ValueError:
         return 0
 
 
-def _epoch(v: Optional[str]) -> Optional[float]:
+def _epoch(v: str | None) -> float | None:
     """SIPp time stamps: 'YYYY-MM-DD<TAB>HH:MM:SS.us<TAB>epoch.us' -> epoch."""
     if not v:
         return None
@@ -96,7 +97,7 @@ def _epoch(v: Optional[str]) -> Optional[float]:
         return None
 
 
-def _hms_to_seconds(v: Optional[str]) -> float:
+def _hms_to_seconds(v: str | None) -> float:
     """SIPp durations: 'HH:MM:SS' or 'HH:MM:SS:uuuuuu'."""
     if not v:
         return 0.0
@@ -113,7 +114,7 @@ def _hms_to_seconds(v: Optional[str]) -> float:
 class SippStats:
     """What SIPp reported about one run (cumulative '(C)' counters)."""
 
-    returncode: Optional[int] = None
+    returncode: int | None = None
     successful: int = 0          # SuccessfulCall(C): scenario ran to its end
     failed: int = 0              # FailedCall(C)
     total_created: int = 0       # TotalCallCreated
@@ -124,13 +125,13 @@ class SippStats:
     dead_call_msgs: int = 0      # DeadCallMsgs(C)
     sipp_elapsed: float = 0.0    # CurrentTime - StartTime of the last stats dump
     sipp_call_rate: float = 0.0  # CallRate(C), calls/s as computed by SIPp
-    wall_seconds: Optional[float] = None  # measured with perf_counter (SippUAC.run)
+    wall_seconds: float | None = None  # measured with perf_counter (SippUAC.run)
     raw: dict = field(default_factory=dict, repr=False)   # last CSV row
     screen: str = field(default="", repr=False)            # final screens text
     errors: str = field(default="", repr=False)            # -trace_err log
 
     @property
-    def calls_per_second(self) -> Optional[float]:
+    def calls_per_second(self) -> float | None:
         if self.wall_seconds and self.wall_seconds > 0:
             return self.successful / self.wall_seconds
         return None
@@ -148,7 +149,7 @@ class SippStats:
 
 
 def _read_stats(stat_file: Path, screen_file: Path, error_file: Path,
-                returncode: Optional[int]) -> SippStats:
+                returncode: int | None) -> SippStats:
     st = SippStats(returncode=returncode)
     if screen_file.exists():
         st.screen = screen_file.read_text(errors="replace")
@@ -226,8 +227,8 @@ class SippUAS:
 
     host = "127.0.0.1"
 
-    def __init__(self, scenario: Union[str, os.PathLike] = "publish_200", *,
-                 port: Optional[int] = None, transport: str = "u1",
+    def __init__(self, scenario: str | os.PathLike = "publish_200", *,
+                 port: int | None = None, transport: str = "u1",
                  trace_msg: bool = False, extra_args: Sequence[str] = (),
                  startup_timeout: float = 10.0, keep_workdir: bool = False,
                  buff_size: int = DEFAULT_BUFF_SIZE) -> None:
@@ -241,11 +242,11 @@ class SippUAS:
         self.startup_timeout = startup_timeout
         self.buff_size = buff_size
         self.keep_workdir = keep_workdir or os.environ.get("PUA_KEEP_PEER_DIRS") == "1"
-        self.workdir: Optional[Path] = None
-        self.proc: Optional[subprocess.Popen] = None
-        self.stats: Optional[SippStats] = None
-        self._master_fd: Optional[int] = None
-        self._drain: Optional[_PtyDrain] = None
+        self.workdir: Path | None = None
+        self.proc: subprocess.Popen | None = None
+        self.stats: SippStats | None = None
+        self._master_fd: int | None = None
+        self._drain: _PtyDrain | None = None
         self._stderr = None
         self._messages: str = ""
 
@@ -259,7 +260,7 @@ class SippUAS:
         return (self.host, self.port)
 
     @property
-    def pid(self) -> Optional[int]:
+    def pid(self) -> int | None:
         return self.proc.pid if self.proc else None
 
     def _f(self, name: str) -> Path:
@@ -267,20 +268,21 @@ class SippUAS:
         return self.workdir / name
 
     # ------------------------------------------------------------ lifecycle
-    def __enter__(self) -> "SippUAS":
+    def __enter__(self) -> SippUAS:
         self.start()
         return self
 
     def __exit__(self, *exc) -> None:
         self.stop()
 
-    def start(self) -> "SippUAS":
+    def start(self) -> SippUAS:
         if self.proc is not None:
             raise PeerError("SippUAS already started")
         self.workdir = Path(tempfile.mkdtemp(prefix="pua-sipp-uas-"))
+        _track(self)
         try:
             attempts = 1 if self._requested_port else 3
-            last: Optional[Exception] = None
+            last: Exception | None = None
             for _ in range(attempts):
                 self.port = self._requested_port or find_free_port(self.host, tcp=False)
                 try:
@@ -313,21 +315,17 @@ class SippUAS:
 
     def _spawn(self) -> None:
         for name in ("stats.csv", "screen.log", "errors.log", "messages.log"):
-            try:
+            with contextlib.suppress(FileNotFoundError):
                 self._f(name).unlink()
-            except FileNotFoundError:
-                pass
         master, slave = pty.openpty()
-        try:
+        with contextlib.suppress(OSError):
             fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 60, 132, 0, 0))
-        except OSError:
-            pass
         env = dict(os.environ)
         if env.get("TERM", "dumb") in ("", "dumb", "unknown"):
             env["TERM"] = "xterm"
         if self._stderr is not None:
             self._stderr.close()
-        self._stderr = open(self._f("stderr.log"), "ab")
+        self._stderr = open(self._f("stderr.log"), "ab")  # noqa: SIM115 - lives with the process
         try:
             self.proc = subprocess.Popen(
                 self._cmd(), stdin=subprocess.DEVNULL, stdout=slave, stderr=self._stderr,
@@ -358,9 +356,9 @@ class SippUAS:
         except (OSError, AssertionError):
             return ""
 
-    def _terminate(self, force: bool = False, timeout: float = 10.0) -> Optional[int]:
+    def _terminate(self, force: bool = False, timeout: float = 10.0) -> int | None:
         proc, self.proc = self.proc, None
-        rc: Optional[int] = None
+        rc: int | None = None
         if proc is not None:
             if proc.poll() is None:
                 # SIGUSR1 == pressing 'q': graceful quit, final stats/screens dumped.
@@ -372,10 +370,8 @@ class SippUAS:
                         break
                     except subprocess.TimeoutExpired:
                         continue
-            try:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(proc.pid, signal.SIGKILL)  # our own process group only
-            except (ProcessLookupError, PermissionError):
-                pass
             try:
                 rc = proc.wait(5)
             except subprocess.TimeoutExpired:
@@ -396,6 +392,7 @@ class SippUAS:
             self.stats = self.stats or SippStats()
             return self.stats
         rc = self._terminate(timeout=timeout)
+        _untrack(self)
         if self._stderr is not None:
             self._stderr.close()
             self._stderr = None
@@ -428,7 +425,7 @@ class SippUAC:
 
     host = "127.0.0.1"
 
-    def __init__(self, scenario: Union[str, os.PathLike], remote_host: str,
+    def __init__(self, scenario: str | os.PathLike, remote_host: str,
                  remote_port: int, *, calls: int = 1, rate: float = 1_000_000,
                  rate_period_ms: int = 1000, limit: int = 200, transport: str = "u1",
                  timeout: float = 120.0, trace_msg: bool = False,
@@ -448,9 +445,9 @@ class SippUAC:
         self.extra_args = list(extra_args)
         self.buff_size = buff_size
         self.keep_workdir = keep_workdir or os.environ.get("PUA_KEEP_PEER_DIRS") == "1"
-        self.workdir: Optional[Path] = None
+        self.workdir: Path | None = None
         self.messages: str = ""
-        self.stats: Optional[SippStats] = None
+        self.stats: SippStats | None = None
 
     def run(self) -> SippStats:
         """Run to completion; returns stats with ``wall_seconds`` measured by
@@ -482,16 +479,14 @@ class SippUAC:
                                         stdout=subprocess.DEVNULL, stderr=err,
                                         cwd=str(wd), start_new_session=True)
                 try:
-                    rc: Optional[int] = proc.wait(self.timeout + 10)
+                    rc: int | None = proc.wait(self.timeout + 10)
                 except subprocess.TimeoutExpired:
                     proc.send_signal(signal.SIGUSR1)
                     try:
                         rc = proc.wait(5)
                     except subprocess.TimeoutExpired:
-                        try:
+                        with contextlib.suppress(ProcessLookupError):
                             os.killpg(proc.pid, signal.SIGKILL)
-                        except ProcessLookupError:
-                            pass
                         rc = proc.wait(5)
                 wall = time.perf_counter() - t0
             stats = _read_stats(wd / "stats.csv", wd / "screen.log", wd / "errors.log", rc)

@@ -22,6 +22,8 @@ from .kamailio import KamailioPresence
 from .rawsip import RawSipClient, pidf
 from .sipp import SippUAS
 
+pytestmark = pytest.mark.interop
+
 ROOT = Path(__file__).resolve().parents[2]
 ALICE = "sip:alice@example.com"
 
@@ -58,6 +60,8 @@ def test_kamailio_publish_refresh_and_remove(kam, udp):
     assert etag1
     assert r.header("Expires") == "60"
 
+    # the row is INSERTed before the 200 is sent: visible without any sync
+    assert [x["etag"] for x in kam.presentity_rows("alice", sync=False)] == [etag1]
     rows = kam.presentity_rows("alice", "example.com", "presence")
     assert len(rows) == 1
     row = rows[0]
@@ -67,14 +71,16 @@ def test_kamailio_publish_refresh_and_remove(kam, udp):
     assert set(row) >= {"id", "username", "domain", "event", "etag", "expires",
                         "received_time", "body", "sender", "priority", "ruid"}
 
-    # refresh: SIP-If-Match, no body -> new etag, same row, body kept
-    r = udp.publish(ALICE, expires=60, etag=etag1)
+    # refresh: SIP-If-Match, no body -> new etag, new expiry, same row, body kept
+    r = udp.publish(ALICE, expires=600, etag=etag1)
     assert r is not None and r.status == 200, r and r.raw
+    assert r.header("Expires") == "600"
     etag2 = r.header("SIP-ETag")
     assert etag2 and etag2 != etag1
     rows = kam.presentity_rows("alice", "example.com", "presence")
     assert [x["etag"] for x in rows] == [etag2]
     assert rows[0]["id"] == row["id"]
+    assert rows[0]["expires"] >= before + 600
     assert b"<basic>open</basic>" in rows[0]["body"]
 
     # the replaced etag is no longer valid
@@ -153,7 +159,7 @@ def test_kamailio_subscribe_notify_and_in_dialog_refresh(kam, udp):
     pub_etag = r.header("SIP-ETag")
 
     r = udp.request("SUBSCRIBE", ALICE, from_uri=bob, to_uri=ALICE, from_tag="ft1",
-                    call_id="sub-1", cseq=1, headers=sub_headers + [("Expires", "60")])
+                    call_id="sub-1", cseq=1, headers=[*sub_headers, ("Expires", "60")])
     assert r is not None and r.status == 200, r and r.raw
     to_tag = r.tag("To")
     assert to_tag
@@ -173,7 +179,7 @@ def test_kamailio_subscribe_notify_and_in_dialog_refresh(kam, udp):
     udp.notifies.clear()
     r = udp.request("SUBSCRIBE", kam.uri, from_uri=bob, to_uri=ALICE, from_tag="ft1",
                     to_tag=to_tag, call_id="sub-1", cseq=2,
-                    headers=sub_headers + [("Expires", "120")])
+                    headers=[*sub_headers, ("Expires", "120")])
     assert r is not None and r.status == 200
     assert r.header("Expires") == "120"
     assert udp.notifies or udp.wait_notify() is not None
@@ -192,7 +198,7 @@ def test_kamailio_subscribe_notify_and_in_dialog_refresh(kam, udp):
     udp.notifies.clear()
     r = udp.request("SUBSCRIBE", kam.uri, from_uri=bob, to_uri=ALICE, from_tag="ft1",
                     to_tag=to_tag, call_id="sub-1", cseq=3,
-                    headers=sub_headers + [("Expires", "0")])
+                    headers=[*sub_headers, ("Expires", "0")])
     assert r is not None and r.status == 200
     n = udp.notifies[-1] if udp.notifies else udp.wait_notify()
     assert n is not None and n.header("Subscription-State").startswith("terminated")
@@ -258,8 +264,8 @@ def test_sipp_uas_no_answer():
 def test_sipp_reference_benchmark_small():
     script = ROOT / "benchmarks" / "sipp" / "run_sipp_reference.py"
     _sipp("publish_200")  # PeerUnavailable check only (not started)
-    out = subprocess.run([sys.executable, str(script), "--calls", "200", "--limit", "50",
-                          "--timeout", "30"], capture_output=True, text=True, timeout=60)
+    cmd = [sys.executable, str(script), "--calls", "200", "--limit", "50", "--timeout", "30"]
+    out = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr + out.stdout
     res = json.loads(out.stdout)
     assert res["calls"] == 200

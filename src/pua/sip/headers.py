@@ -138,6 +138,16 @@ class Headers:
         self._index: dict[str, list[int]] | None = None
         self._typed: dict[str, Any] = {}
 
+    @classmethod
+    def adopt(cls, items: list[tuple[str, str]]) -> Headers:
+        """Headers over ``items`` without copying it (the parser's fast path;
+        the caller hands the list over and must not touch it again)."""
+        headers = cls.__new__(cls)
+        headers._items = items
+        headers._index = None
+        headers._typed = {}
+        return headers
+
     # -- reading -------------------------------------------------------
     def _lookup(self) -> dict[str, list[int]]:
         index = self._index

@@ -1,0 +1,1 @@
+"""SIPp reference benchmark (see run_sipp_reference.py)."""
