@@ -30,17 +30,17 @@ _PUBLISH_HEAD = (
 PUBLISH = _PUBLISH_HEAD.format(length=len(PIDF)).encode() + PIDF
 
 OK = (
-    "SIP/2.0 200 OK\r\n"
-    "Via: SIP/2.0/UDP 192.0.2.10:5060;rport=5060;branch=z9hG4bKpua8f3a2c1d9e;received=192.0.2.10\r\n"
-    "From: <sip:alice@example.com>;tag=8c1f0e2a9b\r\n"
-    "To: <sip:alice@example.com>;tag=4f3ad2e0a5b2c5a1e5a5e0e3ad2c40a1-7a2c\r\n"
-    "Call-ID: 5f2c9a1e7b3d4c6f8a0b2d4e6f8a0b2c\r\n"
-    "CSeq: 1 PUBLISH\r\n"
-    "Expires: 3600\r\n"
-    "SIP-ETag: a.1764140000.4211.1.0\r\n"
-    "Server: kamailio (5.6.3 (x86_64/linux))\r\n"
-    "Content-Length: 0\r\n\r\n"
-).encode()
+    b"SIP/2.0 200 OK\r\n"
+    b"Via: SIP/2.0/UDP 192.0.2.10:5060;rport=5060;branch=z9hG4bKpua8f3a2c1d9e;received=192.0.2.10\r\n"
+    b"From: <sip:alice@example.com>;tag=8c1f0e2a9b\r\n"
+    b"To: <sip:alice@example.com>;tag=4f3ad2e0a5b2c5a1e5a5e0e3ad2c40a1-7a2c\r\n"
+    b"Call-ID: 5f2c9a1e7b3d4c6f8a0b2d4e6f8a0b2c\r\n"
+    b"CSeq: 1 PUBLISH\r\n"
+    b"Expires: 3600\r\n"
+    b"SIP-ETag: a.1764140000.4211.1.0\r\n"
+    b"Server: kamailio (5.6.3 (x86_64/linux))\r\n"
+    b"Content-Length: 0\r\n\r\n"
+)
 
 NOTIFY = (
     "NOTIFY sip:pua@192.0.2.10:5060 SIP/2.0\r\n"

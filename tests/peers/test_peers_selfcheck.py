@@ -1,9 +1,8 @@
 """Self-checks of the real test peers (Kamailio presence server, SIPp).
 
 Only stdlib sockets talk to the peers here (tests/peers/rawsip.py), nothing
-from ``pua``.  If kamailio/sipp are not installed these tests FAIL (run
-scripts/install-debian-deps.sh); set PUA_ALLOW_MISSING_PEERS=1 to skip them
-instead.
+from ``pua``.  A missing kamailio or sipp fails these tests in CI and skips
+them elsewhere (see tests/conftest.py).
 """
 
 from __future__ import annotations
@@ -29,12 +28,9 @@ ALICE = "sip:alice@example.com"
 
 
 def _peer_or_skip(factory):
-    try:
-        return factory()
-    except PeerUnavailable as e:
-        if os.environ.get("PUA_ALLOW_MISSING_PEERS") == "1":
-            pytest.skip(f"peer unavailable: {e}")
-        raise
+    from tests.conftest import peer_or_skip
+
+    return peer_or_skip(factory)
 
 
 @pytest.fixture
