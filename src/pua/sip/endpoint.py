@@ -297,7 +297,7 @@ class SipEndpoint:
         """Take one parsed message."""
         transport = transport.lower()
         try:
-            message.validate()
+            message.check_essentials()
         except RemoteProtocolError as exc:
             if isinstance(message, Request):
                 self._reject_request(message, address, transport, exc)

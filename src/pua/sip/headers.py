@@ -158,6 +158,10 @@ class Headers:
             self._index = index
         return index
 
+    def positions(self) -> dict[str, list[int]]:
+        """Lookup key -> positions of its fields (read-only view)."""
+        return self._lookup()
+
     def get(self, name: str, default: str | None = None) -> str | None:
         """The value of the first field called ``name``, or ``default``."""
         positions = self._lookup().get(header_key(name))
@@ -270,12 +274,23 @@ class Headers:
 _GEN_VALUE_RE = re.compile(rf"(?:{abnf.TOKEN}|\[[0-9A-Fa-f:.]+\]|{abnf.QUOTED_STRING_RE.pattern})")
 
 
+_PARAM = rf"[ \t]*{abnf.TOKEN}[ \t]*(?:=[ \t]*(?:{abnf.TOKEN}|\[[0-9A-Fa-f:.]+\])[ \t]*)?"
+_SIMPLE_PARAMS_RE = re.compile(rf"{_PARAM}(?:;{_PARAM})*")
+
+
 def parse_header_params(text: str, what: str) -> Params:
     """Parse ``;name=value`` pairs (the leading ``;`` already removed).
 
     Values stay as written (a quoted-string keeps its quotes) so that
     serialization round-trips; use :func:`param_value` to read them.
     """
+    if '"' not in text and _SIMPLE_PARAMS_RE.fullmatch(text) is not None:
+        # The common case: no quoted-string, grammar checked by one regex.
+        simple: list[tuple[str, str | None]] = []
+        for piece in text.split(";"):
+            name, eq, value = piece.partition("=")
+            simple.append((name.strip(), value.strip() if eq else None))
+        return tuple(simple)
     if not text.strip():
         raise RemoteProtocolError(f"empty parameter in {what}")
     try:

@@ -91,8 +91,19 @@ REASON_PHRASES: dict[int, str] = {
 # Headers whose grammar allows one value only; a second one makes the
 # message ambiguous (RFC 4475 §3.3.9).
 SINGLE_VALUED = (
-    "call-id", "cseq", "from", "to", "max-forwards", "content-length", "content-type",
-    "expires", "min-expires", "event", "subscription-state", "sip-etag", "sip-if-match",
+    "call-id",
+    "cseq",
+    "from",
+    "to",
+    "max-forwards",
+    "content-length",
+    "content-type",
+    "expires",
+    "min-expires",
+    "event",
+    "subscription-state",
+    "sip-etag",
+    "sip-if-match",
 )
 
 # rfc1123-date  =  wkday "," SP date1 SP time SP "GMT"   (RFC 3261 §25.1)
@@ -101,6 +112,18 @@ _RFC1123_DATE_RE = re.compile(
     r"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) [0-9]{4} "
     r"[0-9]{2}:[0-9]{2}:[0-9]{2} GMT"
 )
+
+
+def _parse_top_via(headers: Headers) -> Via:
+    line = headers.get("via")
+    if line is None:
+        raise RemoteProtocolError("missing Via header")
+    if '"' in line or "," in line:
+        values = headers.get_all("via")
+        if not values:
+            raise RemoteProtocolError("empty Via header")
+        return Via.parse(values[0])
+    return Via.parse(line)
 
 
 class Message:
@@ -186,11 +209,9 @@ class Message:
 
     @property
     def top_via(self) -> Via:
-        """The topmost Via; raises RemoteProtocolError when there is none."""
-        vias = self.vias
-        if not vias:
-            raise RemoteProtocolError("missing Via header")
-        return vias[0]
+        """The topmost Via; raises RemoteProtocolError when there is none.
+        Only the first value is parsed (the others matter to proxies)."""
+        return self.headers.typed("top-via", _parse_top_via)
 
     @property
     def contacts(self) -> list[NameAddress]:
@@ -321,19 +342,31 @@ class Message:
             return None
         return value.split(";", 1)[0].strip().lower()
 
+    def check_essentials(self) -> None:
+        """What the transaction layer needs before it can match or answer a
+        message (RFC 3261 §8.1.1, §17): Call-ID, CSeq, From, To and a top
+        Via present once and parseable.  Other headers stay unparsed until
+        somebody reads them (and raise RemoteProtocolError then)."""
+        index = self.headers.positions()
+        for name in ("call-id", "cseq", "from", "to"):
+            found = index.get(name)
+            if found is None:
+                raise RemoteProtocolError(f"missing {name} header")
+            if len(found) > 1:
+                raise RemoteProtocolError(f"more than one {name} header")
+        _ = self.cseq, self.top_via
+
     def validate(self) -> None:
         """Check every header this layer interprets, and the ones RFC 3261
         §8.1.1 requires; raises RemoteProtocolError on the first fault."""
-        for name in ("call-id", "cseq", "from", "to"):
-            self._required(name)
+        self.check_essentials()
         for name in SINGLE_VALUED:
             if len(self.headers.get_lines(name)) > 1:
                 raise RemoteProtocolError(f"more than one {name} header")
         date = self.headers.get("date")
         if date is not None and _RFC1123_DATE_RE.fullmatch(date) is None:
             raise RemoteProtocolError(f"bad Date: {date[:60]!r}")
-        _ = self.call_id, self.cseq, self.from_, self.to, self.top_via
-        _ = self.contacts, self.routes, self.record_routes
+        _ = self.from_, self.to, self.contacts, self.routes, self.record_routes
         _ = self.expires, self.min_expires, self.max_forwards, self.event
         _ = self.subscription_state, self.sip_etag, self.sip_if_match, self.retry_after
         _ = self.www_authenticate, self.proxy_authenticate
@@ -371,18 +404,19 @@ class Request(Message):
         """``Method SP Request-URI SP SIP-Version``."""
         return f"{self.method} {self.uri_text} SIP/2.0"
 
-    def validate(self) -> None:
-        """As :meth:`Message.validate`, plus the Request-URI and the CSeq method
-        (RFC 3261 §8.1.1.5: CSeq method must equal the request method)."""
-        super().validate()
-        uri = self.uri
-        # §19.1.1, table 1: headers are not allowed in a Request-URI.
-        if isinstance(uri, SipUri) and uri.headers:
-            raise RemoteProtocolError("headers in the Request-URI")
+    def check_essentials(self) -> None:
+        """As :meth:`Message.check_essentials`, plus the Request-URI, From,
+        To, and the CSeq method (§8.1.1.5: it must equal the request's)."""
+        super().check_essentials()
+        _ = self.from_, self.to
         if self.cseq.method != self.method:
             raise RemoteProtocolError(
                 f"CSeq method {self.cseq.method} does not match {self.method}"
             )
+        uri = self.uri
+        # §19.1.1, table 1: headers are not allowed in a Request-URI.
+        if isinstance(uri, SipUri) and uri.headers:
+            raise RemoteProtocolError("headers in the Request-URI")
 
     def __repr__(self) -> str:
         return f"<Request {self.method} {self.uri_text}>"

@@ -124,7 +124,8 @@ def parse_message(data: bytes, *, stream: bool = False) -> Request | Response:
             if _HEADER_NAME_RE.fullmatch(name) is None:
                 raise _bad(f"bad header name {name[:60]!r}")
     lengths = [
-        value for name, value in items
+        value
+        for name, value in items
         if (len(name) == 14 or len(name) == 1) and header_key(name) == "content-length"
     ]
     if len(lengths) > 1:
