@@ -1,0 +1,106 @@
+"""`make bench`: run every benchmark and write docs/benchmarks.md.
+
+Each figure is reported beside a reference measured in the same run, and the
+ratio is the number to compare across machines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+from pua.runtime.loop import uvloop_available
+
+from . import parse, publish_rate
+
+COMMAND = "make bench   # = .venv/bin/python -m benchmarks.run --output docs/benchmarks.md"
+
+
+def _fmt(rate: float) -> str:
+    return f"{rate:,.0f}"
+
+
+def render(parse_rows: list[dict[str, object]], publish: dict[str, object]) -> str:
+    """The Markdown report."""
+    now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Produced by `{COMMAND}` on {now}.",
+        f"Machine: {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"event loop: {'uvloop' if uvloop_available() else 'asyncio'}. "
+        "Absolute rates on these machines are noisy; the ratios against the "
+        "reference measured in the same run are the figures to compare.",
+        "",
+        "## Parsing and serializing (messages per second, one core)",
+        "",
+        "Reference: a plain split-and-partition parser (blank line, lines, "
+        "colon) that checks and builds nothing. *parse* is `parse_message` "
+        "(framing, start line, header names, Content-Length, limits); "
+        "*parse + read* also reads Call-ID, CSeq, the top Via's branch, "
+        "SIP-ETag and Expires as typed values.",
+        "",
+        "| message | bytes | reference | parse | parse / reference | parse + read | serialize |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in parse_rows:
+        ref = float(row["reference_parse_per_s"])  # type: ignore[arg-type]
+        p = float(row["parse_per_s"])  # type: ignore[arg-type]
+        lines.append(
+            f"| {row['message']} | {row['bytes']} | {_fmt(ref)} | {_fmt(p)} | {p / ref:.2f} | "
+            f"{_fmt(float(row['parse_and_read_per_s']))} | {_fmt(float(row['serialize_per_s']))} |"  # type: ignore[arg-type]
+        )
+    mine = publish["pua"]
+    sipp = publish["sipp"]
+    assert isinstance(mine, dict) and isinstance(sipp, dict)
+    lines += [
+        "",
+        "## PUBLISH transactions per second over UDP loopback",
+        "",
+        f"{publish['calls']:,} PUBLISH transactions (a 770-byte PIDF PUBLISH), "
+        f"{publish['window']} in flight at a time, against one SIPp UAS "
+        "(`tests/peers/scenarios/publish_200.xml`: 200 with SIP-ETag and "
+        "Expires). Reference: SIPp's own UAC "
+        "(`benchmarks/sipp/uac_publish.xml`) against the same UAS, right after.",
+        "",
+        "| sender | successful | failed | seconds | transactions/s |",
+        "|---|---:|---:|---:|---:|",
+        f"| pua (`SipStack.request`) | {mine['successful']} | {mine['failed']} | "
+        f"{mine['elapsed_s']:.2f} | {_fmt(mine['per_s'])} |",
+        f"| SIPp UAC | {sipp['successful']} | {sipp['failed']} | "
+        f"{sipp['elapsed_s']:.2f} | {_fmt(sipp['per_s'])} |",
+        "",
+        f"**Ratio pua / SIPp: {publish['ratio']:.2f}** (target: at least 0.30).",
+        "",
+        "pua and the SIPp UAS share the machine's two cores during the pua run; "
+        "SIPp is a C++ program that builds each request from a template.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    ap.add_argument("--output", type=Path, default=Path("docs/benchmarks.md"))
+    ap.add_argument("--calls", type=int, default=20_000)
+    ap.add_argument("--window", type=int, default=200)
+    args = ap.parse_args(argv)
+    print("parsing and serializing ...", file=sys.stderr)
+    parse_rows = parse.run()
+    print("PUBLISH transactions against SIPp ...", file=sys.stderr)
+    publish = publish_rate.run(args.calls, args.window)
+    report = render(parse_rows, publish)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(report)
+    print(json.dumps({"parse": parse_rows, "publish": publish}, indent=1, default=str))
+    print(f"wrote {args.output}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
