@@ -8,7 +8,6 @@ them elsewhere (see tests/conftest.py).
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time

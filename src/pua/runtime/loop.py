@@ -25,5 +25,5 @@ def run(main: Coroutine[Any, Any, T]) -> T:
     if uvloop_available():
         import uvloop  # noqa: PLC0415
 
-        return uvloop.run(main)  # type: ignore[no-any-return]
+        return uvloop.run(main)
     return asyncio.run(main)

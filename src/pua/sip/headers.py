@@ -274,7 +274,10 @@ class Headers:
 _GEN_VALUE_RE = re.compile(rf"(?:{abnf.TOKEN}|\[[0-9A-Fa-f:.]+\]|{abnf.QUOTED_STRING_RE.pattern})")
 
 
-_PARAM = rf"[ \t]*{abnf.TOKEN}[ \t]*(?:=[ \t]*(?:{abnf.TOKEN}|\[[0-9A-Fa-f:.]+\])[ \t]*)?"
+_PARAM = (
+    rf"[ \t]*{abnf.TOKEN}[ \t]*"
+    rf"(?:=[ \t]*(?:{abnf.TOKEN}|\[?[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*\]?)[ \t]*)?"
+)
 _SIMPLE_PARAMS_RE = re.compile(rf"{_PARAM}(?:;{_PARAM})*")
 
 
@@ -325,6 +328,13 @@ def param_value(params: Params, name: str) -> str | None:
 
 def _format_params(params: Params) -> str:
     return "".join(f";{k}" if v is None else f";{k}={v}" for k, v in params)
+
+
+def _small_int(value: str | None, digits: int = 10) -> int | None:
+    """An ASCII decimal of at most ``digits`` digits, else None."""
+    if value and len(value) <= digits and value.isascii() and value.isdigit():
+        return int(value)
+    return None
 
 
 # delta-seconds  =  1*DIGIT ; §20.19 caps expiry values at 2**32-1
@@ -396,7 +406,8 @@ class NameAddress:
             if not text.startswith("<"):
                 raise RemoteProtocolError(f"display name without <URI> in {text[:80]!r}")
         lt = text.find("<")
-        if lt >= 0:
+        first_semi = text.find(";")
+        if lt >= 0 and (display is not None or first_semi < 0 or lt < first_semi):
             if display is None:
                 words = text[:lt].strip()
                 if _DISPLAY_TOKENS_RE.fullmatch(words) is None:
@@ -464,8 +475,7 @@ class Via:
     @property
     def rport(self) -> int | None:
         """The rport value (RFC 3581); None when absent or empty."""
-        value = param_value(self.params, "rport")
-        return int(value) if value and value.isdigit() else None
+        return _small_int(param_value(self.params, "rport"), 5)
 
     @property
     def sent_by(self) -> str:
@@ -513,8 +523,8 @@ class CSeq:
     @classmethod
     def parse(cls, text: str) -> CSeq:
         """Parse ``1*DIGIT LWS Method``."""
-        number, _, method = text.strip().partition(" ")
-        method = method.strip()
+        pieces = text.split(None, 1)
+        number, method = (pieces[0], pieces[1].strip()) if len(pieces) == 2 else (text, "")
         if not number.isdigit() or not number.isascii() or abnf.TOKEN_RE.fullmatch(method) is None:
             raise RemoteProtocolError(f"bad CSeq: {text[:80]!r}")
         if len(number) > 10 or int(number) > MAX_CSEQ:
@@ -621,7 +631,28 @@ class SubscriptionState:
 # Retry-After  =  "Retry-After" HCOLON delta-seconds [ comment ] *( SEMI retry-param )
 # ---------------------------------------------------------------------------
 
-_RETRY_AFTER_RE = re.compile(r"([0-9]+)[ \t]*(\((?:[^()\\]|\\.)*\))?[ \t]*(?:;(.*))?", re.DOTALL)
+_RETRY_SECONDS_RE = re.compile(r"[ \t]*([0-9]+)[ \t]*")
+
+
+def _split_comment(text: str) -> tuple[str | None, str]:
+    """Cut a leading comment (nested parentheses allowed, RFC 3261 §25.1:
+    comment = LPAREN *(ctext / quoted-pair / comment) RPAREN)."""
+    if not text.startswith("("):
+        return None, text
+    depth = 0
+    i = 0
+    while i < len(text):
+        c = text[i]
+        if c == "\\":
+            i += 1
+        elif c == "(":
+            depth += 1
+        elif c == ")":
+            depth -= 1
+            if depth == 0:
+                return text[1:i], text[i + 1 :].lstrip(" \t")
+        i += 1
+    raise RemoteProtocolError(f"unterminated comment in {text[:80]!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -635,22 +666,21 @@ class RetryAfter:
     @property
     def duration(self) -> int | None:
         """The ``duration`` parameter."""
-        value = param_value(self.params, "duration")
-        return int(value) if value and value.isdigit() else None
+        return _small_int(param_value(self.params, "duration"))
 
     @classmethod
     def parse(cls, text: str) -> RetryAfter:
         """Parse a Retry-After value."""
-        match = _RETRY_AFTER_RE.fullmatch(text.strip())
+        match = _RETRY_SECONDS_RE.match(text)
         if match is None:
             raise RemoteProtocolError(f"bad Retry-After: {text[:80]!r}")
-        seconds, comment, rest = match.groups()
-        params = parse_header_params(rest, "Retry-After") if rest is not None else ()
-        return cls(
-            parse_delta_seconds(seconds, "Retry-After"),
-            comment[1:-1] if comment else None,
-            params,
-        )
+        comment, rest = _split_comment(text[match.end() :])
+        params: Params = ()
+        if rest:
+            if not rest.startswith(";"):
+                raise RemoteProtocolError(f"bad Retry-After: {text[:80]!r}")
+            params = parse_header_params(rest[1:], "Retry-After")
+        return cls(parse_delta_seconds(match.group(1), "Retry-After"), comment, params)
 
 
 # ---------------------------------------------------------------------------

@@ -115,7 +115,9 @@ def parse_message(data: bytes, *, stream: bool = False) -> Request | Response:
     if not all([colon for _, colon, _ in parts]):  # noqa: C419 (a list is faster here)
         bad = next(line for line, (_, colon, _) in zip(lines, parts, strict=True) if not colon)
         raise _bad(f"header line without colon: {bad[:60]!r}")
-    items = [(name.rstrip(), value.strip()) for name, _, value in parts]
+    # HCOLON = *( SP / HTAB ) ":" SWS: only SP and HTAB are trimmed, so a
+    # value keeps any other (non-ASCII) space it ends with.
+    items = [(name.rstrip(" \t"), value.strip(" \t")) for name, _, value in parts]
     # One regex over all names at once is several times cheaper than one
     # per line; on failure, find the culprit for the message.
     names = "\n".join([name for name, _ in items])
@@ -131,16 +133,19 @@ def parse_message(data: bytes, *, stream: bool = False) -> Request | Response:
     if len(lengths) > 1:
         raise _bad("more than one Content-Length")
     content_length = lengths[0] if lengths else None
-    # A CR that does not end a line would let a value smuggle a header
-    # when the message is written again.  (NUL and other controls may
-    # appear in quoted-pairs, RFC 3261 §25.1, and are kept.)
-    if head.count("\r") > (len(lines) if newline == "\r\n" else 0):
-        raise _bad("bare CR in a header field")
+    # A CR or LF that does not end a line would let a value smuggle a
+    # header when the message is written again.  (NUL and other controls
+    # may appear in quoted-pairs, RFC 3261 §25.1, and are kept.)
+    separators = len(lines) if newline == "\r\n" else 0
+    if head.count("\r") != separators or head.count("\n") != len(lines):
+        raise _bad("bare CR or LF in a header field")
     message = _parse_start_line(start_line, Headers.adopt(items))
 
     if content_length is not None:
         if not content_length.isdigit() or not content_length.isascii():
             raise _bad(f"bad Content-Length {content_length[:20]!r}")
+        if len(content_length) > 9:
+            raise MessageTooLarge(f"Content-Length of {len(content_length)} digits")
         length = int(content_length)
         if length > len(body):
             raise _bad(f"Content-Length {length} exceeds the {len(body)} bytes received")
@@ -261,9 +266,11 @@ class StreamFramer:
             raise _bad("missing Content-Length on a stream transport")
         if len(found) > 1:
             raise _bad("more than one Content-Length")
-        text = found[0].strip()
+        text = found[0].strip(b" \t")
         if not text.isdigit():
             raise _bad(f"bad Content-Length {text[:20]!r}")
+        if len(text) > 9:
+            raise MessageTooLarge(f"Content-Length of {len(text)} digits")
         length = int(text)
         if length > MAX_BODY_SIZE:
             raise MessageTooLarge(f"body of {length} bytes")

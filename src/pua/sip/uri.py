@@ -105,7 +105,7 @@ class SipUri:
             parts.append(f";{key}" if value is None else f";{key}={value}")
         if self.headers:
             parts.append("?")
-            parts.append("&".join(f"{k}={v or ''}" for k, v in self.headers))
+            parts.append("&".join(f"{k}={v}" for k, v in self.headers))
         return "".join(parts)
 
     def _key(self) -> tuple[str, str | None, str | None, str, int | None]:
@@ -173,7 +173,13 @@ def _parse_params(text: str, what: str, *, headers: bool = False) -> Params:
     for piece in text.split("&" if headers else ";"):
         name, eq, value = piece.partition("=")
         if headers:
-            if not name or pattern.fullmatch(name) is None or pattern.fullmatch(value) is None:
+            # header = hname "=" hvalue
+            if (
+                not eq
+                or not name
+                or pattern.fullmatch(name) is None
+                or pattern.fullmatch(value) is None
+            ):
                 raise _bad(f"bad header {piece!r} in {what}")
             pairs.append((name, value))
             continue
