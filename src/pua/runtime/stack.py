@@ -136,6 +136,9 @@ class SipStack:
             transport, _ = await self._loop.create_datagram_endpoint(
                 lambda: _UdpProtocol(self), local_addr=(listen.host, listen.port), family=family
             )
+            sock = transport.get_extra_info("socket")
+            if sock is not None:
+                _grow_buffers(sock)
             sockname = transport.get_extra_info("sockname")
             self._transports[family] = transport
             self._bound[family] = (str(sockname[0]), int(sockname[1]))
@@ -295,6 +298,19 @@ class SipStack:
     def _answer(self, tx: ServerTransaction, response: Response) -> None:
         self.endpoint.respond(tx, response, self._require_loop().time())
         self._pump()
+
+
+# A burst of answers to a few hundred requests in flight overflows the
+# kernel's default UDP receive buffer (about 200 KiB, counted with per-packet
+# overhead), and every dropped answer costs a retransmission after T1.  The
+# kernel caps what we ask at net.core.rmem_max / wmem_max.
+SOCKET_BUFFER_BYTES = 4 << 20
+
+
+def _grow_buffers(sock: socket.socket) -> None:
+    for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, option, SOCKET_BUFFER_BYTES)
 
 
 def _family_of(host: str) -> int:

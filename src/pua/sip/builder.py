@@ -7,7 +7,7 @@ source, so the caller only adds what its method needs.
 
 from __future__ import annotations
 
-from .headers import Headers, NameAddress, Via
+from .headers import CSeq, Headers, NameAddress, Via
 from .ids import Ids, branch, call_id, tag
 from .message import Request
 from .uri import SipUri, Uri
@@ -56,4 +56,6 @@ def new_request(
     )
     if contact is not None:
         headers.add("Contact", f"<{contact}>")
+    headers.remember("via:top", via)
+    headers.remember("cseq", CSeq(cseq, method))
     return Request(method, request_uri, headers)

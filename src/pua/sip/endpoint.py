@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
+from typing import Any
 
 from .errors import LocalProtocolError, RemoteProtocolError
 from .headers import MAGIC_COOKIE, Headers, header_key
@@ -120,6 +121,10 @@ class SipEndpoint:
     def __init__(self, *, timers: TimerConfig | None = None) -> None:
         self.timers = timers or TimerConfig()
         self._clients: dict[tuple[str, str], ClientTransaction] = {}
+        # Completed client transactions only absorb retransmitted responses
+        # until timer K (§17.1.2.2); for that their key is enough, so the
+        # request and response are not held for T4 after the answer.
+        self._completed: set[tuple[str, str]] = set()
         self._servers: dict[tuple[str, ...], ServerTransaction] = {}
         self._deadlines = DeadlineQueue()
         self._outgoing: list[Datagram] = []
@@ -131,6 +136,7 @@ class SipEndpoint:
             "responses_received": 0,
             "requests_received": 0,
             "dropped": 0,
+            "absorbed": 0,
         }
 
     # -- outputs ------------------------------------------------------------
@@ -149,8 +155,9 @@ class SipEndpoint:
 
     @property
     def client_transactions(self) -> int:
-        """Client transactions alive."""
-        return len(self._clients)
+        """Client transactions alive (waiting for an answer, or completed
+        and absorbing retransmissions until timer K)."""
+        return len(self._clients) + len(self._completed)
 
     @property
     def server_transactions(self) -> int:
@@ -169,7 +176,7 @@ class SipEndpoint:
         if not branch or not branch.startswith(MAGIC_COOKIE):
             raise LocalProtocolError("the top Via needs a branch starting with z9hG4bK")
         key = (branch, request.cseq.method)
-        if key in self._clients:
+        if key in self._clients or key in self._completed:
             raise LocalProtocolError(f"branch {branch} is already in use")
         tx = ClientTransaction(
             request=request,
@@ -184,8 +191,8 @@ class SipEndpoint:
         self.counters["requests_sent"] += 1
         if not tx.reliable:
             tx.interval = self.timers.t1
-            self._deadlines.arm(tx, "E", now + tx.interval)
-        self._deadlines.arm(tx, "F", now + self.timers.timer_f)
+            self._deadlines.arm(tx.key, "E", now + tx.interval)
+        self._deadlines.arm(tx.key, "F", now + self.timers.timer_f)
         return tx
 
     def _client_input(
@@ -206,24 +213,26 @@ class SipEndpoint:
                 tx.interval = min(2 * tx.interval, self.timers.t2)
                 if tx.state.value == "proceeding":
                     tx.interval = self.timers.t2
-                self._deadlines.arm(tx, "E", now + tx.interval)
+                self._deadlines.arm(tx.key, "E", now + tx.interval)
         elif action is Action.PASS_UP:
             assert response is not None
             if not tx.reliable:
                 # In Proceeding, retransmit at T2 from now on.
                 tx.interval = self.timers.t2
-                if self._deadlines.deadline(tx, "E") is None:
-                    self._deadlines.arm(tx, "E", now + tx.interval)
+                if self._deadlines.deadline(tx.key, "E") is None:
+                    self._deadlines.arm(tx.key, "E", now + tx.interval)
             self._events.append(ResponseReceived(transaction=tx, response=response))
         elif action is Action.PASS_UP_FINAL:
             assert response is not None
             tx.final_response = response
-            self._deadlines.cancel_all(tx, ("E", "F"))
+            self._deadlines.cancel_all(tx.key, ("E", "F"))
             self._events.append(ResponseReceived(transaction=tx, response=response))
             if tx.reliable:
                 self._client_input(tx, ClientInput.TIMER_K, now)
             else:
-                self._deadlines.arm(tx, "K", now + self.timers.timer_k)
+                del self._clients[tx.key]
+                self._completed.add(tx.key)
+                self._deadlines.arm(tx.key, "K", now + self.timers.timer_k)
         elif action is Action.TIMEOUT:
             self.counters["timeouts"] += 1
             self._forget_client(tx)
@@ -236,7 +245,7 @@ class SipEndpoint:
         # ABSORB: nothing to do.
 
     def _forget_client(self, tx: ClientTransaction) -> None:
-        self._deadlines.cancel_all(tx, ("E", "F", "K"))
+        self._deadlines.cancel_all(tx.key, ("E", "F", "K"))
         self._clients.pop(tx.key, None)
 
     # -- server side ----------------------------------------------------------
@@ -252,14 +261,14 @@ class SipEndpoint:
             if transaction.reliable:
                 self._server_input(transaction, ServerInput.TIMER_J, now)
             else:
-                self._deadlines.arm(transaction, "J", now + self.timers.timer_j)
+                self._deadlines.arm(transaction.key, "J", now + self.timers.timer_j)
 
     def _server_input(self, tx: ServerTransaction, event: ServerInput, now: float) -> None:
         action = tx.step(event)
         if action is Action.RESEND_LAST and tx.last_response is not None:
             self._send(tx.last_response, tx.address, tx.transport)
         elif action in (Action.DESTROY, Action.TRANSPORT_FAILED):
-            self._deadlines.cancel(tx, "J")
+            self._deadlines.cancel(tx.key, "J")
             self._servers.pop(tx.key, None)
 
     @staticmethod
@@ -318,8 +327,12 @@ class SipEndpoint:
         self, response: Response, address: Address, transport: str, now: float
     ) -> None:
         branch = response.top_via.branch or ""
-        tx = self._clients.get((branch, response.cseq.method))
+        key = (branch, response.cseq.method)
+        tx = self._clients.get(key)
         if tx is None:
+            if key in self._completed:
+                self.counters["absorbed"] += 1  # a retransmission (§17.1.2.2)
+                return
             self._drop(address, transport, "response matches no transaction")
             return
         self.counters["responses_received"] += 1
@@ -343,16 +356,21 @@ class SipEndpoint:
 
     def handle_timer(self, now: float) -> None:
         """Fire every timer due at ``now``."""
+        # Timers are keyed by transaction key, not by the transaction, so a
+        # cancelled entry waiting in the heap holds no request or response.
         for owner, name in self._deadlines.pop_due(now):
-            if isinstance(owner, ClientTransaction):
-                event = {
-                    "E": ClientInput.TIMER_E,
-                    "F": ClientInput.TIMER_F,
-                    "K": ClientInput.TIMER_K,
-                }[name]
-                self._client_input(owner, event, now)
-            elif isinstance(owner, ServerTransaction):
-                self._server_input(owner, ServerInput.TIMER_J, now)
+            key: Any = owner
+            if name == "J":
+                server = self._servers.get(key)
+                if server is not None:
+                    self._server_input(server, ServerInput.TIMER_J, now)
+            elif name == "K":
+                self._completed.discard(key)  # Completed -> Terminated
+            else:
+                client = self._clients.get(key)
+                if client is not None:
+                    event = ClientInput.TIMER_E if name == "E" else ClientInput.TIMER_F
+                    self._client_input(client, event, now)
 
     # -- errors -----------------------------------------------------------------
     def _drop(

@@ -222,19 +222,34 @@ class Headers:
             return value
 
     # -- writing -------------------------------------------------------
-    def _changed(self) -> None:
-        self._index = None
-        self._typed.clear()
+    def remember(self, key: str, value: object) -> None:
+        """Record the typed value of ``key`` that the caller already has
+        (a builder that made the header from that value), sparing a parse."""
+        self._typed[key] = value
+
+    def _changed(self, key: str, appended: int | None = None) -> None:
+        # Keep the index when a field was only appended; drop the typed
+        # values of this header (a cache key is the header key, or the
+        # header key and ":" and a qualifier, as in "via:top").
+        if appended is not None and self._index is not None:
+            self._index.setdefault(key, []).append(appended)
+        else:
+            self._index = None
+        typed = self._typed
+        if typed:
+            prefix = key + ":"
+            for cached in [k for k in typed if k == key or k.startswith(prefix)]:
+                del typed[cached]
 
     def add(self, name: str, value: str) -> None:
         """Append a field."""
         self._items.append((name, str(value)))
-        self._changed()
+        self._changed(header_key(name), len(self._items) - 1)
 
     def add_first(self, name: str, value: str) -> None:
         """Insert a field before every other (a new top Via)."""
         self._items.insert(0, (name, str(value)))
-        self._changed()
+        self._changed(header_key(name))
 
     def set(self, name: str, value: str) -> None:
         """Replace every field called ``name`` with one, kept in the place of
@@ -249,14 +264,14 @@ class Headers:
         self._items[first] = (old_name, str(value))
         for i in reversed(positions[1:]):
             del self._items[i]
-        self._changed()
+        self._changed(key)
 
     def remove(self, name: str) -> int:
         """Remove every field called ``name``; returns how many were removed."""
         key = header_key(name)
         before = len(self._items)
         self._items = [(n, v) for n, v in self._items if header_key(n) != key]
-        self._changed()
+        self._changed(key)
         return before - len(self._items)
 
     def copy(self) -> Headers:

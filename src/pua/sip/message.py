@@ -211,7 +211,7 @@ class Message:
     def top_via(self) -> Via:
         """The topmost Via; raises RemoteProtocolError when there is none.
         Only the first value is parsed (the others matter to proxies)."""
-        return self.headers.typed("top-via", _parse_top_via)
+        return self.headers.typed("via:top", _parse_top_via)
 
     @property
     def contacts(self) -> list[NameAddress]:
