@@ -51,16 +51,35 @@ async def pua_publishes(address: tuple[str, int], calls: int, window: int) -> di
             "per_s": ok / elapsed, "retransmissions": retransmissions}
 
 
-def run(calls: int = 20_000, window: int = 200) -> dict[str, object]:
-    """Both measurements against one SIPp UAS; returns the figures and ratio."""
-    with SippUAS("publish_200") as uas:
-        mine = run_loop(pua_publishes((uas.host, uas.port), calls, window))
-        reference = SippUAC(UAC_SCENARIO, uas.host, uas.port, calls=calls, limit=window).run()
-    sipp_rate = reference.successful / (reference.wall_seconds or 1.0)
+def run(calls: int = 10_000, window: int = 200, rounds: int = 5) -> dict[str, object]:
+    """Both measurements against SIPp UASes, alternating for ``rounds``
+    rounds so that both see the same machine; the medians and their ratio
+    are the figures."""
+    mine_runs: list[dict[str, float]] = []
+    sipp_runs: list[dict[str, float]] = []
+    for round_no in range(rounds):
+        # A fresh UAS each round, and the order swapped every round, so
+        # neither sender always meets the UAS after the other has filled it.
+        with SippUAS("publish_200") as uas:
+            order = ("pua", "sipp") if round_no % 2 == 0 else ("sipp", "pua")
+            for sender in order:
+                if sender == "pua":
+                    mine_runs.append(run_loop(pua_publishes((uas.host, uas.port), calls, window)))
+                else:
+                    stats = SippUAC(UAC_SCENARIO, uas.host, uas.port, calls=calls, limit=window).run()
+                    elapsed = stats.wall_seconds or 1.0
+                    sipp_runs.append({"successful": stats.successful, "failed": stats.failed,
+                                      "elapsed_s": elapsed, "per_s": stats.successful / elapsed})
+    mine = _median_run(mine_runs)
+    sipp = _median_run(sipp_runs)
     return {
-        "calls": calls, "window": window,
-        "pua": mine,
-        "sipp": {"successful": reference.successful, "failed": reference.failed,
-                 "elapsed_s": reference.wall_seconds, "per_s": sipp_rate},
-        "ratio": mine["per_s"] / sipp_rate,
+        "calls": calls, "window": window, "rounds": rounds,
+        "pua": mine, "sipp": sipp,
+        "pua_rounds": [round(r["per_s"]) for r in mine_runs],
+        "sipp_rounds": [round(r["per_s"]) for r in sipp_runs],
+        "ratio": mine["per_s"] / sipp["per_s"],
     }
+
+
+def _median_run(runs: list[dict[str, float]]) -> dict[str, float]:
+    return sorted(runs, key=lambda r: r["per_s"])[len(runs) // 2]

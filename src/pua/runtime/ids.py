@@ -9,15 +9,32 @@ __all__ = ["SystemIds"]
 _ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
 
 
+# Random bytes are read from the kernel in blocks: one system call per few
+# hundred identifiers instead of one per identifier.
+_BLOCK = 4096
+
+
 class SystemIds:
     """The production :class:`~pua.sip.ids.Ids`: unpredictable tokens
     (branch, tags and Call-IDs must be, RFC 3261 §8.1.1.4, §19.3)."""
+
+    def __init__(self) -> None:
+        self._pool = b""
+        self._used = 0
+
+    def _bytes(self, size: int) -> bytes:
+        if self._used + size > len(self._pool):
+            self._pool = secrets.token_bytes(max(_BLOCK, size))
+            self._used = 0
+        start = self._used
+        self._used += size
+        return self._pool[start : self._used]
 
     def token(self, size: int = 16) -> str:
         """``size`` random characters of [0-9a-z]."""
         # 36 does not divide 256; the bias (< 1 bit over a 16-character
         # token) does not matter for uniqueness.
-        return "".join([_ALPHABET[b % 36] for b in secrets.token_bytes(size)])
+        return "".join([_ALPHABET[b % 36] for b in self._bytes(size)])
 
     def uniform(self) -> float:
         """A random float in [0, 1)."""

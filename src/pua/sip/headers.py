@@ -153,8 +153,15 @@ class Headers:
         index = self._index
         if index is None:
             index = {}
+            compact = COMPACT_FORMS
             for i, (name, _) in enumerate(self._items):
-                index.setdefault(header_key(name), []).append(i)
+                key = name.lower()
+                if len(key) == 1:
+                    key = compact.get(key, key)
+                if key in index:
+                    index[key].append(i)
+                else:
+                    index[key] = [i]
             self._index = index
         return index
 

@@ -147,11 +147,10 @@ class Message:
         length = str(len(self.body))
         have_length = False
         for name, value in self.headers:
-            if not have_length and header_key(name) == "content-length":
-                have_length = True
-                lines.append(f"{name}: {length}")
-            elif have_length and header_key(name) == "content-length":
-                continue
+            if len(name) in (1, 14) and header_key(name) == "content-length":
+                if not have_length:
+                    have_length = True
+                    lines.append(f"{name}: {length}")
             else:
                 lines.append(f"{name}: {value}")
         if not have_length:
