@@ -3,6 +3,8 @@
 ::
 
     PuaError
+     +-- BodyError                    an event document (XML, text) that cannot
+     |                                be accepted: malformed, DTD/entities, too big
      +-- SipError
           +-- RemoteProtocolError     the peer sent bytes we cannot accept;
           |    |                      carries the status to answer with
@@ -21,6 +23,7 @@ response there is no one to answer and it is dropped.
 from __future__ import annotations
 
 __all__ = [
+    "BodyError",
     "LocalProtocolError",
     "TransactionTimeout",
     "TransportError",
@@ -33,6 +36,11 @@ __all__ = [
 
 class PuaError(Exception):
     """Base of every error raised by pua."""
+
+
+class BodyError(PuaError):
+    """An event document that cannot be accepted (malformed, a DTD or an
+    entity, over a size limit).  A NOTIFY carrying one is answered 400."""
 
 
 class SipError(PuaError):
