@@ -1,0 +1,166 @@
+"""Event packages: the seed's ``add_event`` registry.
+
+An :class:`EventPackage` names an event (``presence``, ``dialog;sla``...),
+its flag, its default Content-Type and an optional ``process_body`` hook that
+rewrites a body before it is published (tuple ids for presence, version
+counters for dialog-info and reginfo).  ``parse_body`` turns a NOTIFY body
+into a document value for the user.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pua.bodies.dialog_info import parse_dialog_info
+from pua.bodies.dialog_info import set_version as set_dialog_version
+from pua.bodies.message_summary import parse_message_summary
+from pua.bodies.pidf import assign_ids, parse_pidf
+from pua.bodies.reginfo import parse_reginfo
+from pua.bodies.reginfo import set_version as set_reginfo_version
+from pua.bodies.watcherinfo import parse_watcherinfo
+
+from .flags import EventFlag
+
+__all__ = ["BodyHook", "EventPackage", "EventRegistry", "default_registry"]
+
+# process_body(body, version, tuple_id) -> final body.  ``version`` counts
+# the PUBLISHes of the record; ``tuple_id`` is the record's stable id.
+BodyHook = Callable[[bytes, int, str], bytes]
+BodyParser = Callable[[bytes], Any]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EventPackage:
+    """One event package (the arguments of the seed's ``add_event``)."""
+
+    flag: int
+    """Its bit (EventFlag value, or a user bit above them)."""
+    name: str
+    """The Event header value, e.g. ``presence`` or ``dialog;sla``."""
+    content_type: str | None
+    """Default Content-Type of a PUBLISH body; None: subscribe only."""
+    process_body: BodyHook | None = None
+    """Rewrites a body before it is sent (None: sent as given)."""
+    parse_body: dict[str, BodyParser] | None = None
+    """NOTIFY body parsers by content type (None: bodies stay bytes)."""
+
+    @property
+    def publishable(self) -> bool:
+        """False for subscribe-only packages (presence.winfo)."""
+        return self.content_type is not None
+
+    @property
+    def event_type(self) -> str:
+        """The event type without parameters (``dialog`` for ``dialog;sla``)."""
+        return self.name.split(";", 1)[0].strip()
+
+
+class EventRegistry:
+    """Packages by flag and by name."""
+
+    def __init__(self) -> None:
+        self._by_flag: dict[int, EventPackage] = {}
+
+    def add(self, package: EventPackage) -> None:
+        """Register ``package``; a flag or a name may be registered once."""
+        if package.flag <= 0 or package.flag & (package.flag - 1):
+            raise ValueError(f"event flag must be a single bit, not {package.flag}")
+        if package.flag in self._by_flag:
+            raise ValueError(f"event flag {package.flag} is already registered")
+        if any(p.name.lower() == package.name.lower() for p in self._by_flag.values()):
+            raise ValueError(f"event {package.name!r} is already registered")
+        self._by_flag[package.flag] = package
+
+    def by_flag(self, flag: int) -> EventPackage:
+        """The package of ``flag``; KeyError names the flag."""
+        try:
+            return self._by_flag[int(flag)]
+        except KeyError:
+            raise KeyError(f"no event package with flag {int(flag)}") from None
+
+    def by_name(self, name: str) -> EventPackage | None:
+        """The package called ``name`` (case-insensitive), or None."""
+        wanted = name.replace(" ", "").lower()
+        for package in self._by_flag.values():
+            if package.name.replace(" ", "").lower() == wanted:
+                return package
+        return None
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(self._by_flag.values())
+
+
+def _presence_hook(body: bytes, version: int, tuple_id: str) -> bytes:
+    return assign_ids(body, tuple_id)
+
+
+def _dialog_version_hook(body: bytes, version: int, tuple_id: str) -> bytes:
+    return set_dialog_version(body, version)
+
+
+def _reginfo_version_hook(body: bytes, version: int, tuple_id: str) -> bytes:
+    return set_reginfo_version(body, version)
+
+
+def default_registry(
+    *, dialog_version: bool = False, reginfo_version: bool = False
+) -> EventRegistry:
+    """The built-in packages.  ``dialog_version``/``reginfo_version`` turn on
+    the version rewrite (Kamailio's dlginfo_increase_version and
+    reginfo_increase_version); ``dialog;sla`` always rewrites it."""
+    registry = EventRegistry()
+    registry.add(
+        EventPackage(
+            flag=EventFlag.PRESENCE_EVENT,
+            name="presence",
+            content_type="application/pidf+xml",
+            process_body=_presence_hook,
+            parse_body={"application/pidf+xml": parse_pidf},
+        )
+    )
+    registry.add(
+        EventPackage(
+            flag=EventFlag.PWINFO_EVENT,
+            name="presence.winfo",
+            content_type=None,
+            parse_body={"application/watcherinfo+xml": parse_watcherinfo},
+        )
+    )
+    registry.add(
+        EventPackage(
+            flag=EventFlag.BLA_EVENT,
+            name="dialog;sla",
+            content_type="application/dialog-info+xml",
+            process_body=_dialog_version_hook,
+            parse_body={"application/dialog-info+xml": parse_dialog_info},
+        )
+    )
+    registry.add(
+        EventPackage(
+            flag=EventFlag.MWI_EVENT,
+            name="message-summary",
+            content_type="application/simple-message-summary",
+            parse_body={"application/simple-message-summary": parse_message_summary},
+        )
+    )
+    registry.add(
+        EventPackage(
+            flag=EventFlag.DIALOG_EVENT,
+            name="dialog",
+            content_type="application/dialog-info+xml",
+            process_body=_dialog_version_hook if dialog_version else None,
+            parse_body={"application/dialog-info+xml": parse_dialog_info},
+        )
+    )
+    registry.add(
+        EventPackage(
+            flag=EventFlag.REGINFO_EVENT,
+            name="reg",
+            content_type="application/reginfo+xml",
+            process_body=_reginfo_version_hook if reginfo_version else None,
+            parse_body={"application/reginfo+xml": parse_reginfo},
+        )
+    )
+    return registry
