@@ -934,7 +934,7 @@ class PresenceAgent:
             if state.state != sub.sub_state:
                 sub.sub_state = state.state
             if state.state == "active":
-                sub.failures = 0
+                sub.resubscribes = 0
             if state.expires is not None:
                 at = now + state.expires
                 sub.notify_until = at
@@ -955,15 +955,16 @@ class PresenceAgent:
             self._cancel_due(sub.key)
             self._sub_input(sub, SubInput.TERMINATED, now)
             return
-        if reason in _RESUBSCRIBE_NOW and sub.failures == 0:
-            sub.failures += 1
+        # A notifier that terminates again before ever saying "active" is
+        # not answered at once a second time: that would be a loop.
+        sub.resubscribes += 1
+        if reason in _RESUBSCRIBE_NOW and sub.resubscribes == 1:
             self._sub_input(sub, SubInput.RESUBSCRIBE_NOW, now)
         elif reason in _RESUBSCRIBE_NOW or reason in _RESUBSCRIBE_LATER:
-            sub.failures += 1
             if state.retry_after is not None:
                 delay = float(min(state.retry_after, self.config.retry_after_cap))
             else:
-                delay = self._retry_delay(sub.failures, None)
+                delay = self._retry_delay(sub.resubscribes, None)
             self._new_dialog(sub)
             self._events.append(
                 SubscriptionFailed(

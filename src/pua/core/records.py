@@ -123,6 +123,7 @@ class Subscription:
     in_flight_tx: tuple[str, str] | None = None
     pending_unsubscribe: bool = False
     failures: int = 0
+    resubscribes: int = 0  # terminations since the last active NOTIFY
     last_status: int | None = None
     last_reason: str = ""
     version: int = 0  # NOTIFYs received
