@@ -76,11 +76,12 @@ async def test_request_and_final_response(host: str) -> None:
     peer, address = await start_peer(host)
     async with SipStack(listen=[Listen("udp", host, 0)]) as stack:
         response = await stack.request(publish_request(stack, address), address)
+        bound_port = stack.local_address(socket.AF_INET6 if ":" in host else socket.AF_INET)[1]
     assert response.status == 200 and response.sip_etag == "etag-1"
     sent = parse_message(peer.received[0])
     expected_host = f"[{host}]" if ":" in host else host
     assert sent.top_via.host == expected_host
-    assert sent.top_via.port == stack.local_address(socket.AF_INET6 if ":" in host else socket.AF_INET)[1]
+    assert sent.top_via.port == bound_port
     assert peer.transport is not None
     peer.transport.close()
 
@@ -137,6 +138,8 @@ def test_listen_syntax() -> None:
     assert Listen.parse("udp:127.0.0.1:5060") == Listen("udp", "127.0.0.1", 5060)
     assert Listen.parse("udp:[::1]:5062") == Listen("udp", "::1", 5062)
     assert str(Listen("udp", "::1", 5062)) == "udp:[::1]:5062"
-    for bad in ("127.0.0.1:5060", "udp:127.0.0.1", "udp:127.0.0.1:70000", "sctp:1.2.3.4:5"):
+    assert Listen.parse("tcp:127.0.0.1:5060") == Listen("tcp", "127.0.0.1", 5060)
+    for bad in ("127.0.0.1:5060", "udp:127.0.0.1", "udp:127.0.0.1:70000", "sctp:1.2.3.4:5",
+                "udp:localhost:5060"):
         with pytest.raises(ValueError):
             Listen.parse(bad)

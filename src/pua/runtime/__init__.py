@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .ids import SystemIds
-from .stack import Listen, SipStack
+from .stack import SipStack
+from .transports import Listen, Transports
 
-__all__ = ["Listen", "SipStack", "SystemIds"]
+__all__ = ["Listen", "SipStack", "SystemIds", "Transports"]

@@ -14,7 +14,6 @@ import contextlib
 import logging
 import socket
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from types import TracebackType
 
 from pua.sip import (
@@ -34,57 +33,17 @@ from pua.sip.builder import new_via
 from pua.sip.errors import LocalProtocolError, TransactionTimeout, TransportError
 from pua.sip.headers import Via
 from pua.sip.ids import Ids
+from pua.sip.message import Message
 from pua.sip.transaction import Address, ClientTransaction, ServerTransaction
 
 from .ids import SystemIds
+from .transports import Listen, Transports, route_source
 
 __all__ = ["Listen", "RequestHandler", "SipStack"]
 
 log = logging.getLogger("pua.sip")
 
 RequestHandler = Callable[[ServerTransaction, Request], Awaitable[Response] | Response]
-
-
-@dataclass(frozen=True, slots=True)
-class Listen:
-    """A listening address in Kamailio's syntax: ``udp:127.0.0.1:5060``,
-    ``udp:[::1]:5060``."""
-
-    transport: str
-    host: str
-    port: int
-
-    @classmethod
-    def parse(cls, text: str) -> Listen:
-        """Parse ``PROTO:HOST:PORT`` (IPv6 hosts in brackets)."""
-        proto, sep, rest = text.partition(":")
-        if not sep or proto.lower() not in ("udp",):
-            raise ValueError(f"listen {text!r}: expected udp:HOST:PORT")
-        if rest.startswith("["):
-            host, _, port_text = rest[1:].partition("]")
-            port_text = port_text.removeprefix(":")
-        else:
-            host, _, port_text = rest.rpartition(":")
-        if not host or not port_text.isdigit() or int(port_text) > 65535:
-            raise ValueError(f"listen {text!r}: expected udp:HOST:PORT")
-        return cls(proto.lower(), host, int(port_text))
-
-    def __str__(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{self.transport}:{host}:{self.port}"
-
-
-class _UdpProtocol(asyncio.DatagramProtocol):
-    def __init__(self, stack: SipStack) -> None:
-        self._stack = stack
-
-    def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
-        self._stack._on_datagram(data, (str(addr[0]), int(addr[1])))
-
-    def error_received(self, exc: Exception) -> None:
-        # ICMP errors (port unreachable, ...) are not tied to a transaction
-        # on a shared socket; timer F reports the failure.
-        log.debug("udp error: %s", exc)
 
 
 class SipStack:
@@ -106,13 +65,15 @@ class SipStack:
         self.ids: Ids = ids or SystemIds()
         self.endpoint = SipEndpoint(timers=timers)
         self.on_request = on_request
-        self._transports: dict[int, asyncio.DatagramTransport] = {}
-        self._bound: dict[int, Address] = {}
+        self._transports = Transports(
+            self.listen, self._on_datagram, self._on_message, self._on_send_error
+        )
         self._pending: dict[ClientTransaction, asyncio.Future[Response]] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._started = False
 
     async def __aenter__(self) -> SipStack:
         await self.start()
@@ -129,22 +90,12 @@ class SipStack:
     async def start(self) -> None:
         """Bind every listening address."""
         self._loop = asyncio.get_running_loop()
-        for listen in self.listen:
-            family = socket.AF_INET6 if ":" in listen.host else socket.AF_INET
-            if family in self._transports:
-                raise ValueError(f"only one UDP listen address per family: {listen}")
-            transport, _ = await self._loop.create_datagram_endpoint(
-                lambda: _UdpProtocol(self), local_addr=(listen.host, listen.port), family=family
-            )
-            sock = transport.get_extra_info("socket")
-            if sock is not None:
-                _grow_buffers(sock)
-            sockname = transport.get_extra_info("sockname")
-            self._transports[family] = transport
-            self._bound[family] = (str(sockname[0]), int(sockname[1]))
+        await self._transports.start()
+        self._started = True
 
     async def close(self) -> None:
         """Close the sockets; pending requests fail with TransportError."""
+        self._started = False
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -152,36 +103,31 @@ class SipStack:
             if not future.done():
                 future.set_exception(TransportError("stack closed"))
         self._pending.clear()
-        for transport in self._transports.values():
-            transport.close()
-        self._transports.clear()
+        await self._transports.close()
         for task in list(self._tasks):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
 
-    def local_address(self, family: int = socket.AF_INET) -> Address:
-        """The (host, port) bound for ``family``."""
-        try:
-            return self._bound[family]
-        except KeyError:
-            raise TransportError(f"no UDP socket for address family {family}") from None
+    def local_address(self, family: int = socket.AF_INET, transport: str = "udp") -> Address:
+        """The (host, port) bound for ``transport`` and ``family``."""
+        return self._transports.local_address(transport, family)
 
-    def via_for(self, address: Address) -> Via:
+    def via_for(self, address: Address, transport: str = "udp") -> Via:
         """A new Via (fresh branch) for a request sent to ``address``."""
-        family = _family_of(address[0])
-        host, port = self.local_address(family)
+        family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+        host, port = self.local_address(family, transport)
         if host in ("0.0.0.0", "::"):
-            host = _route_source(address, family)
-        return new_via(self.ids, "udp", f"[{host}]" if ":" in host else host, port)
+            host = route_source(address)
+        return new_via(self.ids, transport, f"[{host}]" if ":" in host else host, port)
 
     # -- requests ----------------------------------------------------------
-    async def request(self, request: Request, address: Address) -> Response:
-        """Send ``request`` to ``address`` over UDP and return its final
-        response.  Raises TransactionTimeout after timer F, TransportError
-        when it cannot be sent."""
+    async def request(self, request: Request, address: Address, transport: str = "udp") -> Response:
+        """Send ``request`` to ``address`` and return its final response.
+        Raises TransactionTimeout after timer F, TransportError when it
+        cannot be sent."""
         loop = self._require_loop()
-        tx = self.endpoint.send_request(request, address, "udp", loop.time())
+        tx = self.endpoint.send_request(request, address, transport, loop.time())
         future: asyncio.Future[Response] = loop.create_future()
         self._pending[tx] = future
         self._pump()
@@ -191,14 +137,26 @@ class SipStack:
             self._pending.pop(tx, None)
 
     def _require_loop(self) -> asyncio.AbstractEventLoop:
-        if self._loop is None or not self._transports:
+        if self._loop is None or not self._started:
             raise LocalProtocolError("the stack is not started")
         return self._loop
 
     # -- the pump -------------------------------------------------------------
-    def _on_datagram(self, data: bytes, address: Address) -> None:
+    def _on_datagram(self, data: bytes, address: Address, transport: str) -> None:
         loop = self._require_loop()
-        self.endpoint.receive_datagram(data, address, "udp", loop.time())
+        self.endpoint.receive_datagram(data, address, transport, loop.time())
+        self._pump()
+
+    def _on_message(self, message: Message, address: Address, transport: str) -> None:
+        loop = self._require_loop()
+        self.endpoint.receive_message(message, address, transport, loop.time())
+        self._pump()
+
+    def _on_send_error(self, address: Address, transport: str, exc: Exception) -> None:
+        loop = self._require_loop()
+        for tx in list(self._pending):
+            if tx.address == address and tx.transport == transport:
+                self.endpoint.transport_error(tx, str(exc), loop.time())
         self._pump()
 
     def _on_timer(self) -> None:
@@ -232,11 +190,7 @@ class SipStack:
             self._timer = self._require_loop().call_at(when, self._on_timer)
 
     def _transmit(self, datagram: Datagram) -> None:
-        transport = self._transports.get(_family_of(datagram.address[0]))
-        if transport is None:
-            log.warning("no socket to reach %s", datagram.address)
-            return
-        transport.sendto(datagram.data, datagram.address)
+        self._transports.send(datagram.data, datagram.address, datagram.transport)
 
     def _dispatch(self, event: object) -> None:
         if isinstance(event, ResponseReceived):
@@ -313,21 +267,6 @@ def _grow_buffers(sock: socket.socket) -> None:
             sock.setsockopt(socket.SOL_SOCKET, option, SOCKET_BUFFER_BYTES)
 
 
-def _family_of(host: str) -> int:
-    return socket.AF_INET6 if ":" in host else socket.AF_INET
-
-
 def _format_address(address: Address) -> str:
     host, port = address
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-def _route_source(address: Address, family: int) -> str:
-    """The local IP the kernel would use to reach ``address`` (no packet is
-    sent: connecting a UDP socket only picks a route)."""
-    with socket.socket(family, socket.SOCK_DGRAM) as probe:
-        try:
-            probe.connect(address)
-            return str(probe.getsockname()[0])
-        except OSError:
-            return "127.0.0.1" if family == socket.AF_INET else "::1"
