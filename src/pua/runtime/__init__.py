@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from .ids import SystemIds
+from .engine import PresenceRuntime
 from .stack import SipStack
 from .transports import Listen, Transports
 
-__all__ = ["Listen", "SipStack", "SystemIds", "Transports"]
+__all__ = ["Listen", "PresenceRuntime", "SipStack", "SystemIds", "Transports"]

@@ -153,10 +153,7 @@ class SipStack:
         self._pump()
 
     def _on_send_error(self, address: Address, transport: str, exc: Exception) -> None:
-        loop = self._require_loop()
-        for tx in list(self._pending):
-            if tx.address == address and tx.transport == transport:
-                self.endpoint.transport_error(tx, str(exc), loop.time())
+        self.endpoint.fail_destination(address, transport, str(exc), self._require_loop().time())
         self._pump()
 
     def _on_timer(self) -> None:

@@ -5,6 +5,9 @@
     PuaError
      +-- BodyError                    an event document (XML, text) that cannot
      |                                be accepted: malformed, DTD/entities, too big
+     +-- PresenceError                a publication or subscription failed for good
+     |    +-- PublishError            (status and reason of the last answer)
+     |    +-- SubscribeError
      +-- SipError
           +-- RemoteProtocolError     the peer sent bytes we cannot accept;
           |    |                      carries the status to answer with
@@ -24,6 +27,9 @@ from __future__ import annotations
 
 __all__ = [
     "BodyError",
+    "PresenceError",
+    "PublishError",
+    "SubscribeError",
     "LocalProtocolError",
     "TransactionTimeout",
     "TransportError",
@@ -41,6 +47,24 @@ class PuaError(Exception):
 class BodyError(PuaError):
     """An event document that cannot be accepted (malformed, a DTD or an
     entity, over a size limit).  A NOTIFY carrying one is answered 400."""
+
+
+class PresenceError(PuaError):
+    """A publication or subscription failed for good.  ``status`` is the SIP
+    status of the last answer (408 for a timeout), ``reason`` its phrase."""
+
+    def __init__(self, message: str, *, status: int, reason: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.reason = reason
+
+
+class PublishError(PresenceError):
+    """A PUBLISH failed for good."""
+
+
+class SubscribeError(PresenceError):
+    """A SUBSCRIBE failed for good, or the subscription was terminated."""
 
 
 class SipError(PuaError):

@@ -1,0 +1,285 @@
+"""The presence engine on real sockets: :class:`PresenceRuntime`.
+
+The runtime feeds the sans-IO :class:`~pua.core.PresenceAgent` with what the
+sockets receive and with timer ticks, sends what it produces, and hands its
+events to listeners and to callers awaiting a result.  The engine's clock is
+Unix time (expiry times are stored); one ``loop.call_at`` is armed at the
+engine's next deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import time
+from collections.abc import Callable
+from types import TracebackType
+
+from pua.core import (
+    CallbackFailed,
+    EngineConfig,
+    EngineEvent,
+    EventRegistry,
+    PresenceAgent,
+    PublicationFailed,
+    PublicationRemoved,
+    PublicationSucceeded,
+    PublishInfo,
+    RecordKey,
+    SubscribeInfo,
+    SubscriptionFailed,
+    SubscriptionStateChanged,
+    SubscriptionTerminated,
+)
+from pua.core.events import NotifyReceived
+from pua.sip.errors import LocalProtocolError, PublishError, SubscribeError
+from pua.sip.ids import Ids
+from pua.sip.message import Message
+from pua.sip.transaction import Address
+
+from .ids import SystemIds
+from .transports import Listen, Transports, route_source
+
+__all__ = ["EventListener", "PresenceRuntime"]
+
+log = logging.getLogger("pua.engine")
+
+EventListener = Callable[[EngineEvent], None]
+
+
+class PresenceRuntime:
+    """A :class:`PresenceAgent` running on asyncio.
+
+    ``async with PresenceRuntime(config, listen=[...]) as runtime:`` binds
+    the sockets; ``await runtime.publish(info)`` returns the first success;
+    ``runtime.send_subscribe(info)`` starts a subscription whose NOTIFYs
+    reach the listeners added with :meth:`add_listener`.
+    """
+
+    def __init__(
+        self,
+        config: EngineConfig | None = None,
+        *,
+        listen: list[Listen] | None = None,
+        ids: Ids | None = None,
+        registry: EventRegistry | None = None,
+    ) -> None:
+        self.config = config or EngineConfig()
+        self.agent = PresenceAgent(self.config, ids or SystemIds(), registry=registry)
+        self.listen = listen or [Listen("udp", "127.0.0.1", 0)]
+        self.transports = Transports(
+            self.listen, self._on_datagram, self._on_message, self._on_send_error
+        )
+        self._listeners: list[EventListener] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._started = False
+
+    async def __aenter__(self) -> PresenceRuntime:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # -- life cycle --------------------------------------------------------
+    async def start(self) -> None:
+        """Bind the sockets and tell the engine where it listens."""
+        self._loop = asyncio.get_running_loop()
+        await self.transports.start()
+        bound = self.transports.bound()
+        for transport in ("udp", "tcp"):
+            for family in (socket.AF_INET, socket.AF_INET6):
+                address = bound.get((transport, family))
+                if address is None:
+                    continue
+                host, port = address
+                if host in ("0.0.0.0", "::"):
+                    host = route_source(self._probe_target(family))
+                self.agent.set_local_address(transport, host, port)
+                break
+        self._started = True
+
+    def _probe_target(self, family: int) -> Address:
+        if self.config.outbound_proxy:
+            from pua.core import Destination  # noqa: PLC0415
+
+            hop = Destination.from_uri(self.config.outbound_proxy)
+            return (hop.host, hop.port)
+        return ("192.0.2.1", 5060) if family == socket.AF_INET else ("2001:db8::1", 5060)
+
+    async def close(self) -> None:
+        """Close the sockets (records stay as they are; see ``shutdown``)."""
+        self._started = False
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+            self._timer_at = None
+        await self.transports.close()
+
+    # -- the seed's API --------------------------------------------------------
+    def now(self) -> float:
+        """The engine's clock: Unix time."""
+        return time.time()
+
+    def send_publish(self, info: PublishInfo) -> RecordKey | None:
+        """The seed's send_publish: start or change a publication."""
+        key = self.agent.send_publish(info, self.now())
+        self._pump()
+        return key
+
+    def send_subscribe(self, info: SubscribeInfo) -> RecordKey | None:
+        """The seed's send_subscribe: start, refresh or end a subscription."""
+        key = self.agent.send_subscribe(info, self.now())
+        self._pump()
+        return key
+
+    async def publish(self, info: PublishInfo) -> EngineEvent:
+        """Send ``info`` and wait for its outcome: PublicationSucceeded, or
+        PublicationRemoved for a removal.  Raises PublishError when the
+        publication fails for good (failures that will be retried do not end
+        the wait; bound it with ``asyncio.timeout``)."""
+        self._require_started()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[EngineEvent] = loop.create_future()
+        holder: list[RecordKey | None] = [None]
+
+        def watch(event: EngineEvent) -> None:
+            if future.done() or getattr(event, "key", None) != holder[0]:
+                return
+            if isinstance(event, PublicationSucceeded | PublicationRemoved):
+                future.set_result(event)
+            elif isinstance(event, PublicationFailed) and event.retry_at is None:
+                future.set_exception(PublishError(
+                    f"PUBLISH for {info.pres_uri} failed: {event.status} {event.reason}",
+                    status=event.status, reason=event.reason,
+                ))
+
+        self._listeners.append(watch)
+        try:
+            holder[0] = self.agent.send_publish(info, self.now())
+            if holder[0] is None:
+                raise PublishError(
+                    f"nothing to remove for {info.pres_uri}", status=0, reason="no publication"
+                )
+            self._pump()
+            return await future
+        finally:
+            self._listeners.remove(watch)
+
+    async def subscribe(self, info: SubscribeInfo) -> EngineEvent:
+        """Send ``info`` and wait until the subscription is accepted (a 2xx
+        then a NOTIFY, reported as SubscriptionStateChanged or
+        NotifyReceived), or ended (SubscriptionTerminated for an
+        unsubscribe).  Raises SubscribeError when it fails for good; bound
+        the wait with ``asyncio.timeout``."""
+        self._require_started()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[EngineEvent] = loop.create_future()
+        holder: list[RecordKey | None] = [None]
+        ending = info.expires == 0
+
+        def watch(event: EngineEvent) -> None:
+            if future.done() or getattr(event, "key", None) != holder[0]:
+                return
+            if isinstance(event, SubscriptionTerminated):
+                if ending:
+                    future.set_result(event)
+                else:
+                    future.set_exception(SubscribeError(
+                        f"subscription to {info.pres_uri} ended: {event.reason}",
+                        status=0, reason=event.reason,
+                    ))
+            elif isinstance(event, SubscriptionFailed) and event.retry_at is None:
+                future.set_exception(SubscribeError(
+                    f"SUBSCRIBE to {info.pres_uri} failed: {event.status} {event.reason}",
+                    status=event.status, reason=event.reason,
+                ))
+            elif not ending and isinstance(event, NotifyReceived | SubscriptionStateChanged):
+                future.set_result(event)
+
+        self._listeners.append(watch)
+        try:
+            holder[0] = self.agent.send_subscribe(info, self.now())
+            if holder[0] is None:
+                raise SubscribeError(
+                    f"no subscription to {info.pres_uri}", status=0, reason="no subscription"
+                )
+            self._pump()
+            return await future
+        finally:
+            self._listeners.remove(watch)
+
+    def add_listener(self, listener: EventListener) -> None:
+        """Call ``listener(event)`` for every engine event."""
+        self._listeners.append(listener)
+
+    def remove_listener(self, listener: EventListener) -> None:
+        """Stop calling ``listener``."""
+        with contextlib.suppress(ValueError):
+            self._listeners.remove(listener)
+
+    def _require_started(self) -> None:
+        if not self._started:
+            raise LocalProtocolError("the runtime is not started")
+
+    # -- the pump ----------------------------------------------------------------
+    def _on_datagram(self, data: bytes, address: Address, transport: str) -> None:
+        self.agent.receive_datagram(data, address, transport, self.now())
+        self._pump()
+
+    def _on_message(self, message: Message, address: Address, transport: str) -> None:
+        self.agent.receive_message(message, address, transport, self.now())
+        self._pump()
+
+    def _on_send_error(self, address: Address, transport: str, exc: Exception) -> None:
+        self.agent.endpoint.fail_destination(address, transport, str(exc), self.now())
+        self.agent.handle_timer(self.now())  # lets the engine act on the failure
+        self._pump()
+
+    def _on_timer(self) -> None:
+        at = self._timer_at
+        self._timer = self._timer_at = None
+        now = self.now()
+        # Never run a timer early (call_at may wake a little before).
+        self.agent.handle_timer(max(now, at) if at is not None else now)
+        self._pump()
+
+    def _pump(self) -> None:
+        for datagram in self.agent.datagrams_to_send():
+            self.transports.send(datagram.data, datagram.address, datagram.transport)
+        while (event := self.agent.next_event()) is not None:
+            if isinstance(event, CallbackFailed):
+                log.error("callback failed for %s: %s", event.key, event.error)
+            for listener in list(self._listeners):
+                try:
+                    listener(event)
+                except Exception:
+                    log.exception("event listener failed")
+        # Listeners may have called the API: send what that produced.
+        for datagram in self.agent.datagrams_to_send():
+            self.transports.send(datagram.data, datagram.address, datagram.transport)
+        self._arm_timer()
+
+    def _arm_timer(self) -> None:
+        loop = self._loop
+        if loop is None or not self._started:
+            return
+        when = self.agent.get_timer()
+        if when == self._timer_at:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._timer_at = when
+        if when is not None:
+            delay = max(0.0, when - self.now())
+            self._timer = loop.call_at(loop.time() + delay, self._on_timer)
