@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from .ids import SystemIds
 from .engine import PresenceRuntime
+from .ids import SystemIds
 from .stack import SipStack
 from .transports import Listen, Transports
 
