@@ -3,19 +3,37 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
+import signal
 import socket
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import click
 
 from pua import __version__
-from pua.bodies import PIDF_CONTENT_TYPE, basic_pidf
-from pua.runtime import Listen, SipStack
+from pua.bodies import PIDF_CONTENT_TYPE, basic_pidf, summarize
+from pua.core import (
+    EngineConfig,
+    EventPackage,
+    EventRegistry,
+    NotifyReceived,
+    PublicationFailed,
+    PublicationSucceeded,
+    PublishInfo,
+    SubscribeInfo,
+    SubscriptionFailed,
+    SubscriptionTerminated,
+    default_registry,
+)
+from pua.core.events import EngineEvent
+from pua.runtime import Listen, PresenceRuntime, SipStack
+from pua.runtime.loop import run as run_loop
 from pua.sip import Request, Response, SipUri, TimerConfig, parse_uri
 from pua.sip.builder import new_request
-from pua.sip.errors import RemoteProtocolError, SipError
+from pua.sip.errors import PresenceError, RemoteProtocolError, SipError
 
 __all__ = ["main"]
 
@@ -48,12 +66,31 @@ class Target:
         if not isinstance(uri, SipUri) or uri.secure:
             raise click.BadParameter("expected a sip: URI", param_hint="--server")
         transport = (uri.param("transport") or "udp").lower()
-        if transport != "udp":
+        if transport not in ("udp", "tcp"):
             raise click.BadParameter(
-                f"transport {transport!r} is not supported yet (udp only)", param_hint="--server"
+                f"transport {transport!r} is not supported (udp or tcp)", param_hint="--server"
             )
         host = uri.host[1:-1] if uri.host.startswith("[") else uri.host
         return cls(host, uri.port or 5060, transport)
+
+    @property
+    def uri(self) -> str:
+        """The next hop as a SIP URI (the engine's outbound proxy)."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        suffix = "" if self.transport == "udp" else f";transport={self.transport}"
+        return f"sip:{host}:{self.port}{suffix}"
+
+    def default_listen(self) -> Listen:
+        """Where to listen when --listen is not given: loopback for a
+        server on loopback, every address otherwise (port chosen by the
+        system)."""
+        try:
+            address = ipaddress.ip_address(self.host)
+        except ValueError:
+            return Listen(self.transport, "0.0.0.0", 0)
+        if address.is_loopback:
+            return Listen(self.transport, str(address), 0)
+        return Listen(self.transport, "::" if address.version == 6 else "0.0.0.0", 0)
 
 
 def _parse_sip_uri(value: str, hint: str) -> SipUri:
@@ -144,6 +181,17 @@ def main() -> None:
     show_default=True,
     help="RFC 3261 T1 in seconds; the transaction gives up after 64*T1.",
 )
+@click.option(
+    "--keep",
+    is_flag=True,
+    help="Stay running, keep the publication refreshed; remove it on Ctrl-C or SIGTERM.",
+)
+@click.option(
+    "--listen",
+    multiple=True,
+    metavar="PROTO:IP:PORT",
+    help="With --keep: where to listen (Kamailio syntax, e.g. udp:127.0.0.1:5062).",
+)
 def publish(
     server: str,
     pres_uri: str,
@@ -157,6 +205,8 @@ def publish(
     extra_headers: tuple[str, ...],
     tuple_id: str,
     t1: float,
+    keep: bool,
+    listen: tuple[str, ...],
 ) -> None:
     """Send one PUBLISH (RFC 3903) and print the answer.
 
@@ -165,6 +215,8 @@ def publish(
     Refresh:  --etag E                (no body)
     Modify:   --etag E --basic closed
     Remove:   --etag E --remove
+
+    Keep:     --basic open --keep     (refreshed until Ctrl-C, then removed)
 
     Exits 0 on a 2xx, 1 on any other answer or a timeout, 2 on bad arguments.
     """
@@ -200,8 +252,27 @@ def publish(
             raise click.BadParameter(f"expected 'Name: value', got {line!r}", param_hint="--header")
         headers.append((name.strip(), value.strip()))
 
+    if keep:
+        if remove or etag is not None:
+            raise click.UsageError("--keep starts a new publication: no --etag or --remove")
+        listens = _parse_listen(listen, target)
+        sys.exit(
+            run_loop(
+                _keep_publishing(
+                    target,
+                    str(presentity),
+                    event,
+                    body,
+                    content_type,
+                    expires,
+                    headers,
+                    t1,
+                    listens,
+                )
+            )
+        )
     try:
-        response = asyncio.run(
+        response = run_loop(
             _publish(
                 target,
                 presentity,
@@ -262,3 +333,243 @@ async def _publish(
             request.headers.add(name, value)
         request.headers.add("User-Agent", f"pua/{__version__}")
         return await stack.request(request, address)
+
+
+# ---------------------------------------------------------------------------
+# Long-running commands: publish --keep, subscribe
+# ---------------------------------------------------------------------------
+
+
+def _say(line: str, *, err: bool = False) -> None:
+    click.echo(line, err=err)
+    (sys.stderr if err else sys.stdout).flush()
+
+
+def _retry_text(retry_at: float | None) -> str:
+    if retry_at is None:
+        return ""
+    return f", retrying in {max(0.0, retry_at - time.time()):.0f} s"
+
+
+def _parse_listen(values: tuple[str, ...], target: Target) -> list[Listen]:
+    if not values:
+        return [target.default_listen()]
+    try:
+        return [Listen.parse(value) for value in values]
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--listen") from None
+
+
+def _event_flag(registry: EventRegistry, event: str, content_type: str | None) -> int:
+    """The flag of ``event``; an event pua does not know is registered on
+    the fly (the seed's add_event) with the given Content-Type."""
+    package = registry.by_name(event)
+    if package is not None:
+        return int(package.flag)
+    used = {int(p.flag) for p in registry}
+    flag = 1 << 16
+    while flag in used:
+        flag <<= 1
+    registry.add(EventPackage(flag=flag, name=event, content_type=content_type))
+    return flag
+
+
+def _stop_event() -> asyncio.Event:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+def _engine_config(target: Target, expires: int, t1: float) -> EngineConfig:
+    return EngineConfig(
+        outbound_proxy=target.uri,
+        default_expires=max(expires, 1),
+        timers=TimerConfig(t1=t1, t2=max(4.0, t1)),
+        user_agent=f"pua/{__version__}",
+    )
+
+
+async def _keep_publishing(
+    target: Target,
+    pres_uri: str,
+    event: str,
+    body: bytes,
+    content_type: str | None,
+    expires: int,
+    extra: list[tuple[str, str]],
+    t1: float,
+    listen: list[Listen],
+) -> int:
+    registry = default_registry()
+    flag = _event_flag(registry, event, content_type)
+    stop = _stop_event()
+    config = _engine_config(target, expires, t1)
+
+    def show(event: EngineEvent) -> None:
+        if isinstance(event, PublicationSucceeded):
+            _say(f"published ({event.kind}): SIP-ETag {event.etag}, Expires {event.expires}")
+        elif isinstance(event, PublicationFailed):
+            when = (
+                ""
+                if event.retry_at is None
+                else f", retrying in {event.retry_at - time.time():.0f} s"
+            )
+            _say(f"pua: PUBLISH failed: {event.status} {event.reason}{when}", err=True)
+
+    try:
+        async with PresenceRuntime(config, listen=listen, registry=registry) as runtime:
+            runtime.add_listener(show)
+            try:
+                await runtime.publish(
+                    PublishInfo(
+                        pres_uri=pres_uri,
+                        event=flag,
+                        body=body,
+                        expires=-1,
+                        content_type=content_type,
+                        extra_headers=extra,
+                    )
+                )
+            except PresenceError as exc:
+                _say(f"pua: error: {exc}", err=True)
+                return 1
+            await stop.wait()
+            try:
+                async with asyncio.timeout(64 * t1 + 5):
+                    await runtime.publish(PublishInfo(pres_uri=pres_uri, event=flag, expires=0))
+            except (PresenceError, TimeoutError) as exc:
+                _say(f"pua: error: removing the publication: {exc or 'timeout'}", err=True)
+                return 1
+            _say("removed")
+            return 0
+    except SipError as exc:
+        _say(f"pua: error: {exc}", err=True)
+        return 1
+
+
+@main.command()
+@click.option(
+    "--server",
+    required=True,
+    metavar="URI",
+    help="Next hop, e.g. sip:127.0.0.1:5070 (the presence server).",
+)
+@click.option("--pres-uri", required=True, metavar="URI", help="The resource to watch.")
+@click.option(
+    "--watcher", required=True, metavar="URI", help="Who watches (From of the SUBSCRIBE)."
+)
+@click.option(
+    "--event",
+    default="presence",
+    show_default=True,
+    help="Event package (presence, presence.winfo, message-summary, dialog, reg, ...).",
+)
+@click.option(
+    "--expires",
+    type=click.IntRange(1, 2**32 - 1),
+    default=3600,
+    show_default=True,
+    help="Lifetime asked for in each SUBSCRIBE; refreshed until stopped.",
+)
+@click.option(
+    "--listen",
+    multiple=True,
+    metavar="PROTO:IP:PORT",
+    help="Where NOTIFYs are received (Kamailio syntax; default: chosen for --server).",
+)
+@click.option(
+    "--t1",
+    type=click.FloatRange(0.001, 60),
+    default=0.5,
+    show_default=True,
+    help="RFC 3261 T1 in seconds.",
+)
+def subscribe(
+    server: str,
+    pres_uri: str,
+    watcher: str,
+    event: str,
+    expires: int,
+    listen: tuple[str, ...],
+    t1: float,
+) -> None:
+    """Subscribe (RFC 6665) and print every NOTIFY until Ctrl-C or SIGTERM,
+    then unsubscribe.
+
+    Exits 0 when stopped by a signal, 1 when the subscription ends for good
+    (rejected, or failed), 2 on bad arguments.
+    """
+    target = Target.from_uri(server)
+    _parse_sip_uri(pres_uri, "--pres-uri")
+    _parse_sip_uri(watcher, "--watcher")
+    listens = _parse_listen(listen, target)
+    sys.exit(run_loop(_watch(target, pres_uri, watcher, event, expires, t1, listens)))
+
+
+async def _watch(
+    target: Target,
+    pres_uri: str,
+    watcher: str,
+    event: str,
+    expires: int,
+    t1: float,
+    listen: list[Listen],
+) -> int:
+    registry = default_registry()
+    flag = _event_flag(registry, event, None)
+    stop = _stop_event()
+    ended = asyncio.Event()
+    config = _engine_config(target, expires, t1)
+
+    def show(event: EngineEvent) -> None:
+        if isinstance(event, NotifyReceived):
+            state = event.state + (f";reason={event.reason}" if event.reason else "")
+            lifetime = f" (expires {event.expires})" if event.expires is not None else ""
+            _say(f"NOTIFY {state}{lifetime}: {summarize(event.content_type, event.body)}")
+        elif isinstance(event, SubscriptionFailed):
+            when = (
+                ""
+                if event.retry_at is None
+                else f", retrying in {event.retry_at - time.time():.0f} s"
+            )
+            _say(f"pua: SUBSCRIBE failed: {event.status} {event.reason}{when}", err=True)
+        elif isinstance(event, SubscriptionTerminated):
+            _say(f"pua: subscription ended: {event.reason}", err=True)
+            ended.set()
+
+    info = SubscribeInfo(pres_uri=pres_uri, watcher_uri=watcher, event=flag, expires=-1)
+    try:
+        async with PresenceRuntime(config, listen=listen, registry=registry) as runtime:
+            runtime.add_listener(show)
+            try:
+                runtime.send_subscribe(info)
+            except ValueError as exc:
+                _say(f"pua: error: {exc}", err=True)
+                return 2
+            stopper = asyncio.ensure_future(stop.wait())
+            finisher = asyncio.ensure_future(ended.wait())
+            await asyncio.wait({stopper, finisher}, return_when=asyncio.FIRST_COMPLETED)
+            stopper.cancel()
+            finisher.cancel()
+            if ended.is_set():
+                return 1
+            runtime.remove_listener(show)
+            try:
+                async with asyncio.timeout(64 * t1 + 5):
+                    await runtime.subscribe(
+                        SubscribeInfo(
+                            pres_uri=pres_uri,
+                            watcher_uri=watcher,
+                            event=flag,
+                            expires=0,
+                        )
+                    )
+            except (PresenceError, TimeoutError) as exc:
+                _say(f"pua: unsubscribe: {exc or 'timeout'}", err=True)
+            _say("unsubscribed")
+            return 0
+    except SipError as exc:
+        _say(f"pua: error: {exc}", err=True)
+        return 1
