@@ -677,6 +677,7 @@ class PresenceAgent:
 
     def _new_dialog(self, sub: Subscription) -> None:
         self.table.unindex_dialog(sub)
+        sub.in_flight_tx = None  # an answer in the old dialog no longer matters
         sub.call_id = call_id(self.ids)
         sub.from_tag = tag(self.ids)
         sub.to_tag = None
