@@ -100,7 +100,7 @@ def required_choice(
 
 def version_and_state(root: etree._Element, *, what: str) -> tuple[int, str]:
     """The ``version`` and ``state`` (full/partial) of a root element, the
-    pair RFC 4235 §4.1, RFC 3680 §5.1 and RFC 3858 §3 share."""
+    pair RFC 4235 §4.1, RFC 3680 §5 and RFC 3858 §3 share."""
     version = parse_unsigned(required_attr(root, "version", what=what), what=what, field="version")
     state = required_choice(root, "state", ("full", "partial"), what=what, where="")
     return version, state

@@ -37,6 +37,10 @@ __all__ = [
     "DIALOG_STATES",
     "DIALOG_STATE_EVENTS",
     "Dialog",
+    "DialogState",
+    "Direction",
+    "DocumentState",
+    "Param",
     "DialogInfo",
     "parse_dialog_info",
     "set_version",
@@ -45,20 +49,24 @@ __all__ = [
 DIALOG_INFO_NS = "urn:ietf:params:xml:ns:dialog-info"
 """The dialog-info namespace (RFC 4235 §4)."""
 DIALOG_INFO_CONTENT_TYPE = "application/dialog-info+xml"
-"""The dialog-info media type (RFC 4235 §6.1)."""
+"""The dialog-info media type (RFC 4235, registered with IANA)."""
 DIALOG_STATES = ("trying", "proceeding", "early", "confirmed", "terminated")
-"""A dialog's ``<state>`` values (RFC 4235 §3.7.1)."""
+"""A dialog's ``<state>`` values: the dialog state machine's states (RFC 4235 §3.7.1)."""
 DIALOG_DIRECTIONS = ("initiator", "recipient")
-"""The ``direction`` attribute values (RFC 4235 §4.1.2)."""
+"""The ``direction`` attribute values (RFC 4235 §4.1)."""
 DIALOG_STATE_EVENTS = (
     "cancelled", "rejected", "replaced", "local-bye", "remote-bye", "error", "timeout",
 )  # fmt: skip
 """The ``<state event=...>`` values: why a dialog ended (RFC 4235 §3.7.1)."""
 
 DocumentState = Literal["full", "partial"]
+"""A document's ``state``: all dialogs, or only the changed ones (RFC 4235 §4.1)."""
 DialogState = Literal["trying", "proceeding", "early", "confirmed", "terminated"]
+"""The type of :attr:`Dialog.state` (the values of :data:`DIALOG_STATES`)."""
 Direction = Literal["initiator", "recipient"]
+"""The type of :attr:`Dialog.direction`."""
 Param = tuple[str, str]
+"""A target ``<param>``: (pname, pval)."""
 
 _WHAT = "dialog-info document"
 _ROOT = f"{{{DIALOG_INFO_NS}}}dialog-info"
@@ -74,7 +82,7 @@ _PARAM = f"{{{DIALOG_INFO_NS}}}param"
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Dialog:
-    """One ``<dialog>`` (RFC 4235 §4.1.2)."""
+    """One ``<dialog>`` (RFC 4235 §4.1)."""
 
     id: str
     """The notifier's id for this dialog, unique within the document."""
@@ -93,13 +101,13 @@ class Dialog:
     code: int | None = None
     """The response code that caused the state (``<state code=...>``)."""
     duration: int | None = None
-    """Seconds since the dialog was confirmed (``<duration>``, §4.1.4)."""
+    """Seconds since the dialog was confirmed (``<duration>``, RFC 4235 §4.1)."""
     local_identity: str | None = None
-    """The entity's identity URI (``<local><identity>``, §4.1.6.1)."""
+    """The entity's identity URI (``<local><identity>``, RFC 4235 §4.1)."""
     local_display: str | None = None
     """The display name of ``local_identity``."""
     local_target: str | None = None
-    """The entity's target URI (``<local><target uri=...>``, §4.1.6.2)."""
+    """The entity's target URI (``<local><target uri=...>``, RFC 4235 §4.1)."""
     local_params: tuple[Param, ...] = ()
     """The local target's ``<param>`` (name, value) pairs, e.g. ``+sip.rendering``."""
     remote_identity: str | None = None
@@ -118,7 +126,7 @@ class Dialog:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DialogInfo:
-    """A ``<dialog-info>`` document (RFC 4235 §4.1.1)."""
+    """A ``<dialog-info>`` document (RFC 4235 §4.1)."""
 
     entity: str
     """The URI whose dialogs these are."""
@@ -140,7 +148,7 @@ class DialogInfo:
 def _build(info: DialogInfo) -> etree._Element:
     check_text(info.entity, "entity", attribute=True)
     if not info.entity:
-        raise ValueError("entity must not be empty (RFC 4235 §4.1.1)")
+        raise ValueError("entity must not be empty (RFC 4235 §4.1)")
     check_unsigned(info.version, "version")
     check_choice(info.state, ("full", "partial"), "state")
     root = etree.Element(_ROOT, nsmap={None: DIALOG_INFO_NS})  # type: ignore[dict-item]
@@ -174,7 +182,7 @@ def _build_dialog(root: etree._Element, dialog: Dialog) -> None:
         if value is not None:
             check_text(value, attribute, attribute=True)
             element.set(attribute, value)
-    # Schema order (RFC 4235 §4.2): state, duration?, replaces?,
+    # Schema order (RFC 4235's XML schema): state, duration?, replaces?,
     # referred-by?, route-set?, local?, remote?.
     state = etree.SubElement(element, _STATE)
     state.text = dialog.state
@@ -222,8 +230,8 @@ def _build_participant(
         for name, value in params:
             check_text(name, "param name", attribute=True)
             check_text(value, "param value", attribute=True)
-            # The schema (RFC 4235 §4.2) names the value "pval"; §4.3's
-            # example says "pvalue", which parse_dialog_info accepts too.
+            # RFC 4235's XML schema names the value "pval"; its example
+            # says "pvalue", which parse_dialog_info accepts too.
             etree.SubElement(node, _PARAM, pname=name, pval=value)
 
 
@@ -247,7 +255,7 @@ def _parse_dialog(element: etree._Element) -> Dialog:
     where = f"dialog {id_!r}"
     state_element = first_child(element, _STATE)
     if state_element is None:
-        # RFC 4235 §4.1.3: <state> is mandatory.
+        # RFC 4235 §4.1: <state> is mandatory in a <dialog>.
         raise BodyError(f"{_WHAT}: {where} has no <state>")
     state = one_of(text_of(state_element), DIALOG_STATES, what=_WHAT, field=f"{where} state")
     direction = optional_attr(element, "direction")

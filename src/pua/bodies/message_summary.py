@@ -34,7 +34,7 @@ __all__ = [
 ]
 
 MESSAGE_SUMMARY_CONTENT_TYPE = "application/simple-message-summary"
-"""The message-summary media type (RFC 3842 §7.2)."""
+"""The message-summary media type (RFC 3842, registered with IANA)."""
 
 MAX_SUMMARY_SIZE = 64 * 1024
 """Largest message-summary body accepted, in bytes: a real one is a few lines."""
@@ -184,7 +184,8 @@ def parse_message_summary(body: bytes) -> MessageSummary:
     if len(body) > MAX_SUMMARY_SIZE:
         raise BodyError(f"{_WHAT}: {len(body)} bytes is over the {MAX_SUMMARY_SIZE}-byte limit")
     try:
-        text = body.decode("utf-8")
+        # A byte-order mark is not part of the grammar but harmless.
+        text = body.decode("utf-8").removeprefix("\ufeff")
     except UnicodeDecodeError as exc:
         raise BodyError(f"{_WHAT}: not UTF-8 ({exc.reason} at byte {exc.start})") from None
     sections = _sections(text)

@@ -49,11 +49,11 @@ __all__ = [
 PIDF_NS = "urn:ietf:params:xml:ns:pidf"
 """The PIDF namespace (RFC 3863 §4.1)."""
 DM_NS = "urn:ietf:params:xml:ns:pidf:data-model"
-"""The presence data model namespace of ``<person>`` (RFC 4479 §4)."""
+"""The presence data model namespace of ``<person>`` (RFC 4479)."""
 RPID_NS = "urn:ietf:params:xml:ns:pidf:rpid"
-"""The RPID namespace of ``<activities>`` (RFC 4480 §3)."""
+"""The RPID namespace of ``<activities>`` (RFC 4480)."""
 PIDF_CONTENT_TYPE = "application/pidf+xml"
-"""The PIDF media type (RFC 3863 §6.1)."""
+"""The PIDF media type (RFC 3863, registered with IANA)."""
 
 _WHAT = "PIDF document"
 _PRESENCE = f"{{{PIDF_NS}}}presence"
@@ -81,7 +81,7 @@ RPID_ACTIVITIES = frozenset(
         "unknown", "vacation", "working", "worship",
     }
 )  # fmt: skip
-"""The activity elements RFC 4480 §3.2 enumerates (``other`` carries text)."""
+"""The activity elements RFC 4480 enumerates (``other`` carries text)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -107,12 +107,12 @@ class Tuple:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Person:
-    """One data-model ``<dm:person>`` (RFC 4479 §3.3) with its RPID activities."""
+    """One data-model ``<dm:person>`` (RFC 4479) with its RPID activities."""
 
     id: str
     """The person's id (an xs:ID, like tuple ids)."""
     activities: tuple[str, ...] = ()
-    """RPID activities (RFC 4480 §3.2): element names such as ``on-the-phone``;
+    """RPID activities (RFC 4480): element names such as ``on-the-phone``;
     any other text stands for an ``<rpid:other>`` carrying that text."""
     notes: tuple[str, ...] = ()
     """The person's ``<dm:note>`` texts."""
@@ -169,7 +169,7 @@ def _build(presence: Presence) -> etree._Element:
     for id_ in ids:
         check_id(id_, "tuple and person ids")
     if len(set(ids)) != len(ids):
-        # Tuple and person ids share one xs:ID space (RFC 4479 §4).
+        # Tuple and person ids share one xs:ID space (RFC 4479's schema types both xs:ID).
         raise ValueError(f"tuple and person ids must be unique: {ids}")
     nsmap: dict[str | None, str] = {None: PIDF_NS}
     if presence.persons:
@@ -178,7 +178,7 @@ def _build(presence: Presence) -> etree._Element:
         nsmap["rpid"] = RPID_NS
     root = etree.Element(_PRESENCE, nsmap=nsmap)  # type: ignore[arg-type]
     root.set("entity", presence.entity)
-    # Schema order (RFC 3863 §4.4): tuple*, note*, then extensions (person).
+    # Schema order (RFC 3863's XML schema): tuple*, note*, then extensions (person).
     for tuple_ in presence.tuples:
         _build_tuple(root, tuple_)
     for note in presence.notes:
@@ -235,7 +235,7 @@ def _build_person(root: etree._Element, person: Person) -> None:
             if activity in RPID_ACTIVITIES:
                 etree.SubElement(activities, f"{{{RPID_NS}}}{activity}")
             else:
-                # RFC 4480 §3.2: an activity without an element of its own
+                # RFC 4480: an activity without an element of its own
                 # is written as <other> with the text.
                 etree.SubElement(activities, _RPID_OTHER).text = activity
     for note in person.notes:
@@ -315,7 +315,7 @@ def _parse_person(element: etree._Element) -> Person:
                 activities.append(text_of(child) or "other")
             else:
                 # An RFC 4480 activity, or another namespace's extension
-                # activity (§3.2 allows those): its element name.
+                # activity (RFC 4480 allows those): its element name.
                 activities.append(local_name(child))
     notes = [text_of(n) for n in element if n.tag in (_DM_NOTE, _NOTE)]
     return Person(id=id_, activities=tuple(activities), notes=tuple(notes))

@@ -36,29 +36,35 @@ __all__ = [
     "REGINFO_NS",
     "REGISTRATION_STATES",
     "Contact",
+    "ContactState",
+    "DocumentState",
     "RegInfo",
     "Registration",
+    "RegistrationState",
     "parse_reginfo",
     "set_version",
 ]
 
 REGINFO_NS = "urn:ietf:params:xml:ns:reginfo"
-"""The reginfo namespace (RFC 3680 §5.4)."""
+"""The reginfo namespace (RFC 3680 §5)."""
 REGINFO_CONTENT_TYPE = "application/reginfo+xml"
-"""The reginfo media type (RFC 3680 §8.1)."""
+"""The reginfo media type (RFC 3680, registered with IANA)."""
 REGISTRATION_STATES = ("init", "active", "terminated")
-"""A registration's ``state`` values (RFC 3680 §5.2)."""
+"""A registration's ``state`` values (RFC 3680 §5)."""
 CONTACT_STATES = ("active", "terminated")
-"""A contact's ``state`` values (RFC 3680 §5.2)."""
+"""A contact's ``state`` values (RFC 3680 §5)."""
 CONTACT_EVENTS = (
     "registered", "created", "refreshed", "shortened", "expired",
     "deactivated", "probation", "unregistered", "rejected",
 )  # fmt: skip
-"""The ``event`` values: what last happened to a contact (RFC 3680 §5.2)."""
+"""The ``event`` values: what last happened to a contact (RFC 3680 §5)."""
 
 DocumentState = Literal["full", "partial"]
+"""A document's ``state``: every registration, or only changes (RFC 3680 §5)."""
 RegistrationState = Literal["init", "active", "terminated"]
+"""The type of :attr:`Registration.state`."""
 ContactState = Literal["active", "terminated"]
+"""The type of :attr:`Contact.state`."""
 
 _WHAT = "reginfo document"
 _ROOT = f"{{{REGINFO_NS}}}reginfo"
@@ -71,7 +77,7 @@ _UNKNOWN_PARAM = f"{{{REGINFO_NS}}}unknown-param"
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Contact:
-    """One registered ``<contact>`` (RFC 3680 §5.2)."""
+    """One registered ``<contact>`` (RFC 3680 §5)."""
 
     id: str
     """The registrar's id for this binding."""
@@ -122,7 +128,7 @@ class Registration:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RegInfo:
-    """A ``<reginfo>`` document (RFC 3680 §5.1)."""
+    """A ``<reginfo>`` document (RFC 3680 §5)."""
 
     version: int
     """The document version, counting up from 0 per subscription."""
@@ -181,7 +187,7 @@ def _build_contact(parent: etree._Element, contact: Contact) -> None:
         if text is not None:
             check_text(text, attribute, attribute=True)
             element.set(attribute, text)
-    # Schema order (RFC 3680 §5.4): uri, display-name?, unknown-param*.
+    # Schema order (RFC 3680's XML schema): uri, display-name?, unknown-param*.
     check_text(contact.uri, "uri")
     etree.SubElement(element, _URI).text = contact.uri
     if contact.display_name is not None:
@@ -226,7 +232,7 @@ def _parse_contact(element: etree._Element, aor: str) -> Contact:
     event = required_choice(element, "event", CONTACT_EVENTS, what=_WHAT, where=where)
     uri_element = first_child(element, _URI)
     if uri_element is None:
-        # RFC 3680 §5.2: every contact carries its URI.
+        # RFC 3680 §5: every contact carries its URI.
         raise BodyError(f"{_WHAT}: {where} has no <uri>")
     display_element = first_child(element, _DISPLAY_NAME)
     params = tuple(
@@ -252,7 +258,7 @@ def _parse_contact(element: etree._Element, aor: str) -> Contact:
 def set_version(body: bytes, version: int) -> bytes:
     """The reg event's ``process_body`` hook: set the root ``version``.
 
-    RFC 3680 §5.1 has ``version`` count the documents sent; Kamailio's
+    RFC 3680 §5 has ``version`` count the documents sent; Kamailio's
     ``reginfo_increase_version`` makes each PUBLISH carry the record's own
     counter.  The attribute is replaced whatever it held, or added if the
     root had none; nothing else changes.  The result is UTF-8 XML.

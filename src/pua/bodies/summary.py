@@ -52,7 +52,7 @@ def _plural(count: int, word: str) -> str:
 
 def _presence(doc: Presence) -> str:
     line = f"{_who(doc.entity)}: {doc.basic or 'no basic status'}"
-    # The person's note says most about the person (RFC 4479 §3.3), then the
+    # The person's note says most about the person (RFC 4479), then the
     # tuples', then the document's.
     notes = [
         *(n for p in doc.persons for n in p.notes),

@@ -34,9 +34,11 @@ __all__ = [
     "WATCHERINFO_NS",
     "WATCHER_EVENTS",
     "WATCHER_STATUSES",
+    "DocumentState",
     "Watcher",
     "WatcherInfo",
     "WatcherList",
+    "WatcherStatus",
     "parse_watcherinfo",
 ]
 
@@ -45,17 +47,19 @@ WATCHERINFO_NS = "urn:ietf:params:xml:ns:watcherinfo"
 WATCHERINFO_CONTENT_TYPE = "application/watcherinfo+xml"
 """The watcherinfo media type (RFC 3858 §8.1)."""
 WATCHER_STATUSES = ("pending", "active", "waiting", "terminated")
-"""A watcher's subscription ``status`` (RFC 3857 §5.2)."""
+"""A watcher's subscription ``status`` (RFC 3857's subscription state machine)."""
 WATCHER_EVENTS = (
     "subscribe", "approved", "deactivated", "probation", "rejected",
     "timeout", "giveup", "noresource",
 )  # fmt: skip
-"""The ``event`` values: what moved the subscription to its status (RFC 3857 §5.2)."""
+"""The ``event`` values: what moved a subscription to its status (RFC 3857)."""
 
 _XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
 
 DocumentState = Literal["full", "partial"]
+"""A document's ``state``: every watcher, or only changes (RFC 3858 §4)."""
 WatcherStatus = Literal["pending", "active", "waiting", "terminated"]
+"""The type of :attr:`Watcher.status`."""
 
 _WHAT = "watcherinfo document"
 _ROOT = f"{{{WATCHERINFO_NS}}}watcherinfo"
