@@ -47,7 +47,7 @@ from pathlib import Path
 from . import PeerError, PeerUnavailable, _track, _untrack, find_free_port
 
 __all__ = ["SippUAS", "SippUAC", "SippStats", "SCENARIOS_DIR", "scenario_path",
-           "PeerUnavailable", "PeerError"]
+           "PeerUnavailable", "PeerError", "subscribe_terminated_uas"]
 
 HERE = Path(__file__).resolve().parent
 SCENARIOS_DIR = HERE / "scenarios"
@@ -413,6 +413,21 @@ class SippUAS:
 
     def __repr__(self) -> str:
         return f"<SippUAS {self.scenario.name} {self.uri} pid={self.pid}>"
+
+
+def subscribe_terminated_uas(reason: str = "deactivated", *,
+                             retry_after: int | None = None, **kwargs) -> SippUAS:
+    """A SippUAS (not started yet) running ``scenarios/subscribe_terminated.xml``.
+
+    Its final NOTIFY carries ``Subscription-State: terminated;reason=<reason>``
+    plus ``;retry-after=<retry_after>`` when given, e.g.
+    ``subscribe_terminated_uas("probation", retry_after=1)``.  The scenario
+    takes the value from SIPp's ``-key reason ...``; other keyword arguments
+    go to :class:`SippUAS` (``extra_args`` are appended after the key).
+    """
+    value = reason if retry_after is None else f"{reason};retry-after={int(retry_after)}"
+    extra = ["-key", "reason", value, *kwargs.pop("extra_args", ())]
+    return SippUAS("subscribe_terminated", extra_args=extra, **kwargs)
 
 
 class SippUAC:
