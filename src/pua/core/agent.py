@@ -14,6 +14,7 @@ own for transactions.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import deque
 from collections.abc import Callable
@@ -35,7 +36,7 @@ from pua.sip import (
 )
 from pua.sip.builder import new_via
 from pua.sip.errors import BodyError, LocalProtocolError, RemoteProtocolError
-from pua.sip.headers import Headers, NameAddress
+from pua.sip.headers import CSeq, Headers
 from pua.sip.ids import Ids, call_id, tag
 from pua.sip.timers import DeadlineQueue
 from pua.sip.transaction import Address, ServerTransaction
@@ -93,7 +94,14 @@ class Destination:
     def from_uri(cls, text: str) -> Destination:
         """The next hop a sip:/sips: URI names (RFC 3263 without DNS SRV:
         the port defaults to 5060, or 5061 for sips)."""
-        uri = parse_uri(text)
+        return _destination_of(text)
+
+    @classmethod
+    def _parse(cls, text: str) -> Destination:
+        try:
+            uri = parse_uri(text)
+        except RemoteProtocolError as exc:
+            raise ValueError(f"bad next hop {text!r}: {exc}") from None
         if not isinstance(uri, SipUri):
             raise ValueError(f"cannot route to a non-SIP URI: {text}")
         transport = (uri.param("transport") or ("tls" if uri.secure else "udp")).lower()
@@ -101,6 +109,12 @@ class Destination:
         if host.startswith("["):
             host = host[1:-1]
         return cls(host, uri.port or (5061 if uri.secure else 5060), transport)
+
+
+@functools.lru_cache(maxsize=4096)
+def _destination_of(text: str) -> Destination:
+    # The same few next hops are looked up for every request.
+    return Destination._parse(text)
 
 
 class PresenceAgent:
@@ -1099,26 +1113,21 @@ class PresenceAgent:
     ) -> Request:
         host, port = self._local_for(destination.transport)
         via = new_via(self.ids, destination.transport, f"[{host}]" if ":" in host else host, port)
-        to = NameAddress(parse_uri(to_uri))
-        if to_tag is not None:
-            to = to.with_tag(to_tag)
+        # The URIs were checked when the API call was made: written as they
+        # are, inside angle brackets (RFC 3261 §20.10), without a re-parse.
+        to = f"<{to_uri}>" if to_tag is None else f"<{to_uri}>;tag={to_tag}"
         headers = Headers(
             [
                 ("Via", str(via)),
                 ("Max-Forwards", "70"),
-                (
-                    "From",
-                    str(
-                        NameAddress(
-                            parse_uri(from_uri), params=(("tag", from_tag or tag(self.ids)),)
-                        )
-                    ),
-                ),
-                ("To", str(to)),
+                ("From", f"<{from_uri}>;tag={from_tag or tag(self.ids)}"),
+                ("To", to),
                 ("Call-ID", call_id_value),
                 ("CSeq", f"{cseq} {method}"),
             ]
         )
+        headers.remember("via:top", via)
+        headers.remember("cseq", CSeq(cseq, method))
         if self.config.user_agent:
             headers.add("User-Agent", self.config.user_agent)
         return Request(method, request_uri, headers)
