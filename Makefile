@@ -30,7 +30,7 @@ bench: venv debian-deps
 	$(PY) -m benchmarks.run --output docs/benchmarks.md
 
 lint: venv
-	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff check src tests benchmarks docs
 	$(VENV)/bin/ruff format --check src
 	$(VENV)/bin/mypy
 

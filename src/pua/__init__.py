@@ -1,12 +1,36 @@
 """pua: a SIP Presence User Agent.
 
-It sends PUBLISH (RFC 3903) and SUBSCRIBE (RFC 6665) on behalf of others and
-keeps each publication and subscription alive.  The layers are described in
-the README; :mod:`pua.sip` is the sans-IO SIP stack underneath.
+It sends PUBLISH (RFC 3903) and SUBSCRIBE (RFC 6665) on behalf of others
+and keeps each publication and subscription alive.  Applications use
+:class:`Agent`; the layers beneath are :mod:`pua.runtime` (asyncio),
+:mod:`pua.core` (the sans-IO engine with the seed's API), :mod:`pua.sip`
+(the sans-IO SIP stack) and :mod:`pua.bodies` (event documents).
 """
 
 from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+from pua.agent import Agent, Notification, Publication, Subscription
+from pua.sip.errors import (
+    BodyError,
+    PresenceError,
+    PuaError,
+    PublishError,
+    SipError,
+    SubscribeError,
+)
+
+__all__ = [
+    "Agent",
+    "BodyError",
+    "Notification",
+    "PresenceError",
+    "PuaError",
+    "Publication",
+    "PublishError",
+    "SipError",
+    "SubscribeError",
+    "Subscription",
+    "__version__",
+]

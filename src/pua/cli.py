@@ -14,22 +14,10 @@ from pathlib import Path
 import click
 
 from pua import __version__
+from pua.agent import Agent
 from pua.bodies import PIDF_CONTENT_TYPE, basic_pidf, summarize
-from pua.core import (
-    EngineConfig,
-    EventPackage,
-    EventRegistry,
-    NotifyReceived,
-    PublicationFailed,
-    PublicationSucceeded,
-    PublishInfo,
-    SubscribeInfo,
-    SubscriptionFailed,
-    SubscriptionTerminated,
-    default_registry,
-)
-from pua.core.events import EngineEvent
-from pua.runtime import Listen, PresenceRuntime, SipStack
+from pua.core import PublicationFailed, PublicationSucceeded, SubscriptionFailed
+from pua.runtime import Listen, SipStack
 from pua.runtime.loop import run as run_loop
 from pua.sip import Request, Response, SipUri, TimerConfig, parse_uri
 from pua.sip.builder import new_request
@@ -360,20 +348,6 @@ def _parse_listen(values: tuple[str, ...], target: Target) -> list[Listen]:
         raise click.BadParameter(str(exc), param_hint="--listen") from None
 
 
-def _event_flag(registry: EventRegistry, event: str, content_type: str | None) -> int:
-    """The flag of ``event``; an event pua does not know is registered on
-    the fly (the seed's add_event) with the given Content-Type."""
-    package = registry.by_name(event)
-    if package is not None:
-        return int(package.flag)
-    used = {int(p.flag) for p in registry}
-    flag = 1 << 16
-    while flag in used:
-        flag <<= 1
-    registry.add(EventPackage(flag=flag, name=event, content_type=content_type))
-    return flag
-
-
 def _stop_event() -> asyncio.Event:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -382,13 +356,25 @@ def _stop_event() -> asyncio.Event:
     return stop
 
 
-def _engine_config(target: Target, expires: int, t1: float) -> EngineConfig:
-    return EngineConfig(
-        outbound_proxy=target.uri,
+def _agent(target: Target, expires: int, t1: float, listen: list[Listen]) -> Agent:
+    return Agent(
+        server=target.uri,
+        listen=listen,
         default_expires=max(expires, 1),
-        timers=TimerConfig(t1=t1, t2=max(4.0, t1)),
+        t1=t1,
         user_agent=f"pua/{__version__}",
     )
+
+
+async def _print_events(agent: Agent) -> None:
+    """One line per publication result or subscription failure."""
+    async for event in agent.events():
+        if isinstance(event, PublicationSucceeded):
+            _say(f"published ({event.kind}): SIP-ETag {event.etag}, Expires {event.expires}")
+        elif isinstance(event, PublicationFailed | SubscriptionFailed):
+            method = "PUBLISH" if isinstance(event, PublicationFailed) else "SUBSCRIBE"
+            retry = _retry_text(event.retry_at)
+            _say(f"pua: {method} failed: {event.status} {event.reason}{retry}", err=True)
 
 
 async def _keep_publishing(
@@ -402,35 +388,18 @@ async def _keep_publishing(
     t1: float,
     listen: list[Listen],
 ) -> int:
-    registry = default_registry()
-    flag = _event_flag(registry, event, content_type)
     stop = _stop_event()
-    config = _engine_config(target, expires, t1)
-
-    def show(event: EngineEvent) -> None:
-        if isinstance(event, PublicationSucceeded):
-            _say(f"published ({event.kind}): SIP-ETag {event.etag}, Expires {event.expires}")
-        elif isinstance(event, PublicationFailed):
-            when = (
-                ""
-                if event.retry_at is None
-                else f", retrying in {event.retry_at - time.time():.0f} s"
-            )
-            _say(f"pua: PUBLISH failed: {event.status} {event.reason}{when}", err=True)
-
     try:
-        async with PresenceRuntime(config, listen=listen, registry=registry) as runtime:
-            runtime.add_listener(show)
+        async with _agent(target, expires, t1, listen) as agent:
+            printer = asyncio.ensure_future(_print_events(agent))
             try:
-                await runtime.publish(
-                    PublishInfo(
-                        pres_uri=pres_uri,
-                        event=flag,
-                        body=body,
-                        expires=-1,
-                        content_type=content_type,
-                        extra_headers=extra,
-                    )
+                publication = await agent.publish(
+                    pres_uri,
+                    body,
+                    event=event,
+                    expires=-1,
+                    content_type=content_type,
+                    extra_headers=extra,
                 )
             except PresenceError as exc:
                 _say(f"pua: error: {exc}", err=True)
@@ -438,10 +407,12 @@ async def _keep_publishing(
             await stop.wait()
             try:
                 async with asyncio.timeout(64 * t1 + 5):
-                    await runtime.publish(PublishInfo(pres_uri=pres_uri, event=flag, expires=0))
+                    await publication.remove()
             except (PresenceError, TimeoutError) as exc:
                 _say(f"pua: error: removing the publication: {exc or 'timeout'}", err=True)
                 return 1
+            finally:
+                printer.cancel()
             _say("removed")
             return 0
     except SipError as exc:
@@ -517,57 +488,37 @@ async def _watch(
     t1: float,
     listen: list[Listen],
 ) -> int:
-    registry = default_registry()
-    flag = _event_flag(registry, event, None)
     stop = _stop_event()
-    ended = asyncio.Event()
-    config = _engine_config(target, expires, t1)
-
-    def show(event: EngineEvent) -> None:
-        if isinstance(event, NotifyReceived):
-            state = event.state + (f";reason={event.reason}" if event.reason else "")
-            lifetime = f" (expires {event.expires})" if event.expires is not None else ""
-            _say(f"NOTIFY {state}{lifetime}: {summarize(event.content_type, event.body)}")
-        elif isinstance(event, SubscriptionFailed):
-            when = (
-                ""
-                if event.retry_at is None
-                else f", retrying in {event.retry_at - time.time():.0f} s"
-            )
-            _say(f"pua: SUBSCRIBE failed: {event.status} {event.reason}{when}", err=True)
-        elif isinstance(event, SubscriptionTerminated):
-            _say(f"pua: subscription ended: {event.reason}", err=True)
-            ended.set()
-
-    info = SubscribeInfo(pres_uri=pres_uri, watcher_uri=watcher, event=flag, expires=-1)
     try:
-        async with PresenceRuntime(config, listen=listen, registry=registry) as runtime:
-            runtime.add_listener(show)
+        async with _agent(target, expires, t1, listen) as agent:
+            printer = asyncio.ensure_future(_print_events(agent))
             try:
-                runtime.send_subscribe(info)
+                subscription = agent.subscribe(pres_uri, watcher=watcher, event=event, expires=-1)
+                subscription.start()
             except ValueError as exc:
                 _say(f"pua: error: {exc}", err=True)
                 return 2
+
+            async def show() -> None:
+                async for notification in subscription:
+                    state = notification.state
+                    if notification.reason:
+                        state += f";reason={notification.reason}"
+                    if notification.expires is not None:
+                        state += f" (expires {notification.expires})"
+                    summary = summarize(notification.content_type, notification.body)
+                    _say(f"NOTIFY {state}: {summary}")
+
+            reader = asyncio.ensure_future(show())
             stopper = asyncio.ensure_future(stop.wait())
-            finisher = asyncio.ensure_future(ended.wait())
-            await asyncio.wait({stopper, finisher}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({reader, stopper}, return_when=asyncio.FIRST_COMPLETED)
             stopper.cancel()
-            finisher.cancel()
-            if ended.is_set():
+            printer.cancel()
+            if reader.done():
+                _say(f"pua: subscription ended: {subscription.reason}", err=True)
                 return 1
-            runtime.remove_listener(show)
-            try:
-                async with asyncio.timeout(64 * t1 + 5):
-                    await runtime.subscribe(
-                        SubscribeInfo(
-                            pres_uri=pres_uri,
-                            watcher_uri=watcher,
-                            event=flag,
-                            expires=0,
-                        )
-                    )
-            except (PresenceError, TimeoutError) as exc:
-                _say(f"pua: unsubscribe: {exc or 'timeout'}", err=True)
+            reader.cancel()
+            await subscription.unsubscribe()
             _say("unsubscribed")
             return 0
     except SipError as exc:

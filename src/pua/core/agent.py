@@ -448,10 +448,7 @@ class PresenceAgent:
         status: int,
         reason: str,
     ) -> None:
-        pub.in_flight_tx = None
-        pub.last_status, pub.last_reason = status, reason
-        api = pub.api_request
-        pub.api_request = False
+        api = self._take_answer(pub, status, reason)
         if response is not None and response.is_success:
             if kind == "remove":
                 self._pub_input(pub, PubInput.REMOVED, now)
@@ -490,6 +487,9 @@ class PresenceAgent:
             self._pub_input(pub, PubInput.REMOVED, now)
             self._fire(pub, response, api)
             return
+        elif status == 412 and kind == "initial" and pub.etag is None and not pub.recovered_412:
+            # No SIP-If-Match was sent: there is no condition to recover.
+            event = PubInput.FATAL
         elif status == 412 and not pub.recovered_412:
             event = PubInput.PRECONDITION_FAILED
             if kind in ("initial", "modify") and pub.pending_body is None:
@@ -497,14 +497,8 @@ class PresenceAgent:
         elif status == 412:
             event = PubInput.RETRYABLE
         elif status == 423:
-            minimum = _safe(lambda: response.min_expires) if response is not None else None
-            if minimum is not None and minimum > pub.requested:
-                pub.requested = minimum
-                if pub.desired_until is not None:
-                    pub.desired_until = max(pub.desired_until, now + minimum)
-                event = PubInput.INTERVAL_TOO_BRIEF
-            else:
-                event = PubInput.FATAL
+            adopted = self._adopt_min_expires(pub, response, now)
+            event = PubInput.INTERVAL_TOO_BRIEF if adopted else PubInput.FATAL
         elif status in _RETRYABLE or status == 500 or 500 <= status < 600:
             event = PubInput.RETRYABLE
         else:
@@ -540,6 +534,29 @@ class PresenceAgent:
             self._pub_input(pub, event, now)
             return  # a new request is in flight; callbacks wait for its answer
         self._fire(pub, response, api)
+
+    @staticmethod
+    def _take_answer(record: Publication | Subscription, status: int, reason: str) -> bool:
+        """Note a final answer; returns whether the API asked for the request."""
+        record.in_flight_tx = None
+        record.last_status, record.last_reason = status, reason
+        api = record.api_request
+        record.api_request = False
+        return api
+
+    @staticmethod
+    def _adopt_min_expires(
+        record: Publication | Subscription, response: Response | None, now: float
+    ) -> bool:
+        """After a 423 (RFC 3261 §21.4.18): ask for the answer's Min-Expires
+        from now on.  False when it names none larger than what we asked."""
+        minimum = _safe(lambda: response.min_expires) if response is not None else None
+        if minimum is None or minimum <= record.requested:
+            return False
+        record.requested = minimum
+        if record.desired_until is not None:
+            record.desired_until = max(record.desired_until, now + minimum)
+        return True
 
     def _lifetime_over(self, record: Publication | Subscription, now: float) -> bool:
         return record.desired_until is not None and record.desired_until <= now + 1
@@ -753,10 +770,7 @@ class PresenceAgent:
         status: int,
         reason: str,
     ) -> None:
-        sub.in_flight_tx = None
-        sub.last_status, sub.last_reason = status, reason
-        api = sub.api_request
-        sub.api_request = False
+        api = self._take_answer(sub, status, reason)
         if response is not None and response.is_success:
             if kind == "unsubscribe":
                 self._sub_input(sub, SubInput.OK, now)
@@ -808,14 +822,9 @@ class PresenceAgent:
             self._sub_input(sub, SubInput.NO_DIALOG, now)
             self._fire(sub, response, api)
             return
-        if status == 423:
-            minimum = _safe(lambda: response.min_expires) if response is not None else None
-            if minimum is not None and minimum > sub.requested:
-                sub.requested = minimum
-                if sub.desired_until is not None:
-                    sub.desired_until = max(sub.desired_until, now + minimum)
-                self._sub_input(sub, SubInput.INTERVAL_TOO_BRIEF, now)
-                return
+        if status == 423 and self._adopt_min_expires(sub, response, now):
+            self._sub_input(sub, SubInput.INTERVAL_TOO_BRIEF, now)
+            return
         retryable = status in _RETRYABLE or 500 <= status < 600 or kind == "refresh"
         if retryable and not self._lifetime_over(sub, now):
             self._sub_retry(sub, response, now, status, reason, kind)

@@ -40,6 +40,7 @@ from pua.sip.message import Message
 from pua.sip.transaction import Address
 
 from .ids import SystemIds
+from .timer import DeadlineTimer
 from .transports import Listen, Transports, route_source
 
 __all__ = ["EventListener", "PresenceRuntime"]
@@ -74,8 +75,7 @@ class PresenceRuntime:
         )
         self._listeners: list[EventListener] = []
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_at: float | None = None
+        self._timer = DeadlineTimer(self.now, self._on_timer)
         self._started = False
 
     async def __aenter__(self) -> PresenceRuntime:
@@ -119,10 +119,7 @@ class PresenceRuntime:
     async def close(self) -> None:
         """Close the sockets (records stay as they are; see ``shutdown``)."""
         self._started = False
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-            self._timer_at = None
+        self._timer.cancel()
         await self.transports.close()
 
     # -- the seed's API --------------------------------------------------------
@@ -245,12 +242,8 @@ class PresenceRuntime:
         self.agent.handle_timer(self.now())  # lets the engine act on the failure
         self._pump()
 
-    def _on_timer(self) -> None:
-        at = self._timer_at
-        self._timer = self._timer_at = None
-        now = self.now()
-        # Never run a timer early (call_at may wake a little before).
-        self.agent.handle_timer(max(now, at) if at is not None else now)
+    def _on_timer(self, now: float) -> None:
+        self.agent.handle_timer(now)
         self._pump()
 
     def _pump(self) -> None:
@@ -270,16 +263,5 @@ class PresenceRuntime:
         self._arm_timer()
 
     def _arm_timer(self) -> None:
-        loop = self._loop
-        if loop is None or not self._started:
-            return
-        when = self.agent.get_timer()
-        if when == self._timer_at:
-            return
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        self._timer_at = when
-        if when is not None:
-            delay = max(0.0, when - self.now())
-            self._timer = loop.call_at(loop.time() + delay, self._on_timer)
+        if self._loop is not None and self._started:
+            self._timer.arm(self._loop, self.agent.get_timer())

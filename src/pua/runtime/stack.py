@@ -37,6 +37,7 @@ from pua.sip.message import Message
 from pua.sip.transaction import Address, ClientTransaction, ServerTransaction
 
 from .ids import SystemIds
+from .timer import DeadlineTimer
 from .transports import Listen, Transports, route_source
 
 __all__ = ["Listen", "RequestHandler", "SipStack"]
@@ -69,8 +70,7 @@ class SipStack:
             self.listen, self._on_datagram, self._on_message, self._on_send_error
         )
         self._pending: dict[ClientTransaction, asyncio.Future[Response]] = {}
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_at: float | None = None
+        self._timer = DeadlineTimer(self._clock, self._on_timer)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._started = False
@@ -96,9 +96,7 @@ class SipStack:
     async def close(self) -> None:
         """Close the sockets; pending requests fail with TransportError."""
         self._started = False
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._timer.cancel()
         for future in self._pending.values():
             if not future.done():
                 future.set_exception(TransportError("stack closed"))
@@ -156,12 +154,11 @@ class SipStack:
         self.endpoint.fail_destination(address, transport, str(exc), self._require_loop().time())
         self._pump()
 
-    def _on_timer(self) -> None:
-        loop = self._require_loop()
-        at = self._timer_at if self._timer_at is not None else loop.time()
-        self._timer = self._timer_at = None
-        # Never run a timer early (loop.call_at may wake a little before).
-        self.endpoint.handle_timer(max(at, loop.time()))
+    def _clock(self) -> float:
+        return self._require_loop().time()
+
+    def _on_timer(self, now: float) -> None:
+        self.endpoint.handle_timer(now)
         self._pump()
 
     def _pump(self) -> None:
@@ -173,18 +170,7 @@ class SipStack:
             if event is None:
                 break
             self._dispatch(event)
-        self._arm_timer()
-
-    def _arm_timer(self) -> None:
-        when = self.endpoint.get_timer()
-        if when == self._timer_at:
-            return
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        self._timer_at = when
-        if when is not None:
-            self._timer = self._require_loop().call_at(when, self._on_timer)
+        self._timer.arm(self._require_loop(), endpoint.get_timer())
 
     def _transmit(self, datagram: Datagram) -> None:
         self._transports.send(datagram.data, datagram.address, datagram.transport)

@@ -1,0 +1,46 @@
+"""One asyncio timer armed at a sans-IO core's next deadline."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+__all__ = ["DeadlineTimer"]
+
+
+class DeadlineTimer:
+    """Keeps one ``loop.call_at`` at the deadline a core asks for.
+
+    ``clock()`` is the core's clock (the loop's, or Unix time); ``fire(now)``
+    runs the core's timers, with ``now`` never earlier than the deadline
+    (``call_at`` may wake a little early, and a core must not fire a timer
+    before its time).
+    """
+
+    def __init__(self, clock: Callable[[], float], fire: Callable[[float], None]) -> None:
+        self._clock = clock
+        self._fire = fire
+        self._handle: asyncio.TimerHandle | None = None
+        self._at: float | None = None
+
+    def arm(self, loop: asyncio.AbstractEventLoop, when: float | None) -> None:
+        """Wake at ``when`` (core clock); None: no wake-up needed."""
+        if when == self._at:
+            return
+        self.cancel()
+        self._at = when
+        if when is not None:
+            delay = max(0.0, when - self._clock())
+            self._handle = loop.call_at(loop.time() + delay, self._wake)
+
+    def cancel(self) -> None:
+        """Forget the wake-up."""
+        if self._handle is not None:
+            self._handle.cancel()
+        self._handle = self._at = None
+
+    def _wake(self) -> None:
+        at = self._at
+        self._handle = self._at = None
+        now = self._clock()
+        self._fire(now if at is None else max(now, at))

@@ -1,0 +1,111 @@
+"""pua.Agent against a scripted UDP peer: results, errors and the event stream."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+import pua
+from pua.bodies import basic_pidf
+from pua.core import PublicationSucceeded
+from pua.sip import Request, make_response, parse_message
+
+
+class Server(asyncio.DatagramProtocol):
+    """A UDP peer on loopback answering PUBLISH and SUBSCRIBE with a status."""
+
+    def __init__(self, status: int) -> None:
+        self.status = status
+        self.requests: list[Request] = []
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
+        message = parse_message(data)
+        if not isinstance(message, Request):
+            return
+        self.requests.append(message)
+        response = make_response(message, self.status, to_tag="srv")
+        if self.status < 300:
+            response.headers.add("SIP-ETag", f"e{len(self.requests)}")
+            response.headers.add("Expires", "60")
+        assert self.transport is not None
+        self.transport.sendto(bytes(response), addr)
+
+
+async def server(status: int) -> tuple[Server, str]:
+    loop = asyncio.get_running_loop()
+    transport, peer = await loop.create_datagram_endpoint(
+        lambda: Server(status), local_addr=("127.0.0.1", 0)
+    )
+    port = transport.get_extra_info("sockname")[1]
+    return peer, f"sip:127.0.0.1:{port}"
+
+
+async def test_publish_update_remove_and_events() -> None:
+    """publish() returns after the 2xx with state and ETag; update() sends a
+    modify with SIP-If-Match; remove() sends Expires 0; events() saw it all."""
+    peer, uri = await server(200)
+    async with pua.Agent(server=uri) as agent:
+        seen: list[object] = []
+        stream = agent.events()  # collects from here on
+
+        async def collect() -> None:
+            async for event in stream:
+                seen.append(event)
+
+        collector = asyncio.ensure_future(collect())
+        pub = await agent.publish("sip:alice@example.com", b"<presence/>", event="x-custom",
+                                  content_type="application/x-custom")
+        assert pub.state == "published" and pub.etag == "e1"
+        assert pub.expires_at is not None
+        await pub.update(b"<presence>2</presence>")
+        assert peer.requests[-1].sip_if_match == "e1" and pub.etag == "e2"
+        await pub.remove()
+        assert peer.requests[-1].expires == 0 and pub.state == "removed"
+    await asyncio.wait_for(collector, 5)
+    assert [type(e) for e in seen if isinstance(e, PublicationSucceeded)] == [PublicationSucceeded] * 2
+    assert peer.requests[0].content_type == "application/x-custom"
+
+
+async def test_publish_failure_raises_publish_error() -> None:
+    """A 403 to the PUBLISH raises PublishError carrying status and reason."""
+    _, uri = await server(403)
+    async with pua.Agent(server=uri) as agent:
+        with pytest.raises(pua.PublishError) as info:
+            await agent.publish("sip:alice@example.com", basic_pidf("sip:alice@example.com", "open", tuple_id="t1"))
+    assert info.value.status == 403 and info.value.reason == "Forbidden"
+
+
+async def test_rejected_subscription_ends_iteration_with_reason() -> None:
+    """A 404 to the SUBSCRIBE: wait_active raises, iteration ends, the reason is kept."""
+    _, uri = await server(404)
+    async with pua.Agent(server=uri) as agent:
+        sub = agent.subscribe("sip:alice@example.com", watcher="sip:bob@example.com")
+        with pytest.raises(pua.SubscribeError):
+            await sub.wait_active()
+        assert [n async for n in sub] == []
+        assert sub.reason is not None and "404" in sub.reason
+        assert sub.state == "terminated"
+
+
+async def test_bad_arguments_raise_value_error() -> None:
+    """A bad URI is a ValueError before anything is sent."""
+    peer, uri = await server(200)
+    async with pua.Agent(server=uri) as agent:
+        with pytest.raises(ValueError, match="pres_uri"):
+            await agent.publish("alice", b"x")
+        with pytest.raises(ValueError, match="body rejected"):
+            await agent.publish("sip:alice@example.com", b"<presence/>")
+    assert peer.requests == []
+
+
+def test_agent_settings_are_checked() -> None:
+    """A bad setting or listen address is refused when the agent is made."""
+    with pytest.raises(ValueError, match="default_expires"):
+        pua.Agent(server="sip:127.0.0.1", default_expires=0)
+    with pytest.raises(ValueError, match="listen"):
+        pua.Agent(server="sip:127.0.0.1", listen=["udp:nowhere"])
