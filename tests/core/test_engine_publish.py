@@ -377,3 +377,29 @@ def test_malformed_answer_does_not_break_the_engine() -> None:
     h.answer(h.one(), 200, [("SIP-ETag", "bad etag with spaces"), ("Expires", "60")])
     assert h.take_events(PublicationSucceeded) == []
     assert h.take_events(PublicationFailed)
+
+
+def test_add_event_registers_a_package_with_its_own_hook() -> None:
+    """A package added with add_event is published with its Content-Type and
+    its process_body sees the record's counter and tuple id."""
+    from pua.core import EventPackage
+
+    h = Harness()
+    seen: list[tuple[int, str]] = []
+
+    def hook(body: bytes, version: int, tuple_id: str) -> bytes:
+        seen.append((version, tuple_id))
+        return body.replace(b"VERSION", str(version).encode())
+
+    h.agent.add_event(EventPackage(flag=1 << 20, name="x-status", content_type="text/x-status",
+                                   process_body=hook))
+    h.agent.send_publish(PublishInfo(pres_uri=ALICE, body=b"v=VERSION", event=1 << 20, expires=-1), h.now)
+    first = h.one()
+    assert first.event is not None and first.event.name == "x-status"
+    assert first.content_type == "text/x-status" and first.body == b"v=0"
+    h.ok_publish(first, "e1")
+    h.agent.send_publish(PublishInfo(pres_uri=ALICE, body=b"v=VERSION", event=1 << 20, expires=-1), h.now)
+    assert h.one().body == b"v=1"
+    assert [v for v, _ in seen] == [0, 1] and seen[0][1] == seen[1][1]
+    with pytest.raises(ValueError, match="already registered"):
+        h.agent.add_event(EventPackage(flag=1 << 21, name="x-status", content_type=None))
