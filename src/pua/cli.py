@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import json
 import signal
 import socket
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import click
 
 from pua import __version__
 from pua.agent import Agent
 from pua.bodies import PIDF_CONTENT_TYPE, basic_pidf, summarize
+from pua.client import ApiClient, ApiError
 from pua.core import PublicationFailed, PublicationSucceeded, SubscriptionFailed
 from pua.runtime import Listen, SipStack
 from pua.runtime.loop import run as run_loop
@@ -101,6 +104,22 @@ async def _resolve(target: Target) -> tuple[str, int]:
     return (str(sockaddr[0]), int(sockaddr[1]))
 
 
+def _api_options(fn: Any) -> Any:
+    """--api and --api-token, shared by the commands that can use a service."""
+    fn = click.option(
+        "--api-token",
+        envvar="PUA_API_TOKEN",
+        metavar="TOKEN",
+        help="Bearer token of the API (or PUA_API_TOKEN).",
+    )(fn)
+    return click.option(
+        "--api",
+        envvar="PUA_API_URL",
+        metavar="URL",
+        help="Use a running `pua serve` at this URL (or PUA_API_URL).",
+    )(fn)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="pua")
 def main() -> None:
@@ -110,10 +129,10 @@ def main() -> None:
 @main.command()
 @click.option(
     "--server",
-    required=True,
     metavar="URI",
     help="Next hop, e.g. sip:127.0.0.1:5070 (the presence server).",
 )
+@_api_options
 @click.option(
     "--pres-uri",
     required=True,
@@ -195,6 +214,8 @@ def publish(
     t1: float,
     keep: bool,
     listen: tuple[str, ...],
+    api: str | None,
+    api_token: str | None,
 ) -> None:
     """Send one PUBLISH (RFC 3903) and print the answer.
 
@@ -205,10 +226,11 @@ def publish(
     Remove:   --etag E --remove
 
     Keep:     --basic open --keep     (refreshed until Ctrl-C, then removed)
+    Service:  --api http://127.0.0.1:8765 --basic open  (a running `pua serve`
+              publishes it and keeps it alive)
 
     Exits 0 on a 2xx, 1 on any other answer or a timeout, 2 on bad arguments.
     """
-    target = Target.from_uri(server)
     presentity = _parse_sip_uri(pres_uri, "--pres-uri")
     if body_file is not None and basic is not None:
         raise click.UsageError("give --body-file or --basic, not both")
@@ -240,6 +262,16 @@ def publish(
             raise click.BadParameter(f"expected 'Name: value', got {line!r}", param_hint="--header")
         headers.append((name.strip(), value.strip()))
 
+    if api is not None:
+        if keep:
+            raise click.UsageError("--keep is for the one-shot mode: the service keeps it anyway")
+        _api_publish(
+            api, api_token, str(presentity), event, body, content_type, expires, etag, headers
+        )
+        return
+    if server is None:
+        raise click.UsageError("give --server (send it ourselves) or --api (ask a pua service)")
+    target = Target.from_uri(server)
     if keep:
         if remove or etag is not None:
             raise click.UsageError("--keep starts a new publication: no --etag or --remove")
@@ -333,6 +365,37 @@ def _say(line: str, *, err: bool = False) -> None:
     (sys.stderr if err else sys.stdout).flush()
 
 
+def _call(api: str, token: str | None, method: str, params: list[Any] | dict[str, Any]) -> Any:
+    try:
+        return ApiClient(api, token).call(method, params)
+    except ApiError as exc:
+        _say(f"pua: error: {exc}", err=True)
+        sys.exit(1)
+
+
+def _api_publish(
+    api: str,
+    token: str | None,
+    pres_uri: str,
+    event: str,
+    body: bytes,
+    content_type: str | None,
+    expires: int,
+    etag: str | None,
+    extra: list[tuple[str, str]],
+) -> None:
+    headers = "\r\n".join(f"{n}: {v}" for n, v in extra) or "."
+    params = [pres_uri, expires, event, content_type or ".", ".", etag or ".", ".", headers]
+    if body:
+        params.append(body.decode("utf-8", "replace"))
+    result = _call(api, token, "pua.publish", params)
+    if expires == 0:
+        _say("removed")
+        return
+    _say(f"SIP-ETag: {result.get('etag')}")
+    _say(f"Expires: {result.get('expires')}")
+
+
 def _retry_text(retry_at: float | None) -> str:
     if retry_at is None:
         return ""
@@ -423,10 +486,10 @@ async def _keep_publishing(
 @main.command()
 @click.option(
     "--server",
-    required=True,
     metavar="URI",
     help="Next hop, e.g. sip:127.0.0.1:5070 (the presence server).",
 )
+@_api_options
 @click.option("--pres-uri", required=True, metavar="URI", help="The resource to watch.")
 @click.option(
     "--watcher", required=True, metavar="URI", help="Who watches (From of the SUBSCRIBE)."
@@ -465,16 +528,26 @@ def subscribe(
     expires: int,
     listen: tuple[str, ...],
     t1: float,
+    api: str | None,
+    api_token: str | None,
 ) -> None:
     """Subscribe (RFC 6665) and print every NOTIFY until Ctrl-C or SIGTERM,
-    then unsubscribe.
+    then unsubscribe.  With --api a running `pua serve` subscribes (and
+    keeps the subscription); follow its NOTIFYs with `pua watch`.
 
     Exits 0 when stopped by a signal, 1 when the subscription ends for good
     (rejected, or failed), 2 on bad arguments.
     """
-    target = Target.from_uri(server)
     _parse_sip_uri(pres_uri, "--pres-uri")
     _parse_sip_uri(watcher, "--watcher")
+    if api is not None:
+        result = _call(api, api_token, "pua.subscribe", [pres_uri, watcher, event, expires])
+        record = (result or {}).get("record") or {}
+        _say(f"subscribed: {record.get('id', '')}")
+        return
+    if server is None:
+        raise click.UsageError("give --server (subscribe ourselves) or --api (ask a pua service)")
+    target = Target.from_uri(server)
     listens = _parse_listen(listen, target)
     sys.exit(run_loop(_watch(target, pres_uri, watcher, event, expires, t1, listens)))
 
@@ -524,3 +597,144 @@ async def _watch(
     except SipError as exc:
         _say(f"pua: error: {exc}", err=True)
         return 1
+
+
+# ---------------------------------------------------------------------------
+# The service and its clients
+# ---------------------------------------------------------------------------
+
+
+@main.command()
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="TOML file with the settings (top level or a [pua] table).",
+)
+@click.option(
+    "--listen",
+    multiple=True,
+    metavar="PROTO:IP:PORT",
+    help="SIP listen address, Kamailio syntax (repeatable). "
+    "Default: udp and tcp on 127.0.0.1:5060.",
+)
+@click.option("--api", metavar="IP:PORT", help="Management API address (default 127.0.0.1:8765).")
+@click.option("--api-token", metavar="TOKEN", help="Bearer token; required beyond loopback.")
+@click.option("--db-url", metavar="URL", help="Database (sqlite:///path, postgresql://, mysql://).")
+@click.option("--db-table", metavar="NAME", help="Table name (default pua).")
+@click.option("--db-mode", type=click.Choice(["write-back", "write-through"]), help="Store mode.")
+@click.option("--data-dir", metavar="DIR", help="Where the service keeps files (default ./var).")
+@click.option("--hash-size", type=int, help="2^N partitions of the records table (default 9).")
+@click.option("--min-expires", type=int, help="Lower limit of Expires (default 0).")
+@click.option("--default-expires", type=int, help="Expires for 'for ever' records (default 3600).")
+@click.option("--update-period", type=int, help="Seconds between store updates (default 30).")
+@click.option("--outbound-proxy", metavar="URI", help="Next hop of every request.")
+@click.option(
+    "--cleanup-on-exit/--no-cleanup-on-exit",
+    default=None,
+    help="Remove publications and end subscriptions when stopping.",
+)
+@click.option("--log-format", type=click.Choice(["text", "json"]), help="Text or JSON log lines.")
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]))
+def serve(config_file: str | None, **flags: Any) -> None:
+    """Run the pua service: SIP, the engine, and the management API
+    (JSON-RPC at /rpc, REST, /events, /metrics, the status page at /).
+
+    Every setting also comes from the config file or PUA_<NAME>; a bad one
+    stops the start with a message naming it (exit 2).
+    """
+    from pua.config import ConfigError, load_settings  # noqa: PLC0415
+    from pua.service import configure_logging  # noqa: PLC0415
+    from pua.service import serve as run_service  # noqa: PLC0415
+
+    flags["listen"] = tuple(flags["listen"]) or None
+    try:
+        settings = load_settings(config_file=config_file, flags=flags)
+    except ConfigError as exc:
+        _say(f"pua: config: {exc}", err=True)
+        sys.exit(2)
+    configure_logging(settings.log_format, settings.log_level)
+
+    def ready(service: Any) -> None:
+        _say(f"pua serve: API {service.api_url}/rpc  status page {service.api_url}/")
+
+    try:
+        sys.exit(run_loop(run_service(settings, ready=ready)))
+    except (PresenceError, SipError) as exc:
+        _say(f"pua: error: {exc}", err=True)
+        sys.exit(1)
+
+
+@main.command()
+@_api_options
+@click.option("--pres-uri", required=True, metavar="URI")
+@click.option("--event", default="presence", show_default=True)
+@click.option("--id", "record_id", default=".", help="The publication's id, if it has one.")
+def unpublish(
+    api: str | None, api_token: str | None, pres_uri: str, event: str, record_id: str
+) -> None:
+    """Ask a running service to remove a publication."""
+    _call(_need_api(api), api_token, "pua.unpublish", [pres_uri, event, record_id])
+    _say("removed")
+
+
+@main.command()
+@_api_options
+@click.option("--pres-uri", required=True, metavar="URI")
+@click.option("--watcher", required=True, metavar="URI")
+@click.option("--event", default="presence", show_default=True)
+def unsubscribe(
+    api: str | None, api_token: str | None, pres_uri: str, watcher: str, event: str
+) -> None:
+    """Ask a running service to end a subscription."""
+    _call(_need_api(api), api_token, "pua.unsubscribe", [pres_uri, watcher, event])
+    _say("unsubscribed")
+
+
+@main.command(name="list")
+@_api_options
+@click.option("--kind", type=click.Choice(["publication", "subscription"]))
+def list_records(api: str | None, api_token: str | None, kind: str | None) -> None:
+    """List the records of a running service."""
+    records = _call(_need_api(api), api_token, "pua.list", [kind or "."])
+    for record in records:
+        who = record.get("watcher_uri") or ""
+        _say(
+            f"{record['kind']:<12} {record['state']:<12} {record['event']:<16} "
+            f"{record['pres_uri']} {who}".rstrip()
+        )
+
+
+@main.command()
+@_api_options
+@click.argument("uri_or_id")
+def show(api: str | None, api_token: str | None, uri_or_id: str) -> None:
+    """Show the records of a presentity (or one record by id), as JSON."""
+    records = _call(_need_api(api), api_token, "pua.show", [uri_or_id])
+    _say(json.dumps(records, indent=2, default=str))
+    if not records:
+        sys.exit(1)
+
+
+@main.command()
+@_api_options
+def watch(api: str | None, api_token: str | None) -> None:
+    """Print the event stream of a running service until Ctrl-C."""
+    client = ApiClient(_need_api(api), api_token)
+    try:
+        for event in client.events():
+            who = (event.get("record") or {}).get("pres_uri", "")
+            detail = event.get("summary") or event.get("reason") or event.get("etag") or ""
+            _say(f"{event['type']} {who} {detail}".rstrip())
+    except ApiError as exc:
+        _say(f"pua: error: {exc}", err=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        pass
+
+
+def _need_api(api: str | None) -> str:
+    if not api:
+        raise click.UsageError("--api URL (or PUA_API_URL) is needed")
+    return api

@@ -403,3 +403,15 @@ def test_add_event_registers_a_package_with_its_own_hook() -> None:
     assert [v for v, _ in seen] == [0, 1] and seen[0][1] == seen[1][1]
     with pytest.raises(ValueError, match="already registered"):
         h.agent.add_event(EventPackage(flag=1 << 21, name="x-status", content_type=None))
+
+
+def test_412_to_a_resumed_etag_without_body_is_final() -> None:
+    """A publication resumed by ETag alone cannot be re-published after a 412:
+    the failure is reported, not looped."""
+    h = Harness()
+    key = h.agent.send_publish(PublishInfo(pres_uri=ALICE, etag="stale"), h.now)
+    h.answer(h.one(), 412)
+    [failed] = h.take_events(PublicationFailed)
+    assert failed.status == 412 and failed.retry_at is None  # type: ignore[attr-defined]
+    assert h.agent.table.get(key) is None  # type: ignore[arg-type]
+    h.none()

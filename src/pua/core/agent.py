@@ -140,6 +140,7 @@ class PresenceAgent:
         self._events: deque[EngineEvent] = deque()
         self._callbacks: list[tuple[int, Callback, Any]] = []
         self._local: dict[str, Address] = {}
+        self.responses_by_status: dict[int, int] = {}
         self._dirty: set[RecordKey] = set()
         self._deleted: set[RecordKey] = set()
         self.counters: dict[str, int] = {
@@ -489,6 +490,14 @@ class PresenceAgent:
             return
         elif status == 412 and kind == "initial" and pub.etag is None and not pub.recovered_412:
             # No SIP-If-Match was sent: there is no condition to recover.
+            event = PubInput.FATAL
+        elif (
+            status == 412
+            and pub.body is None
+            and pub.pending_body is None
+            and pub.sent_body is None
+        ):
+            # Resumed by its ETag alone: there is no document to publish again.
             event = PubInput.FATAL
         elif status == 412 and not pub.recovered_412:
             event = PubInput.PRECONDITION_FAILED
@@ -1039,6 +1048,7 @@ class PresenceAgent:
         status: int,
         reason: str,
     ) -> None:
+        self.responses_by_status[status] = self.responses_by_status.get(status, 0) + 1
         owner = self._tx_owner.pop(tx_key, None)
         if owner is None:
             return

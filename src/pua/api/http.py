@@ -1,0 +1,348 @@
+"""The management API over HTTP (aiohttp).
+
+``POST /rpc``              JSON-RPC 2.0 (pua.publish, pua.subscribe, ...)
+``GET /records``           every record
+``/publications``          REST: GET (list), POST (publish, waits for the 2xx)
+``/publications/{id}``     GET, DELETE (remove, waits for the answer)
+``/subscriptions``         REST: GET, POST (subscribe)
+``/subscriptions/{id}``    GET, DELETE (unsubscribe)
+``GET /events``            Server-Sent Events: every engine event as JSON
+``GET /metrics``           Prometheus
+``GET /openapi.json``      the REST description
+``GET /``                  the live status page
+
+When a token is configured every path but ``/`` needs it, as
+``Authorization: Bearer <token>`` or ``?token=<token>`` (EventSource cannot
+send headers).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from importlib import resources
+from typing import Any
+
+from aiohttp import web
+
+from pua.core import (
+    EngineEvent,
+    PublishInfo,
+    SourceFlag,
+    SubscribeInfo,
+)
+from pua.runtime import PresenceRuntime
+from pua.sip.errors import PresenceError
+
+from .metrics import metrics_text
+from .openapi import OPENAPI
+from .rpc import JsonRpc, PuaMethods, RpcError, parse_extra_headers
+from .views import event_view, key_from_id, record_view
+
+__all__ = ["ApiServer", "make_app"]
+
+log = logging.getLogger("pua.api")
+
+# A client of the event stream that falls this far behind is dropped: its
+# queue would otherwise grow without bound.
+EVENT_QUEUE_LIMIT = 10_000
+# An SSE comment this often keeps proxies from closing an idle stream.
+KEEPALIVE_SECONDS = 15.0
+# Largest request body accepted (a publication body plus JSON around it).
+MAX_REQUEST_BYTES = 1 << 20
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class EventHub:
+    """Hands every engine event to each connected stream."""
+
+    def __init__(self, runtime: PresenceRuntime) -> None:
+        self.runtime = runtime
+        self.queues: set[asyncio.Queue[dict[str, Any] | None]] = set()
+        runtime.add_listener(self._publish)
+
+    def _publish(self, event: EngineEvent) -> None:
+        if not self.queues:
+            return
+        key = getattr(event, "key", None)
+        record = self.runtime.agent.table.get(key) if key is not None else None
+        view = event_view(event, record, self.runtime.agent.registry)
+        for queue in list(self.queues):
+            if queue.qsize() >= EVENT_QUEUE_LIMIT:
+                self.queues.discard(queue)
+                queue.put_nowait(None)  # tells the stream it was dropped
+            else:
+                queue.put_nowait(view)
+
+    def close(self) -> None:
+        """End every stream."""
+        for queue in list(self.queues):
+            queue.put_nowait(None)
+        self.queues.clear()
+        self.runtime.remove_listener(self._publish)
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.json_response(data, status=status, dumps=lambda v: json.dumps(v, default=str))
+
+
+def _problem(status: int, message: str, **extra: Any) -> web.Response:
+    return _json({"error": {"status": status, "message": message, **extra}}, status)
+
+
+def make_app(runtime: PresenceRuntime, *, token: str | None = None) -> web.Application:
+    """The aiohttp application for ``runtime``."""
+    methods = PuaMethods(runtime)
+    rpc = JsonRpc(methods.table())
+    hub = EventHub(runtime)
+    registry = runtime.agent.registry
+
+    @web.middleware
+    async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if token and request.path != "/":
+            given = request.query.get("token", "")
+            header = request.headers.get("Authorization", "")
+            if header.startswith("Bearer "):
+                given = header[7:]
+            if not hmac.compare_digest(given.encode(), token.encode()):
+                return _problem(401, "a bearer token is required")
+        return await handler(request)
+
+    async def rpc_endpoint(request: web.Request) -> web.Response:
+        body = await request.read()
+        answer = await rpc.handle(body)
+        if answer is None:
+            return web.Response(status=204)
+        return _json(answer)
+
+    def records(kind: str | None) -> list[dict[str, Any]]:
+        views = [record_view(r, registry) for r in runtime.agent.table.records()]
+        return [v for v in views if kind is None or v["kind"] == kind]
+
+    async def list_records(request: web.Request) -> web.Response:
+        return _json({"records": records(None)})
+
+    def one(request: web.Request, kind: str) -> Any:
+        key = key_from_id(request.match_info["id"])
+        record = runtime.agent.table.get(key) if key is not None else None
+        if record is None or (kind == "subscription") != bool(record.key.watcher_uri):
+            raise web.HTTPNotFound(
+                text=json.dumps({"error": {"status": 404, "message": "no such record"}}),
+                content_type="application/json",
+            )
+        return record
+
+    async def read_json(request: web.Request) -> dict[str, Any]:
+        try:
+            data = await request.json()
+        except (ValueError, UnicodeDecodeError):
+            raise web.HTTPBadRequest(
+                text='{"error": {"status": 400, "message": "body must be JSON"}}',
+                content_type="application/json",
+            ) from None
+        if not isinstance(data, dict):
+            raise web.HTTPBadRequest(
+                text='{"error": {"status": 400, "message": "body must be an object"}}',
+                content_type="application/json",
+            )
+        return data
+
+    def event_flag(name: Any) -> int:
+        package = registry.by_name(str(name or "presence"))
+        if package is None:
+            raise ValueError(f"unknown event {name!r}")
+        return int(package.flag)
+
+    async def create_publication(request: web.Request) -> web.Response:
+        data = await read_json(request)
+        try:
+            body = data.get("body")
+            info = PublishInfo(
+                pres_uri=str(data["pres_uri"]),
+                body=body.encode() if isinstance(body, str) else None,
+                event=event_flag(data.get("event")),
+                expires=int(data.get("expires", 3600)),
+                id=str(data.get("id") or ""),
+                content_type=data.get("content_type"),
+                etag=data.get("etag"),
+                extra_headers=parse_extra_headers(data.get("extra_headers")),
+                source_flag=SourceFlag.MI_PUBLISH,
+            )
+            if data.get("wait", True):
+                result = await runtime.publish(info)
+                key = getattr(result, "key", None)
+            else:
+                key = runtime.send_publish(info)
+        except (KeyError, TypeError, ValueError, RpcError) as exc:
+            return _problem(400, f"bad publication: {exc}")
+        except PresenceError as exc:
+            return _problem(
+                502,
+                f"the server answered {exc.status} {exc.reason}",
+                sip_status=exc.status,
+                sip_reason=exc.reason,
+            )
+        record = runtime.agent.table.get(key) if key is not None else None
+        return _json(record_view(record, registry) if record is not None else {}, 201)
+
+    async def create_subscription(request: web.Request) -> web.Response:
+        data = await read_json(request)
+        try:
+            info = SubscribeInfo(
+                pres_uri=str(data["pres_uri"]),
+                watcher_uri=str(data["watcher_uri"]),
+                event=event_flag(data.get("event")),
+                expires=int(data.get("expires", 3600)),
+                id=str(data.get("id") or ""),
+                source_flag=SourceFlag.MI_SUBSCRIBE,
+            )
+            key = runtime.send_subscribe(info)
+        except (KeyError, TypeError, ValueError) as exc:
+            return _problem(400, f"bad subscription: {exc}")
+        record = runtime.agent.table.get(key) if key is not None else None
+        return _json(record_view(record, registry) if record is not None else {}, 201)
+
+    async def show(request: web.Request) -> web.Response:
+        kind = "subscription" if request.path.startswith("/subscriptions") else "publication"
+        return _json(record_view(one(request, kind), registry))
+
+    async def remove(request: web.Request) -> web.Response:
+        kind = "subscription" if request.path.startswith("/subscriptions") else "publication"
+        record = one(request, kind)
+        key = record.key
+        try:
+            if kind == "publication":
+                await runtime.publish(
+                    PublishInfo(
+                        pres_uri=key.pres_uri,
+                        event=key.event,
+                        id=key.id,
+                        source_flag=key.source_flag,
+                        expires=0,
+                    )
+                )
+            else:
+                await runtime.subscribe(
+                    SubscribeInfo(
+                        pres_uri=key.pres_uri,
+                        watcher_uri=key.watcher_uri,
+                        event=key.event,
+                        id=key.id,
+                        source_flag=key.source_flag,
+                        expires=0,
+                    )
+                )
+        except PresenceError as exc:
+            return _problem(
+                502,
+                f"the server answered {exc.status} {exc.reason}",
+                sip_status=exc.status,
+                sip_reason=exc.reason,
+            )
+        return _json({"removed": True})
+
+    async def events(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(
+            headers={
+                "Content-Type": "text/event-stream",
+                "Cache-Control": "no-cache",
+                "X-Accel-Buffering": "no",
+            }
+        )
+        await response.prepare(request)
+        queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+        hub.queues.add(queue)
+        try:
+            await response.write(b": pua event stream\n\n")
+            while True:
+                try:
+                    async with asyncio.timeout(KEEPALIVE_SECONDS):
+                        item = await queue.get()
+                except TimeoutError:
+                    await response.write(b": keep-alive\n\n")
+                    continue
+                if item is None:
+                    break
+                data = json.dumps(item, default=str)
+                await response.write(f"event: {item['type']}\ndata: {data}\n\n".encode())
+        except (ConnectionResetError, asyncio.CancelledError):
+            pass
+        finally:
+            hub.queues.discard(queue)
+        return response
+
+    async def metrics(request: web.Request) -> web.Response:
+        body, content_type = metrics_text(runtime)
+        return web.Response(body=body, headers={"Content-Type": content_type})
+
+    async def openapi(request: web.Request) -> web.Response:
+        return _json(OPENAPI)
+
+    async def page(request: web.Request) -> web.Response:
+        html = resources.files("pua.api").joinpath("static/status.html").read_bytes()
+        return web.Response(body=html, content_type="text/html", charset="utf-8")
+
+    app = web.Application(middlewares=[authenticate], client_max_size=MAX_REQUEST_BYTES)
+    app.router.add_post("/rpc", rpc_endpoint)
+    app.router.add_get("/records", list_records)
+    app.router.add_get("/publications", lambda r: _async_json({"records": records("publication")}))
+    app.router.add_post("/publications", create_publication)
+    app.router.add_get("/publications/{id}", show)
+    app.router.add_delete("/publications/{id}", remove)
+    app.router.add_get(
+        "/subscriptions", lambda r: _async_json({"records": records("subscription")})
+    )
+    app.router.add_post("/subscriptions", create_subscription)
+    app.router.add_get("/subscriptions/{id}", show)
+    app.router.add_delete("/subscriptions/{id}", remove)
+    app.router.add_get("/events", events)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/openapi.json", openapi)
+    app.router.add_get("/", page)
+    app.on_shutdown.append(lambda app: _close_hub(hub))
+    return app
+
+
+async def _async_json(data: Any) -> web.Response:
+    return _json(data)
+
+
+async def _close_hub(hub: EventHub) -> None:
+    hub.close()
+
+
+class ApiServer:
+    """The API application bound to an address."""
+
+    def __init__(
+        self, runtime: PresenceRuntime, host: str, port: int, *, token: str | None
+    ) -> None:
+        self.app = make_app(runtime, token=token)
+        self.host = host
+        self.port = port
+        self._runner: web.AppRunner | None = None
+
+    async def start(self) -> tuple[str, int]:
+        """Listen; returns the bound (host, port)."""
+        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port, shutdown_timeout=1.0)
+        await site.start()
+        server = site._server
+        sockets = getattr(server, "sockets", None) or []
+        if sockets:
+            bound = sockets[0].getsockname()
+            self.port = int(bound[1])
+        return self.host, self.port
+
+    async def stop(self) -> None:
+        """Stop listening; event streams end."""
+        if self._runner is not None:
+            with contextlib.suppress(Exception):
+                await self._runner.cleanup()
+            self._runner = None

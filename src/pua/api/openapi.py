@@ -1,0 +1,175 @@
+"""The OpenAPI description of the REST mirror (served at /openapi.json)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["OPENAPI"]
+
+_RECORD = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "string", "description": "Record id (URL-safe)"},
+        "kind": {"type": "string", "enum": ["publication", "subscription"]},
+        "pres_uri": {"type": "string"},
+        "event": {"type": "string"},
+        "state": {"type": "string"},
+        "etag": {"type": ["string", "null"]},
+        "watcher_uri": {"type": "string"},
+        "expires_at": {"type": ["number", "null"], "description": "Unix time"},
+        "last_status": {"type": ["integer", "null"]},
+        "last_reason": {"type": "string"},
+    },
+    "required": ["id", "kind", "pres_uri", "event", "state"],
+}
+_ERROR = {
+    "type": "object",
+    "properties": {
+        "error": {
+            "type": "object",
+            "properties": {
+                "status": {"type": "integer"},
+                "message": {"type": "string"},
+                "sip_status": {"type": "integer"},
+                "sip_reason": {"type": "string"},
+            },
+        }
+    },
+}
+_LIST = {
+    "type": "object",
+    "properties": {"records": {"type": "array", "items": {"$ref": "#/components/schemas/Record"}}},
+}
+_ID = [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}]
+
+
+def _ok(schema: dict[str, Any], code: str = "200") -> dict[str, Any]:
+    return {code: {"description": "OK", "content": {"application/json": {"schema": schema}}}}
+
+
+_ERRORS = {
+    "400": {
+        "description": "Bad request",
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    },
+    "401": {
+        "description": "Token missing or wrong",
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    },
+    "502": {
+        "description": "The SIP server refused",
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    },
+}
+
+OPENAPI: dict[str, Any] = {
+    "openapi": "3.1.0",
+    "info": {
+        "title": "pua management API",
+        "version": "0.1.0",
+        "description": "Publications and subscriptions of a pua service. "
+        "JSON-RPC 2.0 with Kamailio's pua method names is at POST /rpc.",
+    },
+    "components": {
+        "schemas": {"Record": _RECORD, "Error": _ERROR},
+        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+    },
+    "security": [{"bearer": []}],
+    "paths": {
+        "/records": {"get": {"summary": "Every record", "responses": _ok(_LIST)}},
+        "/publications": {
+            "get": {"summary": "Publications", "responses": _ok(_LIST)},
+            "post": {
+                "summary": "Publish (waits for the server's 2xx unless wait is false)",
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["pres_uri"],
+                                "properties": {
+                                    "pres_uri": {"type": "string"},
+                                    "body": {"type": "string"},
+                                    "event": {"type": "string", "default": "presence"},
+                                    "expires": {"type": "integer", "default": 3600},
+                                    "content_type": {"type": "string"},
+                                    "id": {"type": "string"},
+                                    "etag": {"type": "string"},
+                                    "extra_headers": {"type": "string"},
+                                    "wait": {"type": "boolean", "default": True},
+                                },
+                            }
+                        }
+                    },
+                },
+                "responses": {**_ok({"$ref": "#/components/schemas/Record"}, "201"), **_ERRORS},
+            },
+        },
+        "/publications/{id}": {
+            "parameters": _ID,
+            "get": {
+                "summary": "One publication",
+                "responses": {
+                    **_ok({"$ref": "#/components/schemas/Record"}),
+                    "404": {"description": "No such record"},
+                },
+            },
+            "delete": {
+                "summary": "Remove (Expires: 0)",
+                "responses": {**_ok({"type": "object"}), **_ERRORS},
+            },
+        },
+        "/subscriptions": {
+            "get": {"summary": "Subscriptions", "responses": _ok(_LIST)},
+            "post": {
+                "summary": "Subscribe",
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["pres_uri", "watcher_uri"],
+                                "properties": {
+                                    "pres_uri": {"type": "string"},
+                                    "watcher_uri": {"type": "string"},
+                                    "event": {"type": "string", "default": "presence"},
+                                    "expires": {"type": "integer", "default": 3600},
+                                    "id": {"type": "string"},
+                                },
+                            }
+                        }
+                    },
+                },
+                "responses": {**_ok({"$ref": "#/components/schemas/Record"}, "201"), **_ERRORS},
+            },
+        },
+        "/subscriptions/{id}": {
+            "parameters": _ID,
+            "get": {
+                "summary": "One subscription",
+                "responses": {
+                    **_ok({"$ref": "#/components/schemas/Record"}),
+                    "404": {"description": "No such record"},
+                },
+            },
+            "delete": {
+                "summary": "Unsubscribe (Expires: 0)",
+                "responses": {**_ok({"type": "object"}), **_ERRORS},
+            },
+        },
+        "/events": {
+            "get": {
+                "summary": "Server-Sent Events: every engine event as JSON",
+                "responses": {"200": {"description": "text/event-stream"}},
+            }
+        },
+        "/metrics": {
+            "get": {
+                "summary": "Prometheus metrics",
+                "responses": {"200": {"description": "text/plain"}},
+            }
+        },
+    },
+}

@@ -1,0 +1,356 @@
+"""JSON-RPC 2.0 with Kamailio's pua method names.
+
+``pua.publish``, ``pua.send_publish`` and ``pua.subscribe`` take Kamailio's
+parameters in Kamailio's order (or by name); ``"."`` means unset, as in
+Kamailio.  Beyond Kamailio: ``pua.unpublish``, ``pua.unsubscribe``,
+``pua.list``, ``pua.show``, ``pua.cleanup`` and ``pua.stats``.  A SIP failure
+is a JSON-RPC error whose code is the SIP status and whose message is the
+reason phrase, as Kamailio's jsonrpcs reports faults.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from pua.core import PublishInfo, SourceFlag, SubscribeInfo
+from pua.runtime import PresenceRuntime
+from pua.sip.errors import PresenceError, PublishError
+
+from .views import key_from_id, record_view
+
+__all__ = ["JsonRpc", "PuaMethods", "RpcError"]
+
+log = logging.getLogger("pua.api")
+
+PARSE_ERROR = -32700
+INVALID_REQUEST = -32600
+METHOD_NOT_FOUND = -32601
+INVALID_PARAMS = -32602
+INTERNAL_ERROR = -32603
+
+# Kamailio's order of parameters.
+PUBLISH_PARAMS = (
+    "pres_uri",
+    "expires",
+    "event",
+    "content_type",
+    "id",
+    "etag",
+    "outbound_proxy",
+    "extra_headers",
+    "body",
+)
+SUBSCRIBE_PARAMS = ("pres_uri", "watcher_uri", "event", "expires")
+# A batch larger than this is refused: each entry may start a transaction.
+MAX_BATCH = 1000
+
+
+class RpcError(Exception):
+    """A JSON-RPC error to answer with."""
+
+    def __init__(self, code: int, message: str, data: Any = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.data = data
+
+
+Method = Callable[[list[Any] | dict[str, Any]], Awaitable[Any]]
+
+
+class JsonRpc:
+    """A JSON-RPC 2.0 dispatcher (single calls, notifications, batches)."""
+
+    def __init__(self, methods: dict[str, Method]) -> None:
+        self.methods = methods
+
+    async def handle(self, body: bytes) -> Any:
+        """The response value for a request body, or None when nothing is
+        to be answered (only notifications)."""
+        try:
+            request = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            return _error(None, PARSE_ERROR, "Parse error")
+        if isinstance(request, list):
+            if not request:
+                return _error(None, INVALID_REQUEST, "Invalid Request: empty batch")
+            if len(request) > MAX_BATCH:
+                return _error(
+                    None, INVALID_REQUEST, f"Invalid Request: more than {MAX_BATCH} calls"
+                )
+            import asyncio  # noqa: PLC0415 - only batches run calls together
+
+            answers = await asyncio.gather(*(self._one(item) for item in request))
+            replies = [a for a in answers if a is not None]
+            return replies or None
+        return await self._one(request)
+
+    async def _one(self, request: Any) -> dict[str, Any] | None:
+        if not isinstance(request, dict):
+            return _error(None, INVALID_REQUEST, "Invalid Request")
+        ident = request.get("id")
+        notification = "id" not in request
+        if (
+            request.get("jsonrpc") != "2.0"
+            or not isinstance(request.get("method"), str)
+            or not isinstance(ident, str | int | float | type(None))
+            or isinstance(ident, bool)
+        ):
+            return _error(
+                ident if not isinstance(ident, dict | list) else None,
+                INVALID_REQUEST,
+                "Invalid Request",
+            )
+        params = request.get("params", [])
+        if not isinstance(params, list | dict):
+            return _error(
+                ident, INVALID_REQUEST, "Invalid Request: params must be an array or object"
+            )
+        method = self.methods.get(request["method"])
+        if method is None:
+            return None if notification else _error(ident, METHOD_NOT_FOUND, "Method not found")
+        try:
+            result = await method(params)
+        except RpcError as exc:
+            return None if notification else _error(ident, exc.code, exc.message, exc.data)
+        except PresenceError as exc:
+            return (
+                None
+                if notification
+                else _error(ident, exc.status or INTERNAL_ERROR, exc.reason, {"detail": str(exc)})
+            )
+        except ValueError as exc:
+            return None if notification else _error(ident, INVALID_PARAMS, f"Invalid params: {exc}")
+        except Exception:
+            log.exception("RPC method %s failed", request["method"])
+            return None if notification else _error(ident, INTERNAL_ERROR, "Internal error")
+        if notification:
+            return None
+        return {"jsonrpc": "2.0", "result": result, "id": ident}
+
+
+def _error(ident: Any, code: int, message: str, data: Any = None) -> dict[str, Any]:
+    error: dict[str, Any] = {"code": code, "message": message}
+    if data is not None:
+        error["data"] = data
+    return {"jsonrpc": "2.0", "error": error, "id": ident}
+
+
+def _named(
+    params: list[Any] | dict[str, Any], names: tuple[str, ...], required: int
+) -> dict[str, Any]:
+    """Positional (Kamailio's order) or named parameters as a dict; "." is unset."""
+    if isinstance(params, list):
+        if len(params) > len(names):
+            raise RpcError(INVALID_PARAMS, f"Invalid params: at most {len(names)} expected")
+        values = dict(zip(names, params, strict=False))
+    else:
+        unknown = set(params) - set(names)
+        if unknown:
+            raise RpcError(INVALID_PARAMS, f"Invalid params: unknown {', '.join(sorted(unknown))}")
+        values = dict(params)
+    values = {k: (None if v == "." else v) for k, v in values.items()}
+    missing = [n for n in names[:required] if values.get(n) is None]
+    if missing:
+        raise RpcError(INVALID_PARAMS, f"Invalid params: missing {', '.join(missing)}")
+    return values
+
+
+def _int(values: dict[str, Any], name: str, default: int) -> int:
+    value = values.get(name)
+    if value is None:
+        return default
+    if isinstance(value, bool):
+        raise RpcError(INVALID_PARAMS, f"Invalid params: {name} must be an integer")
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise RpcError(INVALID_PARAMS, f"Invalid params: {name} must be an integer") from None
+
+
+def _text(values: dict[str, Any], name: str) -> str | None:
+    value = values.get(name)
+    if value is not None and not isinstance(value, str):
+        raise RpcError(INVALID_PARAMS, f"Invalid params: {name} must be a string")
+    return value
+
+
+def parse_extra_headers(text: str | None) -> list[tuple[str, str]]:
+    """Kamailio's extra_headers: ``Name: value`` lines (CRLF or LF)."""
+    headers: list[tuple[str, str]] = []
+    for line in (text or "").replace("\r\n", "\n").split("\n"):
+        if not line.strip():
+            continue
+        name, colon, value = line.partition(":")
+        if not colon or not name.strip() or any(c in name for c in " \t\r"):
+            raise RpcError(INVALID_PARAMS, f"Invalid params: bad extra header {line[:60]!r}")
+        headers.append((name.strip(), value.strip()))
+    return headers
+
+
+class PuaMethods:
+    """The pua.* methods over a running engine."""
+
+    def __init__(self, runtime: PresenceRuntime) -> None:
+        self.runtime = runtime
+        self.registry = runtime.agent.registry
+
+    def table(self) -> dict[str, Method]:
+        """Method name -> coroutine function."""
+        return {
+            "pua.publish": self.publish,
+            "pua.send_publish": self.send_publish,
+            "pua.subscribe": self.subscribe,
+            "pua.unpublish": self.unpublish,
+            "pua.unsubscribe": self.unsubscribe,
+            "pua.list": self.list_records,
+            "pua.show": self.show,
+            "pua.cleanup": self.cleanup,
+            "pua.stats": self.stats,
+        }
+
+    def _event(self, name: str | None, default: str = "presence") -> int:
+        package = self.registry.by_name(name or default)
+        if package is None:
+            raise RpcError(INVALID_PARAMS, f"Invalid params: unknown event {name!r}")
+        return int(package.flag)
+
+    def publish_info(self, params: list[Any] | dict[str, Any]) -> PublishInfo:
+        """A PublishInfo from Kamailio-ordered or named parameters."""
+        values = _named(params, PUBLISH_PARAMS, required=2)
+        body = _text(values, "body")
+        content_type = _text(values, "content_type")
+        if body is None and content_type is not None:
+            raise RpcError(
+                INVALID_PARAMS, "Invalid params: content_type must be '.' without a body"
+            )
+        return PublishInfo(
+            pres_uri=str(_text(values, "pres_uri")),
+            expires=_int(values, "expires", 3600),
+            event=self._event(_text(values, "event")),
+            content_type=content_type,
+            id=_text(values, "id") or "",
+            etag=_text(values, "etag"),
+            outbound_proxy=_text(values, "outbound_proxy"),
+            extra_headers=parse_extra_headers(_text(values, "extra_headers")),
+            body=body.encode() if body is not None else None,
+            source_flag=SourceFlag.MI_PUBLISH,
+        )
+
+    async def publish(self, params: list[Any] | dict[str, Any]) -> dict[str, Any]:
+        """Publish and wait for the answer: {"etag", "expires"} (Kamailio's
+        SIP-ETag and Expires); a failure is an error with the SIP status."""
+        info = self.publish_info(params)
+        event = await self.runtime.publish(info)
+        etag = getattr(event, "etag", None)
+        expires = getattr(event, "expires", 0)
+        key = getattr(event, "key", None)
+        record = self.runtime.agent.table.get(key) if key is not None else None
+        return {
+            "etag": etag,
+            "expires": expires,
+            "record": record_view(record, self.registry) if record is not None else None,
+        }
+
+    async def send_publish(self, params: list[Any] | dict[str, Any]) -> dict[str, Any]:
+        """Publish without waiting; the outcome comes on the event stream."""
+        info = self.publish_info(params)
+        key = self.runtime.send_publish(info)
+        if key is None:
+            raise PublishError("nothing to remove", status=404, reason="No such publication")
+        record = self.runtime.agent.table.get(key)
+        return {"record": record_view(record, self.registry) if record is not None else None}
+
+    async def subscribe(self, params: list[Any] | dict[str, Any]) -> dict[str, Any]:
+        """Subscribe (Kamailio's pua.subscribe: pres_uri, watcher_uri, event,
+        expires); answers at once, NOTIFYs come on the event stream."""
+        values = _named(params, SUBSCRIBE_PARAMS, required=2)
+        info = SubscribeInfo(
+            pres_uri=str(_text(values, "pres_uri")),
+            watcher_uri=str(_text(values, "watcher_uri")),
+            event=self._event(_text(values, "event")),
+            expires=_int(values, "expires", 3600),
+            source_flag=SourceFlag.MI_SUBSCRIBE,
+        )
+        key = self.runtime.send_subscribe(info)
+        if key is None:
+            return {"record": None}
+        record = self.runtime.agent.table.get(key)
+        return {"record": record_view(record, self.registry) if record is not None else None}
+
+    async def unpublish(self, params: list[Any] | dict[str, Any]) -> dict[str, Any]:
+        """Remove a publication (pres_uri, event, id) and wait for the answer."""
+        values = _named(params, ("pres_uri", "event", "id"), required=1)
+        info = PublishInfo(
+            pres_uri=str(_text(values, "pres_uri")),
+            event=self._event(_text(values, "event")),
+            id=_text(values, "id") or "",
+            expires=0,
+            source_flag=SourceFlag.MI_PUBLISH,
+        )
+        await self.runtime.publish(info)
+        return {"removed": True}
+
+    async def unsubscribe(self, params: list[Any] | dict[str, Any]) -> dict[str, Any]:
+        """End a subscription (pres_uri, watcher_uri, event, id) and wait for the answer."""
+        values = _named(params, ("pres_uri", "watcher_uri", "event", "id"), required=2)
+        info = SubscribeInfo(
+            pres_uri=str(_text(values, "pres_uri")),
+            watcher_uri=str(_text(values, "watcher_uri")),
+            event=self._event(_text(values, "event")),
+            id=_text(values, "id") or "",
+            expires=0,
+            source_flag=SourceFlag.MI_SUBSCRIBE,
+        )
+        await self.runtime.subscribe(info)
+        return {"unsubscribed": True}
+
+    async def list_records(self, params: list[Any] | dict[str, Any]) -> list[dict[str, Any]]:
+        """Every record (kind: "publication", "subscription" or all)."""
+        values = _named(params, ("kind",), required=0)
+        kind = _text(values, "kind")
+        if kind not in (None, "publication", "subscription"):
+            raise RpcError(INVALID_PARAMS, "Invalid params: kind is publication or subscription")
+        views = [record_view(r, self.registry) for r in self.runtime.agent.table.records()]
+        return [v for v in views if kind is None or v["kind"] == kind]
+
+    async def show(self, params: list[Any] | dict[str, Any]) -> list[dict[str, Any]]:
+        """The records of a presentity URI, or the one with this record id."""
+        values = _named(params, ("uri_or_id",), required=1)
+        wanted = str(_text(values, "uri_or_id"))
+        key = key_from_id(wanted)
+        if key is not None:
+            record = self.runtime.agent.table.get(key)
+            return [record_view(record, self.registry)] if record is not None else []
+        return [
+            record_view(r, self.registry)
+            for r in self.runtime.agent.table.records()
+            if r.key.pres_uri == wanted
+        ]
+
+    async def cleanup(self, params: list[Any] | dict[str, Any]) -> dict[str, Any]:
+        """Run every timer that is due now (Kamailio's pua.cleanup: expired
+        records go); returns how many records remain."""
+        _named(params, (), required=0)
+        self.runtime.agent.handle_timer(self.runtime.now())
+        self.runtime._pump()
+        return {"records": len(self.runtime.agent.table)}
+
+    async def stats(self, params: list[Any] | dict[str, Any]) -> dict[str, Any]:
+        """Records by kind and state, and the engine's and SIP layer's counters."""
+        _named(params, (), required=0)
+        by_state: dict[str, int] = {}
+        for record in self.runtime.agent.table.records():
+            kind = "subscription" if record.key.watcher_uri else "publication"
+            name = f"{kind}.{record.state.value}"
+            by_state[name] = by_state.get(name, 0) + 1
+        return {
+            "records": len(self.runtime.agent.table),
+            "by_state": by_state,
+            "engine": dict(self.runtime.agent.counters),
+            "sip": dict(self.runtime.agent.endpoint.counters),
+            "responses": dict(self.runtime.agent.responses_by_status),
+        }

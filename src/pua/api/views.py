@@ -1,0 +1,125 @@
+"""Records and engine events as JSON values for the API."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+from pua.core import (
+    CallbackFailed,
+    EngineEvent,
+    EventRegistry,
+    NotifyReceived,
+    Publication,
+    PublicationFailed,
+    PublicationRemoved,
+    PublicationSucceeded,
+    RecordKey,
+    Subscription,
+    SubscriptionFailed,
+    SubscriptionStateChanged,
+    SubscriptionTerminated,
+)
+
+__all__ = ["EVENT_TYPES", "event_view", "key_from_id", "record_id", "record_view"]
+
+EVENT_TYPES: dict[type, str] = {
+    PublicationSucceeded: "publication.succeeded",
+    PublicationFailed: "publication.failed",
+    PublicationRemoved: "publication.removed",
+    SubscriptionStateChanged: "subscription.state",
+    NotifyReceived: "notify",
+    SubscriptionFailed: "subscription.failed",
+    SubscriptionTerminated: "subscription.terminated",
+    CallbackFailed: "callback.failed",
+}
+
+
+def record_id(key: RecordKey) -> str:
+    """A URL-safe identifier of a record, stable for its key."""
+    raw = json.dumps(
+        [key.pres_uri, key.event, key.id, key.source_flag, key.watcher_uri], separators=(",", ":")
+    )
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def key_from_id(text: str) -> RecordKey | None:
+    """The key of an identifier from :func:`record_id`, or None if it is not one."""
+    try:
+        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        pres_uri, event, ident, source, watcher = json.loads(raw)
+    except (ValueError, TypeError):
+        return None
+    if not (
+        isinstance(pres_uri, str)
+        and isinstance(event, int)
+        and isinstance(ident, str)
+        and isinstance(source, int)
+        and isinstance(watcher, str)
+    ):
+        return None
+    return RecordKey(pres_uri, event, ident, source, watcher)
+
+
+def _event_name(registry: EventRegistry, flag: int) -> str:
+    try:
+        return registry.by_flag(flag).name
+    except KeyError:
+        return str(flag)
+
+
+def record_view(record: Publication | Subscription, registry: EventRegistry) -> dict[str, Any]:
+    """What the API shows of a record."""
+    key = record.key
+    view: dict[str, Any] = {
+        "id": record_id(key),
+        "kind": "subscription" if isinstance(record, Subscription) else "publication",
+        "pres_uri": key.pres_uri,
+        "event": _event_name(registry, key.event),
+        "event_flag": key.event,
+        "record_id": key.id,
+        "source_flag": key.source_flag,
+        "state": record.state.value,
+        "expires_at": record.expires_at or None,
+        "desired_until": record.desired_until,
+        "last_status": record.last_status,
+        "last_reason": record.last_reason,
+    }
+    if isinstance(record, Publication):
+        view.update(etag=record.etag, content_type=record.content_type, tuple_id=record.tuple_id)
+    else:
+        view.update(
+            watcher_uri=key.watcher_uri,
+            subscription_state=record.sub_state,
+            call_id=record.call_id,
+            remote_target=record.remote_target,
+            contact=record.contact,
+        )
+    return view
+
+
+def event_view(
+    event: EngineEvent, record: Publication | Subscription | None, registry: EventRegistry
+) -> dict[str, Any]:
+    """An engine event as JSON: its type, its record's id and view, its fields."""
+    key = getattr(event, "key", None)
+    view: dict[str, Any] = {
+        "type": EVENT_TYPES.get(type(event), type(event).__name__),
+        "id": record_id(key) if key is not None else None,
+        "record": record_view(record, registry) if record is not None else None,
+    }
+    for name in getattr(event, "__slots__", ()):
+        if name == "key":
+            continue
+        value = getattr(event, name)
+        if name == "body":
+            value = value.decode("utf-8", "replace")
+        elif name == "document":
+            value = None if value is None else type(value).__name__
+        view[name] = value
+    if isinstance(event, NotifyReceived):
+        from pua.bodies import summarize  # noqa: PLC0415 - only NOTIFYs need it
+
+        view["summary"] = summarize(event.content_type, event.body)
+    return view

@@ -1,0 +1,80 @@
+"""A small client of the management API, for the command line (blocking)."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from typing import Any
+
+from pua.sip.errors import PuaError
+
+__all__ = ["ApiClient", "ApiError"]
+
+
+class ApiError(PuaError):
+    """The API answered with an error (``code`` and ``message``), or could not
+    be reached (code 0)."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(f"{code} {message}" if code else message)
+        self.code = code
+        self.message = message
+
+
+class ApiClient:
+    """JSON-RPC calls and the event stream of a pua service."""
+
+    def __init__(self, url: str, token: str | None = None, *, timeout: float = 120.0) -> None:
+        self.url = url.rstrip("/")
+        self.token = token
+        self.timeout = timeout
+        self._next_id = 0
+
+    def _request(self, path: str, data: bytes | None = None) -> urllib.request.Request:
+        headers = {"Content-Type": "application/json"}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        return urllib.request.Request(self.url + path, data=data, headers=headers)
+
+    def call(self, method: str, params: list[Any] | dict[str, Any]) -> Any:
+        """One JSON-RPC call; its result, or ApiError."""
+        self._next_id += 1
+        body = json.dumps({"jsonrpc": "2.0", "method": method, "params": params,
+                           "id": self._next_id}).encode()
+        try:
+            with urllib.request.urlopen(self._request("/rpc", body), timeout=self.timeout) as reply:
+                answer = json.loads(reply.read())
+        except urllib.error.HTTPError as exc:
+            raise ApiError(exc.code, _http_message(exc)) from None
+        except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise ApiError(0, f"cannot reach the API at {self.url}: {reason}") from None
+        if "error" in answer:
+            error = answer["error"]
+            raise ApiError(int(error.get("code", 0)), str(error.get("message", "error")))
+        return answer.get("result")
+
+    def events(self) -> Iterator[dict[str, Any]]:
+        """The event stream, one decoded event at a time (until closed)."""
+        try:
+            reply = urllib.request.urlopen(self._request("/events"), timeout=None)
+        except urllib.error.HTTPError as exc:
+            raise ApiError(exc.code, _http_message(exc)) from None
+        except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise ApiError(0, f"cannot reach the API at {self.url}: {reason}") from None
+        with reply:
+            for raw in reply:
+                line = raw.decode("utf-8", "replace").rstrip("\r\n")
+                if line.startswith("data: "):
+                    yield json.loads(line[6:])
+
+
+def _http_message(exc: urllib.error.HTTPError) -> str:
+    try:
+        data = json.loads(exc.read())
+        return str(data["error"]["message"])
+    except (ValueError, KeyError, TypeError):
+        return str(exc.reason)

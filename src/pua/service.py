@@ -1,0 +1,158 @@
+"""``pua serve``: the engine, its sockets and the management API, until a
+signal says stop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from pua.api import ApiServer
+from pua.config import Settings
+from pua.core import EngineConfig, PublishInfo, SubscribeInfo
+from pua.runtime import PresenceRuntime
+from pua.sip.errors import PresenceError
+from pua.sip.timers import TimerConfig
+
+__all__ = ["Service", "configure_logging", "serve"]
+
+log = logging.getLogger("pua")
+
+
+class _JsonLines(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["error"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
+def configure_logging(log_format: str, level: str) -> None:
+    """Text lines or JSON lines on stderr."""
+    handler = logging.StreamHandler(sys.stderr)
+    if log_format == "json":
+        handler.setFormatter(_JsonLines())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+
+
+def engine_config(settings: Settings) -> EngineConfig:
+    """The engine's settings from the service's."""
+    return EngineConfig(
+        hash_size=settings.hash_size,
+        min_expires=settings.min_expires,
+        default_expires=settings.default_expires,
+        outbound_proxy=settings.outbound_proxy,
+        refresh_margin=settings.refresh_margin,
+        user_agent=settings.user_agent,
+        timers=TimerConfig(t1=settings.t1, t2=settings.t2, t4=settings.t4),
+    )
+
+
+class Service:
+    """The running service: engine, SIP sockets, API."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.runtime = PresenceRuntime(engine_config(settings), listen=settings.listen_addresses)
+        host, port = settings.api_address
+        self.api = ApiServer(self.runtime, host, port, token=settings.api_token)
+        self.api_url = ""
+        Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
+
+    async def start(self) -> None:
+        """Bind SIP and the API; a failure names what could not be bound."""
+        await self.runtime.start()
+        try:
+            host, port = await self.api.start()
+        except OSError as exc:
+            await self.runtime.close()
+            raise PresenceError(
+                f"cannot listen on api {self.settings.api}: {exc.strerror or exc}",
+                status=0,
+                reason="api",
+            ) from None
+        shown = f"[{host}]" if ":" in host else host
+        self.api_url = f"http://{shown}:{port}"
+        if self.settings.db_url is not None:
+            log.warning("db_url is set, but this version keeps records in memory only")
+        bound = ", ".join(
+            f"{t}:{h}:{p}" for (t, _f), (h, p) in self.runtime.transports.bound().items()
+        )
+        log.info("SIP on %s", bound)
+        log.info("API on %s/rpc, status page %s/", self.api_url, self.api_url)
+
+    async def stop(self) -> None:
+        """Stop the API, optionally end what we published and subscribed,
+        close the sockets."""
+        await self.api.stop()
+        if self.settings.cleanup_on_exit:
+            await self._cleanup()
+        await self.runtime.close()
+        log.info("stopped")
+
+    async def _cleanup(self) -> None:
+        jobs = []
+        for record in self.runtime.agent.table.records():
+            key = record.key
+            if key.watcher_uri:
+                jobs.append(
+                    self.runtime.subscribe(
+                        SubscribeInfo(
+                            pres_uri=key.pres_uri,
+                            watcher_uri=key.watcher_uri,
+                            event=key.event,
+                            id=key.id,
+                            source_flag=key.source_flag,
+                            expires=0,
+                        )
+                    )
+                )
+            else:
+                jobs.append(
+                    self.runtime.publish(
+                        PublishInfo(
+                            pres_uri=key.pres_uri,
+                            event=key.event,
+                            id=key.id,
+                            source_flag=key.source_flag,
+                            expires=0,
+                        )
+                    )
+                )
+        if jobs:
+            with contextlib.suppress(TimeoutError, PresenceError):
+                async with asyncio.timeout(64 * self.settings.t1 + 5):
+                    await asyncio.gather(*jobs, return_exceptions=True)
+
+
+async def serve(settings: Settings, *, ready: Callable[[Service], None] | None = None) -> int:
+    """Run until SIGTERM or SIGINT; returns the exit status."""
+    service = Service(settings)
+    await service.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    if ready is not None:
+        ready(service)
+    await stop.wait()
+    log.info("stopping")
+    await service.stop()
+    return 0

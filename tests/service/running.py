@@ -1,0 +1,102 @@
+"""`pua serve` as a real process for the service tests."""
+
+from __future__ import annotations
+
+import json
+import os
+import selectors
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from tests.peers import find_free_port
+
+
+class RunningService:
+    """A `pua serve` child process on free loopback ports.
+
+    ``sip_port`` takes UDP and TCP; ``api_url`` is the management API.
+    Extra flags are passed through; environment variables PUA_* can be given.
+    """
+
+    def __init__(self, *flags: str, data_dir: Path, env: dict[str, str] | None = None,
+                 token: str | None = None) -> None:
+        self.sip_port = find_free_port()
+        self.api_port = find_free_port(udp=False)
+        self.token = token
+        args = [
+            sys.executable, "-m", "pua", "serve",
+            "--listen", f"udp:127.0.0.1:{self.sip_port}",
+            "--listen", f"tcp:127.0.0.1:{self.sip_port}",
+            "--api", f"127.0.0.1:{self.api_port}",
+            "--data-dir", str(data_dir), *flags,
+        ]
+        if token:
+            args += ["--api-token", token]
+        self.process = subprocess.Popen(
+            args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env={**os.environ, **(env or {})},
+        )
+        self.api_url = f"http://127.0.0.1:{self.api_port}"
+        self._wait_ready()
+
+    def _wait_ready(self, timeout: float = 20.0) -> None:
+        assert self.process.stdout is not None
+        selector = selectors.DefaultSelector()
+        selector.register(self.process.stdout, selectors.EVENT_READ)
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            if selector.select(timeout=left):
+                line = self.process.stdout.readline()
+                if not line:
+                    break
+                if line.startswith("pua serve: API"):
+                    return
+        self.process.kill()
+        raise AssertionError(f"pua serve did not start: {self.process.stderr.read() if self.process.stderr else ''}")
+
+    def rpc(self, method: str, params: Any = None, *, ident: int = 1) -> dict[str, Any]:
+        """One JSON-RPC call; the whole response object."""
+        body = {"jsonrpc": "2.0", "method": method, "id": ident}
+        if params is not None:
+            body["params"] = params
+        return self.post("/rpc", body)
+
+    def post(self, path: str, data: Any, *, raw: bytes | None = None) -> Any:
+        request = urllib.request.Request(
+            self.api_url + path, data=raw if raw is not None else json.dumps(data).encode(),
+            headers=self._headers(), method="POST",
+        )
+        with urllib.request.urlopen(request, timeout=60) as reply:
+            text = reply.read()
+            return json.loads(text) if text else None
+
+    def get(self, path: str) -> Any:
+        request = urllib.request.Request(self.api_url + path, headers=self._headers())
+        with urllib.request.urlopen(request, timeout=60) as reply:
+            return reply.read()
+
+    def _headers(self) -> dict[str, str]:
+        headers = {"Content-Type": "application/json"}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        return headers
+
+    def stop(self, timeout: float = 20.0) -> int:
+        """SIGTERM; the exit status."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=5)
+            raise
+
+    def stderr(self) -> str:
+        assert self.process.stderr is not None
+        return self.process.stderr.read() if self.process.poll() is not None else ""
