@@ -212,7 +212,7 @@ def test_config_file_and_precedence(tmp_path: Path, service: Start) -> None:
     with pytest.raises(ConfigError, match="min_expirez"):
         load_settings(config_file=config, environ={})
     config.write_text("min_expires = [\n")
-    with pytest.raises(ConfigError, match="pua.toml"):
+    with pytest.raises(ConfigError, match=r"pua\.toml"):
         load_settings(config_file=config, environ={})
 
 
