@@ -21,7 +21,7 @@ debian-deps:
 	bash scripts/install-debian-deps.sh
 
 run: venv
-	bash scripts/run.sh
+	bash scripts/run.sh $(ARGS)
 
 test: venv debian-deps
 	$(PY) -m pytest

@@ -1,14 +1,10 @@
 #!/usr/bin/env bash
-# `make run`: until the service exists, show the command line working:
-# its help, and a PUBLISH sent to whatever answers on PUA_SERVER (default
-# sip:127.0.0.1:5060), which fails cleanly when nothing is listening.
+# `make run`: start the pua service with its defaults (SIP on udp and tcp
+# 127.0.0.1:5060, the API and status page on http://127.0.0.1:8765/).
+# Settings come from pua.toml when present, PUA_* variables, or arguments:
+#   make run ARGS="--listen udp:127.0.0.1:5070 --outbound-proxy sip:127.0.0.1:5060"
 set -u
 cd "$(dirname "$0")/.."
-PUA=.venv/bin/pua
-server=${PUA_SERVER:-sip:127.0.0.1:5060}
-"$PUA" --version
-"$PUA" --help
-echo
-echo "\$ pua publish --server $server --pres-uri sip:alice@example.com --basic open --t1 0.05"
-"$PUA" publish --server "$server" --pres-uri sip:alice@example.com --basic open --t1 0.05
-echo "(exit status $?)"
+config=()
+[ -f pua.toml ] && config=(--config pua.toml)
+exec .venv/bin/pua serve "${config[@]}" "$@"
