@@ -392,8 +392,8 @@ def _api_publish(
     if expires == 0:
         _say("removed")
         return
-    _say(f"SIP-ETag: {result.get('etag')}")
-    _say(f"Expires: {result.get('expires')}")
+    _say(f"SIP-ETag: {result.get('SIP-ETag')}")
+    _say(f"Expires: {result.get('Expires')}")
 
 
 def _retry_text(retry_at: float | None) -> str:

@@ -36,8 +36,8 @@ def test_json_rpc_publish_reaches_kamailio(service: Start, kamailio: KamailioPre
     svc = service("--outbound-proxy", kamailio.uri)
     answer = svc.rpc("pua.publish", [ALICE, 3600, "presence", "application/pidf+xml", ".", ".", ".", ".", PIDF])
     assert "result" in answer, answer
-    etag = answer["result"]["etag"]
-    assert answer["result"]["expires"] == 3600
+    etag = answer["result"]["SIP-ETag"]
+    assert answer["result"]["Expires"] == 3600
     rows = kamailio.presentity_rows(username="alice", domain="example.com")
     assert [r["etag"] for r in rows] == [etag]
     assert b"via the API" in rows[0]["body"]

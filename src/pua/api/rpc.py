@@ -241,8 +241,9 @@ class PuaMethods:
         )
 
     async def publish(self, params: list[Any] | dict[str, Any]) -> dict[str, Any]:
-        """Publish and wait for the answer: {"etag", "expires"} (Kamailio's
-        SIP-ETag and Expires); a failure is an error with the SIP status."""
+        """Publish and wait for the answer: {"SIP-ETag", "Expires"} as
+        Kamailio answers, and the record; a failure is an error whose code is
+        the SIP status (Kamailio 5.6 returns an empty result instead)."""
         info = self.publish_info(params)
         event = await self.runtime.publish(info)
         etag = getattr(event, "etag", None)
@@ -250,8 +251,8 @@ class PuaMethods:
         key = getattr(event, "key", None)
         record = self.runtime.agent.table.get(key) if key is not None else None
         return {
-            "etag": etag,
-            "expires": expires,
+            "SIP-ETag": etag,
+            "Expires": expires,
             "record": record_view(record, self.registry) if record is not None else None,
         }
 

@@ -1,0 +1,112 @@
+"""Publications set up per second through pua's JSON-RPC (single calls and
+batches), against a SIPp UAS that answers every PUBLISH 200."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from tests.peers.sipp import SippUAS
+from tests.service.running import RunningService
+
+PIDF = (
+    '<?xml version="1.0" encoding="UTF-8"?>'
+    '<presence xmlns="urn:ietf:params:xml:ns:pidf" entity="{uri}">'
+    "<tuple><status><basic>open</basic></status></tuple></presence>"
+)
+
+
+def _doc(i: int, ident: int) -> dict[str, Any]:
+    uri = f"sip:u{i}@example.com"
+    return {"jsonrpc": "2.0", "id": ident, "method": "pua.publish",
+            # Kamailio's pua.publish takes expires as a string; pua takes both.
+            "params": [uri, "3600", "presence", "application/pidf+xml", ".", ".", ".", ".",
+                       PIDF.format(uri=uri)]}
+
+
+def drive(host: str, port: int, path: str, calls: int, concurrency: int,
+          batch_size: int | None = None) -> dict[str, Any]:
+    """``calls`` pua.publish calls from ``concurrency`` threads, each on its
+    own keep-alive connection (in batches of ``batch_size`` when given)."""
+    counter = iter(range(calls))
+    lock = threading.Lock()
+    ok = failed = 0
+
+    def take(n: int) -> list[int]:
+        with lock:
+            return [i for _, i in zip(range(n), counter, strict=False)]
+
+    def worker() -> None:
+        nonlocal ok, failed
+        conn = http.client.HTTPConnection(host, port, timeout=60)
+        good = bad = 0
+        try:
+            while items := take(batch_size or 1):
+                docs = [_doc(i, i) for i in items]
+                body = json.dumps(docs if batch_size else docs[0])
+                conn.request("POST", path, body, {"Content-Type": "application/json"})
+                reply = json.loads(conn.getresponse().read())
+                replies = reply if isinstance(reply, list) else [reply]
+                for answer in replies:
+                    if "result" in answer and answer["result"].get("SIP-ETag"):
+                        good += 1
+                    else:
+                        bad += 1
+        finally:
+            conn.close()
+            with lock:
+                ok += good
+                failed += bad
+
+    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    seconds = time.perf_counter() - started
+    return {"calls": calls, "ok": ok, "failed": failed, "seconds": seconds, "per_s": ok / seconds}
+
+
+def _pua(uas: SippUAS, tmp: Path, name: str) -> RunningService:
+    return RunningService("--outbound-proxy", uas.uri, "--log-level", "warning",
+                          data_dir=tmp / name)
+
+
+def run(calls: int = 5000, concurrency: int = 50, batch_size: int = 50) -> dict[str, Any]:
+    """pua serve and Kamailio (pua + pua_rpc over jsonrpcs/xhttp) doing the
+    same publications against the same SIPp UAS, with the same client."""
+    from tests.peers.kamailio_pua import KamailioPua
+
+    from benchmarks.kamailio_pua_reference import DEFAULT_WORKERS
+
+    with SippUAS("publish_200") as uas, tempfile.TemporaryDirectory() as tmp:
+        service = _pua(uas, Path(tmp), "single")
+        try:
+            single = drive("127.0.0.1", service.api_port, "/rpc", calls, concurrency)
+        finally:
+            service.stop()
+        service = _pua(uas, Path(tmp), "batch")
+        try:
+            batched = drive("127.0.0.1", service.api_port, "/rpc", calls,
+                            max(1, concurrency // 5), batch_size=batch_size)
+        finally:
+            service.stop()
+        with KamailioPua(uas.uri, children=DEFAULT_WORKERS, debug=1) as kamailio:
+            reference = drive("127.0.0.1", kamailio.http_port, "/jsonrpc", calls, concurrency)
+    return {
+        "calls": calls, "concurrency": concurrency, "batch_size": batch_size,
+        "single": single, "batch": batched, "kamailio": reference,
+        "kamailio_workers": DEFAULT_WORKERS,
+        "ratio_single": single["per_s"] / reference["per_s"],
+        "ratio_batch": batched["per_s"] / reference["per_s"],
+    }
+
+
+if __name__ == "__main__":
+    print(json.dumps(run(2000, 50), indent=1))
