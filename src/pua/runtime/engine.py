@@ -74,6 +74,7 @@ class PresenceRuntime:
             self.listen, self._on_datagram, self._on_message, self._on_send_error
         )
         self._listeners: list[EventListener] = []
+        self._waiters: dict[RecordKey, list[EventListener]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer = DeadlineTimer(self.now, self._on_timer)
         self._started = False
@@ -144,33 +145,24 @@ class PresenceRuntime:
         PublicationRemoved for a removal.  Raises PublishError when the
         publication fails for good (failures that will be retried do not end
         the wait; bound it with ``asyncio.timeout``)."""
-        self._require_started()
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[EngineEvent] = loop.create_future()
-        holder: list[RecordKey | None] = [None]
 
-        def watch(event: EngineEvent) -> None:
-            if future.done() or getattr(event, "key", None) != holder[0]:
-                return
+        def outcome(event: EngineEvent) -> EngineEvent | Exception | None:
             if isinstance(event, PublicationSucceeded | PublicationRemoved):
-                future.set_result(event)
-            elif isinstance(event, PublicationFailed) and event.retry_at is None:
-                future.set_exception(PublishError(
+                return event
+            if isinstance(event, PublicationFailed) and event.retry_at is None:
+                return PublishError(
                     f"PUBLISH for {info.pres_uri} failed: {event.status} {event.reason}",
-                    status=event.status, reason=event.reason,
-                ))
-
-        self._listeners.append(watch)
-        try:
-            holder[0] = self.agent.send_publish(info, self.now())
-            if holder[0] is None:
-                raise PublishError(
-                    f"nothing to remove for {info.pres_uri}", status=0, reason="no publication"
+                    status=event.status,
+                    reason=event.reason,
                 )
-            self._pump()
-            return await future
-        finally:
-            self._listeners.remove(watch)
+            return None
+
+        missing = PublishError(
+            f"nothing to remove for {info.pres_uri}", status=0, reason="no publication"
+        )
+        return await self._await(
+            lambda: self.agent.send_publish(info, self.now()), outcome, missing
+        )
 
     async def subscribe(self, info: SubscribeInfo) -> EngineEvent:
         """Send ``info`` and wait until the subscription is accepted (a 2xx
@@ -178,42 +170,67 @@ class PresenceRuntime:
         NotifyReceived), or ended (SubscriptionTerminated for an
         unsubscribe).  Raises SubscribeError when it fails for good; bound
         the wait with ``asyncio.timeout``."""
-        self._require_started()
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[EngineEvent] = loop.create_future()
-        holder: list[RecordKey | None] = [None]
         ending = info.expires == 0
 
-        def watch(event: EngineEvent) -> None:
-            if future.done() or getattr(event, "key", None) != holder[0]:
-                return
+        def outcome(event: EngineEvent) -> EngineEvent | Exception | None:
             if isinstance(event, SubscriptionTerminated):
                 if ending:
-                    future.set_result(event)
-                else:
-                    future.set_exception(SubscribeError(
-                        f"subscription to {info.pres_uri} ended: {event.reason}",
-                        status=0, reason=event.reason,
-                    ))
-            elif isinstance(event, SubscriptionFailed) and event.retry_at is None:
-                future.set_exception(SubscribeError(
-                    f"SUBSCRIBE to {info.pres_uri} failed: {event.status} {event.reason}",
-                    status=event.status, reason=event.reason,
-                ))
-            elif not ending and isinstance(event, NotifyReceived | SubscriptionStateChanged):
-                future.set_result(event)
-
-        self._listeners.append(watch)
-        try:
-            holder[0] = self.agent.send_subscribe(info, self.now())
-            if holder[0] is None:
-                raise SubscribeError(
-                    f"no subscription to {info.pres_uri}", status=0, reason="no subscription"
+                    return event
+                return SubscribeError(
+                    f"subscription to {info.pres_uri} ended: {event.reason}",
+                    status=0,
+                    reason=event.reason,
                 )
-            self._pump()
+            if isinstance(event, SubscriptionFailed) and event.retry_at is None:
+                return SubscribeError(
+                    f"SUBSCRIBE to {info.pres_uri} failed: {event.status} {event.reason}",
+                    status=event.status,
+                    reason=event.reason,
+                )
+            if not ending and isinstance(event, NotifyReceived | SubscriptionStateChanged):
+                return event
+            return None
+
+        missing = SubscribeError(
+            f"no subscription to {info.pres_uri}", status=0, reason="no subscription"
+        )
+        return await self._await(
+            lambda: self.agent.send_subscribe(info, self.now()), outcome, missing
+        )
+
+    async def _await(
+        self,
+        start: Callable[[], RecordKey | None],
+        outcome: Callable[[EngineEvent], EngineEvent | Exception | None],
+        missing: Exception,
+    ) -> EngineEvent:
+        """Call ``start`` (an API call on the engine) and wait for the first
+        event of its record that ``outcome`` turns into a result or an error.
+        Waiters are filed by record key: an event reaches only its own."""
+        self._require_started()
+        future: asyncio.Future[EngineEvent] = asyncio.get_running_loop().create_future()
+
+        def watch(event: EngineEvent) -> None:
+            if future.done():
+                return
+            result = outcome(event)
+            if isinstance(result, Exception):
+                future.set_exception(result)
+            elif result is not None:
+                future.set_result(result)
+
+        key = start()
+        if key is None:
+            raise missing
+        waiters = self._waiters.setdefault(key, [])
+        waiters.append(watch)
+        try:
+            self._pump()  # events queued by start() reach the waiter now
             return await future
         finally:
-            self._listeners.remove(watch)
+            waiters.remove(watch)
+            if not waiters:
+                self._waiters.pop(key, None)
 
     def add_listener(self, listener: EventListener) -> None:
         """Call ``listener(event)`` for every engine event."""
@@ -252,7 +269,9 @@ class PresenceRuntime:
         while (event := self.agent.next_event()) is not None:
             if isinstance(event, CallbackFailed):
                 log.error("callback failed for %s: %s", event.key, event.error)
-            for listener in list(self._listeners):
+            key = getattr(event, "key", None)
+            waiting = self._waiters.get(key) if key is not None else None
+            for listener in [*self._listeners, *(waiting or ())]:
                 try:
                     listener(event)
                 except Exception:
