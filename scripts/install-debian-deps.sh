@@ -1,6 +1,7 @@
 #!/bin/sh
 # Install the Debian packages the pua test peers need (Kamailio presence
-# server with SQLite, SIPp, sqlite3).  Idempotent:
+# server with SQLite, SIPp, sqlite3) and the headless browser of the status
+# page test (chromium, chromium-driver).  Idempotent:
 #   * everything already installed -> does nothing, exits 0 (fast path);
 #   * not root                      -> one-line warning, exits 0;
 #   * otherwise                     -> apt-get update + apt-get install.
@@ -9,7 +10,8 @@
 # exists), and a Kamailio service started anyway is stopped afterwards.
 set -eu
 
-PACKAGES="kamailio kamailio-presence-modules kamailio-sqlite-modules sip-tester sqlite3 ncurses-base"
+PACKAGES="kamailio kamailio-presence-modules kamailio-sqlite-modules sip-tester sqlite3 ncurses-base
+          chromium chromium-driver"
 
 missing=""
 for p in $PACKAGES; do

@@ -164,7 +164,9 @@ class Subscription:
         return self.start()
 
     async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
         await self.unsubscribe()
@@ -195,7 +197,8 @@ class Subscription:
                 waiter.cancel()
         if not self._active.is_set():
             raise SubscribeError(
-                f"subscription to {self.pres_uri} ended: {self.reason}", status=0,
+                f"subscription to {self.pres_uri} ended: {self.reason}",
+                status=0,
                 reason=self.reason or "ended",
             )
 
@@ -219,10 +222,16 @@ class Subscription:
             self.state = event.state
             if event.state == "active":
                 self._active.set()
-            self._queue.put_nowait(Notification(
-                state=event.state, reason=event.reason, expires=event.expires,
-                content_type=event.content_type, body=event.body, document=event.document,
-            ))
+            self._queue.put_nowait(
+                Notification(
+                    state=event.state,
+                    reason=event.reason,
+                    expires=event.expires,
+                    content_type=event.content_type,
+                    body=event.body,
+                    document=event.document,
+                )
+            )
         elif isinstance(event, SubscriptionStateChanged):
             self.state = event.state
             self.expires_at = event.expires_at
@@ -315,7 +324,9 @@ class Agent:
         return self
 
     async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
         await self.close(cleanup=self.cleanup_on_exit and exc_type is None)
@@ -353,9 +364,14 @@ class Agent:
         with default_expires).  Raises PublishError on a final failure,
         ValueError for what cannot be sent."""
         info = PublishInfo(
-            pres_uri=pres_uri, body=body, event=self.event_flag(event, content_type),
-            expires=expires, id=id or "", content_type=content_type,
-            extra_headers=list(extra_headers), source_flag=SourceFlag.MI_PUBLISH,
+            pres_uri=pres_uri,
+            body=body,
+            event=self.event_flag(event, content_type),
+            expires=expires,
+            id=id or "",
+            content_type=content_type,
+            extra_headers=list(extra_headers),
+            source_flag=SourceFlag.MI_PUBLISH,
         )
         result = await self.runtime.publish(info)
         assert isinstance(result, PublicationSucceeded | PublicationRemoved)
@@ -378,8 +394,12 @@ class Agent:
         """A subscription of ``watcher`` to ``pres_uri``; it starts when used
         (``async with``, ``async for``, ``wait_active()`` or ``start()``)."""
         info = SubscribeInfo(
-            pres_uri=pres_uri, watcher_uri=watcher, event=self.event_flag(event, None),
-            expires=expires, id=id or "", source_flag=SourceFlag.MI_SUBSCRIBE,
+            pres_uri=pres_uri,
+            watcher_uri=watcher,
+            event=self.event_flag(event, None),
+            expires=expires,
+            id=id or "",
+            source_flag=SourceFlag.MI_SUBSCRIBE,
         )
         return Subscription(self, info)
 

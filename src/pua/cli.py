@@ -635,6 +635,14 @@ async def _watch(
     default=None,
     help="Remove publications and end subscriptions when stopping.",
 )
+@click.option(
+    "--tls-certificate", metavar="FILE", help="Certificate (PEM) for tls listen addresses."
+)
+@click.option("--tls-private-key", metavar="FILE", help="Its private key (PEM).")
+@click.option(
+    "--tls-ca-file", metavar="FILE", help="CAs to check TLS servers with (default: system)."
+)
+@click.option("--tls-verify/--no-tls-verify", default=None, help="Check TLS servers' certificates.")
 @click.option("--log-format", type=click.Choice(["text", "json"]), help="Text or JSON log lines.")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]))
 def serve(config_file: str | None, **flags: Any) -> None:

@@ -41,8 +41,9 @@ class ApiClient:
     def call(self, method: str, params: list[Any] | dict[str, Any]) -> Any:
         """One JSON-RPC call; its result, or ApiError."""
         self._next_id += 1
-        body = json.dumps({"jsonrpc": "2.0", "method": method, "params": params,
-                           "id": self._next_id}).encode()
+        body = json.dumps(
+            {"jsonrpc": "2.0", "method": method, "params": params, "id": self._next_id}
+        ).encode()
         try:
             with urllib.request.urlopen(self._request("/rpc", body), timeout=self.timeout) as reply:
                 answer = json.loads(reply.read())

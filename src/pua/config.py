@@ -58,6 +58,10 @@ class Settings:
     t2: float = 4.0
     t4: float = 5.0
     cleanup_on_exit: bool = False
+    tls_certificate: str | None = None
+    tls_private_key: str | None = None
+    tls_ca_file: str | None = None
+    tls_verify: bool = True
     log_format: str = "text"
     log_level: str = "info"
     user_agent: str = "pua"
@@ -85,7 +89,7 @@ def _split_hostport(text: str, name: str) -> tuple[str, int]:
         port = rest.removeprefix(":")
     else:
         host, _, port = text.rpartition(":")
-    if not host or not port.isdigit() or not 0 < int(port) <= 65535:
+    if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
         raise ConfigError(f"{name}: expected IP:PORT, not {text!r}")
     if host != "localhost":
         try:
@@ -169,6 +173,24 @@ def _check(settings: Settings, sources: Mapping[str, str]) -> None:
             raise fail("db_url", "expected sqlite:///path, postgresql://..., or mysql://...")
     if not settings.listen:
         raise fail("listen", "at least one address is needed")
+    if any(item.lower().startswith("tls:") for item in settings.listen):
+        if not settings.tls_certificate or not settings.tls_private_key:
+            raise fail(
+                "tls_certificate", "a tls listen address needs tls_certificate and tls_private_key"
+            )
+        from pua.runtime.tls import server_context  # noqa: PLC0415
+
+        try:
+            server_context(settings.tls_certificate, settings.tls_private_key)
+        except ValueError as exc:
+            raise fail("tls_certificate", str(exc)) from None
+    if settings.tls_ca_file is not None:
+        from pua.runtime.tls import client_context  # noqa: PLC0415
+
+        try:
+            client_context(settings.tls_ca_file)
+        except ValueError as exc:
+            raise fail("tls_ca_file", str(exc)) from None
     try:
         settings.listen_addresses  # noqa: B018 - parsing is the check
     except ValueError as exc:

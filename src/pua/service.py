@@ -17,6 +17,7 @@ from pua.api import ApiServer
 from pua.config import Settings
 from pua.core import EngineConfig, PublishInfo, SubscribeInfo
 from pua.runtime import PresenceRuntime
+from pua.runtime.tls import client_context, server_context
 from pua.sip.errors import PresenceError
 from pua.sip.timers import TimerConfig
 
@@ -70,7 +71,17 @@ class Service:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.runtime = PresenceRuntime(engine_config(settings), listen=settings.listen_addresses)
+        tls_server = tls_client = None
+        if settings.tls_certificate and settings.tls_private_key:
+            tls_server = server_context(settings.tls_certificate, settings.tls_private_key)
+        if settings.tls_ca_file or not settings.tls_verify or tls_server is not None:
+            tls_client = client_context(settings.tls_ca_file, verify=settings.tls_verify)
+        self.runtime = PresenceRuntime(
+            engine_config(settings),
+            listen=settings.listen_addresses,
+            tls_server=tls_server,
+            tls_client=tls_client,
+        )
         host, port = settings.api_address
         self.api = ApiServer(self.runtime, host, port, token=settings.api_token)
         self.api_url = ""

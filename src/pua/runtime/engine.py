@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import socket
+import ssl
 import time
 from collections.abc import Callable
 from types import TracebackType
@@ -66,12 +67,19 @@ class PresenceRuntime:
         listen: list[Listen] | None = None,
         ids: Ids | None = None,
         registry: EventRegistry | None = None,
+        tls_server: ssl.SSLContext | None = None,
+        tls_client: ssl.SSLContext | None = None,
     ) -> None:
         self.config = config or EngineConfig()
         self.agent = PresenceAgent(self.config, ids or SystemIds(), registry=registry)
         self.listen = listen or [Listen("udp", "127.0.0.1", 0)]
         self.transports = Transports(
-            self.listen, self._on_datagram, self._on_message, self._on_send_error
+            self.listen,
+            self._on_datagram,
+            self._on_message,
+            self._on_send_error,
+            tls_server=tls_server,
+            tls_client=tls_client,
         )
         self._listeners: list[EventListener] = []
         self._waiters: dict[RecordKey, list[EventListener]] = {}
@@ -97,7 +105,7 @@ class PresenceRuntime:
         self._loop = asyncio.get_running_loop()
         await self.transports.start()
         bound = self.transports.bound()
-        for transport in ("udp", "tcp"):
+        for transport in ("udp", "tcp", "tls"):
             for family in (socket.AF_INET, socket.AF_INET6):
                 address = bound.get((transport, family))
                 if address is None:

@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
+import ssl
 from collections.abc import Callable
 from typing import cast
 
@@ -53,11 +54,17 @@ class TcpTransport:
         *,
         connect_timeout: float = 5.0,
         idle_timeout: float = 300.0,
+        server_ssl: ssl.SSLContext | None = None,
+        client_ssl: ssl.SSLContext | None = None,
     ) -> None:
         self.on_message = on_message
         self.on_error = on_error
         self.connect_timeout = connect_timeout
         self.idle_timeout = idle_timeout
+        # With contexts this is SIP over TLS (RFC 3261 §26.2.1): the same
+        # framing on an encrypted stream.
+        self.server_ssl = server_ssl
+        self.client_ssl = client_ssl
         self._servers: list[asyncio.Server] = []
         # The connection to use for each peer, and every connection alive
         # (a replaced one stays in _all until it has closed).
@@ -72,7 +79,9 @@ class TcpTransport:
         if self._closed:
             raise TransportError("TCP transport closed")
         loop = asyncio.get_running_loop()
-        server = await loop.create_server(lambda: _Connection(self, None), host, port)
+        server = await loop.create_server(
+            lambda: _Connection(self, None), host, port, ssl=self.server_ssl
+        )
         self._servers.append(server)
         sockname = server.sockets[0].getsockname()
         return (str(sockname[0]), int(sockname[1]))
@@ -130,7 +139,13 @@ class TcpTransport:
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(self.connect_timeout):
-                await loop.create_connection(lambda: connection, host, port)
+                await loop.create_connection(
+                    lambda: connection,
+                    host,
+                    port,
+                    ssl=self.client_ssl,
+                    server_hostname=host if self.client_ssl is not None else None,
+                )
         except TimeoutError:
             connection.connect_failed(f"no connection within {self.connect_timeout:g} s")
         except Exception as exc:  # OSError mostly; a bad host gives others

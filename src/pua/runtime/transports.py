@@ -13,6 +13,7 @@ import contextlib
 import ipaddress
 import logging
 import socket
+import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,7 +36,7 @@ SOCKET_BUFFER_BYTES = 4 << 20
 # How long a resolved host name is reused.
 DNS_CACHE_SECONDS = 60.0
 
-TRANSPORTS = ("udp", "tcp")
+TRANSPORTS = ("udp", "tcp", "tls")
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +53,7 @@ class Listen:
         """Parse ``PROTO:HOST:PORT`` (IPv6 hosts in brackets)."""
         proto, sep, rest = text.partition(":")
         if not sep or proto.lower() not in TRANSPORTS:
-            raise ValueError(f"listen {text!r}: expected udp:HOST:PORT or tcp:HOST:PORT")
+            raise ValueError(f"listen {text!r}: expected udp, tcp or tls:HOST:PORT")
         if rest.startswith("["):
             host, _, port_text = rest[1:].partition("]")
             port_text = port_text.removeprefix(":")
@@ -98,6 +99,9 @@ class Transports:
         on_datagram: DatagramHandler,
         on_message: MessageHandler,
         on_error: ErrorHandler | None = None,
+        *,
+        tls_server: ssl.SSLContext | None = None,
+        tls_client: ssl.SSLContext | None = None,
     ) -> None:
         if not listen:
             raise ValueError("at least one listen address is needed")
@@ -108,6 +112,9 @@ class Transports:
         self._udp: dict[int, asyncio.DatagramTransport] = {}
         self._bound: dict[tuple[str, int], Address] = {}
         self._tcp: TcpTransport | None = None
+        self._tls: TcpTransport | None = None
+        self._tls_server = tls_server
+        self._tls_client = tls_client
         self._dns: dict[tuple[str, int], tuple[float, str]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -121,7 +128,8 @@ class Transports:
                     if family in self._udp:
                         raise ValueError(f"only one UDP listen address per family: {listen}")
                     transport, _ = await loop.create_datagram_endpoint(
-                        lambda: _UdpProtocol(self), local_addr=(listen.host, listen.port),
+                        lambda: _UdpProtocol(self),
+                        local_addr=(listen.host, listen.port),
                         family=family,
                     )
                     sock = transport.get_extra_info("socket")
@@ -131,13 +139,13 @@ class Transports:
                     self._udp[family] = transport
                     self._bound[("udp", family)] = (str(name[0]), int(name[1]))
                 else:
-                    if ("tcp", family) in self._bound:
-                        raise ValueError(f"only one TCP listen address per family: {listen}")
-                    if self._tcp is None:
-                        self._tcp = TcpTransport(
-                            lambda m, a: self.on_message(m, a, "tcp"), self._tcp_error
-                        )
-                    self._bound[("tcp", family)] = await self._tcp.listen(listen.host, listen.port)
+                    kind = listen.transport
+                    if (kind, family) in self._bound:
+                        raise ValueError(f"only one {kind} listen address per family: {listen}")
+                    stream = self._stream(kind)
+                    if stream is None:
+                        raise ValueError(f"{listen}: TLS needs a certificate and a private key")
+                    self._bound[(kind, family)] = await stream.listen(listen.host, listen.port)
             except OSError as exc:
                 await self.close()
                 raise TransportError(f"cannot listen on {listen}: {exc.strerror or exc}") from None
@@ -147,9 +155,10 @@ class Transports:
         for transport in self._udp.values():
             transport.close()
         self._udp.clear()
-        if self._tcp is not None:
-            await self._tcp.close()
-            self._tcp = None
+        for stream in (self._tcp, self._tls):
+            if stream is not None:
+                await stream.close()
+        self._tcp = self._tls = None
         self._bound.clear()
         for task in list(self._tasks):
             task.cancel()
@@ -207,13 +216,29 @@ class Transports:
                 self._error(address, transport, error)
                 return
             udp.sendto(data, address)
-        elif transport == "tcp" and self._tcp is not None:
-            self._tcp.send(data, address)
+        elif transport in ("tcp", "tls") and (stream := self._stream(transport)) is not None:
+            stream.send(data, address)
         else:
             self._error(address, transport, TransportError(f"transport {transport} is not enabled"))
 
-    def _tcp_error(self, address: Address, exc: Exception) -> None:
-        self._error(address, "tcp", exc)
+    def _stream(self, transport: str) -> TcpTransport | None:
+        """The TCP or TLS transport, made on first use (TLS only with a
+        server or client context)."""
+        if transport == "tcp":
+            if self._tcp is None:
+                self._tcp = TcpTransport(
+                    lambda m, a: self.on_message(m, a, "tcp"),
+                    lambda a, e: self._error(a, "tcp", e),
+                )
+            return self._tcp
+        if self._tls is None and (self._tls_server or self._tls_client):
+            self._tls = TcpTransport(
+                lambda m, a: self.on_message(m, a, "tls"),
+                lambda a, e: self._error(a, "tls", e),
+                server_ssl=self._tls_server,
+                client_ssl=self._tls_client or ssl.create_default_context(),
+            )
+        return self._tls
 
     def _error(self, address: Address, transport: str, exc: Exception) -> None:
         if self.on_error is not None:

@@ -321,8 +321,11 @@ class SipEndpoint:
     def fail_destination(self, address: Address, transport: str, reason: str, now: float) -> None:
         """The runtime could not send to ``address``: every client
         transaction waiting on it fails (§17.1.4)."""
-        for tx in [t for t in self._clients.values()
-                   if t.address == address and t.transport == transport.lower()]:
+        for tx in [
+            t
+            for t in self._clients.values()
+            if t.address == address and t.transport == transport.lower()
+        ]:
             self._client_input(tx, ClientInput.TRANSPORT_ERROR, now, reason=reason)
 
     def transport_error(self, transaction: ClientTransaction, reason: str, now: float) -> None:
