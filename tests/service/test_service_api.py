@@ -241,3 +241,41 @@ def test_cli_as_a_client_of_the_service(service: Start, kamailio: KamailioPresen
     assert json.loads(shown.stdout)[0]["pres_uri"] == ALICE
     assert pua("unpublish", "--pres-uri", ALICE).stdout.strip() == "removed"
     assert kamailio.presentity_rows(username="alice", domain="example.com") == []
+
+
+def test_json_log_lines(service: Start) -> None:
+    """--log-format json writes one JSON object per log line."""
+    svc = service("--log-format", "json")
+    assert svc.stop() == 0
+    lines = [line for line in svc.stderr().splitlines() if line.strip()]
+    assert lines, "no log lines"
+    entries = [json.loads(line) for line in lines]
+    assert all({"time", "level", "logger", "message"} <= set(e) for e in entries)
+    assert any(e["message"] == "stopped" for e in entries)
+
+
+@pytest.mark.interop
+def test_watch_prints_the_event_stream(service: Start, sipp_uas: Callable[[str], object]) -> None:
+    """`pua watch --api` prints one line per event as they happen."""
+    import selectors
+
+    uas = sipp_uas("publish_200")
+    svc = service("--outbound-proxy", uas.uri)  # type: ignore[attr-defined]
+    watcher = subprocess.Popen([sys.executable, "-m", "pua", "watch", "--api", svc.api_url],
+                               stdout=subprocess.PIPE, text=True)
+    try:
+        # The stream is open once pua.stats sees a client: publish until the line shows.
+        selector = selectors.DefaultSelector()
+        assert watcher.stdout is not None
+        selector.register(watcher.stdout, selectors.EVENT_READ)
+        line = ""
+        for attempt in range(20):
+            svc.rpc("pua.publish", [f"sip:w{attempt}@example.com", 60, "presence",
+                                    "application/pidf+xml", ".", ".", ".", ".", PIDF.replace("alice", f"w{attempt}")])
+            if selector.select(timeout=1.0):
+                line = watcher.stdout.readline()
+                break
+        assert line.startswith("publication.succeeded sip:w"), line
+    finally:
+        watcher.kill()
+        watcher.wait(timeout=10)
