@@ -322,3 +322,14 @@ def test_bad_subscribe_calls(info: SubscribeInfo, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         h.agent.send_subscribe(info, h.now)
     h.none()
+
+
+def test_early_notify_with_malformed_record_route_gets_400_and_keeps_the_dialog() -> None:
+    """A NOTIFY that beats the 2xx with a malformed Record-Route is a 400, not
+    a 200 followed by a fault, and the temporary dialog still matches."""
+    h = Harness()
+    _, request = subscribe(h)
+    bad = h.notify(request, "active;expires=600", extra=[("Record-Route", "<<<garbage")])
+    assert bad.status == 400
+    assert h.agent.is_dialog(request.call_id, None, request.from_.tag) is DialogState.TEMPORARY
+    assert h.notify(request, "active;expires=600", cseq=2).status == 200

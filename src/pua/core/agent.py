@@ -937,14 +937,18 @@ class PresenceAgent:
                 except BodyError as exc:
                     self._answer(tx, request, 400, "Bad Body", now, warning=str(exc))
                     return
+        # Read every header the dialog needs before answering: a malformed
+        # one is a 400 (raised to _on_request), never a 200 followed by a fault.
         contacts = request.contacts
+        creates_dialog = sub.to_tag is None and remote_tag is not None
+        route_set = list(request.record_routes) if creates_dialog else sub.route_set
         # The NOTIFY is acceptable: answer, then update the dialog.
         self._answer(tx, request, 200, None, now)
-        if sub.to_tag is None and remote_tag is not None:
+        if creates_dialog:
             # A NOTIFY that beat the 2xx creates the dialog (RFC 6665 §4.1.2.4).
             self.table.unindex_dialog(sub)
             sub.to_tag = remote_tag
-            sub.route_set = list(request.record_routes)
+            sub.route_set = route_set
             self.table.index_dialog(sub)
         sub.remote_cseq = seq
         if contacts:
