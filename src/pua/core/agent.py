@@ -243,6 +243,69 @@ class PresenceAgent:
             self._drain(now)
 
     # ------------------------------------------------------------------
+    # Restart
+    # ------------------------------------------------------------------
+    def resume(self, record: Publication | Subscription, now: float, due_at: float) -> bool:
+        """Take back a record read from the store (see pua.core.persist).
+
+        A publication the server still holds is refreshed with its ETag, a
+        subscription still alive is refreshed in its dialog, each at its
+        usual time or, when that is already past, at ``due_at`` (the caller
+        spreads these so that a restart is no storm).  A publication the
+        server has dropped is published again from its stored body; a
+        subscription without a live dialog starts a new one.  Returns False
+        for a record whose lifetime is over or that cannot be resumed (no
+        body to publish again): the caller deletes its row.
+        """
+        if record.desired_until is not None and record.desired_until <= now + 1:
+            return False
+        if self.table.get(record.key) is not None:
+            return False
+        alive = record.expires_at > now + 1
+        if isinstance(record, Publication):
+            if not record.tuple_id:
+                record.tuple_id = self._tuple_id()
+            if not record.call_id:
+                record.call_id = call_id(self.ids)
+            if record.desired_until is None:
+                record.requested = self.config.default_expires
+            else:
+                record.requested = max(1, int(record.desired_until - now))
+            if record.etag is not None and alive:
+                record.state = PubState.PUBLISHED
+                self.table.put(record)
+                self._arm(record.key, PubInput.REFRESH_DUE, self._resume_at(record, now, due_at))
+                return True
+            if record.body is None:
+                return False
+            record.etag = None
+            record.state = PubState.DONE
+            record.pending_body = record.body
+            self.table.put(record)
+            self._arm(record.key, PubInput.UPDATE, due_at)
+            return True
+        record.requested = (
+            self.config.default_expires
+            if record.desired_until is None
+            else max(1, int(record.desired_until - now))
+        )
+        if record.to_tag is not None and alive:
+            record.state = SubState.ACTIVE
+            self.table.put(record)
+            self._arm(record.key, SubInput.REFRESH_DUE, self._resume_at(record, now, due_at))
+            return True
+        record.state = SubState.DONE
+        self.table.put(record)
+        self._arm(record.key, SubInput.SUBSCRIBE, due_at)
+        return True
+
+    def _resume_at(self, record: Publication | Subscription, now: float, due_at: float) -> float:
+        """When a resumed record is refreshed: a margin before its expiry,
+        or ``due_at`` when that moment is already gone."""
+        at = record.expires_at - self.config.refresh_margin - 10.0 * self.ids.uniform()
+        return at if at > due_at else due_at
+
+    # ------------------------------------------------------------------
     # send_publish
     # ------------------------------------------------------------------
     def send_publish(self, info: PublishInfo, now: float) -> RecordKey | None:
