@@ -1,7 +1,9 @@
 #!/bin/sh
 # Install the Debian packages the pua test peers need (Kamailio presence
-# server with SQLite, SIPp, sqlite3) and the headless browser of the status
-# page test (chromium, chromium-driver).  Idempotent:
+# server with SQLite, SIPp, sqlite3), Kamailio's MySQL and PostgreSQL schema
+# scripts (/usr/share/kamailio/{mysql,postgres}, for the store tests) and the
+# headless browser of the status page test (chromium, chromium-driver).
+# Idempotent:
 #   * everything already installed -> does nothing, exits 0 (fast path);
 #   * not root                      -> one-line warning, exits 0;
 #   * otherwise                     -> apt-get update + apt-get install.
@@ -11,6 +13,7 @@
 set -eu
 
 PACKAGES="kamailio kamailio-presence-modules kamailio-sqlite-modules sip-tester sqlite3 ncurses-base
+          kamailio-mysql-modules kamailio-postgres-modules
           chromium chromium-driver"
 
 missing=""

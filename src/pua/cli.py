@@ -24,7 +24,7 @@ from pua.runtime import Listen, SipStack
 from pua.runtime.loop import run as run_loop
 from pua.sip import Request, Response, SipUri, TimerConfig, parse_uri
 from pua.sip.builder import new_request
-from pua.sip.errors import PresenceError, RemoteProtocolError, SipError
+from pua.sip.errors import PresenceError, PuaError, RemoteProtocolError, SipError
 
 __all__ = ["main"]
 
@@ -669,7 +669,7 @@ def serve(config_file: str | None, **flags: Any) -> None:
 
     try:
         sys.exit(run_loop(run_service(settings, ready=ready)))
-    except (PresenceError, SipError) as exc:
+    except (PresenceError, SipError, PuaError) as exc:
         _say(f"pua: error: {exc}", err=True)
         sys.exit(1)
 

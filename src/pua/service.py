@@ -17,9 +17,11 @@ from pua.api import ApiServer
 from pua.config import Settings
 from pua.core import EngineConfig, PublishInfo, SubscribeInfo
 from pua.runtime import PresenceRuntime
+from pua.runtime.persistence import StoreSync
 from pua.runtime.tls import client_context, server_context
 from pua.sip.errors import PresenceError
 from pua.sip.timers import TimerConfig
+from pua.store import Store
 
 __all__ = ["Service", "configure_logging", "serve"]
 
@@ -82,17 +84,36 @@ class Service:
             tls_server=tls_server,
             tls_client=tls_client,
         )
-        host, port = settings.api_address
-        self.api = ApiServer(self.runtime, host, port, token=settings.api_token)
+        self.api: ApiServer | None = None
+        self.sync: StoreSync | None = None
         self.api_url = ""
         Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
 
     async def start(self) -> None:
-        """Bind SIP and the API; a failure names what could not be bound."""
-        await self.runtime.start()
+        """Open the store, bind SIP, take back the stored records, start the
+        API; a failure names what could not be opened or bound."""
+        settings = self.settings
+        store = await Store.open(
+            settings.db_url, data_dir=Path(settings.data_dir), table=settings.db_table
+        )
+        try:
+            await self.runtime.start()
+        except BaseException:
+            await store.close()
+            raise
+        self.sync = StoreSync(
+            self.runtime, store, mode=settings.db_mode, update_period=settings.update_period
+        )
+        await self.sync.restore()
+        self.sync.start()
+        host, port = settings.api_address
+        self.api = ApiServer(
+            self.runtime, host, port, token=settings.api_token, durable=self.sync.flush
+        )
         try:
             host, port = await self.api.start()
         except OSError as exc:
+            await self.sync.close()
             await self.runtime.close()
             raise PresenceError(
                 f"cannot listen on api {self.settings.api}: {exc.strerror or exc}",
@@ -101,8 +122,7 @@ class Service:
             ) from None
         shown = f"[{host}]" if ":" in host else host
         self.api_url = f"http://{shown}:{port}"
-        if self.settings.db_url is not None:
-            log.warning("db_url is set, but this version keeps records in memory only")
+        log.info("records in %s (%s)", store.url, settings.db_mode)
         bound = ", ".join(
             f"{t}:{h}:{p}" for (t, _f), (h, p) in self.runtime.transports.bound().items()
         )
@@ -112,9 +132,12 @@ class Service:
     async def stop(self) -> None:
         """Stop the API, optionally end what we published and subscribed,
         close the sockets."""
-        await self.api.stop()
+        if self.api is not None:
+            await self.api.stop()
         if self.settings.cleanup_on_exit:
             await self._cleanup()
+        if self.sync is not None:
+            await self.sync.close()
         await self.runtime.close()
         log.info("stopped")
 

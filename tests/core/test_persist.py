@@ -115,3 +115,13 @@ def test_expired_subscription_starts_a_new_dialog() -> None:
     again = h.next_request(5)
     assert again.to.tag is None and again.call_id != row["call_id"]
     assert again.uri_text == ALICE
+
+
+def test_resumed_subscription_carries_our_current_contact() -> None:
+    """When our own address changed across the restart, the in-dialog
+    refresh carries the new Contact (a target refresh), so NOTIFYs follow."""
+    row = dict(subscribed_row(Harness()), contact="sip:127.0.0.1:9999")
+    h = Harness(seed="restart")
+    assert h.agent.resume(record_from_row(row, "presence", None), h.now, h.now + 1)
+    refresh = h.next_request(600)
+    assert str(refresh.contacts[0].uri) == "sip:192.0.2.9:5070"

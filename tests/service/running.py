@@ -24,8 +24,8 @@ class RunningService:
     """
 
     def __init__(self, *flags: str, data_dir: Path, env: dict[str, str] | None = None,
-                 token: str | None = None) -> None:
-        self.sip_port = find_free_port()
+                 token: str | None = None, sip_port: int | None = None) -> None:
+        self.sip_port = sip_port or find_free_port()
         self.api_port = find_free_port(udp=False)
         self.token = token
         args = [

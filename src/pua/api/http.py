@@ -40,7 +40,7 @@ from pua.sip.errors import PresenceError
 
 from .metrics import metrics_text
 from .openapi import OPENAPI
-from .rpc import JsonRpc, PuaMethods, RpcError, parse_extra_headers
+from .rpc import Durable, JsonRpc, PuaMethods, RpcError, parse_extra_headers
 from .views import event_view, key_from_id, record_view
 
 __all__ = ["ApiServer", "make_app"]
@@ -95,9 +95,12 @@ def _problem(status: int, message: str, **extra: Any) -> web.Response:
     return _json({"error": {"status": status, "message": message, **extra}}, status)
 
 
-def make_app(runtime: PresenceRuntime, *, token: str | None = None) -> web.Application:
-    """The aiohttp application for ``runtime``."""
-    methods = PuaMethods(runtime)
+def make_app(
+    runtime: PresenceRuntime, *, token: str | None = None, durable: Durable | None = None
+) -> web.Application:
+    """The aiohttp application for ``runtime``; ``durable`` is awaited
+    before a change is acknowledged (the store's flush)."""
+    methods = PuaMethods(runtime, durable)
     rpc = JsonRpc(methods.table())
     hub = EventHub(runtime)
     registry = runtime.agent.registry
@@ -187,6 +190,8 @@ def make_app(runtime: PresenceRuntime, *, token: str | None = None) -> web.Appli
                 sip_status=exc.status,
                 sip_reason=exc.reason,
             )
+        if (stored := await _store(methods)) is not None:
+            return stored
         record = runtime.agent.table.get(key) if key is not None else None
         return _json(record_view(record, registry) if record is not None else {}, 201)
 
@@ -204,6 +209,8 @@ def make_app(runtime: PresenceRuntime, *, token: str | None = None) -> web.Appli
             key = runtime.send_subscribe(info)
         except (KeyError, TypeError, ValueError) as exc:
             return _problem(400, f"bad subscription: {exc}")
+        if (stored := await _store(methods)) is not None:
+            return stored
         record = runtime.agent.table.get(key) if key is not None else None
         return _json(record_view(record, registry) if record is not None else {}, 201)
 
@@ -254,10 +261,12 @@ def make_app(runtime: PresenceRuntime, *, token: str | None = None) -> web.Appli
                 "X-Accel-Buffering": "no",
             }
         )
-        await response.prepare(request)
+        # Collect from before the headers go out: a client that sees the
+        # response start may act at once, and must see what follows.
         queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
         hub.queues.add(queue)
         try:
+            await response.prepare(request)
             await response.write(b": pua event stream\n\n")
             while True:
                 try:
@@ -308,6 +317,15 @@ def make_app(runtime: PresenceRuntime, *, token: str | None = None) -> web.Appli
     return app
 
 
+async def _store(methods: PuaMethods) -> web.Response | None:
+    """Make a change durable; a 503 response when the database cannot be reached."""
+    try:
+        await methods._stored()
+    except RpcError as exc:
+        return _problem(503, exc.message)
+    return None
+
+
 async def _async_json(data: Any) -> web.Response:
     return _json(data)
 
@@ -320,9 +338,15 @@ class ApiServer:
     """The API application bound to an address."""
 
     def __init__(
-        self, runtime: PresenceRuntime, host: str, port: int, *, token: str | None
+        self,
+        runtime: PresenceRuntime,
+        host: str,
+        port: int,
+        *,
+        token: str | None,
+        durable: Durable | None = None,
     ) -> None:
-        self.app = make_app(runtime, token=token)
+        self.app = make_app(runtime, token=token, durable=durable)
         self.host = host
         self.port = port
         self._runner: web.AppRunner | None = None

@@ -191,12 +191,37 @@ def parse_extra_headers(text: str | None) -> list[tuple[str, str]]:
     return headers
 
 
-class PuaMethods:
-    """The pua.* methods over a running engine."""
+# JSON-RPC error for a change made in memory whose write to the database
+# failed: the change stands and is written when the database is back.
+NOT_STORED = -32001
 
-    def __init__(self, runtime: PresenceRuntime) -> None:
+Durable = Callable[[], Awaitable[None]]
+
+
+class PuaMethods:
+    """The pua.* methods over a running engine.
+
+    ``durable`` (the store's flush) runs before a change is acknowledged, so
+    an acknowledged change is in the database.
+    """
+
+    def __init__(self, runtime: PresenceRuntime, durable: Durable | None = None) -> None:
         self.runtime = runtime
         self.registry = runtime.agent.registry
+        self.durable = durable
+
+    async def _stored(self) -> None:
+        if self.durable is None:
+            return
+        try:
+            await self.durable()
+        except Exception as exc:
+            raise RpcError(
+                NOT_STORED,
+                "done, but not stored: the database is unreachable "
+                "(kept in memory, written when it is back)",
+                {"detail": str(exc)},
+            ) from None
 
     def table(self) -> dict[str, Method]:
         """Method name -> coroutine function."""
@@ -246,6 +271,7 @@ class PuaMethods:
         the SIP status (Kamailio 5.6 returns an empty result instead)."""
         info = self.publish_info(params)
         event = await self.runtime.publish(info)
+        await self._stored()
         etag = getattr(event, "etag", None)
         expires = getattr(event, "expires", 0)
         key = getattr(event, "key", None)
@@ -262,6 +288,7 @@ class PuaMethods:
         key = self.runtime.send_publish(info)
         if key is None:
             raise PublishError("nothing to remove", status=404, reason="No such publication")
+        await self._stored()
         record = self.runtime.agent.table.get(key)
         return {"record": record_view(record, self.registry) if record is not None else None}
 
@@ -277,6 +304,7 @@ class PuaMethods:
             source_flag=SourceFlag.MI_SUBSCRIBE,
         )
         key = self.runtime.send_subscribe(info)
+        await self._stored()
         if key is None:
             return {"record": None}
         record = self.runtime.agent.table.get(key)
@@ -293,6 +321,7 @@ class PuaMethods:
             source_flag=SourceFlag.MI_PUBLISH,
         )
         await self.runtime.publish(info)
+        await self._stored()
         return {"removed": True}
 
     async def unsubscribe(self, params: list[Any] | dict[str, Any]) -> dict[str, Any]:
@@ -307,6 +336,7 @@ class PuaMethods:
             source_flag=SourceFlag.MI_SUBSCRIBE,
         )
         await self.runtime.subscribe(info)
+        await self._stored()
         return {"unsubscribed": True}
 
     async def list_records(self, params: list[Any] | dict[str, Any]) -> list[dict[str, Any]]:
@@ -334,10 +364,11 @@ class PuaMethods:
 
     async def cleanup(self, params: list[Any] | dict[str, Any]) -> dict[str, Any]:
         """Run every timer that is due now (Kamailio's pua.cleanup: expired
-        records go); returns how many records remain."""
+        records go) and write the store; returns how many records remain."""
         _named(params, (), required=0)
         self.runtime.agent.handle_timer(self.runtime.now())
         self.runtime._pump()
+        await self._stored()
         return {"records": len(self.runtime.agent.table)}
 
     async def stats(self, params: list[Any] | dict[str, Any]) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import functools
 import math
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -211,6 +211,12 @@ class PresenceAgent:
         self._deleted.clear()
         return changed, deleted
 
+    def mark_changed(self, keys: Iterable[RecordKey]) -> None:
+        """Mark records as changed again (a store write that failed)."""
+        for key in keys:
+            if self.table.get(key) is not None:
+                self._dirty.add(key)
+
     # ------------------------------------------------------------------
     # Inputs
     # ------------------------------------------------------------------
@@ -289,6 +295,12 @@ class PresenceAgent:
             if record.desired_until is None
             else max(1, int(record.desired_until - now))
         )
+        contact = _check_uri(record.contact, "contact") if record.contact else None
+        if contact is None or (isinstance(contact, SipUri) and contact.user is None):
+            # Our own address (no user part) may have changed since the record
+            # was written: refreshes carry the current one, which moves the
+            # notifier's target (RFC 6665 §4.1.2.1, a target refresh).
+            record.contact = self._default_contact(record.initial_target)
         if record.to_tag is not None and alive:
             record.state = SubState.ACTIVE
             self.table.put(record)

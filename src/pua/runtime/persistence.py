@@ -1,0 +1,266 @@
+"""Keeping the store in step with the engine: restore, write-back,
+write-through, durability before acknowledgements, and database outages.
+
+The engine marks what changed (``take_store_changes``); :class:`StoreSync`
+turns those records into rows of the ``pua`` table and writes them:
+
+- ``write-back`` (the seed's behaviour): every ``update_period`` seconds
+  and at shutdown;
+- ``write-through``: as soon as something changed.
+
+Either way :meth:`StoreSync.flush` writes everything pending now; the API
+calls it before acknowledging a change, so an acknowledged publication is
+in the database.  Concurrent flushes share one transaction (group commit).
+When the database is unreachable nothing is lost: changes stay pending, the
+engine keeps working from memory, and the writes are retried with backoff;
+the outage and its end are logged once each.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any
+
+from pua.core import (
+    PublicationRemoved,
+    PublicationSucceeded,
+    RecordKey,
+    SubscriptionStateChanged,
+    SubscriptionTerminated,
+)
+from pua.core.persist import record_from_row, record_to_row
+from pua.store import Store, StoreError
+
+from .engine import PresenceRuntime
+
+__all__ = ["StoreSync"]
+
+log = logging.getLogger("pua.store")
+
+# Rows turned into SQL per slice: converting records is CPU work on the
+# event loop, so it is cut into slices that each take a few milliseconds.
+WRITE_SLICE = 2000
+# Retry delays while the database is unreachable.
+RETRY_FIRST, RETRY_CAP = 1.0, 30.0
+# Due work after a restart is spread over at least this long (and more for
+# large tables: see restore), so a restart is no storm.
+SPREAD_MIN = 5.0
+SPREAD_RATE = 1000.0  # records per second
+
+
+URGENT = (
+    PublicationSucceeded, PublicationRemoved, SubscriptionStateChanged, SubscriptionTerminated,
+)
+
+
+class WriteTimer:
+    """Time spent writing, as a histogram for /metrics."""
+
+    BOUNDS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0)
+
+    def __init__(self) -> None:
+        self.counts = [0] * (len(self.BOUNDS) + 1)
+        self.total = 0.0
+
+    def observe(self, seconds: float) -> None:
+        """Add one write."""
+        self.total += seconds
+        for i, bound in enumerate(self.BOUNDS):
+            if seconds <= bound:
+                self.counts[i] += 1
+                return
+        self.counts[-1] += 1
+
+    def buckets(self) -> list[tuple[str, float]]:
+        """Cumulative buckets in Prometheus' form."""
+        out: list[tuple[str, float]] = []
+        running = 0
+        for bound, count in zip((*self.BOUNDS, float("inf")), self.counts, strict=True):
+            running += count
+            out.append(("+Inf" if bound == float("inf") else str(bound), running))
+        return out
+
+
+class StoreSync:
+    """Writes the engine's changes to a :class:`~pua.store.Store`."""
+
+    def __init__(
+        self, runtime: PresenceRuntime, store: Store, *, mode: str = "write-back",
+        update_period: float = 30.0,
+    ) -> None:
+        if mode not in ("write-back", "write-through"):
+            raise ValueError(f"db_mode must be write-back or write-through, not {mode!r}")
+        self.runtime = runtime
+        self.store = store
+        self.mode = mode
+        self.update_period = update_period
+        self.ids: dict[RecordKey, int] = {}
+        self._pending_deletes: set[int] = set()
+        self._lock = asyncio.Lock()
+        self._kick = asyncio.Event()
+        self._flush_waiters: list[asyncio.Future[None]] = []
+        self._task: asyncio.Task[None] | None = None
+        self._down = False
+        self.timer = WriteTimer()
+        runtime.store_write_seconds = self.timer  # type: ignore[attr-defined]
+        runtime.add_listener(self._on_event)
+
+    def _on_event(self, event: object) -> None:
+        if self.mode == "write-through":
+            self._kick.set()
+            return
+        # What a restart could not rebuild by itself is written at once even
+        # in write-back mode: a new publication's first ETag, a confirmed
+        # dialog, an ending.  Refreshes (new ETag, expiry, CSeq) wait.
+        if isinstance(event, PublicationSucceeded) and event.kind == "refresh":
+            return
+        if isinstance(event, URGENT):
+            self._kick.set()
+
+    # -- start and stop ---------------------------------------------------------
+    async def restore(self) -> dict[str, int]:
+        """Load every row and resume its record; rows whose records are over
+        are deleted.  Due work is spread over a window that grows with the
+        table.  Returns counts."""
+        agent = self.runtime.agent
+        now = self.runtime.now()
+        total = await self.store.count()
+        window = max(SPREAD_MIN, total / SPREAD_RATE)
+        resumed = dropped = 0
+        started = time.monotonic()
+        async for rows in self.store.load():
+            for row in rows:
+                try:
+                    package = agent.registry.by_flag(int(row["event"]))
+                    record = record_from_row(row, package.name, package.content_type)
+                except (KeyError, ValueError):
+                    self._pending_deletes.add(int(row["id"]))
+                    dropped += 1
+                    continue
+                due_at = now + window * agent.ids.uniform()
+                if agent.resume(record, now, due_at):
+                    self.ids[record.key] = int(row["id"])
+                    resumed += 1
+                else:
+                    self._pending_deletes.add(int(row["id"]))
+                    dropped += 1
+            if total > 50_000:
+                log.info("restoring: %d of %d rows", resumed + dropped, total)
+            await asyncio.sleep(0)  # let the loop breathe between chunks
+        agent.take_store_changes()  # what was just read needs no writing
+        self.runtime._pump()
+        async with self._lock:
+            await self._write_pending()
+        log.info("restored %d records (%d rows dropped) in %.2f s",
+                 resumed, dropped, time.monotonic() - started)
+        return {"rows": total, "resumed": resumed, "dropped": dropped}
+
+    def start(self) -> None:
+        """Start writing in the background."""
+        self._task = asyncio.ensure_future(self._run())
+
+    async def close(self) -> None:
+        """Stop the background writer after a last flush."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        for waiter in self._flush_waiters:
+            if not waiter.done():
+                waiter.set_exception(StoreError("the store is closing"))
+        try:
+            async with self._lock:
+                await self._write_pending()
+        except StoreError as exc:
+            log.error("final write failed, changes since the last write are lost: %s", exc)
+        await self.store.close()
+
+    # -- writing ------------------------------------------------------------------
+    async def flush(self) -> None:
+        """Write everything pending now and return once it is in the
+        database.  Callers that arrive while a write runs share the next
+        one (group commit).  Raises StoreError when the database cannot be
+        reached; nothing is lost then."""
+        if self._task is None or self._task.done():
+            async with self._lock:
+                await self._write_pending()
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._flush_waiters.append(future)
+        self._kick.set()
+        await future
+
+    async def _write_pending(self) -> None:
+        agent = self.runtime.agent
+        changed, deleted = agent.take_store_changes()
+        for key in deleted:
+            ident = self.ids.pop(key, None)
+            if ident is not None:
+                self._pending_deletes.add(ident)
+        if not changed and not self._pending_deletes:
+            return
+        rows: list[dict[str, Any]] = []
+        inserted: list[RecordKey] = []
+        for start in range(0, len(changed), WRITE_SLICE):
+            for record in changed[start:start + WRITE_SLICE]:
+                row = record_to_row(record)
+                ident = self.ids.get(record.key)
+                if ident is None:
+                    inserted.append(record.key)
+                else:
+                    row["id"] = ident
+                rows.append(row)
+            await asyncio.sleep(0)
+        deletes = sorted(self._pending_deletes)
+        began = time.perf_counter()
+        try:
+            new_ids = await self.store.write(rows, deletes)
+        except StoreError:
+            # Nothing is lost: the records are marked again, deletes kept.
+            agent.mark_changed(r.key for r in changed)
+            if not self._down:
+                self._down = True
+            raise
+        self.timer.observe(time.perf_counter() - began)
+        self._pending_deletes.difference_update(deletes)
+        for key, ident in zip(inserted, new_ids, strict=True):
+            if agent.table.get(key) is not None:
+                self.ids[key] = ident
+            else:
+                self._pending_deletes.add(ident)  # gone while it was written
+        if self._down:
+            self._down = False
+            log.warning("database reachable again; pending changes written")
+
+    async def _run(self) -> None:
+        """The one writer: waits for a flush request, a change (write-through),
+        an urgent change or the period (write-back), then writes all that is
+        pending and answers every flush that was waiting."""
+        delay = RETRY_FIRST
+        while True:
+            period = None if self.mode == "write-through" else (self.update_period or None)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._kick.wait(), timeout=period)
+            self._kick.clear()
+            waiters, self._flush_waiters = self._flush_waiters, []
+            try:
+                async with self._lock:
+                    await self._write_pending()
+            except StoreError as exc:
+                for waiter in waiters:
+                    if not waiter.done():
+                        waiter.set_exception(exc)
+                if delay == RETRY_FIRST:
+                    log.error("database unreachable, working from memory: %s", exc)
+                await asyncio.sleep(delay)
+                delay = min(RETRY_CAP, delay * 2)
+                self._kick.set()
+                continue
+            delay = RETRY_FIRST
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)

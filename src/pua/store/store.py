@@ -1,0 +1,540 @@
+"""The rows of Kamailio's ``pua`` table in SQLite, PostgreSQL or MySQL.
+
+The store knows rows, not records: a row is a dict from column name to
+value (``body`` bytes, the text columns str, the rest int), with ``"id"``
+once it is in the table.
+
+Writing.  :meth:`Store.write` is one transaction: the deletes, then the
+updates, then the inserts (so a row that replaces a deleted one with the
+same unique key goes in).  Batching, per backend:
+
+* deletes: ``DELETE ... WHERE id IN (...)``, 500 ids a statement;
+* updates: PostgreSQL and SQLite one ``UPDATE ... WHERE id = ?`` run as an
+  executemany (asyncpg pipelines it, sqlite3 runs it in one call); MySQL
+  has no such pipelining, so there a batch of up to 500 rows (and about
+  1 MiB of values) is one ``UPDATE t JOIN (SELECT ... UNION ALL SELECT
+  ...) AS u ON t.id = u.id SET ...``;
+* inserts: PostgreSQL and MariaDB >= 10.5 a multi-row ``INSERT ... VALUES
+  (...), (...) RETURNING id`` of up to 1000 rows and about 1 MiB (SQLAlchemy's
+  "insertmanyvalues", ids sorted back into the order of the rows); SQLite an
+  executemany, the ids then known from ``last_insert_rowid()`` because
+  SQLite gives each new row max(id) + 1 while the transaction holds the
+  write lock (checked by counting the rows in that range); MySQL without
+  RETURNING a multi-row INSERT of up to 500 rows whose ids are
+  ``LAST_INSERT_ID()`` + k * ``auto_increment_increment`` (consecutive for
+  a multi-row insert unless another client inserts into the same table
+  at the same moment under ``innodb_autoinc_lock_mode = 2``; pua is the one
+  writer of its table).
+
+A row to update is written whole: columns it lacks are written as NULL.  An
+update of an id that is not in the table changes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sqlalchemy import (
+    MetaData,
+    bindparam,
+    delete,
+    event,
+    func,
+    insert,
+    inspect,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from .errors import StoreError, mask_url, password_of
+from .schema import (
+    EXTRA_COLUMNS,
+    INDEXES,
+    KAMAILIO_COLUMNS,
+    SCHEMA_VERSION,
+    index_name,
+    pua_table,
+    version_table,
+)
+from .urls import normalize_db_url
+
+__all__ = ["Store"]
+
+T = TypeVar("T")
+
+_TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,31}")
+# What a database outage or refusal can raise (TimeoutError is an OSError).
+_DB_ERRORS = (SQLAlchemyError, OSError)
+
+DELETE_BATCH = 500
+UPDATE_BATCH = 500
+INSERT_BATCH = 1000
+MYSQL_INSERT_BATCH = 500
+BATCH_BYTES = 1 << 20
+
+
+def _chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _row_bytes(row: dict[str, Any]) -> int:
+    """About how many bytes ``row`` takes in an SQL statement."""
+    size = 0
+    for value in row.values():
+        if isinstance(value, bytes):
+            size += 2 * len(value) + 8  # escaped in MySQL's text protocol
+        elif isinstance(value, str):
+            size += len(value) + 8
+        else:
+            size += 12
+    return size
+
+
+def _batches(rows: list[dict[str, Any]], max_rows: int) -> Iterator[list[dict[str, Any]]]:
+    """``rows`` in batches of at most ``max_rows`` rows and about
+    BATCH_BYTES bytes (a bigger row goes alone)."""
+    batch: list[dict[str, Any]] = []
+    size = 0
+    for row in rows:
+        row_size = _row_bytes(row)
+        if batch and (len(batch) >= max_rows or size + row_size > BATCH_BYTES):
+            yield batch
+            batch, size = [], 0
+        batch.append(row)
+        size += row_size
+    if batch:
+        yield batch
+
+
+def _scrub(message: str, password: str | None) -> str:
+    """``message`` without ``password`` in it."""
+    return message.replace(password, "***") if password else message
+
+
+class Store:
+    """Kamailio's ``pua`` table (schema version 7, plus ``body``,
+    ``content_type``, ``outbound_proxy`` and ``remote_target``) on an async
+    SQLAlchemy engine.  Make one with :meth:`open`."""
+
+    columns: tuple[str, ...]
+    """Every column name, ``id`` first."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        table: str,
+        shown_url: str,
+        password: str | None,
+        timeout: float,
+    ) -> None:
+        self._engine = engine
+        self._dialect = engine.dialect.name
+        self._shown_url = shown_url
+        self._password = password
+        self._timeout = timeout
+        self._closed = False
+        self._table = pua_table(MetaData(), table, self._dialect)
+        self._version = version_table(MetaData(), self._dialect)
+        self.columns = tuple(c.name for c in self._table.columns)
+        self._data_columns = self.columns[1:]
+        self._known = frozenset(self.columns)
+        self._int_columns = tuple(
+            c.name for c in self._table.columns if c.name != "id" and c.type.python_type is int
+        )
+        # Batched INSERT ... RETURNING (PostgreSQL, SQLite, MariaDB >= 10.5);
+        # decided once connected.
+        self._insert_returning = False
+
+    @property
+    def table(self) -> str:
+        """The table's name."""
+        return self._table.name
+
+    @property
+    def url(self) -> str:
+        """The database URL, password masked."""
+        return self._shown_url
+
+    # -- opening -----------------------------------------------------------------
+    @classmethod
+    async def open(
+        cls,
+        db_url: str | None,
+        *,
+        data_dir: Path,
+        table: str = "pua",
+        timeout: float = 10.0,  # noqa: ASYNC109 - bounds the connect, not the whole call
+    ) -> Store:
+        """Connect to ``db_url`` (see :func:`normalize_db_url`; None is
+        ``data_dir/pua.db``), create the table, its indexes and its row in
+        Kamailio's ``version`` table when they are missing, and add pua's
+        columns to a table that lacks them (existing rows are kept).
+
+        Raises StoreError naming the URL when it is malformed, unreachable
+        within ``timeout`` seconds or refused, when the table has another
+        schema version than 7, or lacks a column of Kamailio's."""
+        if not _TABLE_NAME.fullmatch(table):
+            raise StoreError(f"invalid table name {table!r}")
+        url = normalize_db_url(db_url, data_dir)
+        shown = mask_url(db_url) if db_url is not None else url
+        password = password_of(db_url or "")
+        if db_url is None:
+            try:
+                await asyncio.to_thread(Path(data_dir).mkdir, parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreError(f"cannot open database: {shown}: {exc}") from None
+        try:
+            engine = cls._engine_for(url, timeout)
+        except (SQLAlchemyError, ImportError, ValueError, TypeError) as exc:
+            raise StoreError(_scrub(f"cannot open database: {shown}: {exc}", password)) from None
+        store = cls(engine, table, shown, password, timeout)
+        try:
+            async with asyncio.timeout(timeout), engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+            await store._prepare()
+        except StoreError:
+            await engine.dispose()
+            raise
+        except (*_DB_ERRORS, TypeError, ValueError) as exc:
+            # TypeError, ValueError: a driver refusing the URL's query arguments
+            await engine.dispose()
+            raise store._error("cannot open database", exc) from None
+        return store
+
+    @staticmethod
+    def _engine_for(url: str, timeout: float) -> AsyncEngine:
+        backend = url.partition("+")[0]
+        connect_args: dict[str, Any] = {}
+        if backend == "postgresql":
+            connect_args["timeout"] = timeout
+        elif backend == "mysql":
+            connect_args["connect_timeout"] = max(1, round(timeout))
+            # bytes as _binary'...': a body that is no valid UTF-8 stays intact
+            connect_args["binary_prefix"] = True
+        else:
+            connect_args["timeout"] = timeout
+        engine = create_async_engine(
+            url,
+            pool_pre_ping=True,
+            hide_parameters=True,
+            connect_args=connect_args,
+            insertmanyvalues_page_size=INSERT_BATCH,
+        )
+        if backend == "sqlite":
+            busy_ms = max(1, int(timeout * 1000))
+
+            @event.listens_for(engine.sync_engine, "connect")
+            def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+                cursor = dbapi_connection.cursor()
+                cursor.execute("PRAGMA journal_mode=WAL")
+                cursor.execute(f"PRAGMA busy_timeout={busy_ms}")
+                cursor.execute("PRAGMA synchronous=NORMAL")
+                cursor.close()
+
+        return engine
+
+    async def _prepare(self) -> None:
+        """Check the schema version; create or complete the table."""
+        dialect = self._engine.dialect
+        self._insert_returning = bool(dialect.insert_returning) and self._dialect != "sqlite"
+        name = self.table
+        table, version = self._table, self._version
+        async with self._engine.begin() as conn:
+            has_version = await conn.run_sync(lambda c: inspect(c).has_table("version"))
+            found: int | None = None
+            if has_version:
+                value = (
+                    await conn.execute(
+                        select(version.c.table_version).where(version.c.table_name == name)
+                    )
+                ).scalar()
+                found = None if value is None else int(value)
+                if found is not None and found != SCHEMA_VERSION:
+                    raise StoreError(
+                        f"table {name!r} in {self._shown_url} has schema version {found} "
+                        f"(Kamailio's version table); pua needs version {SCHEMA_VERSION}"
+                    )
+            if await conn.run_sync(lambda c: inspect(c).has_table(name)):
+                await self._complete_table(conn)
+            else:
+                await conn.run_sync(table.create)
+            if not has_version:
+                await conn.run_sync(version.create)
+            if found is None:
+                await conn.execute(
+                    insert(version).values(table_name=name, table_version=SCHEMA_VERSION)
+                )
+
+    async def _complete_table(self, conn: AsyncConnection) -> None:
+        """Add pua's columns and the indexes an existing table lacks."""
+        name = self.table
+
+        def reflect(c: Connection) -> tuple[list[str], set[tuple[tuple[str, ...], bool]], set[str]]:
+            insp = inspect(c)
+            columns = [str(col["name"]) for col in insp.get_columns(name)]
+            indexes: set[tuple[tuple[str, ...], bool]] = set()
+            names: set[str] = set()
+            for ix in insp.get_indexes(name):
+                cols = tuple(str(col).lower() for col in ix["column_names"] if col is not None)
+                indexes.add((cols, bool(ix["unique"])))
+                names.add(str(ix["name"]).lower())
+            for uc in insp.get_unique_constraints(name):
+                indexes.add((tuple(str(col).lower() for col in uc["column_names"]), True))
+                names.add(str(uc["name"]).lower())
+            return columns, indexes, names
+
+        columns, indexes, index_names = await conn.run_sync(reflect)
+        present = {c.lower() for c in columns}
+        missing = [c for c in KAMAILIO_COLUMNS if c not in present]
+        if missing:
+            raise StoreError(
+                f"table {name!r} in {self._shown_url} is not Kamailio's pua table: "
+                f"it has no column {', '.join(missing)}"
+            )
+        dialect = self._engine.dialect
+        quote = dialect.identifier_preparer.quote
+        for column in EXTRA_COLUMNS:
+            if column not in present:
+                type_sql = self._table.c[column].type.compile(dialect=dialect)
+                await conn.execute(
+                    text(f"ALTER TABLE {quote(name)} ADD COLUMN {quote(column)} {type_sql} NULL")
+                )
+        for short, unique, cols in INDEXES:
+            full = index_name(name, short, self._dialect)
+            satisfied = (cols, True) in indexes or (not unique and (cols, False) in indexes)
+            if satisfied or full.lower() in index_names:
+                continue
+            kind = "UNIQUE INDEX" if unique else "INDEX"
+            await conn.execute(
+                text(
+                    f"CREATE {kind} {quote(full)} ON {quote(name)} "
+                    f"({', '.join(quote(c) for c in cols)})"
+                )
+            )
+
+    # -- reading -----------------------------------------------------------------
+    async def load(self, chunk_size: int = 5000) -> AsyncIterator[list[dict[str, Any]]]:
+        """Every row as a dict (``id`` included), in lists of at most
+        ``chunk_size`` rows, ordered by id.  Each chunk is its own query
+        (``WHERE id > last ORDER BY id LIMIT n``): no connection is held
+        between chunks."""
+        if chunk_size < 1:
+            raise ValueError("chunk_size must be at least 1")
+        self._check_open()
+        table = self._table
+        names = self.columns
+        last = -1
+        while True:
+            query = select(*table.c).where(table.c.id > last).order_by(table.c.id)
+            try:
+                async with self._engine.connect() as conn:
+                    result = await conn.execute(query.limit(chunk_size))
+                    rows = [dict(zip(names, row, strict=True)) for row in result]
+            except _DB_ERRORS as exc:
+                raise self._error("reading the table", exc) from None
+            if not rows:
+                return
+            for row in rows:
+                if isinstance(row["body"], memoryview | bytearray):
+                    row["body"] = bytes(row["body"])
+            last = int(rows[-1]["id"])
+            yield rows
+            if len(rows) < chunk_size:
+                return
+
+    async def count(self) -> int:
+        """How many rows the table has."""
+        return await self._run(
+            "counting rows",
+            lambda conn: conn.execute(select(func.count()).select_from(self._table)),
+            lambda result: int(result.scalar_one()),
+        )
+
+    # -- writing -----------------------------------------------------------------
+    async def write(self, rows: list[dict[str, Any]], deleted_ids: list[int]) -> list[int]:
+        """In one transaction: delete ``deleted_ids``, update the rows that
+        have an ``"id"`` (the whole row, by id), insert the rows that have
+        none.  Returns the new ids of the inserted rows, in their order.
+        Raises StoreError (and changes nothing) when the database fails."""
+        self._check_open()
+        inserts: list[dict[str, Any]] = []
+        updates: list[dict[str, Any]] = []
+        for row in rows:
+            unknown = row.keys() - self._known
+            if unknown:
+                raise StoreError(
+                    f"row for table {self.table!r} has unknown columns {sorted(unknown)}"
+                )
+            values = {name: row.get(name) for name in self._data_columns}
+            body = values["body"]
+            if isinstance(body, memoryview | bytearray):
+                values["body"] = bytes(body)
+            for name in self._int_columns:  # an IntFlag is an int to us, not to a driver
+                value = values[name]
+                if value is not None and type(value) is not int:
+                    values[name] = int(value)
+            ident = row.get("id")
+            if ident is None:
+                inserts.append(values)
+            else:
+                values["id"] = int(ident)
+                updates.append(values)
+        deletes = sorted({int(i) for i in deleted_ids})
+        if not inserts and not updates and not deletes:
+            return []
+        try:
+            async with self._engine.begin() as conn:
+                for chunk in _chunks(deletes, DELETE_BATCH):
+                    await conn.execute(delete(self._table).where(self._table.c.id.in_(chunk)))
+                if updates:
+                    await self._update(conn, updates)
+                return await self._insert(conn, inserts) if inserts else []
+        except _DB_ERRORS as exc:
+            raise self._error(f"writing {len(rows)} rows and {len(deletes)} deletes", exc) from None
+
+    async def _update(self, conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
+        table = self._table
+        if self._dialect not in ("mysql", "mariadb"):
+            params = [{"b_id": row.pop("id"), **row} for row in rows]
+            await conn.execute(update(table).where(table.c.id == bindparam("b_id")), params)
+            return
+        # MySQL: one UPDATE ... JOIN over a derived table a batch.
+        quote = conn.dialect.identifier_preparer.quote
+        names = ("id", *self._data_columns)
+        first = "SELECT " + ", ".join(f"%s AS {quote(n)}" for n in names)
+        other = "SELECT " + ", ".join("%s" for _ in names)
+        sets = ", ".join(f"t.{quote(n)} = u.{quote(n)}" for n in self._data_columns)
+        for batch in _batches(rows, UPDATE_BATCH):
+            derived = " UNION ALL ".join([first, *([other] * (len(batch) - 1))])
+            sql = (
+                f"UPDATE {quote(self.table)} AS t JOIN ({derived}) AS u "
+                f"ON t.{quote('id')} = u.{quote('id')} SET {sets}"
+            )
+            values = tuple(row[n] for row in batch for n in names)
+            await conn.exec_driver_sql(sql, values)
+
+    async def _insert(self, conn: AsyncConnection, rows: list[dict[str, Any]]) -> list[int]:
+        table = self._table
+        ids: list[int] = []
+        if self._insert_returning:
+            stmt = insert(table).returning(table.c.id, sort_by_parameter_order=True)
+            for batch in _batches(rows, INSERT_BATCH):
+                result = await conn.execute(stmt, batch)
+                ids.extend(int(i) for i in result.scalars())
+        elif self._dialect == "sqlite":
+            await conn.execute(insert(table), rows)
+            last = int((await conn.execute(text("SELECT last_insert_rowid()"))).scalar_one())
+            ids = list(range(last - len(rows) + 1, last + 1))
+            # SQLite gives a new row max(id) + 1; the range holds just ours.
+            in_range = (
+                await conn.execute(
+                    select(func.count()).select_from(table).where(table.c.id.between(ids[0], last))
+                )
+            ).scalar_one()
+            if in_range != len(rows):
+                raise StoreError(
+                    f"{self._shown_url}: SQLite did not give the {len(rows)} new rows "
+                    f"consecutive ids (ending at {last})"
+                )
+        else:
+            # MySQL without RETURNING: a multi-row INSERT's ids are consecutive,
+            # LAST_INSERT_ID() is the first.
+            step = int(
+                (
+                    await conn.exec_driver_sql("SELECT @@session.auto_increment_increment")
+                ).scalar_one()
+            )
+            quote = conn.dialect.identifier_preparer.quote
+            names = self._data_columns
+            head = f"INSERT INTO {quote(self.table)} ({', '.join(quote(n) for n in names)}) VALUES "
+            one = "(" + ", ".join("%s" for _ in names) + ")"
+            for batch in _batches(rows, MYSQL_INSERT_BATCH):
+                sql = head + ", ".join([one] * len(batch))
+                params = tuple(row[n] for row in batch for n in names)
+                result = await conn.exec_driver_sql(sql, params)
+                first = int(result.lastrowid)
+                ids.extend(first + k * step for k in range(len(batch)))
+        if len(ids) != len(rows):
+            raise StoreError(
+                f"{self._shown_url}: inserted {len(rows)} rows but got {len(ids)} ids back"
+            )
+        return ids
+
+    async def delete_expired(self, before: int) -> int:
+        """Delete the rows whose lifetime is over: ``expires < before`` (the
+        last publication or subscription has run out) and a wanted end
+        that has passed too (``desired_expires != 0 and desired_expires <
+        before``).  Rows with ``desired_expires = 0`` (kept for ever) or a
+        wanted end still to come are kept even when ``expires`` is past: the
+        agent refreshes or re-publishes them.  Returns how many rows went."""
+        table = self._table
+        stmt = delete(table).where(
+            table.c.expires < before,
+            table.c.desired_expires != 0,
+            table.c.desired_expires < before,
+        )
+        return await self._run(
+            "deleting expired rows",
+            lambda conn: conn.execute(stmt),
+            lambda result: int(result.rowcount),
+            begin=True,
+        )
+
+    # -- health ------------------------------------------------------------------
+    async def ping(self) -> None:
+        """Raise StoreError unless the database answers within the timeout."""
+        self._check_open()
+        try:
+            async with asyncio.timeout(self._timeout), self._engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+        except _DB_ERRORS as exc:
+            raise self._error("ping", exc) from None
+
+    async def close(self) -> None:
+        """Close every connection.  The store cannot be used afterwards."""
+        if not self._closed:
+            self._closed = True
+            await self._engine.dispose()
+
+    # -- helpers -----------------------------------------------------------------
+    async def _run(
+        self,
+        what: str,
+        call: Callable[[AsyncConnection], Any],
+        convert: Callable[[Any], T],
+        *,
+        begin: bool = False,
+    ) -> T:
+        self._check_open()
+        try:
+            if begin:
+                async with self._engine.begin() as conn:
+                    return convert(await call(conn))
+            async with self._engine.connect() as conn:
+                return convert(await call(conn))
+        except _DB_ERRORS as exc:
+            raise self._error(what, exc) from None
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreError(f"the store on {self._shown_url} is closed")
+
+    def _error(self, what: str, exc: BaseException) -> StoreError:
+        detail: BaseException = exc
+        if isinstance(exc, DBAPIError) and isinstance(exc.orig, BaseException):
+            detail = exc.orig
+        message = str(detail).strip().splitlines()[0] if str(detail).strip() else ""
+        if isinstance(detail, TimeoutError) and not message:
+            message = f"no answer within {self._timeout:g} s"
+        return StoreError(
+            _scrub(f"{what}: {self._shown_url}: {type(detail).__name__}: {message}", self._password)
+        )
