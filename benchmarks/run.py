@@ -17,7 +17,7 @@ from typing import Any
 
 from pua.runtime.loop import GC_THRESHOLDS, tune_gc, uvloop_available
 
-from . import engine, parse, publish_rate, service_rpc
+from . import engine, parse, persistence, publish_rate, service_rpc
 
 COMMAND = "make bench   # = .venv/bin/python -m benchmarks.run --output docs/benchmarks.md"
 
@@ -118,6 +118,30 @@ def render_service(result: dict[str, Any]) -> list[str]:
     return lines
 
 
+def render_persistence(results: dict[int, dict[str, Any]]) -> list[str]:
+    """The store section."""
+    lines = [
+        "",
+        "## Restart and write-back on the embedded SQLite store",
+        "",
+        "`benchmarks/persistence.py`: a `pua` table of N live rows (90% publications with "
+        "their PIDF body, 10% subscriptions with a dialog) is loaded and every record resumed "
+        "(scheduled, nothing sent), in a process of its own whose peak resident memory is "
+        "reported. Then every record is marked changed and written back; meanwhile a task that "
+        "asks to wake every millisecond records the longest time the event loop did not run.",
+        "",
+        "| rows | restore (load + resume) s | peak memory MiB | write-back of all records s "
+        "| longest event-loop stall ms |",
+        "|---:|---:|---:|---:|---:|",
+    ]
+    for size, row in results.items():
+        lines.append(
+            f"| {size:,} | {row['restore_seconds']:.1f} | {row['peak_rss_mib']:,.0f} | "
+            f"{row['write_back_seconds']:.1f} | {row['longest_stall_ms']:.1f} |"
+        )
+    return lines
+
+
 def render(parse_rows: list[dict[str, object]], publish: dict[str, object]) -> str:
     """The Markdown report."""
     now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
@@ -188,6 +212,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--calls", type=int, default=10_000)
     ap.add_argument("--window", type=int, default=200)
     ap.add_argument("--service-calls", type=int, default=5000)
+    ap.add_argument("--store-sizes", default="100000,1000000",
+                    help="row counts for the restart benchmark, comma-separated")
     ap.add_argument("--engine-sizes", default="10000,1000000",
                     help="record counts for the engine benchmark, comma-separated")
     args = ap.parse_args(argv)
@@ -201,12 +227,16 @@ def main(argv: list[str] | None = None) -> int:
     engine_results = engine.run(sizes)
     print("the management API against Kamailio's pua_rpc ...", file=sys.stderr)
     service_result = service_rpc.run(args.service_calls, 50)
+    print("restart and write-back on SQLite ...", file=sys.stderr)
+    store_sizes = tuple(int(x) for x in args.store_sizes.split(",") if x)
+    store_results = persistence.run(store_sizes)
     report = (render(parse_rows, publish) + "\n".join(render_service(service_result))
-              + "\n" + "\n".join(render_engine(engine_results)) + "\n")
+              + "\n" + "\n".join(render_engine(engine_results))
+              + "\n" + "\n".join(render_persistence(store_results)) + "\n")
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(report)
     print(json.dumps({"parse": parse_rows, "publish": publish, "engine": engine_results,
-                      "service": service_result},
+                      "service": service_result, "store": store_results},
                      indent=1, default=str))
     print(f"wrote {args.output}", file=sys.stderr)
     return 0

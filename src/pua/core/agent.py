@@ -202,13 +202,12 @@ class PresenceAgent:
             return mine
         return min(mine, theirs)
 
-    def take_store_changes(self) -> tuple[list[Record], list[RecordKey]]:
-        """Records changed and keys deleted since the last call (for the
-        store's write-back)."""
-        changed = [r for k in self._dirty if (r := self.table.get(k)) is not None]
-        deleted = list(self._deleted)
-        self._dirty.clear()
-        self._deleted.clear()
+    def take_store_changes(self) -> tuple[set[RecordKey], set[RecordKey]]:
+        """Keys of records changed, and of records deleted, since the last
+        call (for the store).  O(1): the sets are handed over, not copied;
+        look the records up with ``table.get`` (one may be gone by then)."""
+        changed, self._dirty = self._dirty, set()
+        deleted, self._deleted = self._deleted, set()
         return changed, deleted
 
     def mark_changed(self, keys: Iterable[RecordKey]) -> None:

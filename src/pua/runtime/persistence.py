@@ -40,9 +40,10 @@ __all__ = ["StoreSync"]
 
 log = logging.getLogger("pua.store")
 
-# Rows turned into SQL per slice: converting records is CPU work on the
-# event loop, so it is cut into slices that each take a few milliseconds.
-WRITE_SLICE = 2000
+# Rows written per transaction: building rows and the driver's parameter
+# work run on the event loop, so they are cut into slices of a few
+# milliseconds each (the loop must not stall for more than about 20 ms).
+WRITE_SLICE = 500
 # Retry delays while the database is unreachable.
 RETRY_FIRST, RETRY_CAP = 1.0, 30.0
 # Due work after a restart is spread over at least this long (and more for
@@ -196,17 +197,27 @@ class StoreSync:
 
     async def _write_pending(self) -> None:
         agent = self.runtime.agent
-        changed, deleted = agent.take_store_changes()
+        changed_keys, deleted = agent.take_store_changes()
+        changed = list(changed_keys)
         for key in deleted:
             ident = self.ids.pop(key, None)
             if ident is not None:
                 self._pending_deletes.add(ident)
         if not changed and not self._pending_deletes:
             return
-        rows: list[dict[str, Any]] = []
-        inserted: list[RecordKey] = []
-        for start in range(0, len(changed), WRITE_SLICE):
-            for record in changed[start:start + WRITE_SLICE]:
+        # Written in slices, each its own short transaction, so that neither
+        # building rows nor the driver's work on them holds the event loop
+        # for long.  Slices already written stay written if a later one
+        # fails: their records are not marked again.
+        deletes = sorted(self._pending_deletes)
+        for start in range(0, max(len(changed), 1), WRITE_SLICE):
+            part = changed[start:start + WRITE_SLICE]
+            rows: list[dict[str, Any]] = []
+            inserted: list[RecordKey] = []
+            for key in part:
+                record = agent.table.get(key)
+                if record is None:
+                    continue  # deleted since; its delete is pending
                 row = record_to_row(record)
                 ident = self.ids.get(record.key)
                 if ident is None:
@@ -214,24 +225,24 @@ class StoreSync:
                 else:
                     row["id"] = ident
                 rows.append(row)
-            await asyncio.sleep(0)
-        deletes = sorted(self._pending_deletes)
-        began = time.perf_counter()
-        try:
-            new_ids = await self.store.write(rows, deletes)
-        except StoreError:
-            # Nothing is lost: the records are marked again, deletes kept.
-            agent.mark_changed(r.key for r in changed)
-            if not self._down:
+            began = time.perf_counter()
+            try:
+                new_ids = await self.store.write(rows, deletes if start == 0 else [])
+            except StoreError:
+                # Nothing is lost: the records not yet written are marked
+                # again, deletes kept.
+                agent.mark_changed(changed[start:])
                 self._down = True
-            raise
-        self.timer.observe(time.perf_counter() - began)
-        self._pending_deletes.difference_update(deletes)
-        for key, ident in zip(inserted, new_ids, strict=True):
-            if agent.table.get(key) is not None:
-                self.ids[key] = ident
-            else:
-                self._pending_deletes.add(ident)  # gone while it was written
+                raise
+            self.timer.observe(time.perf_counter() - began)
+            if start == 0:
+                self._pending_deletes.difference_update(deletes)
+            for key, ident in zip(inserted, new_ids, strict=True):
+                if agent.table.get(key) is not None:
+                    self.ids[key] = ident
+                else:
+                    self._pending_deletes.add(ident)  # gone while it was written
+            await asyncio.sleep(0)
         if self._down:
             self._down = False
             log.warning("database reachable again; pending changes written")

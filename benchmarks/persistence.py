@@ -1,0 +1,124 @@
+"""Restart recovery and write-back, on the embedded SQLite store.
+
+- Restart: a table of N rows (90% publications with their body, 10%
+  subscriptions with a dialog), all alive; time to load and resume them, and
+  the peak memory of the process that did it (each size runs in a process
+  of its own, so the peak is its own).
+- Write-back: N records all changed; time to write them, and the longest
+  time the event loop went without running (measured by a task that asks
+  to wake every millisecond).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from pua.core import EngineConfig
+from pua.runtime import PresenceRuntime
+from pua.runtime.loop import tune_gc
+from pua.runtime.persistence import StoreSync
+from pua.store import Store
+
+BODY = (
+    b'<?xml version="1.0" encoding="UTF-8"?>'
+    b'<presence xmlns="urn:ietf:params:xml:ns:pidf" entity="sip:u@example.com">'
+    b'<tuple id="t1"><status><basic>open</basic></status></tuple></presence>'
+)
+
+
+def _row(i: int, now: int) -> dict[str, Any]:
+    common = {
+        "pres_uri": f"sip:u{i}@example.com", "pres_id": "", "event": 1,
+        "expires": now + 3000 + i % 600, "desired_expires": 0, "version": 1, "cseq": 1,
+        "extra_headers": "", "outbound_proxy": None,
+    }
+    if i % 10:
+        return {**common, "flag": 64, "etag": f"e{i}", "tuple_id": f"t{i}", "watcher_uri": "",
+                "call_id": f"c{i}", "to_tag": "", "from_tag": "", "record_route": None,
+                "contact": "", "remote_contact": "", "body": BODY,
+                "content_type": "application/pidf+xml", "remote_target": None}
+    return {**common, "flag": 256, "etag": "", "tuple_id": None, "watcher_uri": "sip:w@example.com",
+            "call_id": f"c{i}", "to_tag": f"tt{i}", "from_tag": f"ft{i}", "record_route": None,
+            "contact": "sip:127.0.0.1:5070", "remote_contact": "sip:ps@127.0.0.1:5060", "body": None,
+            "content_type": None, "remote_target": f"sip:u{i}@example.com"}
+
+
+async def _fill(db: Path, count: int) -> None:
+    store = await Store.open(f"sqlite:///{db}", data_dir=db.parent)
+    now = int(time.time())
+    for first in range(0, count, 20_000):
+        await store.write([_row(i, now) for i in range(first, min(first + 20_000, count))], [])
+    await store.close()
+
+
+async def _restore_and_write(db: Path) -> dict[str, Any]:
+    tune_gc()
+    store = await Store.open(f"sqlite:///{db}", data_dir=db.parent)
+    runtime = PresenceRuntime(EngineConfig(outbound_proxy="sip:127.0.0.1:5060"))
+    runtime.agent.set_local_address("udp", "127.0.0.1", 5070)
+    sync = StoreSync(runtime, store)
+    started = time.perf_counter()
+    counts = await sync.restore()
+    restore_seconds = time.perf_counter() - started
+    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # Write-back: every record changed at once.
+    runtime.agent.mark_changed(r.key for r in runtime.agent.table.records())
+    stalls: list[float] = []
+    done = asyncio.Event()
+
+    async def ticker() -> None:
+        last = time.perf_counter()
+        while not done.is_set():
+            await asyncio.sleep(0.001)
+            now = time.perf_counter()
+            stalls.append(now - last)
+            last = now
+
+    watch = asyncio.ensure_future(ticker())
+    await asyncio.sleep(0.01)
+    started = time.perf_counter()
+    async with sync._lock:
+        await sync._write_pending()
+    write_seconds = time.perf_counter() - started
+    done.set()
+    await watch
+    await store.close()
+    return {
+        "rows": counts["rows"], "resumed": counts["resumed"],
+        "restore_seconds": restore_seconds, "peak_rss_mib": peak_kib / 1024,
+        "write_back_records": len(runtime.agent.table), "write_back_seconds": write_seconds,
+        "longest_stall_ms": max(stalls) * 1000 if stalls else 0.0,
+    }
+
+
+def one(count: int) -> dict[str, Any]:
+    """Fill a fresh SQLite table with ``count`` rows, then restore and write
+    back in this process."""
+    with tempfile.TemporaryDirectory() as tmp:
+        db = Path(tmp) / "pua.db"
+        asyncio.run(_fill(db, count))
+        return asyncio.run(_restore_and_write(db))
+
+
+def run(sizes: tuple[int, ...] = (100_000, 1_000_000)) -> dict[int, dict[str, Any]]:
+    """Each size in a process of its own (peak memory is per process)."""
+    out: dict[int, dict[str, Any]] = {}
+    for size in sizes:
+        result = subprocess.run(
+            [sys.executable, "-m", "benchmarks.persistence", str(size)],
+            capture_output=True, text=True, check=True, timeout=3600,
+        )
+        out[size] = json.loads(result.stdout.strip().splitlines()[-1])
+    return out
+
+
+if __name__ == "__main__":
+    print(json.dumps(one(int(sys.argv[1]) if len(sys.argv) > 1 else 10_000)))
