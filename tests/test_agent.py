@@ -109,3 +109,17 @@ def test_agent_settings_are_checked() -> None:
         pua.Agent(server="sip:127.0.0.1", default_expires=0)
     with pytest.raises(ValueError, match="listen"):
         pua.Agent(server="sip:127.0.0.1", listen=["udp:nowhere"])
+
+
+async def test_agent_with_a_store_takes_its_publications_back(tmp_path: object) -> None:
+    """An Agent with a data_dir keeps its publication in the store (no
+    clean-up on exit) and a new Agent on it resumes it with its ETag."""
+    peer, uri = await server(200)
+    body = basic_pidf("sip:alice@example.com", "open", tuple_id="t1")
+    async with pua.Agent(server=uri, data_dir=tmp_path, cleanup_on_exit=False) as agent:  # type: ignore[arg-type]
+        pub = await agent.publish("sip:alice@example.com", body, expires=-1)
+        etag = pub.etag
+    async with pua.Agent(server=uri, data_dir=tmp_path, cleanup_on_exit=False) as agent:  # type: ignore[arg-type]
+        [record] = agent.runtime.agent.table.records()
+        assert record.etag == etag and record.state.value == "published"  # type: ignore[union-attr]
+    assert len(peer.requests) == 1  # resumed, not published again

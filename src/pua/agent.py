@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -44,8 +45,10 @@ from pua.core import (
     default_registry,
 )
 from pua.runtime import Listen, PresenceRuntime
+from pua.runtime.persistence import StoreSync
 from pua.sip.errors import PublishError, SubscribeError
 from pua.sip.timers import TimerConfig
+from pua.store import Store
 
 __all__ = ["Agent", "EventStream", "Notification", "Publication", "Subscription"]
 
@@ -285,7 +288,9 @@ class Agent:
     ``server`` is the next hop of every request (the presence server or an
     outbound proxy); ``listen`` the addresses NOTIFYs come to, in
     Kamailio's syntax (``udp:127.0.0.1:5062``; default: UDP on loopback,
-    port chosen by the system).  Other settings are those of
+    port chosen by the system).  With ``db_url`` or ``data_dir`` the records
+    are kept in a store (see the README's Storage) and taken back when the
+    agent starts again.  Other settings are those of
     :class:`~pua.core.EngineConfig` (``default_expires``, ``min_expires``,
     ``hash_size``, ``t1``...).  On a clean exit, publications are removed
     and subscriptions ended unless ``cleanup_on_exit`` is false.
@@ -297,6 +302,10 @@ class Agent:
         *,
         listen: Iterable[str | Listen] = (),
         cleanup_on_exit: bool = True,
+        db_url: str | None = None,
+        data_dir: str | Path | None = None,
+        db_mode: str = "write-back",
+        update_period: float = 30.0,
         config: EngineConfig | None = None,
         t1: float | None = None,
         **settings: Any,
@@ -314,13 +323,23 @@ class Agent:
             config, listen=listens or [Listen("udp", "127.0.0.1", 0)], registry=self.registry
         )
         self.cleanup_on_exit = cleanup_on_exit
+        self._store_args = (db_url, data_dir, db_mode, update_period)
+        self.sync: StoreSync | None = None
         self._publications: dict[RecordKey, Publication] = {}
         self._subscriptions: dict[RecordKey, Subscription] = {}
         self._streams: list[asyncio.Queue[EngineEvent | None]] = []
         self.runtime.add_listener(self._dispatch)
 
     async def __aenter__(self) -> Agent:
+        db_url, data_dir, db_mode, update_period = self._store_args
+        store = None
+        if db_url is not None or data_dir is not None:
+            store = await Store.open(db_url, data_dir=Path(data_dir or "."))
         await self.runtime.start()
+        if store is not None:
+            self.sync = StoreSync(self.runtime, store, mode=db_mode, update_period=update_period)
+            await self.sync.restore()
+            self.sync.start()
         return self
 
     async def __aexit__(
@@ -345,6 +364,9 @@ class Agent:
             sub._finish("agent closed")
         for stream in self._streams:
             stream.put_nowait(None)
+        if self.sync is not None:
+            await self.sync.close()
+            self.sync = None
         await self.runtime.close()
 
     # -- publications ----------------------------------------------------------

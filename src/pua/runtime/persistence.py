@@ -102,6 +102,7 @@ class StoreSync:
         self._pending_deletes: set[int] = set()
         self._lock = asyncio.Lock()
         self._kick = asyncio.Event()
+        self._stopping = False
         self._flush_waiters: list[asyncio.Future[None]] = []
         self._task: asyncio.Task[None] | None = None
         self._down = False
@@ -166,8 +167,10 @@ class StoreSync:
     async def close(self) -> None:
         """Stop the background writer after a last flush."""
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            # Let a write in progress finish: the writer stops at its next turn.
+            self._stopping = True
+            self._kick.set()
+            with contextlib.suppress(asyncio.CancelledError, StoreError):
                 await self._task
             self._task = None
         for waiter in self._flush_waiters:
@@ -228,6 +231,9 @@ class StoreSync:
             began = time.perf_counter()
             try:
                 new_ids = await self.store.write(rows, deletes if start == 0 else [])
+            except asyncio.CancelledError:
+                agent.mark_changed(changed[start:])  # cut short: nothing lost
+                raise
             except StoreError:
                 # Nothing is lost: the records not yet written are marked
                 # again, deletes kept.
@@ -252,11 +258,14 @@ class StoreSync:
         an urgent change or the period (write-back), then writes all that is
         pending and answers every flush that was waiting."""
         delay = RETRY_FIRST
-        while True:
+        while not self._stopping:
             period = None if self.mode == "write-through" else (self.update_period or None)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._kick.wait(), timeout=period)
+                async with asyncio.timeout(period):
+                    await self._kick.wait()
             self._kick.clear()
+            if self._stopping:
+                return
             waiters, self._flush_waiters = self._flush_waiters, []
             try:
                 async with self._lock:

@@ -50,7 +50,7 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
@@ -192,6 +192,14 @@ class Store:
                 await asyncio.to_thread(Path(data_dir).mkdir, parents=True, exist_ok=True)
             except OSError as exc:
                 raise StoreError(f"cannot open database: {shown}: {exc}") from None
+        elif url.startswith("sqlite"):
+            # Said here rather than by a failed connect (which also leaves
+            # aiosqlite's worker thread to finish after the loop is gone).
+            folder = Path(make_url(url).database or "").parent
+            if not await asyncio.to_thread(folder.is_dir):
+                raise StoreError(
+                    f"cannot open database: {shown}: directory {folder} does not exist"
+                )
         try:
             engine = cls._engine_for(url, timeout)
         except (SQLAlchemyError, ImportError, ValueError, TypeError) as exc:
