@@ -16,7 +16,7 @@ from pathlib import Path
 
 from pua.api import ApiServer
 from pua.config import Settings
-from pua.core import EngineConfig, PublishInfo, SubscribeInfo
+from pua.core import EngineConfig
 from pua.runtime import PresenceRuntime
 from pua.runtime.persistence import StoreSync
 from pua.runtime.tls import client_context, server_context
@@ -146,34 +146,7 @@ class Service:
         log.info("stopped")
 
     async def _cleanup(self) -> None:
-        jobs = []
-        for record in self.runtime.agent.table.records():
-            key = record.key
-            if key.watcher_uri:
-                jobs.append(
-                    self.runtime.subscribe(
-                        SubscribeInfo(
-                            pres_uri=key.pres_uri,
-                            watcher_uri=key.watcher_uri,
-                            event=key.event,
-                            id=key.id,
-                            source_flag=key.source_flag,
-                            expires=0,
-                        )
-                    )
-                )
-            else:
-                jobs.append(
-                    self.runtime.publish(
-                        PublishInfo(
-                            pres_uri=key.pres_uri,
-                            event=key.event,
-                            id=key.id,
-                            source_flag=key.source_flag,
-                            expires=0,
-                        )
-                    )
-                )
+        jobs = [self.runtime.end(record.key) for record in self.runtime.agent.table.records()]
         if jobs:
             with contextlib.suppress(TimeoutError, PresenceError):
                 async with asyncio.timeout(64 * self.settings.t1 + 5):

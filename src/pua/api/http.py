@@ -221,29 +221,8 @@ def make_app(
     async def remove(request: web.Request) -> web.Response:
         kind = "subscription" if request.path.startswith("/subscriptions") else "publication"
         record = one(request, kind)
-        key = record.key
         try:
-            if kind == "publication":
-                await runtime.publish(
-                    PublishInfo(
-                        pres_uri=key.pres_uri,
-                        event=key.event,
-                        id=key.id,
-                        source_flag=key.source_flag,
-                        expires=0,
-                    )
-                )
-            else:
-                await runtime.subscribe(
-                    SubscribeInfo(
-                        pres_uri=key.pres_uri,
-                        watcher_uri=key.watcher_uri,
-                        event=key.event,
-                        id=key.id,
-                        source_flag=key.source_flag,
-                        expires=0,
-                    )
-                )
+            await runtime.end(record.key)
         except PresenceError as exc:
             return _problem(
                 502,

@@ -206,6 +206,30 @@ class PresenceRuntime:
             lambda: self.agent.send_subscribe(info, self.now()), outcome, missing
         )
 
+    async def end(self, key: RecordKey) -> EngineEvent:
+        """Remove the publication, or end the subscription, of ``key`` (a
+        request with Expires: 0) and wait for the answer."""
+        if key.watcher_uri:
+            return await self.subscribe(
+                SubscribeInfo(
+                    pres_uri=key.pres_uri,
+                    watcher_uri=key.watcher_uri,
+                    event=key.event,
+                    id=key.id,
+                    source_flag=key.source_flag,
+                    expires=0,
+                )
+            )
+        return await self.publish(
+            PublishInfo(
+                pres_uri=key.pres_uri,
+                event=key.event,
+                id=key.id,
+                source_flag=key.source_flag,
+                expires=0,
+            )
+        )
+
     async def _await(
         self,
         start: Callable[[], RecordKey | None],
