@@ -76,6 +76,9 @@ Callback = Callable[[Record, Request | Response | None, Any], None]
 
 # Retryable answers (RFC 3261 §21): the server may do better later.
 _RETRYABLE = frozenset({408, 480, 500, 502, 503, 504, 580})
+# CSeq step over a stored one when a dialog is resumed after a restart:
+# more than the refreshes a write-back period can leave unwritten.
+CSEQ_RESUME_STEP = 1000
 # Terminated reasons (RFC 6665 §4.1.3).
 _RESUBSCRIBE_NOW = frozenset({"deactivated", "timeout"})
 _RESUBSCRIBE_LATER = frozenset({"probation", "giveup"})
@@ -300,6 +303,10 @@ class PresenceAgent:
             # was written: refreshes carry the current one, which moves the
             # notifier's target (RFC 6665 §4.1.2.1, a target refresh).
             record.contact = self._default_contact(record.initial_target)
+        # In write-back mode the stored CSeq may lag what was sent before a
+        # crash; a lower CSeq in the dialog would be refused (RFC 3261
+        # §12.2.2), so the count goes on from safely above it.
+        record.cseq += CSEQ_RESUME_STEP
         if record.to_tag is not None and alive:
             record.state = SubState.ACTIVE
             self.table.put(record)
