@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import time
 from typing import Any
@@ -200,8 +201,7 @@ class StoreSync:
 
     async def _write_pending(self) -> None:
         agent = self.runtime.agent
-        changed_keys, deleted = agent.take_store_changes()
-        changed = list(changed_keys)
+        changed, deleted = agent.take_store_changes()
         for key in deleted:
             ident = self.ids.pop(key, None)
             if ident is not None:
@@ -213,8 +213,14 @@ class StoreSync:
         # for long.  Slices already written stay written if a later one
         # fails: their records are not marked again.
         deletes = sorted(self._pending_deletes)
-        for start in range(0, max(len(changed), 1), WRITE_SLICE):
-            part = changed[start:start + WRITE_SLICE]
+        # The keys are taken a slice at a time from the set the engine
+        # handed over: no list of a million keys is built in one go.
+        remaining = iter(changed)
+        first = True
+        while True:
+            part = list(itertools.islice(remaining, WRITE_SLICE))
+            if not part and not first:
+                break
             rows: list[dict[str, Any]] = []
             inserted: list[RecordKey] = []
             for key in part:
@@ -230,19 +236,18 @@ class StoreSync:
                 rows.append(row)
             began = time.perf_counter()
             try:
-                new_ids = await self.store.write(rows, deletes if start == 0 else [])
-            except asyncio.CancelledError:
-                agent.mark_changed(changed[start:])  # cut short: nothing lost
-                raise
-            except StoreError:
+                new_ids = await self.store.write(rows, deletes if first else [])
+            except (asyncio.CancelledError, StoreError) as exc:
                 # Nothing is lost: the records not yet written are marked
                 # again, deletes kept.
-                agent.mark_changed(changed[start:])
-                self._down = True
+                agent.mark_changed(itertools.chain(part, remaining))
+                if isinstance(exc, StoreError):
+                    self._down = True
                 raise
             self.timer.observe(time.perf_counter() - began)
-            if start == 0:
+            if first:
                 self._pending_deletes.difference_update(deletes)
+                first = False
             for key, ident in zip(inserted, new_ids, strict=True):
                 if agent.table.get(key) is not None:
                     self.ids[key] = ident
