@@ -54,7 +54,10 @@ SPREAD_RATE = 1000.0  # records per second
 
 
 URGENT = (
-    PublicationSucceeded, PublicationRemoved, SubscriptionStateChanged, SubscriptionTerminated,
+    PublicationSucceeded,
+    PublicationRemoved,
+    SubscriptionStateChanged,
+    SubscriptionTerminated,
 )
 
 
@@ -90,7 +93,11 @@ class StoreSync:
     """Writes the engine's changes to a :class:`~pua.store.Store`."""
 
     def __init__(
-        self, runtime: PresenceRuntime, store: Store, *, mode: str = "write-back",
+        self,
+        runtime: PresenceRuntime,
+        store: Store,
+        *,
+        mode: str = "write-back",
         update_period: float = 30.0,
     ) -> None:
         if mode not in ("write-back", "write-through"):
@@ -157,8 +164,12 @@ class StoreSync:
         self.runtime._pump()
         async with self._lock:
             await self._write_pending()
-        log.info("restored %d records (%d rows dropped) in %.2f s",
-                 resumed, dropped, time.monotonic() - started)
+        log.info(
+            "restored %d records (%d rows dropped) in %.2f s",
+            resumed,
+            dropped,
+            time.monotonic() - started,
+        )
         return {"rows": total, "resumed": resumed, "dropped": dropped}
 
     def start(self) -> None:
