@@ -90,17 +90,6 @@ def open_sockets() -> int | None:
     return count
 
 
-async def eventually(predicate: Callable[[], bool]) -> None:
-    """Yield to the loop until ``predicate()`` holds (no timed sleeps)."""
-
-    async def spin() -> None:
-        # TcpTransport has no hook for "connection forgotten"; poll it.
-        while not predicate():  # noqa: ASYNC110
-            await asyncio.sleep(0)
-
-    await asyncio.wait_for(spin(), timeout=TIMEOUT)
-
-
 @pytest.mark.parametrize("host", ["127.0.0.1", "::1"])
 async def test_request_and_reply_share_one_connection(
     make: Callable[..., tuple[TcpTransport, Inbox]], host: str
@@ -286,7 +275,10 @@ async def test_connection_closed_by_peer_is_replaced(
     client, _ = make()
     client.send(bytes(request(1)), address)
     await asyncio.wait_for(accepted.get(), timeout=TIMEOUT)
-    await eventually(lambda: client.connections() == [])
+    # Each connection's `closed` future is settled once it is forgotten.
+    [connection] = client._all
+    await asyncio.wait_for(asyncio.shield(connection.closed), timeout=TIMEOUT)
+    assert client.connections() == []
     client.send(bytes(request(2)), address)
     await asyncio.wait_for(accepted.get(), timeout=TIMEOUT)
     peer.close()
