@@ -35,6 +35,7 @@ from pua.sip import (
     parse_uri,
 )
 from pua.sip.builder import new_via
+from pua.sip.endpoint import warning_value
 from pua.sip.errors import BodyError, LocalProtocolError, RemoteProtocolError
 from pua.sip.headers import CSeq, Headers
 from pua.sip.ids import Ids, call_id, tag
@@ -980,8 +981,7 @@ class PresenceAgent:
     ) -> None:
         response = make_response(request, status, reason)
         if warning:
-            text = "".join(c if c.isprintable() and c not in '"\\' else "?" for c in warning)[:120]
-            response.headers.add("Warning", f'399 pua "{text}"')
+            response.headers.add("Warning", warning_value(warning))
         self.endpoint.respond(tx, response, now)
 
     def _on_notify(self, tx: ServerTransaction, request: Request, now: float) -> None:

@@ -38,6 +38,8 @@ __all__ = [
     "SipEndpoint",
     "TransactionTimedOut",
     "TransportFailed",
+    "make_response",
+    "warning_value",
 ]
 
 
@@ -412,7 +414,7 @@ class SipEndpoint:
             return
         response = make_response(request, status, reason)
         if why:
-            response.headers.add("Warning", f'399 pua "{_warning_text(why)}"')
+            response.headers.add("Warning", warning_value(why))
         self._send(bytes(response), address, transport)
         self._drop(address, transport, why or reason, status)
 
@@ -429,9 +431,11 @@ class SipEndpoint:
         self._outgoing.append(Datagram(data=data, address=address, transport=transport))
 
 
-def _warning_text(text: str) -> str:
+def warning_value(text: str) -> str:
+    """A Warning header value (RFC 3261 §20.43, code 399) carrying ``text``,
+    made safe for a quoted-string and cut to 120 characters."""
     cleaned = "".join(c if c.isprintable() and c not in '"\\' else "?" for c in text)
-    return cleaned[:120]
+    return f'399 pua "{cleaned[:120]}"'
 
 
 def _salvage_request(data: bytes) -> Request | None:
