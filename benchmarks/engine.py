@@ -15,7 +15,7 @@ import resource
 import time
 from typing import Any
 
-from pua.core import EngineConfig, PresenceAgent, PublishInfo, SubscribeInfo
+from pua.core import EngineConfig, PresenceEngine, PublishInfo, SubscribeInfo
 from pua.runtime.ids import SystemIds
 from pua.sip import make_response
 
@@ -33,16 +33,16 @@ def _rss_bytes() -> int:
         return int(statm.read().split()[1]) * resource.getpagesize()
 
 
-def _new_agent() -> PresenceAgent:
-    agent = PresenceAgent(EngineConfig(outbound_proxy="sip:192.0.2.1:5060"), SystemIds())
+def _new_agent() -> PresenceEngine:
+    agent = PresenceEngine(EngineConfig(outbound_proxy="sip:192.0.2.1:5060"), SystemIds())
     agent.set_local_address("udp", "192.0.2.9", 5070)
     return agent
 
 
-def _answers(agent: PresenceAgent, expires: int, *, tag: bool = False) -> list[Any]:
+def _answers(agent: PresenceEngine, expires: int, *, tag: bool = False) -> list[Any]:
     """A 2xx for every request in flight (the server's work: not timed)."""
     answers = []
-    for n, tx in enumerate(list(agent.endpoint._clients.values())):
+    for n, tx in enumerate(agent.requests_in_flight()):
         response = make_response(tx.request, 200, to_tag="srv" if tag else None)
         response.headers.add("SIP-ETag", f"e{n}")
         response.headers.add("Expires", str(expires))
@@ -50,7 +50,7 @@ def _answers(agent: PresenceAgent, expires: int, *, tag: bool = False) -> list[A
     return answers
 
 
-def _feed(agent: PresenceAgent, answers: list[Any], now: float) -> None:
+def _feed(agent: PresenceEngine, answers: list[Any], now: float) -> None:
     """The engine's work on the answers (timed by the caller)."""
     for response in answers:
         agent.receive_message(response, SERVER, "udp", now)
@@ -149,7 +149,7 @@ def subscriptions(count: int) -> dict[str, Any]:
     }
 
 
-def idle_cost(agent: PresenceAgent, seconds: int = 60) -> dict[str, float]:
+def idle_cost(agent: PresenceEngine, seconds: int = 60) -> dict[str, float]:
     """CPU per virtual second of running with nothing due: ours (the runtime
     asks for the next deadline and sleeps), and the reference scan of every
     record per tick."""
@@ -160,7 +160,7 @@ def idle_cost(agent: PresenceAgent, seconds: int = 60) -> dict[str, float]:
         agent.handle_timer(now)
         agent.get_timer()
     ours = (time.process_time() - cpu) / seconds
-    records = agent.table.records()
+    records = list(agent.records())
     cpu = time.process_time()
     ticks = 3
     for _ in range(ticks):

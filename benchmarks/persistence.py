@@ -64,7 +64,7 @@ async def _restore_and_write(db: Path) -> dict[str, Any]:
     tune_gc()
     store = await Store.open(f"sqlite:///{db}", data_dir=db.parent)
     runtime = PresenceRuntime(EngineConfig(outbound_proxy="sip:127.0.0.1:5060"))
-    runtime.agent.set_local_address("udp", "127.0.0.1", 5070)
+    await runtime.start()  # binds 127.0.0.1, port chosen by the system
     sync = StoreSync(runtime, store)
     started = time.perf_counter()
     counts = await sync.restore()
@@ -72,7 +72,7 @@ async def _restore_and_write(db: Path) -> dict[str, Any]:
     peak_kib = _peak_kib()
     gc.freeze()  # what a restart loads lives on: keep the collector off it, as pua serve does
     # Write-back: every record changed at once.
-    runtime.agent.mark_changed(r.key for r in runtime.agent.table.records())
+    runtime.mark_changed(r.key for r in list(runtime.records()))
     stalls: list[float] = []
     done = asyncio.Event()
 
@@ -93,10 +93,11 @@ async def _restore_and_write(db: Path) -> dict[str, Any]:
     done.set()
     await watch
     await store.close()
+    await runtime.close()
     return {
         "rows": counts["rows"], "resumed": counts["resumed"],
         "restore_seconds": restore_seconds, "peak_rss_mib": peak_kib / 1024,
-        "write_back_records": len(runtime.agent.table), "write_back_seconds": write_seconds,
+        "write_back_records": runtime.counts()["records"], "write_back_seconds": write_seconds,
         "longest_stall_ms": max(stalls) * 1000 if stalls else 0.0,
     }
 

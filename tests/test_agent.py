@@ -8,7 +8,8 @@ import pytest
 
 import pua
 from pua.bodies import basic_pidf
-from pua.core import PublicationSucceeded
+from pua.core import EventPackage, PublicationSucceeded
+from pua.errors import UnknownEventError
 from pua.sip import Request, make_response, parse_message
 
 
@@ -58,6 +59,9 @@ async def test_publish_update_remove_and_events() -> None:
                 seen.append(event)
 
         collector = asyncio.ensure_future(collect())
+        with pytest.raises(UnknownEventError, match="x-custom"):  # not registered yet
+            await agent.publish("sip:alice@example.com", b"<presence/>", event="x-custom")
+        agent.add_event(EventPackage(flag=1 << 16, name="x-custom", content_type="application/x-custom"))
         pub = await agent.publish("sip:alice@example.com", b"<presence/>", event="x-custom",
                                   content_type="application/x-custom")
         assert pub.state == "published" and pub.etag == "e1"
@@ -120,6 +124,6 @@ async def test_agent_with_a_store_takes_its_publications_back(tmp_path: object) 
         pub = await agent.publish("sip:alice@example.com", body, expires=-1)
         etag = pub.etag
     async with pua.Agent(server=uri, data_dir=tmp_path, cleanup_on_exit=False) as agent:  # type: ignore[arg-type]
-        [record] = agent.runtime.agent.table.records()
+        [record] = list(agent.runtime.records())
         assert record.etag == etag and record.state.value == "published"  # type: ignore[union-attr]
     assert len(peer.requests) == 1  # resumed, not published again

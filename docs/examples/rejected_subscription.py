@@ -11,6 +11,7 @@ import asyncio
 import os
 
 import pua
+from pua.core import EventPackage
 
 SERVER = os.environ.get("PUA_SERVER", "sip:127.0.0.1:5060")
 
@@ -18,6 +19,8 @@ SERVER = os.environ.get("PUA_SERVER", "sip:127.0.0.1:5060")
 async def main() -> None:
     async with pua.Agent(server=SERVER) as agent:
         # An event package the server does not support: it answers 489.
+        # pua sends only events it knows: register it first (the seed's add_event).
+        agent.add_event(EventPackage(flag=1 << 16, name="x-unsupported", content_type=None))
         sub = agent.subscribe(
             "sip:alice@example.com", watcher="sip:bob@example.com", event="x-unsupported"
         )

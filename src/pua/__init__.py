@@ -12,7 +12,7 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from pua.agent import Agent, Notification, Publication, Subscription
-from pua.sip.errors import (
+from pua.errors import (
     BodyError,
     PresenceError,
     PuaError,

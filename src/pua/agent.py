@@ -27,6 +27,7 @@ from types import TracebackType
 from typing import Any
 
 from pua.core import (
+    Body,
     EngineConfig,
     EngineEvent,
     EventPackage,
@@ -44,9 +45,9 @@ from pua.core import (
     SubscriptionTerminated,
     default_registry,
 )
+from pua.errors import PublishError, SubscribeError, UsageError
 from pua.runtime import Listen, PresenceRuntime
 from pua.runtime.persistence import StoreSync
-from pua.sip.errors import PublishError, SubscribeError
 from pua.sip.timers import TimerConfig
 from pua.store import Store
 
@@ -91,7 +92,7 @@ class Publication:
     @property
     def state(self) -> str:
         """``sending``, ``published``, ``backoff`` or ``removed``."""
-        record = self._agent.runtime.agent.table.get(self.key)
+        record = self._agent.runtime.record(self.key)
         if record is None or self._removed:
             return "removed"
         return str(record.state.value)
@@ -99,18 +100,18 @@ class Publication:
     @property
     def etag(self) -> str | None:
         """The entity-tag the server gave last (None when removed)."""
-        record = self._agent.runtime.agent.table.get(self.key)
+        record = self._agent.runtime.record(self.key)
         return getattr(record, "etag", None) if record is not None else None
 
     @property
     def expires_at(self) -> float | None:
         """Unix time at which the server drops the publication unless refreshed."""
-        record = self._agent.runtime.agent.table.get(self.key)
+        record = self._agent.runtime.record(self.key)
         if record is None or record.state is not PubState.PUBLISHED:
             return None
         return record.expires_at
 
-    async def update(self, body: bytes, *, content_type: str | None = None) -> None:
+    async def update(self, body: Body, *, content_type: str | None = None) -> None:
         """Publish a new body; returns after its 2xx.  Updates made while
         another is in flight are merged: the newest body wins.  Raises
         PublishError on a final failure."""
@@ -285,10 +286,11 @@ class EventStream:
 class Agent:
     """A presence user agent on asyncio.
 
-    ``server`` is the next hop of every request (the presence server or an
-    outbound proxy); ``listen`` the addresses NOTIFYs come to, in
-    Kamailio's syntax (``udp:127.0.0.1:5062``; default: UDP on loopback,
-    port chosen by the system).  With ``db_url`` or ``data_dir`` the records
+    ``server`` (or ``outbound_proxy``, the seed's name for it) is the next
+    hop of every request (the presence server or an outbound proxy);
+    ``listen`` the addresses NOTIFYs come to, in Kamailio's syntax
+    (``udp:127.0.0.1:5062``; default: UDP on loopback, port chosen by the
+    system).  With ``db_url`` or ``data_dir`` the records
     are kept in a store (see the README's Storage) and taken back when the
     agent starts again.  Other settings are those of
     :class:`~pua.core.EngineConfig` (``default_expires``, ``min_expires``,
@@ -300,6 +302,7 @@ class Agent:
         self,
         server: str | None = None,
         *,
+        outbound_proxy: str | None = None,
         listen: Iterable[str | Listen] = (),
         cleanup_on_exit: bool = True,
         db_url: str | None = None,
@@ -310,12 +313,18 @@ class Agent:
         t1: float | None = None,
         **settings: Any,
     ) -> None:
+        if outbound_proxy is not None:
+            if server is not None and server != outbound_proxy:
+                raise UsageError(
+                    "give the next hop once: server or outbound_proxy (the seed's name), not both"
+                )
+            server = outbound_proxy
         if config is None:
             if t1 is not None:
                 settings["timers"] = TimerConfig(t1=t1, t2=max(4.0, t1))
             config = EngineConfig(outbound_proxy=server, **settings)
         elif server is not None or settings or t1 is not None:
-            raise ValueError("give either config or server and settings, not both")
+            raise UsageError("give either config or server and settings, not both")
         self.config = config
         listens = [x if isinstance(x, Listen) else Listen.parse(x) for x in listen]
         self.registry = default_registry()
@@ -373,7 +382,7 @@ class Agent:
     async def publish(
         self,
         pres_uri: str,
-        body: bytes,
+        body: Body,
         *,
         event: str = "presence",
         expires: int = 3600,
@@ -388,7 +397,7 @@ class Agent:
         info = PublishInfo(
             pres_uri=pres_uri,
             body=body,
-            event=self.event_flag(event, content_type),
+            event=self.event_flag(event),
             expires=expires,
             id=id or "",
             content_type=content_type,
@@ -418,7 +427,7 @@ class Agent:
         info = SubscribeInfo(
             pres_uri=pres_uri,
             watcher_uri=watcher,
-            event=self.event_flag(event, None),
+            event=self.event_flag(event),
             expires=expires,
             id=id or "",
             source_flag=SourceFlag.MI_SUBSCRIBE,
@@ -440,21 +449,18 @@ class Agent:
         self._streams.append(stream._queue)
         return stream
 
-    def event_flag(self, name: str, content_type: str | None) -> int:
-        """The flag of event package ``name``; one pua does not know is
-        registered (the seed's add_event) with ``content_type``."""
-        package = self.registry.by_name(name)
-        if package is not None:
-            return int(package.flag)
-        used = {int(p.flag) for p in self.registry}
-        flag = 1 << 16
-        while flag in used:
-            flag <<= 1
-        self.registry.add(EventPackage(flag=flag, name=name, content_type=content_type))
-        return flag
+    def event_flag(self, name: str) -> int:
+        """The flag of event package ``name``.  An unknown name is an
+        UnknownEventError naming the known ones: register a new package
+        with :meth:`add_event` first."""
+        return int(self.runtime.package(name).flag)
+
+    def add_event(self, package: EventPackage) -> None:
+        """Register an event package (the seed's add_event)."""
+        self.runtime.add_event(package)
 
     def _dispatch(self, event: EngineEvent) -> None:
-        key = getattr(event, "key", None)
+        key = event.key
         subscription = self._subscriptions.get(key) if key is not None else None
         if subscription is not None:
             subscription._on_event(event)

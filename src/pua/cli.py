@@ -17,26 +17,26 @@ import click
 
 from pua import __version__
 from pua.agent import Agent
-from pua.bodies import PIDF_CONTENT_TYPE, basic_pidf, summarize
+from pua.bodies import basic_pidf, summarize
 from pua.client import ApiClient, ApiError
-from pua.core import PublicationFailed, PublicationSucceeded, SubscriptionFailed
+from pua.core import (
+    EventPackage,
+    PublicationFailed,
+    PublicationSucceeded,
+    SubscriptionFailed,
+    default_registry,
+)
+from pua.core.requests import build_publish, parse_extra_headers, parse_next_hop
+from pua.errors import PresenceError, PuaError, RemoteProtocolError, SipError, UsageError
 from pua.runtime import Listen, SipStack
 from pua.runtime.loop import run as run_loop
 from pua.sip import Request, Response, SipUri, TimerConfig, parse_uri
-from pua.sip.builder import new_request
-from pua.sip.errors import PresenceError, PuaError, RemoteProtocolError, SipError
+from pua.sip.ids import call_id
 
 __all__ = ["main"]
 
-# Default Content-Type of each event package we know (RFC 3903 §4, RFC 3842,
-# RFC 4235, RFC 3680).
-DEFAULT_CONTENT_TYPES = {
-    "presence": PIDF_CONTENT_TYPE,
-    "message-summary": "application/simple-message-summary",
-    "dialog": "application/dialog-info+xml",
-    "dialog;sla": "application/dialog-info+xml",
-    "reg": "application/reginfo+xml",
-}
+# The built-in event packages: names and default Content-Types.
+PACKAGES = default_registry()
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,20 +49,18 @@ class Target:
 
     @classmethod
     def from_uri(cls, text: str) -> Target:
-        """``sip:host[:port][;transport=udp]`` -> Target (port 5060 by default)."""
+        """``sip:host[:port][;transport=udp]`` -> Target (port 5060 by default),
+        read by the engine's next-hop parser."""
         try:
-            uri = parse_uri(text)
-        except RemoteProtocolError as exc:
+            hop = parse_next_hop(text)
+        except UsageError as exc:
             raise click.BadParameter(str(exc), param_hint="--server") from None
-        if not isinstance(uri, SipUri) or uri.secure:
-            raise click.BadParameter("expected a sip: URI", param_hint="--server")
-        transport = (uri.param("transport") or "udp").lower()
-        if transport not in ("udp", "tcp"):
+        if hop.transport not in ("udp", "tcp") or text.lower().startswith("sips:"):
             raise click.BadParameter(
-                f"transport {transport!r} is not supported (udp or tcp)", param_hint="--server"
+                f"transport {hop.transport!r} is not supported (a sip: URI, udp or tcp)",
+                param_hint="--server",
             )
-        host = uri.host[1:-1] if uri.host.startswith("[") else uri.host
-        return cls(host, uri.port or 5060, transport)
+        return cls(hop.host, hop.port, hop.transport)
 
     @property
     def uri(self) -> str:
@@ -250,17 +248,18 @@ def publish(
     elif body_file is not None:
         body = body_file.read_bytes()
     if body and content_type is None:
-        content_type = DEFAULT_CONTENT_TYPES.get(event)
+        package = PACKAGES.by_name(event)
+        content_type = package.content_type if package is not None else None
         if content_type is None:
             raise click.UsageError(
                 f"no default Content-Type for event {event!r}: give --content-type"
             )
-    headers: list[tuple[str, str]] = []
-    for line in extra_headers:
-        name, colon, value = line.partition(":")
-        if not colon or not name.strip() or "\r" in line or "\n" in line:
-            raise click.BadParameter(f"expected 'Name: value', got {line!r}", param_hint="--header")
-        headers.append((name.strip(), value.strip()))
+    if any("\r" in line or "\n" in line for line in extra_headers):
+        raise click.BadParameter("one header per --header", param_hint="--header")
+    try:
+        headers = list(parse_extra_headers(list(extra_headers)))
+    except UsageError as exc:
+        raise click.BadParameter(str(exc), param_hint="--header") from None
 
     if api is not None:
         if keep:
@@ -333,25 +332,19 @@ async def _publish(
     host = "::" if ":" in address[0] else "0.0.0.0"
     timers = TimerConfig(t1=t1, t2=max(4.0, t1))
     async with SipStack(listen=[Listen("udp", host, 0)], timers=timers) as stack:
-        request: Request = new_request(
-            "PUBLISH",
-            presentity,
-            from_uri=presentity,
-            to_uri=presentity,
+        request: Request = build_publish(
+            pres_uri=str(presentity),
+            event=event,
+            expires=expires,
             via=stack.via_for(address),
             ids=stack.ids,
+            call_id=call_id(stack.ids),
+            etag=etag,
+            body=body or None,
+            content_type=content_type,
+            extra_headers=extra,
+            user_agent=f"pua/{__version__}",
         )
-        request.headers.add("Event", event)
-        request.headers.add("Expires", str(expires))
-        if etag is not None:
-            request.headers.add("SIP-If-Match", etag)
-        if body:
-            assert content_type is not None
-            request.headers.add("Content-Type", content_type)
-            request.body = body
-        for name, value in extra:
-            request.headers.add(name, value)
-        request.headers.add("User-Agent", f"pua/{__version__}")
         return await stack.request(request, address)
 
 
@@ -419,14 +412,30 @@ def _stop_event() -> asyncio.Event:
     return stop
 
 
-def _agent(target: Target, expires: int, t1: float, listen: list[Listen]) -> Agent:
-    return Agent(
+def _agent(
+    target: Target,
+    expires: int,
+    t1: float,
+    listen: list[Listen],
+    event: str,
+    content_type: str | None = None,
+) -> Agent:
+    agent = Agent(
         server=target.uri,
         listen=listen,
         default_expires=max(expires, 1),
         t1=t1,
         user_agent=f"pua/{__version__}",
     )
+    if PACKAGES.by_name(event) is None:
+        # The command line sends any event the user names (the server
+        # decides): one it does not know is registered as a package first.
+        used = {int(package.flag) for package in PACKAGES}
+        flag = 1 << 16
+        while flag in used:
+            flag <<= 1
+        agent.add_event(EventPackage(flag=flag, name=event, content_type=content_type))
+    return agent
 
 
 async def _print_events(agent: Agent) -> None:
@@ -453,7 +462,7 @@ async def _keep_publishing(
 ) -> int:
     stop = _stop_event()
     try:
-        async with _agent(target, expires, t1, listen) as agent:
+        async with _agent(target, expires, t1, listen, event, content_type) as agent:
             printer = asyncio.ensure_future(_print_events(agent))
             try:
                 publication = await agent.publish(
@@ -563,7 +572,7 @@ async def _watch(
 ) -> int:
     stop = _stop_event()
     try:
-        async with _agent(target, expires, t1, listen) as agent:
+        async with _agent(target, expires, t1, listen, event) as agent:
             printer = asyncio.ensure_future(_print_events(agent))
             try:
                 subscription = agent.subscribe(pres_uri, watcher=watcher, event=event, expires=-1)

@@ -8,7 +8,7 @@ import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
-from pua.sip.errors import PuaError
+from pua.errors import PuaError
 
 __all__ = ["ApiClient", "ApiError"]
 

@@ -17,8 +17,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from pua.errors import PuaError, RemoteProtocolError
 from pua.runtime.transports import Listen
-from pua.sip.errors import PuaError, RemoteProtocolError
 from pua.sip.uri import SipUri, parse_uri
 
 __all__ = ["ConfigError", "Settings", "load_settings"]

@@ -17,10 +17,10 @@ from pathlib import Path
 from pua.api import ApiServer
 from pua.config import Settings
 from pua.core import EngineConfig
+from pua.errors import PresenceError
 from pua.runtime import PresenceRuntime
 from pua.runtime.persistence import StoreSync
 from pua.runtime.tls import client_context, server_context
-from pua.sip.errors import PresenceError
 from pua.sip.timers import TimerConfig
 from pua.store import Store
 
@@ -112,7 +112,12 @@ class Service:
         self.sync.start()
         host, port = settings.api_address
         self.api = ApiServer(
-            self.runtime, host, port, token=settings.api_token, durable=self.sync.flush
+            self.runtime,
+            host,
+            port,
+            token=settings.api_token,
+            durable=self.sync.flush,
+            store_timer=self.sync.timer,
         )
         try:
             host, port = await self.api.start()
@@ -146,7 +151,7 @@ class Service:
         log.info("stopped")
 
     async def _cleanup(self) -> None:
-        jobs = [self.runtime.end(record.key) for record in self.runtime.agent.table.records()]
+        jobs = [self.runtime.end(record.key) for record in self.runtime.records()]
         if jobs:
             with contextlib.suppress(TimeoutError, PresenceError):
                 async with asyncio.timeout(64 * self.settings.t1 + 5):

@@ -16,7 +16,7 @@ from pua.bodies.dialog_info import (
     DIALOG_STATES,
     set_version,
 )
-from pua.sip.errors import BodyError
+from pua.errors import BodyError
 
 # RFC 4235's first example: one early dialog.
 RFC_EARLY = b"""<?xml version="1.0"?>

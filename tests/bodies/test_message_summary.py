@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from pua.bodies import Counts, MessageSummary, parse_message_summary
 from pua.bodies.message_summary import MAX_SUMMARY_SIZE, MESSAGE_CLASSES
-from pua.sip.errors import BodyError
+from pua.errors import BodyError
 
 # RFC 3842's example NOTIFY body (the subscriber's voicemail).
 RFC_NOTIFY_BODY = (

@@ -10,7 +10,7 @@ from lxml import etree
 
 from pua.bodies import PIDF_CONTENT_TYPE, Person, Presence, Tuple, basic_pidf, parse_pidf
 from pua.bodies.pidf import DM_NS, PIDF_NS, RPID_ACTIVITIES, RPID_NS, assign_ids
-from pua.sip.errors import BodyError
+from pua.errors import BodyError
 
 # In the style of RFC 3863's examples: a prefixed PIDF namespace, an extension element in
 # <status>, two tuples with priorities, notes in two languages, a timestamp.

@@ -7,7 +7,7 @@ import pytest
 
 from pua.bodies import Contact, RegInfo, Registration, parse_reginfo
 from pua.bodies.reginfo import set_version
-from pua.sip.errors import BodyError
+from pua.errors import BodyError
 
 # RFC 3680's example (§5): one registration, one active and one expired contact.
 RFC_EXAMPLE = b"""<?xml version="1.0"?>

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from pua.bodies import Watcher, WatcherInfo, WatcherList, parse_watcherinfo
-from pua.sip.errors import BodyError
+from pua.errors import BodyError
 
 # RFC 3858 §5's example: an active and a pending watcher of a presentity.
 RFC_EXAMPLE = b"""<?xml version="1.0"?>

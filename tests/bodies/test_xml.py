@@ -25,7 +25,7 @@ from pua.bodies import (
 from pua.bodies.dialog_info import set_version as dialog_set_version
 from pua.bodies.pidf import assign_ids
 from pua.bodies.reginfo import set_version as reginfo_set_version
-from pua.sip.errors import BodyError
+from pua.errors import BodyError
 
 PIDF = "urn:ietf:params:xml:ns:pidf"
 

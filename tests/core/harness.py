@@ -1,6 +1,6 @@
 """A scripted peer on a virtual clock for the sans-IO presence engine.
 
-The harness owns a PresenceAgent, collects the requests it sends (parsed),
+The harness owns a PresenceEngine, collects the requests it sends (parsed),
 answers them with whatever status and headers a test chooses, sends NOTIFYs
 into it, and moves the clock from deadline to deadline.
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from pua.core import EngineConfig, PresenceAgent
+from pua.core import EngineConfig, PresenceEngine
 from pua.sip import CountingIds, Request, Response, make_response, parse_message
 
 LOCAL = ("192.0.2.9", 5070)
@@ -21,7 +21,7 @@ class Harness:
     """One engine and the scripted server it talks to."""
 
     def __init__(self, config: EngineConfig | None = None, *, seed: str = "pua") -> None:
-        self.agent = PresenceAgent(config or EngineConfig(outbound_proxy="sip:192.0.2.1:5060"),
+        self.agent = PresenceEngine(config or EngineConfig(outbound_proxy="sip:192.0.2.1:5060"),
                                    CountingIds(seed))
         self.agent.set_local_address("udp", *LOCAL)
         self.now = START

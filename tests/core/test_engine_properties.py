@@ -7,9 +7,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pua.core import PublishInfo, PubState, SubscribeInfo, SubState
-from pua.core.publication import PUBLICATION_TABLE, PubInput, publication_step
-from pua.core.subscription import SUBSCRIPTION_TABLE, SubInput, subscription_step
-from pua.sip.errors import LocalProtocolError
+from pua.core.publisher import PUBLICATION_TABLE, PubInput, publication_step
+from pua.core.subscriber import SUBSCRIPTION_TABLE, SubInput, subscription_step
+from pua.errors import LocalProtocolError
 
 from .harness import Harness
 
@@ -90,7 +90,7 @@ def test_random_publish_conversations_keep_one_request_in_flight(steps: list[tup
                 continue
             open_requests.clear()  # earlier ones were answered or timed out
             open_requests.append(request)
-        assert len(h.agent.endpoint._clients) <= 1  # one PUBLISH waiting at most
+        assert len(h.agent.requests_in_flight()) <= 1  # one PUBLISH waiting at most
     # Let everything settle: answer every PUBLISH at once with 200, from
     # deadline to deadline, for an hour of virtual time.
     for request in open_requests:
@@ -102,8 +102,8 @@ def test_random_publish_conversations_keep_one_request_in_flight(steps: list[tup
         for request in h.take():
             if request.cseq.method == "PUBLISH":
                 h.answer(request, 200, [("SIP-ETag", "final"), ("Expires", "600")])
-    if last_body is not None and len(h.agent.table):
-        record = next(iter(h.agent.table.records()))
+    if last_body is not None and h.agent.counts()["records"]:
+        record = next(iter(list(h.agent.records())))
         assert record.state is PubState.PUBLISHED  # type: ignore[union-attr]
         assert b"<note>" in (record.body or b"")  # type: ignore[union-attr]
         assert record.body.split(b"<note>")[1] == last_body.split(b"<note>")[1]  # type: ignore[union-attr]
@@ -158,7 +158,7 @@ def test_random_subscribe_conversations_never_break(steps: list[tuple[str, objec
         # can make it abandon one still open (a new dialog starts); such a
         # transaction lives on until timer F, so every live one is younger
         # than 64*T1.
-        waiting = [r for r in h.agent.table.records() if r.in_flight_tx is not None]
+        waiting = [r for r in list(h.agent.records()) if r.flight is not None]
         assert len(waiting) <= 1
-        for key in h.agent.endpoint._clients:
-            assert h.now - sent_at[key[0]] <= 32.0
+        for tx in h.agent.requests_in_flight():
+            assert h.now - sent_at[tx.key[0]] <= 32.0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pua.core import EventFlag, PublishInfo, PubState, SubscribeInfo, SubState
 from pua.core.persist import record_from_row, record_to_row
-from pua.core.records import Publication, Subscription
+from pua.core.records import PublicationRecord, SubscriptionRecord
 
 from .harness import Harness
 
@@ -20,16 +20,16 @@ def published_row(h: Harness) -> dict[str, object]:
     h.agent.send_publish(PublishInfo(pres_uri=ALICE, body=PIDF, expires=-1,
                                      extra_headers=[("X-Who", "test")]), h.now)
     h.ok_publish(h.one(), "e1", 3600)
-    [record] = h.agent.table.records()
-    return record_to_row(record)  # type: ignore[arg-type]
+    [record] = list(h.agent.records())
+    return record_to_row(record, "application/pidf+xml")  # type: ignore[arg-type]
 
 
 def subscribed_row(h: Harness) -> dict[str, object]:
     h.agent.send_subscribe(SubscribeInfo(pres_uri=ALICE, watcher_uri=BOB, expires=-1), h.now)
     h.answer(h.one(), 200, [("Expires", "600"), ("Contact", "<sip:ps@192.0.2.1:5060>"),
                             ("Record-Route", "<sip:p1.example.com;lr>")])
-    [record] = h.agent.table.records()
-    return record_to_row(record)  # type: ignore[arg-type]
+    [record] = list(h.agent.records())
+    return record_to_row(record, "application/pidf+xml")  # type: ignore[arg-type]
 
 
 def test_publication_row_has_kamailio_meanings() -> None:
@@ -43,9 +43,9 @@ def test_publication_row_has_kamailio_meanings() -> None:
     assert b"<basic>open</basic>" in row["body"]  # type: ignore[operator]
     assert row["content_type"] == "application/pidf+xml"
     assert row["extra_headers"] == "X-Who: test\r\n"
-    back = record_from_row(row, "presence", "application/pidf+xml")
-    assert isinstance(back, Publication) and back.etag == "e1" and back.state is PubState.PUBLISHED
-    assert back.extra_headers == [("X-Who", "test")] and back.body == row["body"]
+    back = record_from_row(row, "application/pidf+xml")
+    assert isinstance(back, PublicationRecord) and back.etag == "e1" and back.state is PubState.PUBLISHED
+    assert back.extra_headers == (("X-Who", "test"),) and back.body == row["body"]
 
 
 def test_resumed_publication_is_refreshed_with_its_etag() -> None:
@@ -54,7 +54,7 @@ def test_resumed_publication_is_refreshed_with_its_etag() -> None:
     row = published_row(Harness())
     h = Harness(seed="restart")
     h.now += 60
-    record = record_from_row(row, "presence", "application/pidf+xml")
+    record = record_from_row(row, "application/pidf+xml")
     assert h.agent.resume(record, h.now, h.now + 5)
     refresh = h.next_request(3600)
     assert refresh.sip_if_match == "e1" and refresh.body == b""
@@ -69,7 +69,7 @@ def test_publication_dropped_by_the_server_is_published_again_from_its_body() ->
     row = published_row(Harness())
     h = Harness(seed="restart")
     h.now += 4000
-    record = record_from_row(row, "presence", "application/pidf+xml")
+    record = record_from_row(row, "application/pidf+xml")
     assert h.agent.resume(record, h.now, h.now + 7)
     again = h.next_request(10)
     assert again.sip_if_match is None and b"<basic>open</basic>" in again.body
@@ -82,10 +82,10 @@ def test_rows_that_cannot_be_resumed() -> None:
     row = published_row(Harness())
     h = Harness(seed="restart")
     over = dict(row, desired_expires=int(h.now) - 5)
-    assert not h.agent.resume(record_from_row(over, "presence", None), h.now, h.now)
+    assert not h.agent.resume(record_from_row(over, None), h.now, h.now)
     lost = dict(row, body=None, expires=int(h.now) - 100)
-    assert not h.agent.resume(record_from_row(lost, "presence", None), h.now, h.now)
-    assert len(h.agent.table) == 0
+    assert not h.agent.resume(record_from_row(lost, None), h.now, h.now)
+    assert h.agent.counts()["records"] == 0
 
 
 def test_resumed_subscription_refreshes_in_its_dialog() -> None:
@@ -94,8 +94,8 @@ def test_resumed_subscription_refreshes_in_its_dialog() -> None:
     row = subscribed_row(Harness())
     assert row["to_tag"] == "srv1" and row["remote_contact"] == "sip:ps@192.0.2.1:5060"
     h = Harness(seed="restart")
-    record = record_from_row(row, "presence", None)
-    assert isinstance(record, Subscription) and record.state is SubState.ACTIVE
+    record = record_from_row(row, None)
+    assert isinstance(record, SubscriptionRecord) and record.state is SubState.ACTIVE
     assert h.agent.resume(record, h.now, h.now + 5)
     refresh = h.next_request(600)
     assert refresh.call_id == row["call_id"] and refresh.to.tag == "srv1"
@@ -113,7 +113,7 @@ def test_expired_subscription_starts_a_new_dialog() -> None:
     row = subscribed_row(Harness())
     h = Harness(seed="restart")
     h.now += 1000
-    assert h.agent.resume(record_from_row(row, "presence", None), h.now, h.now + 1)
+    assert h.agent.resume(record_from_row(row, None), h.now, h.now + 1)
     again = h.next_request(5)
     assert again.to.tag is None and again.call_id != row["call_id"]
     assert again.uri_text == ALICE
@@ -124,6 +124,6 @@ def test_resumed_subscription_carries_our_current_contact() -> None:
     refresh carries the new Contact (a target refresh), so NOTIFYs follow."""
     row = dict(subscribed_row(Harness()), contact="sip:127.0.0.1:9999")
     h = Harness(seed="restart")
-    assert h.agent.resume(record_from_row(row, "presence", None), h.now, h.now + 1)
+    assert h.agent.resume(record_from_row(row, None), h.now, h.now + 1)
     refresh = h.next_request(600)
     assert str(refresh.contacts[0].uri) == "sip:192.0.2.9:5070"

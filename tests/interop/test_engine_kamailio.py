@@ -53,7 +53,7 @@ async def test_presence_publish_then_watch_then_modify(kamailio: KamailioPresenc
         runtime.add_listener(lambda e: notifies.put_nowait(e) if isinstance(e, NotifyReceived) else None)
         published = await runtime.publish(PublishInfo(pres_uri=ALICE, body=pidf("open", "at work"), expires=-1))
         assert isinstance(published, PublicationSucceeded)
-        record = runtime.agent.table.get(published.key)
+        record = runtime.record(published.key)
         assert record is not None
         tuple_id = record.tuple_id  # type: ignore[union-attr]
         rows = kamailio.presentity_rows(username="alice", domain="example.com")

@@ -74,7 +74,7 @@ async def test_412_on_refresh_is_recovered_with_the_stored_body(
         assert isinstance(first, PublicationSucceeded) and first.etag.startswith("e1-")
         recovered = await second
         assert recovered.kind == "initial"  # type: ignore[union-attr]
-        assert runtime.agent.counters["recoveries_412"] == 1
+        assert runtime.counters()["recoveries_412"] == 1
     stats = uas.stop(timeout=2)
     assert stats.failed == 0, stats.errors
     assert stats.successful >= 1
@@ -109,7 +109,7 @@ async def test_481_on_refresh_opens_a_new_dialog(sipp_uas: Callable[[str], SippU
 
         def note(event: EngineEvent) -> None:
             if isinstance(event, NotifyReceived):
-                record = runtime.agent.table.get(event.key)
+                record = runtime.record(event.key)
                 assert record is not None
                 call_ids.append(record.call_id)  # type: ignore[union-attr]
 
@@ -148,7 +148,7 @@ async def test_terminated_rejected_stops() -> None:
             runtime.send_subscribe(SubscribeInfo(pres_uri=ALICE, watcher_uri=BOB, expires=-1))
             ended = await wait_event(runtime, lambda e: isinstance(e, SubscriptionTerminated))
             assert ended.reason == "rejected"  # type: ignore[union-attr]
-            assert len(runtime.agent.table) == 0
+            assert runtime.counts()["records"] == 0
         stats = uas.stop(timeout=2)
     assert stats.failed == 0, stats.errors
     assert stats.successful == 1

@@ -7,10 +7,10 @@ import socket
 
 import pytest
 
+from pua.errors import TransactionTimeout
 from pua.runtime import Listen, SipStack
 from pua.sip import Request, SipUri, TimerConfig, make_response, parse_message
 from pua.sip.builder import new_request
-from pua.sip.errors import TransactionTimeout
 
 ALICE = SipUri(host="example.com", user="alice")
 

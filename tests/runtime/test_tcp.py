@@ -11,9 +11,9 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 
+from pua.errors import TransportError
 from pua.runtime.tcp import TcpTransport
 from pua.sip import Message, Request, Response, make_response
-from pua.sip.errors import TransportError
 
 Address = tuple[str, int]
 TIMEOUT = 5

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 
 from pua.core import EngineConfig, PublicationSucceeded, PublishInfo
+from pua.errors import TransportError
 from pua.runtime import Listen, PresenceRuntime
 from pua.runtime.tcp import TcpTransport
 from pua.runtime.tls import client_context, server_context
 from pua.sip import Message, Request, make_response
-from pua.sip.errors import TransportError
 from pua.sip.transaction import Address
 
 PIDF = (

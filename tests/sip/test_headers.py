@@ -6,7 +6,7 @@ import contextlib
 
 import pytest
 
-from pua.sip.errors import RemoteProtocolError
+from pua.errors import RemoteProtocolError
 from pua.sip.headers import (
     Challenge,
     CSeq,

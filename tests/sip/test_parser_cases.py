@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from pua.errors import MessageTooLarge, RemoteProtocolError
 from pua.sip import KeepAlive, Request, Response, StreamFramer, parse_message
-from pua.sip.errors import MessageTooLarge, RemoteProtocolError
 from pua.sip.parser import MAX_HEADERS, MAX_LINE_LENGTH
 
 from .cases import CASES, Case

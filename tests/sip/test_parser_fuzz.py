@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pua.sip.errors import MessageTooLarge, RemoteProtocolError
+from pua.errors import MessageTooLarge, RemoteProtocolError
 from pua.sip.headers import header_key
 from pua.sip.message import Message, Request, Response
 from pua.sip.parser import KeepAlive, StreamFramer, parse_message

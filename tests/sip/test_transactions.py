@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from pua.errors import LocalProtocolError
 from pua.sip import (
     CountingIds,
     MessageDropped,
@@ -21,7 +22,6 @@ from pua.sip import (
     parse_message,
 )
 from pua.sip.builder import new_request, new_via
-from pua.sip.errors import LocalProtocolError
 from pua.sip.transaction import (
     CLIENT_TABLE,
     SERVER_TABLE,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pua.sip.errors import RemoteProtocolError
+from pua.errors import RemoteProtocolError
 from pua.sip.uri import AbsoluteUri, SipUri, parse_uri
 
 # ---------------------------------------------------------------------------

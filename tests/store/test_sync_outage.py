@@ -60,7 +60,7 @@ async def test_outage_loses_nothing(server_backend: Backend, tmp_path: Path) -> 
             await proxy.start()
             async with asyncio.timeout(60):
                 await sync.flush()
-            memory = {(r.key.pres_uri, r.etag) for r in runtime.agent.table.records()}  # type: ignore[union-attr]
+            memory = {(r.key.pres_uri, r.etag) for r in list(runtime.records())}  # type: ignore[union-attr]
             await sync.close()
     rows = await server_backend.fetch("SELECT pres_uri, etag FROM pua")
     assert set(rows) == memory == {("sip:b@example.com", during.etag)}

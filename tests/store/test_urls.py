@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pua.sip.errors import PuaError
+from pua.errors import PuaError
 from pua.store import Store, StoreError, normalize_db_url
 from pua.store.errors import mask_url
 

@@ -35,8 +35,9 @@ from pua.core import (
     SourceFlag,
     SubscribeInfo,
 )
+from pua.errors import PresenceError
 from pua.runtime import PresenceRuntime
-from pua.sip.errors import PresenceError
+from pua.runtime.persistence import WriteTimer
 
 from .metrics import metrics_text
 from .openapi import OPENAPI
@@ -70,8 +71,8 @@ class EventHub:
         if not self.queues:
             return
         key = getattr(event, "key", None)
-        record = self.runtime.agent.table.get(key) if key is not None else None
-        view = event_view(event, record, self.runtime.agent.registry)
+        record = self.runtime.record(key) if key is not None else None
+        view = event_view(event, record, self.runtime.registry)
         for queue in list(self.queues):
             if queue.qsize() >= EVENT_QUEUE_LIMIT:
                 self.queues.discard(queue)
@@ -96,14 +97,19 @@ def _problem(status: int, message: str, **extra: Any) -> web.Response:
 
 
 def make_app(
-    runtime: PresenceRuntime, *, token: str | None = None, durable: Durable | None = None
+    runtime: PresenceRuntime,
+    *,
+    token: str | None = None,
+    durable: Durable | None = None,
+    store_timer: WriteTimer | None = None,
 ) -> web.Application:
     """The aiohttp application for ``runtime``; ``durable`` is awaited
-    before a change is acknowledged (the store's flush)."""
+    before a change is acknowledged (the store's flush); ``store_timer``
+    times the store's writes for the metrics."""
     methods = PuaMethods(runtime, durable)
     rpc = JsonRpc(methods.table())
     hub = EventHub(runtime)
-    registry = runtime.agent.registry
+    registry = runtime.registry
 
     @web.middleware
     async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -124,7 +130,7 @@ def make_app(
         return _json(answer)
 
     def records(kind: str | None) -> list[dict[str, Any]]:
-        views = [record_view(r, registry) for r in runtime.agent.table.records()]
+        views = [record_view(r, registry) for r in runtime.records()]
         return [v for v in views if kind is None or v["kind"] == kind]
 
     async def list_records(request: web.Request) -> web.Response:
@@ -132,7 +138,7 @@ def make_app(
 
     def one(request: web.Request, kind: str) -> Any:
         key = key_from_id(request.match_info["id"])
-        record = runtime.agent.table.get(key) if key is not None else None
+        record = runtime.record(key) if key is not None else None
         if record is None or (kind == "subscription") != bool(record.key.watcher_uri):
             raise web.HTTPNotFound(
                 text=json.dumps({"error": {"status": 404, "message": "no such record"}}),
@@ -192,7 +198,7 @@ def make_app(
             )
         if (stored := await _store(methods)) is not None:
             return stored
-        record = runtime.agent.table.get(key) if key is not None else None
+        record = runtime.record(key) if key is not None else None
         return _json(record_view(record, registry) if record is not None else {}, 201)
 
     async def create_subscription(request: web.Request) -> web.Response:
@@ -211,7 +217,7 @@ def make_app(
             return _problem(400, f"bad subscription: {exc}")
         if (stored := await _store(methods)) is not None:
             return stored
-        record = runtime.agent.table.get(key) if key is not None else None
+        record = runtime.record(key) if key is not None else None
         return _json(record_view(record, registry) if record is not None else {}, 201)
 
     async def show(request: web.Request) -> web.Response:
@@ -265,7 +271,7 @@ def make_app(
         return response
 
     async def metrics(request: web.Request) -> web.Response:
-        body, content_type = metrics_text(runtime)
+        body, content_type = metrics_text(runtime, store_timer)
         return web.Response(body=body, headers={"Content-Type": content_type})
 
     async def openapi(request: web.Request) -> web.Response:
@@ -324,8 +330,9 @@ class ApiServer:
         *,
         token: str | None,
         durable: Durable | None = None,
+        store_timer: WriteTimer | None = None,
     ) -> None:
-        self.app = make_app(runtime, token=token, durable=durable)
+        self.app = make_app(runtime, token=token, durable=durable, store_timer=store_timer)
         self.host = host
         self.port = port
         self._runner: web.AppRunner | None = None

@@ -11,6 +11,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 from pua.runtime import PresenceRuntime
+from pua.runtime.persistence import WriteTimer
 
 __all__ = ["metrics_text"]
 
@@ -18,47 +19,46 @@ __all__ = ["metrics_text"]
 class EngineCollector(Collector):
     """Turns the engine's counters and table into metric families."""
 
-    def __init__(self, runtime: PresenceRuntime) -> None:
+    def __init__(self, runtime: PresenceRuntime, store_timer: WriteTimer | None) -> None:
         self.runtime = runtime
+        self.store_timer = store_timer
 
     def collect(self) -> Iterator[Metric]:
-        agent = self.runtime.agent
+        runtime = self.runtime
         records = GaugeMetricFamily(
             "pua_records", "Records by kind and state", labels=["kind", "state"]
         )
-        counts: dict[tuple[str, str], int] = {}
-        for record in agent.table.records():
-            kind = "subscription" if record.key.watcher_uri else "publication"
-            counts[(kind, record.state.value)] = counts.get((kind, record.state.value), 0) + 1
-        for (kind, state), value in sorted(counts.items()):
-            records.add_metric([kind, state], value)
+        for (kind, state), value in sorted(runtime.records_by_state().items()):
+            if value:
+                records.add_metric([kind, state], value)
         yield records
-        sip = agent.endpoint.counters
+        sip = runtime.sip_counters()
+        engine = runtime.counters()
         for name, help_text, value in (
             ("pua_sip_requests_sent", "Requests sent (new transactions)", sip["requests_sent"]),
             ("pua_sip_retransmissions", "Requests retransmitted (timer E)", sip["retransmissions"]),
             ("pua_sip_timeouts", "Transactions timed out (timer F)", sip["timeouts"]),
             ("pua_sip_requests_received", "Requests received", sip["requests_received"]),
             ("pua_sip_dropped", "Messages dropped or rejected", sip["dropped"]),
-            ("pua_publish_sent", "PUBLISH requests sent", agent.counters["publish_sent"]),
-            ("pua_subscribe_sent", "SUBSCRIBE requests sent", agent.counters["subscribe_sent"]),
-            ("pua_notify_received", "NOTIFY requests received", agent.counters["notify_received"]),
-            ("pua_refreshes", "Refreshes sent", agent.counters["refreshes"]),
-            ("pua_retries", "Retries after a failure", agent.counters["retries"]),
+            ("pua_publish_sent", "PUBLISH requests sent", engine["publish_sent"]),
+            ("pua_subscribe_sent", "SUBSCRIBE requests sent", engine["subscribe_sent"]),
+            ("pua_notify_received", "NOTIFY requests received", engine["notify_received"]),
+            ("pua_refreshes", "Refreshes sent", engine["refreshes"]),
+            ("pua_retries", "Retries after a failure", engine["retries"]),
         ):
             yield CounterMetricFamily(name, help_text, value=value)
         recoveries = CounterMetricFamily("pua_recoveries", "Recoveries by cause", labels=["cause"])
-        recoveries.add_metric(["412"], agent.counters["recoveries_412"])
-        recoveries.add_metric(["423"], agent.counters["recoveries_423"])
+        recoveries.add_metric(["412"], engine["recoveries_412"])
+        recoveries.add_metric(["423"], engine["recoveries_423"])
         yield recoveries
         responses = CounterMetricFamily(
             "pua_sip_responses", "Final answers by status", labels=["code"]
         )
-        for code, value in sorted(agent.responses_by_status.items()):
+        for code, value in sorted(runtime.responses_by_status().items()):
             responses.add_metric([str(code)], value)
         yield responses
         # The store writes (observed once persistence is configured).
-        store = getattr(self.runtime, "store_write_seconds", None)
+        store = self.store_timer
         buckets = store.buckets() if store is not None else [("+Inf", 0)]
         total = store.total if store is not None else 0.0
         yield HistogramMetricFamily(
@@ -69,8 +69,11 @@ class EngineCollector(Collector):
         )
 
 
-def metrics_text(runtime: PresenceRuntime) -> tuple[bytes, str]:
-    """The exposition text and its content type."""
+def metrics_text(
+    runtime: PresenceRuntime, store_timer: WriteTimer | None = None
+) -> tuple[bytes, str]:
+    """The exposition text and its content type; ``store_timer`` is the
+    store sync's, when one is attached."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(EngineCollector(runtime))
+    registry.register(EngineCollector(runtime, store_timer))
     return generate_latest(registry), CONTENT_TYPE_LATEST

@@ -16,8 +16,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from pua.core import PublishInfo, SourceFlag, SubscribeInfo
+from pua.errors import PresenceError, PublishError
 from pua.runtime import PresenceRuntime
-from pua.sip.errors import PresenceError, PublishError
 
 from .views import key_from_id, record_view
 
@@ -207,7 +207,7 @@ class PuaMethods:
 
     def __init__(self, runtime: PresenceRuntime, durable: Durable | None = None) -> None:
         self.runtime = runtime
-        self.registry = runtime.agent.registry
+        self.registry = runtime.registry
         self.durable = durable
 
     async def _stored(self) -> None:
@@ -275,7 +275,7 @@ class PuaMethods:
         etag = getattr(event, "etag", None)
         expires = getattr(event, "expires", 0)
         key = getattr(event, "key", None)
-        record = self.runtime.agent.table.get(key) if key is not None else None
+        record = self.runtime.record(key) if key is not None else None
         return {
             "SIP-ETag": etag,
             "Expires": expires,
@@ -289,7 +289,7 @@ class PuaMethods:
         if key is None:
             raise PublishError("nothing to remove", status=404, reason="No such publication")
         await self._stored()
-        record = self.runtime.agent.table.get(key)
+        record = self.runtime.record(key)
         return {"record": record_view(record, self.registry) if record is not None else None}
 
     async def subscribe(self, params: list[Any] | dict[str, Any]) -> dict[str, Any]:
@@ -307,7 +307,7 @@ class PuaMethods:
         await self._stored()
         if key is None:
             return {"record": None}
-        record = self.runtime.agent.table.get(key)
+        record = self.runtime.record(key)
         return {"record": record_view(record, self.registry) if record is not None else None}
 
     async def unpublish(self, params: list[Any] | dict[str, Any]) -> dict[str, Any]:
@@ -345,7 +345,7 @@ class PuaMethods:
         kind = _text(values, "kind")
         if kind not in (None, "publication", "subscription"):
             raise RpcError(INVALID_PARAMS, "Invalid params: kind is publication or subscription")
-        views = [record_view(r, self.registry) for r in self.runtime.agent.table.records()]
+        views = [record_view(r, self.registry) for r in self.runtime.records()]
         return [v for v in views if kind is None or v["kind"] == kind]
 
     async def show(self, params: list[Any] | dict[str, Any]) -> list[dict[str, Any]]:
@@ -354,11 +354,11 @@ class PuaMethods:
         wanted = str(_text(values, "uri_or_id"))
         key = key_from_id(wanted)
         if key is not None:
-            record = self.runtime.agent.table.get(key)
+            record = self.runtime.record(key)
             return [record_view(record, self.registry)] if record is not None else []
         return [
             record_view(r, self.registry)
-            for r in self.runtime.agent.table.records()
+            for r in self.runtime.records()
             if r.key.pres_uri == wanted
         ]
 
@@ -366,23 +366,22 @@ class PuaMethods:
         """Run every timer that is due now (Kamailio's pua.cleanup: expired
         records go) and write the store; returns how many records remain."""
         _named(params, (), required=0)
-        self.runtime.agent.handle_timer(self.runtime.now())
-        self.runtime._pump()
+        self.runtime.run_timers()
         await self._stored()
-        return {"records": len(self.runtime.agent.table)}
+        return {"records": self.runtime.counts()["records"]}
 
     async def stats(self, params: list[Any] | dict[str, Any]) -> dict[str, Any]:
         """Records by kind and state, and the engine's and SIP layer's counters."""
         _named(params, (), required=0)
-        by_state: dict[str, int] = {}
-        for record in self.runtime.agent.table.records():
-            kind = "subscription" if record.key.watcher_uri else "publication"
-            name = f"{kind}.{record.state.value}"
-            by_state[name] = by_state.get(name, 0) + 1
+        by_state = {
+            f"{kind}.{state}": count
+            for (kind, state), count in self.runtime.records_by_state().items()
+            if count
+        }
         return {
-            "records": len(self.runtime.agent.table),
+            "records": self.runtime.counts()["records"],
             "by_state": by_state,
-            "engine": dict(self.runtime.agent.counters),
-            "sip": dict(self.runtime.agent.endpoint.counters),
-            "responses": dict(self.runtime.agent.responses_by_status),
+            "engine": self.runtime.counters(),
+            "sip": self.runtime.sip_counters(),
+            "responses": self.runtime.responses_by_status(),
         }

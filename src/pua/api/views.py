@@ -11,16 +11,17 @@ from pua.core import (
     EngineEvent,
     EventRegistry,
     NotifyReceived,
-    Publication,
     PublicationFailed,
+    PublicationRecord,
     PublicationRemoved,
     PublicationSucceeded,
     RecordKey,
-    Subscription,
     SubscriptionFailed,
+    SubscriptionRecord,
     SubscriptionStateChanged,
     SubscriptionTerminated,
 )
+from pua.errors import UnknownEventError
 
 __all__ = ["EVENT_TYPES", "event_view", "key_from_id", "record_id", "record_view"]
 
@@ -64,17 +65,19 @@ def key_from_id(text: str) -> RecordKey | None:
 
 def _event_name(registry: EventRegistry, flag: int) -> str:
     try:
-        return registry.by_flag(flag).name
-    except KeyError:
+        return registry.lookup(flag).name
+    except UnknownEventError:
         return str(flag)
 
 
-def record_view(record: Publication | Subscription, registry: EventRegistry) -> dict[str, Any]:
+def record_view(
+    record: PublicationRecord | SubscriptionRecord, registry: EventRegistry
+) -> dict[str, Any]:
     """What the API shows of a record."""
     key = record.key
     view: dict[str, Any] = {
         "id": record_id(key),
-        "kind": "subscription" if isinstance(record, Subscription) else "publication",
+        "kind": "subscription" if isinstance(record, SubscriptionRecord) else "publication",
         "pres_uri": key.pres_uri,
         "event": _event_name(registry, key.event),
         "event_flag": key.event,
@@ -86,21 +89,24 @@ def record_view(record: Publication | Subscription, registry: EventRegistry) -> 
         "last_status": record.last_status,
         "last_reason": record.last_reason,
     }
-    if isinstance(record, Publication):
-        view.update(etag=record.etag, content_type=record.content_type, tuple_id=record.tuple_id)
+    if isinstance(record, PublicationRecord):
+        content_type = record.content_type or registry.lookup(key.event).content_type
+        view.update(etag=record.etag, content_type=content_type, tuple_id=record.tuple_id)
     else:
         view.update(
             watcher_uri=key.watcher_uri,
-            subscription_state=record.sub_state,
+            subscription_state=record.subscription_state,
             call_id=record.call_id,
             remote_target=record.remote_target,
-            contact=record.contact,
+            contact=record.route.contact,
         )
     return view
 
 
 def event_view(
-    event: EngineEvent, record: Publication | Subscription | None, registry: EventRegistry
+    event: EngineEvent,
+    record: PublicationRecord | SubscriptionRecord | None,
+    registry: EventRegistry,
 ) -> dict[str, Any]:
     """An engine event as JSON: its type, its record's id and view, its fields."""
     key = getattr(event, "key", None)

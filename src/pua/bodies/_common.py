@@ -12,7 +12,7 @@ from collections.abc import Collection, Iterator
 
 from lxml import etree
 
-from pua.sip.errors import BodyError
+from pua.errors import BodyError
 
 # xs:nonNegativeInteger / xs:unsignedLong in ASCII digits only (str.isdigit
 # would accept other scripts' digits).  Twenty digits hold any unsignedLong;

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from pua.sip.errors import BodyError
+from pua.errors import BodyError
 
 __all__ = [
     "MAX_SUMMARY_SIZE",

@@ -16,7 +16,7 @@ from typing import Literal, cast
 
 from lxml import etree
 
-from pua.sip.errors import BodyError
+from pua.errors import BodyError
 
 from ._common import (
     check_id,

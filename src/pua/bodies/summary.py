@@ -10,7 +10,7 @@ import re
 from collections.abc import Callable
 from typing import TypeVar
 
-from pua.sip.errors import BodyError
+from pua.errors import BodyError
 
 from .dialog_info import DIALOG_INFO_CONTENT_TYPE, DialogInfo, parse_dialog_info
 from .message_summary import MESSAGE_SUMMARY_CONTENT_TYPE, MessageSummary, parse_message_summary

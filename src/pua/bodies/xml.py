@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from lxml import etree
 
-from pua.sip.errors import BodyError
+from pua.errors import BodyError
 
 __all__ = ["MAX_XML_SIZE", "parse_xml", "to_bytes"]
 

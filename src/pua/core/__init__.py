@@ -1,14 +1,15 @@
 """The sans-IO presence engine: the seed's pua.
 
-:class:`PresenceAgent` offers the seed's API (``send_publish``,
+:class:`PresenceEngine` offers the seed's API (``send_publish``,
 ``send_subscribe``, ``is_dialog``, ``register_callback``, ``add_event``) and
 keeps every publication and subscription alive, driven by ``now``.
 """
 
 from __future__ import annotations
 
-from .agent import Callback, Destination, PresenceAgent
 from .config import EngineConfig
+from .context import Callback
+from .engine import PresenceEngine
 from .events import (
     CallbackFailed,
     EngineEvent,
@@ -21,37 +22,53 @@ from .events import (
     SubscriptionTerminated,
 )
 from .flags import DialogState, EventFlag, SourceFlag, UpdateType
-from .info import PublishInfo, SubscribeInfo
+from .info import Body, Document, PublishInfo, SubscribeInfo
 from .packages import EventPackage, EventRegistry, default_registry
-from .records import Publication, PubState, RecordKey, RecordTable, Subscription, SubState
+from .records import (
+    PublicationRecord,
+    PubState,
+    Record,
+    RecordKey,
+    RecordTable,
+    RequestKind,
+    SubscriptionRecord,
+    SubState,
+)
+from .requests import Destination, parse_extra_headers, parse_next_hop
 
 __all__ = [
+    "Body",
     "Callback",
     "CallbackFailed",
     "Destination",
     "DialogState",
+    "Document",
     "EngineConfig",
     "EngineEvent",
     "EventFlag",
     "EventPackage",
     "EventRegistry",
     "NotifyReceived",
-    "PresenceAgent",
+    "PresenceEngine",
     "PubState",
-    "Publication",
     "PublicationFailed",
+    "PublicationRecord",
     "PublicationRemoved",
     "PublicationSucceeded",
     "PublishInfo",
+    "Record",
     "RecordKey",
     "RecordTable",
+    "RequestKind",
     "SourceFlag",
     "SubState",
     "SubscribeInfo",
-    "Subscription",
     "SubscriptionFailed",
+    "SubscriptionRecord",
     "SubscriptionStateChanged",
     "SubscriptionTerminated",
     "UpdateType",
     "default_registry",
+    "parse_extra_headers",
+    "parse_next_hop",
 ]

@@ -20,6 +20,7 @@ from pua.bodies.pidf import assign_ids, parse_pidf
 from pua.bodies.reginfo import parse_reginfo
 from pua.bodies.reginfo import set_version as set_reginfo_version
 from pua.bodies.watcherinfo import parse_watcherinfo
+from pua.errors import UnknownEventError, UsageError
 
 from .flags import EventFlag
 
@@ -66,19 +67,27 @@ class EventRegistry:
     def add(self, package: EventPackage) -> None:
         """Register ``package``; a flag or a name may be registered once."""
         if package.flag <= 0 or package.flag & (package.flag - 1):
-            raise ValueError(f"event flag must be a single bit, not {package.flag}")
+            raise UsageError(f"event flag must be a single bit, not {package.flag}")
         if package.flag in self._by_flag:
-            raise ValueError(f"event flag {package.flag} is already registered")
+            raise UsageError(f"event flag {package.flag} is already registered")
         if any(p.name.lower() == package.name.lower() for p in self._by_flag.values()):
-            raise ValueError(f"event {package.name!r} is already registered")
+            raise UsageError(f"event {package.name!r} is already registered")
         self._by_flag[package.flag] = package
 
     def by_flag(self, flag: int) -> EventPackage:
-        """The package of ``flag``; KeyError names the flag."""
-        try:
-            return self._by_flag[int(flag)]
-        except KeyError:
-            raise KeyError(f"no event package with flag {int(flag)}") from None
+        """The package of ``flag``; UnknownEventError (a ValueError) otherwise."""
+        return self.lookup(int(flag))
+
+    def lookup(self, event: str | int) -> EventPackage:
+        """The package of an event name (case-insensitive) or flag: the one
+        lookup every layer uses.  UnknownEventError names the known events."""
+        if isinstance(event, str):
+            package = self.by_name(event)
+        else:
+            package = self._by_flag.get(int(event))
+        if package is None:
+            raise UnknownEventError(event, [p.name for p in self._by_flag.values()])
+        return package
 
     def by_name(self, name: str) -> EventPackage | None:
         """The package called ``name`` (case-insensitive), or None."""

@@ -14,31 +14,28 @@ from __future__ import annotations
 from typing import Any
 
 from pua.sip.abnf import split_quoted
-from pua.sip.errors import RemoteProtocolError
-from pua.sip.headers import NameAddress
 
-from .records import Publication, PubState, RecordKey, Subscription, SubState
+from .records import (
+    PublicationRecord,
+    PubState,
+    Record,
+    RecordKey,
+    RecordOptions,
+    SubscriptionRecord,
+    SubscriptionRoute,
+    SubState,
+    intern_text,
+)
+from .requests import format_extra_headers, parse_extra_headers
 
 __all__ = ["record_from_row", "record_to_row"]
 
 Row = dict[str, Any]
 
 
-def _headers_text(headers: list[tuple[str, str]]) -> str:
-    return "".join(f"{name}: {value}\r\n" for name, value in headers)
-
-
-def _headers_list(text: str | None) -> list[tuple[str, str]]:
-    out: list[tuple[str, str]] = []
-    for line in (text or "").replace("\r\n", "\n").split("\n"):
-        name, colon, value = line.partition(":")
-        if colon and name.strip():
-            out.append((name.strip(), value.strip()))
-    return out
-
-
-def record_to_row(record: Publication | Subscription) -> Row:
-    """The row for ``record`` (without its ``id``)."""
+def record_to_row(record: Record, content_type: str | None = None) -> Row:
+    """The row for ``record`` (without its ``id``); ``content_type`` is the
+    package's default, written when the record has no type of its own."""
     key = record.key
     row: Row = {
         "pres_uri": key.pres_uri,
@@ -48,14 +45,15 @@ def record_to_row(record: Publication | Subscription) -> Row:
         "desired_expires": 0 if record.desired_until is None else int(record.desired_until),
         "flag": key.source_flag,
         "watcher_uri": key.watcher_uri,
-        "version": record.version,
-        "extra_headers": _headers_text(record.extra_headers),
-        "outbound_proxy": record.outbound_proxy,
+        "extra_headers": format_extra_headers(record.options.extra_headers),
+        "outbound_proxy": record.options.outbound_proxy,
     }
-    if isinstance(record, Publication):
+    if isinstance(record, PublicationRecord):
         # What must survive is the newest document wished for.
-        body = record.pending_body if record.pending_body is not None else record.body
+        pending = record.pending
+        body = pending.body if pending is not None and pending.body is not None else record.body
         row.update(
+            version=record.publish_count,
             etag=record.etag or "",
             tuple_id=record.tuple_id,
             call_id=record.call_id,
@@ -66,19 +64,20 @@ def record_to_row(record: Publication | Subscription) -> Row:
             contact="",
             remote_contact="",
             body=body,
-            content_type=record.content_type,
+            content_type=record.options.content_type or content_type,
             remote_target=None,
         )
     else:
         row.update(
+            version=record.notify_count,
             etag="",
             tuple_id=None,
             call_id=record.call_id,
             to_tag=record.to_tag or "",
             from_tag=record.from_tag,
             cseq=record.cseq,
-            record_route=", ".join(str(route) for route in record.route_set) or None,
-            contact=record.contact,
+            record_route=", ".join(record.route_set) or None,
+            contact=record.route.contact or "",
             remote_contact=record.remote_target,
             body=None,
             content_type=None,
@@ -87,66 +86,70 @@ def record_to_row(record: Publication | Subscription) -> Row:
     return row
 
 
-def record_from_row(
-    row: Row, event_name: str, content_type: str | None
-) -> Publication | Subscription:
+def record_from_row(row: Row, content_type: str | None = None) -> Record:
     """The record a row describes, in the state it was left in: a
     publication with an ETag is PUBLISHED, a subscription with a remote tag
     is ACTIVE in its dialog; anything else is DONE (the engine decides what
-    to send when it resumes it).  Raises ValueError for a row that cannot
-    be a record."""
+    to send when it resumes it).  ``content_type`` is the package's
+    default.  Raises ValueError for a row that cannot be a record (its
+    extra headers are read with the same strict parser as the API's)."""
     key = RecordKey(
-        str(row["pres_uri"]),
+        intern_text(str(row["pres_uri"])),
         int(row["event"]),
         str(row.get("pres_id") or ""),
         int(row["flag"]),
-        str(row.get("watcher_uri") or ""),
+        intern_text(str(row.get("watcher_uri") or "")),
     )
     desired = int(row.get("desired_expires") or 0)
-    common: dict[str, Any] = {
-        "key": key,
-        "event_name": event_name,
-        "expires_at": float(row.get("expires") or 0),
-        "desired_until": None if desired == 0 else float(desired),
-        "version": int(row.get("version") or 0),
-        "cseq": int(row.get("cseq") or 0),
-        "extra_headers": _headers_list(row.get("extra_headers")),
-        "outbound_proxy": row.get("outbound_proxy") or None,
-    }
+    extra = parse_extra_headers(row.get("extra_headers") or None)
+    proxy = row.get("outbound_proxy") or None
+    record: Record
     if not key.watcher_uri:
-        body = row.get("body")
         etag = row.get("etag") or None
-        return Publication(
-            **common,
-            content_type=row.get("content_type") or content_type,
-            body=bytes(body) if body is not None else None,
-            etag=etag,
-            tuple_id=str(row.get("tuple_id") or ""),
-            call_id=str(row.get("call_id") or ""),
-            state=PubState.PUBLISHED if etag else PubState.DONE,
+        pub = PublicationRecord(key, str(row.get("tuple_id") or ""), etag=etag)
+        body = row.get("body")
+        pub.body = bytes(body) if body is not None else None
+        stored_type = row.get("content_type") or None
+        own_type = None if stored_type == content_type else stored_type
+        pub.options = RecordOptions.of(extra, proxy, own_type)
+        pub.publish_count = int(row.get("version") or 0)
+        pub.state = PubState.PUBLISHED if etag else PubState.DONE
+        record = pub
+    else:
+        call_id = str(row.get("call_id") or "")
+        from_tag = str(row.get("from_tag") or "")
+        if not call_id or not from_tag:
+            raise ValueError(f"subscription row {row.get('id')} has no dialog")
+        sub = SubscriptionRecord(key, call_id, from_tag)
+        sub.to_tag = row.get("to_tag") or None
+        routes: tuple[str, ...] = ()
+        if row.get("record_route"):
+            routes = tuple(
+                intern_text(part.strip())
+                for part in split_quoted(str(row["record_route"]), ",")
+                if part.strip()
+            )
+        target = str(row.get("remote_target") or key.pres_uri)
+        remote = str(row.get("remote_contact") or target)
+        contact = str(row.get("contact") or "") or None
+        if contact is not None and "@" not in contact:
+            # Our own address (no user part) may have changed since the row
+            # was written: refreshes carry the current one, which moves the
+            # notifier's target (RFC 6665 §4.1.2.1, a target refresh).
+            contact = None
+        sub.route = SubscriptionRoute.of(
+            initial_target=None if target == key.pres_uri else intern_text(target),
+            remote_target=None if remote == target else intern_text(remote),
+            route_set=routes,
+            contact=None if contact is None else intern_text(contact),
         )
-    call_id = str(row.get("call_id") or "")
-    from_tag = str(row.get("from_tag") or "")
-    if not call_id or not from_tag:
-        raise ValueError(f"subscription row {row.get('id')} has no dialog")
-    to_tag = row.get("to_tag") or None
-    routes: list[NameAddress] = []
-    if row.get("record_route"):
-        try:
-            routes = [
-                NameAddress.parse(part) for part in split_quoted(str(row["record_route"]), ",")
-            ]
-        except (RemoteProtocolError, ValueError):
-            routes = []
-    target = str(row.get("remote_target") or key.pres_uri)
-    return Subscription(
-        **common,
-        remote_target=str(row.get("remote_contact") or target),
-        initial_target=target,
-        contact=str(row.get("contact") or ""),
-        call_id=call_id,
-        from_tag=from_tag,
-        to_tag=to_tag,
-        route_set=routes,
-        state=SubState.ACTIVE if to_tag else SubState.DONE,
-    )
+        sub.options = RecordOptions.of(extra, proxy)
+        sub.notify_count = int(row.get("version") or 0)
+        sub.state = SubState.ACTIVE if sub.to_tag else SubState.DONE
+        record = sub
+    record.expires_at = float(row.get("expires") or 0)
+    record.desired_until = None if desired == 0 else float(desired)
+    record.cseq = int(row.get("cseq") or 0)
+    if row.get("id") is not None:
+        record.row_id = int(row["id"])
+    return record

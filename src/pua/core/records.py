@@ -1,35 +1,50 @@
-"""The records table: one record per publication or subscription.
+"""Records: one per publication or subscription, and the table that holds them.
 
 Records are keyed as the seed's module keys them: presentity URI, event,
-id and source flag, plus the watcher URI for a subscription.  The table is
-split into 2^hash_size partitions (the seed's ``hash_size``); a second index
-finds subscriptions by dialog (Call-ID, our tag, their tag) and by the
-temporary dialog of a SUBSCRIBE not yet answered (Call-ID, our tag).
+id and source flag, plus the watcher URI for a subscription.  A record holds
+only what must last between requests; what matters while a request is in
+flight (its kind, transaction, body, the API's callback) lives on an
+:class:`InFlight` that exists only then, and a wish that waits for it on a
+:class:`Pending`.  Values that many records share (options, routes, last
+answers, URIs of one server) are shared objects, not copies.
+
+At a million records this is what decides pua's size, so the classes are
+slotted, defaults are shared singletons and nothing is stored that can be
+derived: the event name and default Content-Type come from the package, a
+publication's Call-ID from its tuple id, our own Contact from the listen
+address.
 """
 
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
-from typing import Any
+import sys
+from typing import Any, NamedTuple
 
-from pua.sip.headers import NameAddress
+from pua.sip.timers import Timed
 
 from .flags import DialogState
 
 __all__ = [
+    "InFlight",
+    "Pending",
     "PubState",
-    "Publication",
+    "PublicationRecord",
+    "Record",
     "RecordKey",
+    "RecordOptions",
     "RecordTable",
+    "RequestKind",
     "SubState",
-    "Subscription",
+    "SubscriptionRecord",
+    "SubscriptionRoute",
+    "intern_text",
 ]
 
 
-@dataclass(frozen=True, slots=True)
-class RecordKey:
-    """What identifies a record (empty ``watcher_uri`` for publications)."""
+class RecordKey(NamedTuple):
+    """What identifies a record (empty ``watcher_uri`` for publications).
+    A tuple: hashing and comparing it costs what a dict key costs."""
 
     pres_uri: str
     event: int
@@ -43,8 +58,14 @@ class RecordKey:
         return bool(self.watcher_uri)
 
 
+def intern_text(text: str) -> str:
+    """One shared copy of a string that many records hold (URIs of one
+    server, watcher URIs, reason phrases)."""
+    return sys.intern(text)
+
+
 class PubState(enum.Enum):
-    """Where a publication stands (see pua.core.publication for the table)."""
+    """Where a publication stands (see pua.core.publisher for the table)."""
 
     SENDING = "sending"  # a PUBLISH is in flight
     PUBLISHED = "published"  # the server holds it; a refresh is scheduled
@@ -53,7 +74,7 @@ class PubState(enum.Enum):
 
 
 class SubState(enum.Enum):
-    """Where a subscription stands (see pua.core.subscription)."""
+    """Where a subscription stands (see pua.core.subscriber)."""
 
     SUBSCRIBING = "subscribing"  # initial SUBSCRIBE in flight (temporary dialog)
     ACTIVE = "active"  # dialog confirmed, refresh scheduled
@@ -63,155 +84,406 @@ class SubState(enum.Enum):
     DONE = "done"  # terminated for good
 
 
-@dataclass(eq=False, slots=True, kw_only=True)
-class Publication:
+class RequestKind(enum.Enum):
+    """What a request in flight is for."""
+
+    INITIAL = "initial"  # PUBLISH without SIP-If-Match; SUBSCRIBE out of dialog
+    MODIFY = "modify"  # PUBLISH with SIP-If-Match and a body
+    REFRESH = "refresh"  # PUBLISH with SIP-If-Match and no body; in-dialog SUBSCRIBE
+    REMOVE = "remove"  # PUBLISH or SUBSCRIBE with Expires: 0
+
+
+_OPTIONS: dict[tuple[Any, ...], RecordOptions] = {}
+
+
+class RecordOptions:
+    """What the caller chose beyond the defaults: extra headers, a next hop,
+    a Content-Type other than the package's.  Shared by every record with
+    the same choices (see :meth:`of`); most records share the empty one."""
+
+    __slots__ = ("content_type", "extra_headers", "outbound_proxy")
+
+    def __init__(
+        self,
+        extra_headers: tuple[tuple[str, str], ...],
+        outbound_proxy: str | None,
+        content_type: str | None,
+    ) -> None:
+        self.extra_headers = extra_headers
+        self.outbound_proxy = outbound_proxy
+        self.content_type = content_type
+
+    @classmethod
+    def of(
+        cls,
+        extra_headers: tuple[tuple[str, str], ...] = (),
+        outbound_proxy: str | None = None,
+        content_type: str | None = None,
+    ) -> RecordOptions:
+        """The shared options object for these values."""
+        key = (extra_headers, outbound_proxy, content_type)
+        options = _OPTIONS.get(key)
+        if options is None:
+            if len(_OPTIONS) > 100_000:
+                _OPTIONS.clear()  # unbounded variety: stop sharing, stay bounded
+            options = _OPTIONS[key] = cls(extra_headers, outbound_proxy, content_type)
+        return options
+
+
+NO_OPTIONS = RecordOptions.of()
+
+
+class InFlight:
+    """A request of a record that waits for its answer: exists only then."""
+
+    __slots__ = ("api", "body", "callback", "cb_param", "kind", "notify_until", "tx_key")
+
+    def __init__(self, kind: RequestKind, tx_key: tuple[str, str], body: bytes | None) -> None:
+        self.kind = kind
+        self.tx_key = tx_key
+        self.body = body  # the body sent (initial and modify PUBLISH)
+        self.api = False  # asked for by the API: its answer reaches callbacks
+        self.callback: Any = None
+        self.cb_param: Any = None
+        # Expiry a NOTIFY announced while a SUBSCRIBE was in flight: the
+        # refresh follows the sooner of it and the 2xx.
+        self.notify_until = 0.0
+
+
+class Pending:
+    """What the API asked for while a request was in flight: the newest
+    body (updates coalesce), or a removal; and who to call back."""
+
+    __slots__ = ("api", "body", "callback", "cb_param", "remove")
+
+    def __init__(self) -> None:
+        self.api = False  # asked for by the API (its answer reaches callbacks)
+        self.body: bytes | None = None
+        self.remove = False
+        self.callback: Any = None
+        self.cb_param: Any = None
+
+
+class _Record(Timed):
+    """What publications and subscriptions share.  ``deadline`` is the one
+    timer of the record (refresh, retry, end of lifetime or a resume), armed
+    in the engine's DeadlineQueue; which input it is follows from the
+    record's state (see ``timer_input`` beside each table)."""
+
+    __slots__ = (
+        "cseq",
+        "deadline",
+        "desired_until",
+        "expires_at",
+        "failures",
+        "flight",
+        "key",
+        "last_answer",
+        "options",
+        "pending",
+        "requested",
+        "row_id",
+    )
+
+    def __init__(self, key: RecordKey) -> None:
+        self.key = key
+        self.cseq = 0
+        self.deadline: float | None = None
+        self.desired_until: float | None = None  # end of the wanted lifetime; None: for ever
+        self.expires_at = 0.0  # when the server drops it (absolute, `now` clock)
+        self.failures = 0  # consecutive failures (backoff exponent)
+        self.flight: InFlight | None = None
+        self.last_answer: tuple[int, str] | None = None  # status, reason (shared)
+        self.options = NO_OPTIONS
+        self.pending: Pending | None = None
+        self.requested = 3600  # Expires we ask for
+        self.row_id: int | None = None  # the store's id of the row, once written
+
+    @property
+    def last_status(self) -> int | None:
+        """Status of the last final answer (408 for a local timeout)."""
+        return None if self.last_answer is None else self.last_answer[0]
+
+    @property
+    def last_reason(self) -> str:
+        """Reason phrase of the last final answer."""
+        return "" if self.last_answer is None else self.last_answer[1]
+
+    @property
+    def extra_headers(self) -> tuple[tuple[str, str], ...]:
+        """Headers added to every request of the record."""
+        return self.options.extra_headers
+
+    @property
+    def outbound_proxy(self) -> str | None:
+        """This record's next hop, if it has its own."""
+        return self.options.outbound_proxy
+
+
+class PublicationRecord(_Record):
     """A publication: the seed's ``ua_pres_t`` for PUBLISH, plus the body
-    and what the engine needs to recover from errors."""
+    that recovery from a 412 needs."""
 
-    key: RecordKey
-    event_name: str
-    content_type: str | None
-    body: bytes | None = None  # the last body we published (processed)
-    etag: str | None = None
-    expires_at: float = 0.0  # when the server drops it (absolute, `now` clock)
-    desired_until: float | None = None  # end of the wanted lifetime; None: for ever
-    requested: int = 3600  # Expires we ask for
-    tuple_id: str = ""
-    version: int = 0  # PUBLISHes sent (process_body's counter)
-    call_id: str = ""
-    cseq: int = 0
-    extra_headers: list[tuple[str, str]] = field(default_factory=list)
-    outbound_proxy: str | None = None
-    state: PubState = PubState.SENDING
-    in_flight: str | None = None  # "initial", "modify", "refresh", "remove"
-    in_flight_tx: tuple[str, str] | None = None
-    pending_body: bytes | None = None  # latest update not yet sent (coalesced)
-    pending_remove: bool = False
-    sent_body: bytes | None = None  # body of the request in flight
-    recovered_412: bool = False  # one re-PUBLISH per 412 streak
-    failures: int = 0  # consecutive retryable failures (backoff exponent)
-    last_status: int | None = None
-    last_reason: str = ""
-    api_request: bool = False  # the request in flight was asked for by the API
-    callback: Any = None
-    cb_param: Any = None
+    __slots__ = ("body", "etag", "publish_count", "recovered_412", "state", "tuple_id")
+
+    def __init__(self, key: RecordKey, tuple_id: str, *, etag: str | None = None) -> None:
+        super().__init__(key)
+        self.state = PubState.DONE
+        self.etag = etag
+        self.body: bytes | None = None  # the last body the server accepted
+        self.tuple_id = tuple_id
+        self.publish_count = 0  # PUBLISHes sent (process_body's ``ver``)
+        self.recovered_412 = False  # one re-PUBLISH per 412 streak
+
+    @property
+    def call_id(self) -> str:
+        """Call-ID of the record's PUBLISHes: one per publication, made from
+        its tuple id (random, stored), so it costs nothing to keep."""
+        return f"{self.tuple_id}@pua"
+
+    @property
+    def content_type(self) -> str | None:
+        """The caller's Content-Type; None: the package's default."""
+        return self.options.content_type
+
+    def __repr__(self) -> str:
+        return f"<PublicationRecord {self.key.pres_uri} {self.state.value}>"
 
 
-@dataclass(eq=False, slots=True, kw_only=True)
-class Subscription:
+_ROUTES: dict[tuple[Any, ...], SubscriptionRoute] = {}
+
+
+class SubscriptionRoute:
+    """Where a subscription's requests go: the initial Request-URI when it
+    is not the presentity, the remote target and route set of the dialog,
+    and a Contact other than our listen address.  Shared by every
+    subscription with the same values (all those of one notifier)."""
+
+    __slots__ = ("contact", "initial_target", "remote_target", "route_set")
+
+    def __init__(
+        self,
+        initial_target: str | None,
+        remote_target: str | None,
+        route_set: tuple[str, ...],
+        contact: str | None,
+    ) -> None:
+        self.initial_target = initial_target
+        self.remote_target = remote_target
+        self.route_set = route_set
+        self.contact = contact
+
+    @classmethod
+    def of(
+        cls,
+        initial_target: str | None = None,
+        remote_target: str | None = None,
+        route_set: tuple[str, ...] = (),
+        contact: str | None = None,
+    ) -> SubscriptionRoute:
+        """The shared route object for these values."""
+        key = (initial_target, remote_target, route_set, contact)
+        route = _ROUTES.get(key)
+        if route is None:
+            if len(_ROUTES) > 100_000:
+                _ROUTES.clear()
+            route = _ROUTES[key] = cls(*key)
+        return route
+
+    def replace(
+        self,
+        *,
+        remote_target: str | object | None = ...,
+        route_set: tuple[str, ...] | None = None,
+    ) -> SubscriptionRoute:
+        """The shared route with the dialog's part changed."""
+        remote = self.remote_target if remote_target is ... else remote_target
+        assert remote is None or isinstance(remote, str)
+        return SubscriptionRoute.of(
+            self.initial_target,
+            remote,
+            self.route_set if route_set is None else route_set,
+            self.contact,
+        )
+
+
+NO_ROUTE = SubscriptionRoute.of()
+
+
+class SubscriptionRecord(_Record):
     """A subscription: the seed's ``ua_pres_t`` for SUBSCRIBE, with its dialog."""
 
-    key: RecordKey
-    event_name: str
-    remote_target: str  # Request-URI of the next request
-    initial_target: str  # Request-URI of an initial SUBSCRIBE
-    contact: str
-    call_id: str
-    from_tag: str  # ours
-    to_tag: str | None = None  # theirs; None while the dialog is temporary
-    cseq: int = 0  # our last CSeq
-    remote_cseq: int | None = None  # last NOTIFY CSeq
-    route_set: list[NameAddress] = field(default_factory=list)
-    expires_at: float = 0.0
-    notify_until: float = 0.0  # expiry the last NOTIFY announced
-    desired_until: float | None = None
-    requested: int = 3600
-    outbound_proxy: str | None = None
-    extra_headers: list[tuple[str, str]] = field(default_factory=list)
-    state: SubState = SubState.SUBSCRIBING
-    sub_state: str = "init"  # last Subscription-State: pending, active, terminated
-    in_flight_tx: tuple[str, str] | None = None
-    pending_unsubscribe: bool = False
-    failures: int = 0
-    resubscribes: int = 0  # terminations since the last active NOTIFY
-    last_status: int | None = None
-    last_reason: str = ""
-    version: int = 0  # NOTIFYs received
-    api_request: bool = False
-    callback: Any = None
-    cb_param: Any = None
+    __slots__ = (
+        "authorized",
+        "call_id",
+        "from_tag",
+        "notify_count",
+        "remote_cseq",
+        "resubscribes",
+        "route",
+        "state",
+        "to_tag",
+    )
+
+    def __init__(self, key: RecordKey, call_id: str, from_tag: str) -> None:
+        super().__init__(key)
+        self.state = SubState.DONE
+        self.call_id = call_id
+        self.from_tag = from_tag  # ours
+        self.to_tag: str | None = None  # theirs; None while the dialog is temporary
+        self.remote_cseq: int | None = None  # last NOTIFY CSeq
+        self.route = NO_ROUTE
+        # The notifier's word: None before it said anything, False while it
+        # says pending (RFC 6665 §4.1.3), True once active.
+        self.authorized: bool | None = None
+        self.resubscribes = 0  # terminations since the last active NOTIFY
+        self.notify_count = 0  # NOTIFYs received
+
+    @property
+    def initial_target(self) -> str:
+        """Request-URI of an initial SUBSCRIBE."""
+        return self.route.initial_target or self.key.pres_uri
+
+    @property
+    def remote_target(self) -> str:
+        """Request-URI of the next request."""
+        return self.route.remote_target or self.initial_target
+
+    @property
+    def route_set(self) -> tuple[str, ...]:
+        """The dialog's route set (Record-Route of the 2xx, reversed)."""
+        return self.route.route_set
 
     @property
     def dialog_state(self) -> DialogState:
         """TEMPORARY until the first 2xx or NOTIFY gives the remote tag."""
         return DialogState.TEMPORARY if self.to_tag is None else DialogState.CONFIRMED
 
+    @property
+    def subscription_state(self) -> str:
+        """The subscription as the notifier sees it: init, pending, active
+        or terminated."""
+        if self.state is SubState.DONE:
+            return "terminated"
+        if self.authorized is None:
+            return "init"
+        return "active" if self.authorized else "pending"
 
-Record = Publication | Subscription
+    def __repr__(self) -> str:
+        return (
+            f"<SubscriptionRecord {self.key.pres_uri} <- {self.key.watcher_uri} {self.state.value}>"
+        )
+
+
+Record = PublicationRecord | SubscriptionRecord
 
 
 class RecordTable:
-    """Records in 2^hash_size partitions, with dialog indexes."""
+    """Records by key, and subscriptions by dialog.
+
+    The seed splits its table into 2^hash_size partitions, each with its
+    own lock, for Kamailio's worker processes.  Here ``hash_size`` keeps
+    only its meaning as the number of partitions (the unit of ownership
+    when several nodes share a database): :meth:`partition` names a key's
+    partition, and no structure is allocated per partition.  The table is
+    one dict; the dialog index is one dict by Call-ID (every dialog we start
+    has a Call-ID of its own), whose record is then checked for our tag and
+    theirs.
+    """
+
+    __slots__ = ("_by_state", "_dialogs", "_mask", "_publications", "_records", "hash_size")
 
     def __init__(self, hash_size: int = 9) -> None:
         if not 1 <= hash_size <= 20:
             raise ValueError(f"hash_size must be between 1 and 20, not {hash_size}")
         self.hash_size = hash_size
         self._mask = (1 << hash_size) - 1
-        self._partitions: list[dict[RecordKey, Record]] = [{} for _ in range(1 << hash_size)]
-        self._dialogs: dict[tuple[str, str, str], Subscription] = {}
-        self._temporary: dict[tuple[str, str], Subscription] = {}
-        self._count = 0
+        self._records: dict[RecordKey, Record] = {}
+        self._dialogs: dict[str, SubscriptionRecord] = {}
+        self._publications = 0
+        self._by_state: dict[PubState | SubState, int] = dict.fromkeys([*PubState, *SubState], 0)
 
-    def _partition(self, key: RecordKey) -> dict[RecordKey, Record]:
-        # The seed hashes pres_uri and watcher_uri into the table.
-        return self._partitions[hash((key.pres_uri, key.watcher_uri)) & self._mask]
+    def partition(self, key: RecordKey) -> int:
+        """The partition (0 .. 2^hash_size - 1) of ``key``: the seed hashes
+        pres_uri and watcher_uri."""
+        return hash((key.pres_uri, key.watcher_uri)) & self._mask
 
     def __len__(self) -> int:
-        return self._count
+        return len(self._records)
+
+    @property
+    def publications(self) -> int:
+        """Publications held."""
+        return self._publications
+
+    @property
+    def subscriptions(self) -> int:
+        """Subscriptions held."""
+        return len(self._records) - self._publications
 
     def get(self, key: RecordKey) -> Record | None:
         """The record of ``key``, or None."""
-        return self._partition(key).get(key)
+        return self._records.get(key)
+
+    def by_state(self) -> dict[PubState | SubState, int]:
+        """Records held in each state (kept as records move, O(1))."""
+        return dict(self._by_state)
+
+    def moved(self, record: Record, old: PubState | SubState) -> None:
+        """``record`` went from state ``old`` to its current one."""
+        if old is not record.state and self._records.get(record.key) is record:
+            self._by_state[old] -= 1
+            self._by_state[record.state] += 1
 
     def put(self, record: Record) -> None:
-        """Insert or replace ``record``."""
-        partition = self._partition(record.key)
-        if record.key not in partition:
-            self._count += 1
-        partition[record.key] = record
-        if isinstance(record, Subscription):
-            self.index_dialog(record)
+        """Insert ``record`` (its key must be free, or held by itself)."""
+        old = self._records.get(record.key)
+        if old is not None and old is not record:
+            self.remove(record.key)
+        self._records[record.key] = record
+        if old is None:
+            self._by_state[record.state] += 1
+            if isinstance(record, SubscriptionRecord):
+                self.index_dialog(record)
+            else:
+                self._publications += 1
 
     def remove(self, key: RecordKey) -> Record | None:
         """Delete and return the record of ``key``."""
-        record = self._partition(key).pop(key, None)
-        if record is not None:
-            self._count -= 1
-            if isinstance(record, Subscription):
-                self.unindex_dialog(record)
+        record = self._records.pop(key, None)
+        if record is None:
+            return None
+        self._by_state[record.state] -= 1
+        if isinstance(record, SubscriptionRecord):
+            self.unindex_dialog(record)
+        else:
+            self._publications -= 1
+        if not self._records:
+            self._records = {}  # a dict keeps its high-water size: start afresh
+            self._dialogs = {}
         return record
 
-    def index_dialog(self, sub: Subscription) -> None:
-        """(Re)index ``sub`` by its current dialog identifiers."""
-        self._temporary[(sub.call_id, sub.from_tag)] = sub
-        if sub.to_tag is not None:
-            self._dialogs[(sub.call_id, sub.from_tag, sub.to_tag)] = sub
+    def index_dialog(self, sub: SubscriptionRecord) -> None:
+        """Index ``sub`` by its current Call-ID."""
+        self._dialogs[sub.call_id] = sub
 
-    def unindex_dialog(self, sub: Subscription) -> None:
-        """Forget the dialog identifiers of ``sub``."""
-        if self._temporary.get((sub.call_id, sub.from_tag)) is sub:
-            del self._temporary[(sub.call_id, sub.from_tag)]
-        if (
-            sub.to_tag is not None
-            and self._dialogs.get((sub.call_id, sub.from_tag, sub.to_tag)) is sub
-        ):
-            del self._dialogs[(sub.call_id, sub.from_tag, sub.to_tag)]
+    def unindex_dialog(self, sub: SubscriptionRecord) -> None:
+        """Forget the Call-ID of ``sub``."""
+        if self._dialogs.get(sub.call_id) is sub:
+            del self._dialogs[sub.call_id]
 
     def by_dialog(
         self, call_id: str, local_tag: str, remote_tag: str | None
-    ) -> Subscription | None:
-        """The subscription of a dialog: confirmed match first, else the
-        temporary one (same Call-ID and our tag, no remote tag yet)."""
-        if remote_tag is not None:
-            sub = self._dialogs.get((call_id, local_tag, remote_tag))
-            if sub is not None:
-                return sub
-        sub = self._temporary.get((call_id, local_tag))
-        if sub is not None and (sub.to_tag is None or sub.to_tag == remote_tag):
-            return sub
-        return None
+    ) -> SubscriptionRecord | None:
+        """The subscription of a dialog: same Call-ID and our tag, and their
+        tag when the dialog is confirmed (while it is temporary, any)."""
+        sub = self._dialogs.get(call_id)
+        if sub is None or sub.from_tag != local_tag:
+            return None
+        if sub.to_tag is not None and sub.to_tag != remote_tag:
+            return None
+        return sub
 
-    def records(self) -> list[Record]:
-        """Every record (a copy; for listing, not for timers)."""
-        return [r for partition in self._partitions for r in partition.values()]
+    def __iter__(self) -> Any:
+        """Every record (iterate a copy if the table may change meanwhile)."""
+        return iter(self._records.values())

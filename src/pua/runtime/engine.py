@@ -1,6 +1,6 @@
 """The presence engine on real sockets: :class:`PresenceRuntime`.
 
-The runtime feeds the sans-IO :class:`~pua.core.PresenceAgent` with what the
+The runtime feeds the sans-IO :class:`~pua.core.PresenceEngine` with what the
 sockets receive and with timer ticks, sends what it produces, and hands its
 events to listeners and to callers awaiting a result.  The engine's clock is
 Unix time (expiry times are stored); one ``loop.call_at`` is armed at the
@@ -15,15 +15,19 @@ import logging
 import socket
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
+from typing import Any
 
 from pua.core import (
+    Callback,
     CallbackFailed,
+    DialogState,
     EngineConfig,
     EngineEvent,
+    EventPackage,
     EventRegistry,
-    PresenceAgent,
+    PresenceEngine,
     PublicationFailed,
     PublicationRemoved,
     PublicationSucceeded,
@@ -35,7 +39,9 @@ from pua.core import (
     SubscriptionTerminated,
 )
 from pua.core.events import NotifyReceived
-from pua.sip.errors import LocalProtocolError, PublishError, SubscribeError
+from pua.core.records import Record
+from pua.core.requests import parse_next_hop
+from pua.errors import PublishError, StateError, SubscribeError
 from pua.sip.ids import Ids
 from pua.sip.message import Message
 from pua.sip.transaction import Address
@@ -52,7 +58,7 @@ EventListener = Callable[[EngineEvent], None]
 
 
 class PresenceRuntime:
-    """A :class:`PresenceAgent` running on asyncio.
+    """A :class:`PresenceEngine` running on asyncio.
 
     ``async with PresenceRuntime(config, listen=[...]) as runtime:`` binds
     the sockets; ``await runtime.publish(info)`` returns the first success;
@@ -71,7 +77,7 @@ class PresenceRuntime:
         tls_client: ssl.SSLContext | None = None,
     ) -> None:
         self.config = config or EngineConfig()
-        self.agent = PresenceAgent(self.config, ids or SystemIds(), registry=registry)
+        self._engine = PresenceEngine(self.config, ids or SystemIds(), registry=registry)
         self.listen = listen or [Listen("udp", "127.0.0.1", 0)]
         self.transports = Transports(
             self.listen,
@@ -113,15 +119,13 @@ class PresenceRuntime:
                 host, port = address
                 if host in ("0.0.0.0", "::"):
                     host = route_source(self._probe_target(family))
-                self.agent.set_local_address(transport, host, port)
+                self._engine.set_local_address(transport, host, port)
                 break
         self._started = True
 
     def _probe_target(self, family: int) -> Address:
         if self.config.outbound_proxy:
-            from pua.core import Destination  # noqa: PLC0415
-
-            hop = Destination.from_uri(self.config.outbound_proxy)
+            hop = parse_next_hop(self.config.outbound_proxy)
             return (hop.host, hop.port)
         return ("192.0.2.1", 5060) if family == socket.AF_INET else ("2001:db8::1", 5060)
 
@@ -138,13 +142,13 @@ class PresenceRuntime:
 
     def send_publish(self, info: PublishInfo) -> RecordKey | None:
         """The seed's send_publish: start or change a publication."""
-        key = self.agent.send_publish(info, self.now())
+        key = self._engine.send_publish(info, self.now())
         self._pump()
         return key
 
     def send_subscribe(self, info: SubscribeInfo) -> RecordKey | None:
         """The seed's send_subscribe: start, refresh or end a subscription."""
-        key = self.agent.send_subscribe(info, self.now())
+        key = self._engine.send_subscribe(info, self.now())
         self._pump()
         return key
 
@@ -169,7 +173,7 @@ class PresenceRuntime:
             f"nothing to remove for {info.pres_uri}", status=0, reason="no publication"
         )
         return await self._await(
-            lambda: self.agent.send_publish(info, self.now()), outcome, missing
+            lambda: self._engine.send_publish(info, self.now()), outcome, missing
         )
 
     async def subscribe(self, info: SubscribeInfo) -> EngineEvent:
@@ -203,7 +207,7 @@ class PresenceRuntime:
             f"no subscription to {info.pres_uri}", status=0, reason="no subscription"
         )
         return await self._await(
-            lambda: self.agent.send_subscribe(info, self.now()), outcome, missing
+            lambda: self._engine.send_subscribe(info, self.now()), outcome, missing
         )
 
     async def end(self, key: RecordKey) -> EngineEvent:
@@ -275,44 +279,123 @@ class PresenceRuntime:
 
     def _require_started(self) -> None:
         if not self._started:
-            raise LocalProtocolError("the runtime is not started")
+            raise StateError("the runtime is not started")
+
+    # -- what the layers above read (O(1) unless said otherwise) --------------------
+    @property
+    def registry(self) -> EventRegistry:
+        """The event packages."""
+        return self._engine.registry
+
+    def package(self, event: str | int) -> EventPackage:
+        """The package of an event name or flag (UnknownEventError names
+        the known ones)."""
+        return self._engine.package(event)
+
+    def add_event(self, package: EventPackage) -> None:
+        """Register an event package (the seed's add_event)."""
+        self._engine.add_event(package)
+
+    def register_callback(self, source_flags: int, fn: Callback, param: Any = None) -> None:
+        """The seed's register_puacb (see PresenceEngine.register_callback)."""
+        self._engine.register_callback(source_flags, fn, param)
+
+    def is_dialog(self, call_id: str, to_tag: str | None, from_tag: str) -> DialogState:
+        """The seed's is_dialog."""
+        return self._engine.is_dialog(call_id, to_tag, from_tag)
+
+    def record(self, key: RecordKey) -> Record | None:
+        """The record of ``key``, or None."""
+        return self._engine.record(key)
+
+    def records(self) -> Iterator[Record]:
+        """Every record (a snapshot; O(records))."""
+        return self._engine.records()
+
+    def counts(self) -> dict[str, int]:
+        """Records, publications, subscriptions, transactions, timers."""
+        return self._engine.counts()
+
+    def records_by_state(self) -> dict[tuple[str, str], int]:
+        """Records by (kind, state)."""
+        return self._engine.records_by_state()
+
+    def counters(self) -> dict[str, int]:
+        """The engine's counters (requests sent, refreshes, recoveries...)."""
+        return self._engine.counters()
+
+    def responses_by_status(self) -> dict[int, int]:
+        """Final answers to our requests by status."""
+        return self._engine.responses_by_status()
+
+    def sip_counters(self) -> dict[str, int]:
+        """The SIP layer's counters."""
+        return self._engine.sip_counters()
+
+    def run_timers(self) -> None:
+        """Run every timer due now (what ``pua.cleanup`` asks for)."""
+        self._engine.handle_timer(self.now())
+        self._pump()
+
+    # -- what the store sync uses ---------------------------------------------------
+    def track_changes(self) -> None:
+        """Keep changed and deleted records for a store."""
+        self._engine.track_changes()
+
+    def take_store_changes(self) -> tuple[set[RecordKey], list[int]]:
+        """Keys changed and row ids deleted since the last call."""
+        return self._engine.take_store_changes()
+
+    def mark_changed(self, keys: Iterable[RecordKey]) -> None:
+        """Mark records as changed again (a write that failed)."""
+        self._engine.mark_changed(keys)
+
+    def resume(self, record: Record, due_at: float) -> bool:
+        """Take back a record read from the store (PresenceEngine.resume)."""
+        return self._engine.resume(record, self.now(), due_at)
+
+    def jitter(self) -> float:
+        """A float in [0, 1) from the engine's ids source."""
+        return self._engine.ids.uniform()
+
+    def flush_outputs(self) -> None:
+        """Send what the engine produced, hand out its events, re-arm the timer."""
+        self._pump()
 
     # -- the pump ----------------------------------------------------------------
     def _on_datagram(self, data: bytes, address: Address, transport: str) -> None:
-        self.agent.receive_datagram(data, address, transport, self.now())
+        self._engine.receive_datagram(data, address, transport, self.now())
         self._pump()
 
     def _on_message(self, message: Message, address: Address, transport: str) -> None:
-        self.agent.receive_message(message, address, transport, self.now())
+        self._engine.receive_message(message, address, transport, self.now())
         self._pump()
 
     def _on_send_error(self, address: Address, transport: str, exc: Exception) -> None:
-        self.agent.endpoint.fail_destination(address, transport, str(exc), self.now())
-        self.agent.handle_timer(self.now())  # lets the engine act on the failure
+        self._engine.fail_destination(address, transport, str(exc), self.now())
         self._pump()
 
     def _on_timer(self, now: float) -> None:
-        self.agent.handle_timer(now)
+        self._engine.handle_timer(now)
         self._pump()
 
     def _pump(self) -> None:
-        for datagram in self.agent.datagrams_to_send():
+        for datagram in self._engine.datagrams_to_send():
             self.transports.send(datagram.data, datagram.address, datagram.transport)
-        while (event := self.agent.next_event()) is not None:
+        while (event := self._engine.next_event()) is not None:
             if isinstance(event, CallbackFailed):
                 log.error("callback failed for %s: %s", event.key, event.error)
-            key = getattr(event, "key", None)
-            waiting = self._waiters.get(key) if key is not None else None
+            waiting = self._waiters.get(event.key) if event.key is not None else None
             for listener in [*self._listeners, *(waiting or ())]:
                 try:
                     listener(event)
                 except Exception:
                     log.exception("event listener failed")
         # Listeners may have called the API: send what that produced.
-        for datagram in self.agent.datagrams_to_send():
+        for datagram in self._engine.datagrams_to_send():
             self.transports.send(datagram.data, datagram.address, datagram.transport)
         self._arm_timer()
 
     def _arm_timer(self) -> None:
         if self._loop is not None and self._started:
-            self._timer.arm(self._loop, self.agent.get_timer())
+            self._timer.arm(self._loop, self._engine.get_timer())

@@ -28,7 +28,7 @@ from typing import Any
 from pua.core import (
     PublicationRemoved,
     PublicationSucceeded,
-    RecordKey,
+    Record,
     SubscriptionStateChanged,
     SubscriptionTerminated,
 )
@@ -106,7 +106,6 @@ class StoreSync:
         self.store = store
         self.mode = mode
         self.update_period = update_period
-        self.ids: dict[RecordKey, int] = {}
         self._pending_deletes: set[int] = set()
         self._lock = asyncio.Lock()
         self._kick = asyncio.Event()
@@ -115,7 +114,7 @@ class StoreSync:
         self._task: asyncio.Task[None] | None = None
         self._down = False
         self.timer = WriteTimer()
-        runtime.store_write_seconds = self.timer  # type: ignore[attr-defined]
+        runtime.track_changes()
         runtime.add_listener(self._on_event)
 
     def _on_event(self, event: object) -> None:
@@ -135,8 +134,8 @@ class StoreSync:
         """Load every row and resume its record; rows whose records are over
         are deleted.  Due work is spread over a window that grows with the
         table.  Returns counts."""
-        agent = self.runtime.agent
-        now = self.runtime.now()
+        runtime = self.runtime
+        now = runtime.now()
         total = await self.store.count()
         window = max(SPREAD_MIN, total / SPREAD_RATE)
         resumed = dropped = 0
@@ -144,15 +143,14 @@ class StoreSync:
         async for rows in self.store.load():
             for row in rows:
                 try:
-                    package = agent.registry.by_flag(int(row["event"]))
-                    record = record_from_row(row, package.name, package.content_type)
+                    package = runtime.package(int(row["event"]))
+                    record = record_from_row(row, package.content_type)
                 except (KeyError, ValueError):
                     self._pending_deletes.add(int(row["id"]))
                     dropped += 1
                     continue
-                due_at = now + window * agent.ids.uniform()
-                if agent.resume(record, now, due_at):
-                    self.ids[record.key] = int(row["id"])
+                due_at = now + window * runtime.jitter()
+                if runtime.resume(record, due_at):
                     resumed += 1
                 else:
                     self._pending_deletes.add(int(row["id"]))
@@ -160,8 +158,8 @@ class StoreSync:
             if total > 50_000:
                 log.info("restoring: %d of %d rows", resumed + dropped, total)
             await asyncio.sleep(0)  # let the loop breathe between chunks
-        agent.take_store_changes()  # what was just read needs no writing
-        self.runtime._pump()
+        runtime.take_store_changes()  # what was just read needs no writing
+        runtime.flush_outputs()
         async with self._lock:
             await self._write_pending()
         log.info(
@@ -211,12 +209,9 @@ class StoreSync:
         await future
 
     async def _write_pending(self) -> None:
-        agent = self.runtime.agent
-        changed, deleted = agent.take_store_changes()
-        for key in deleted:
-            ident = self.ids.pop(key, None)
-            if ident is not None:
-                self._pending_deletes.add(ident)
+        runtime = self.runtime
+        changed, deleted = runtime.take_store_changes()
+        self._pending_deletes.update(deleted)
         if not changed and not self._pending_deletes:
             return
         # Written in slices, each its own short transaction, so that neither
@@ -233,17 +228,16 @@ class StoreSync:
             if not part and not first:
                 break
             rows: list[dict[str, Any]] = []
-            inserted: list[RecordKey] = []
+            inserted: list[Record] = []
             for key in part:
-                record = agent.table.get(key)
+                record = runtime.record(key)
                 if record is None:
                     continue  # deleted since; its delete is pending
-                row = record_to_row(record)
-                ident = self.ids.get(record.key)
-                if ident is None:
-                    inserted.append(record.key)
+                row = record_to_row(record, runtime.package(key.event).content_type)
+                if record.row_id is None:
+                    inserted.append(record)
                 else:
-                    row["id"] = ident
+                    row["id"] = record.row_id
                 rows.append(row)
             began = time.perf_counter()
             try:
@@ -251,7 +245,7 @@ class StoreSync:
             except (asyncio.CancelledError, StoreError) as exc:
                 # Nothing is lost: the records not yet written are marked
                 # again, deletes kept.
-                agent.mark_changed(itertools.chain(part, remaining))
+                runtime.mark_changed(itertools.chain(part, remaining))
                 if isinstance(exc, StoreError):
                     self._down = True
                 raise
@@ -259,9 +253,9 @@ class StoreSync:
             if first:
                 self._pending_deletes.difference_update(deletes)
                 first = False
-            for key, ident in zip(inserted, new_ids, strict=True):
-                if agent.table.get(key) is not None:
-                    self.ids[key] = ident
+            for record, ident in zip(inserted, new_ids, strict=True):
+                if runtime.record(record.key) is record:
+                    record.row_id = ident
                 else:
                     self._pending_deletes.add(ident)  # gone while it was written
             await asyncio.sleep(0)

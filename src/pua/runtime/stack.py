@@ -16,6 +16,7 @@ import socket
 from collections.abc import Awaitable, Callable
 from types import TracebackType
 
+from pua.errors import LocalProtocolError, TransactionTimeout, TransportError
 from pua.sip import (
     Datagram,
     MessageDropped,
@@ -30,7 +31,6 @@ from pua.sip import (
     make_response,
 )
 from pua.sip.builder import new_via
-from pua.sip.errors import LocalProtocolError, TransactionTimeout, TransportError
 from pua.sip.headers import Via
 from pua.sip.ids import Ids
 from pua.sip.message import Message

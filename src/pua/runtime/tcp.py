@@ -20,7 +20,7 @@ import ssl
 from collections.abc import Callable
 from typing import cast
 
-from pua.sip.errors import RemoteProtocolError, TransportError
+from pua.errors import RemoteProtocolError, TransportError
 from pua.sip.message import Message
 from pua.sip.parser import KeepAlive, StreamFramer
 from pua.sip.transaction import Address

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from pua.sip.errors import TransportError
+from pua.errors import TransportError
 from pua.sip.message import Message
 from pua.sip.transaction import Address
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
-from typing import Any
 
 from .errors import LocalProtocolError, RemoteProtocolError
 from .headers import MAGIC_COOKIE, Headers, header_key
@@ -24,6 +23,7 @@ from .transaction import (
     Address,
     ClientInput,
     ClientTransaction,
+    CompletedTransaction,
     ServerInput,
     ServerTransaction,
     is_reliable,
@@ -120,15 +120,20 @@ def make_response(
 class SipEndpoint:
     """Non-INVITE transactions for one user agent, driven by ``now``."""
 
-    def __init__(self, *, timers: TimerConfig | None = None) -> None:
+    def __init__(
+        self, *, timers: TimerConfig | None = None, deadlines: DeadlineQueue | None = None
+    ) -> None:
         self.timers = timers or TimerConfig()
         self._clients: dict[tuple[str, str], ClientTransaction] = {}
         # Completed client transactions only absorb retransmitted responses
         # until timer K (§17.1.2.2); for that their key is enough, so the
         # request and response are not held for T4 after the answer.
-        self._completed: set[tuple[str, str]] = set()
+        self._completed: dict[tuple[str, str], CompletedTransaction] = {}
         self._servers: dict[tuple[str, ...], ServerTransaction] = {}
-        self._deadlines = DeadlineQueue()
+        # A user above (the presence engine) may share its queue: one heap
+        # for every timer of the stack.  It then pops the due timers itself
+        # and hands the endpoint's to :meth:`fire`.
+        self._deadlines = deadlines if deadlines is not None else DeadlineQueue()
         self._outgoing: list[Datagram] = []
         self._events: deque[EndpointEvent] = deque()
         self.counters: dict[str, int] = {
@@ -160,6 +165,10 @@ class SipEndpoint:
         """Client transactions alive (waiting for an answer, or completed
         and absorbing retransmissions until timer K)."""
         return len(self._clients) + len(self._completed)
+
+    def waiting(self) -> list[ClientTransaction]:
+        """Client transactions still waiting for their final answer."""
+        return list(self._clients.values())
 
     @property
     def server_transactions(self) -> int:
@@ -193,8 +202,8 @@ class SipEndpoint:
         self.counters["requests_sent"] += 1
         if not tx.reliable:
             tx.interval = self.timers.t1
-            self._deadlines.arm(tx.key, "E", now + tx.interval)
-        self._deadlines.arm(tx.key, "F", now + self.timers.timer_f)
+            self._deadlines.arm(tx, "timer_e", now + tx.interval)
+        self._deadlines.arm(tx, "timer_f", now + self.timers.timer_f)
         return tx
 
     def _client_input(
@@ -215,26 +224,28 @@ class SipEndpoint:
                 tx.interval = min(2 * tx.interval, self.timers.t2)
                 if tx.state.value == "proceeding":
                     tx.interval = self.timers.t2
-                self._deadlines.arm(tx.key, "E", now + tx.interval)
+                self._deadlines.arm(tx, "timer_e", now + tx.interval)
         elif action is Action.PASS_UP:
             assert response is not None
             if not tx.reliable:
                 # In Proceeding, retransmit at T2 from now on.
                 tx.interval = self.timers.t2
-                if self._deadlines.deadline(tx.key, "E") is None:
-                    self._deadlines.arm(tx.key, "E", now + tx.interval)
+                if tx.timer_e is None:
+                    self._deadlines.arm(tx, "timer_e", now + tx.interval)
             self._events.append(ResponseReceived(transaction=tx, response=response))
         elif action is Action.PASS_UP_FINAL:
             assert response is not None
             tx.final_response = response
-            self._deadlines.cancel_all(tx.key, ("E", "F"))
+            self._deadlines.cancel(tx, "timer_e")
+            self._deadlines.cancel(tx, "timer_f")
             self._events.append(ResponseReceived(transaction=tx, response=response))
             if tx.reliable:
                 self._client_input(tx, ClientInput.TIMER_K, now)
             else:
-                del self._clients[tx.key]
-                self._completed.add(tx.key)
-                self._deadlines.arm(tx.key, "K", now + self.timers.timer_k)
+                self._drop_client(tx.key)
+                completed = CompletedTransaction(tx.key)
+                self._completed[tx.key] = completed
+                self._deadlines.arm(completed, "timer_k", now + self.timers.timer_k)
         elif action is Action.TIMEOUT:
             self.counters["timeouts"] += 1
             self._forget_client(tx)
@@ -247,8 +258,14 @@ class SipEndpoint:
         # ABSORB: nothing to do.
 
     def _forget_client(self, tx: ClientTransaction) -> None:
-        self._deadlines.cancel_all(tx.key, ("E", "F", "K"))
-        self._clients.pop(tx.key, None)
+        self._deadlines.cancel(tx, "timer_e")
+        self._deadlines.cancel(tx, "timer_f")
+        self._drop_client(tx.key)
+
+    def _drop_client(self, key: tuple[str, str]) -> None:
+        self._clients.pop(key, None)
+        if not self._clients:
+            self._clients = {}  # a dict keeps its high-water size: start afresh
 
     # -- server side ----------------------------------------------------------
     def respond(self, transaction: ServerTransaction, response: Response, now: float) -> None:
@@ -263,15 +280,17 @@ class SipEndpoint:
             if transaction.reliable:
                 self._server_input(transaction, ServerInput.TIMER_J, now)
             else:
-                self._deadlines.arm(transaction.key, "J", now + self.timers.timer_j)
+                self._deadlines.arm(transaction, "timer_j", now + self.timers.timer_j)
 
     def _server_input(self, tx: ServerTransaction, event: ServerInput, now: float) -> None:
         action = tx.step(event)
         if action is Action.RESEND_LAST and tx.last_response is not None:
             self._send(tx.last_response, tx.address, tx.transport)
         elif action in (Action.DESTROY, Action.TRANSPORT_FAILED):
-            self._deadlines.cancel(tx.key, "J")
+            self._deadlines.cancel(tx, "timer_j")
             self._servers.pop(tx.key, None)
+            if not self._servers:
+                self._servers = {}
 
     @staticmethod
     def _server_key(request: Request) -> tuple[str, ...]:
@@ -367,22 +386,21 @@ class SipEndpoint:
         self._events.append(RequestReceived(transaction=tx, request=request))
 
     def handle_timer(self, now: float) -> None:
-        """Fire every timer due at ``now``."""
-        # Timers are keyed by transaction key, not by the transaction, so a
-        # cancelled entry waiting in the heap holds no request or response.
+        """Fire every timer due at ``now`` (when the endpoint owns its queue)."""
         for owner, name in self._deadlines.pop_due(now):
-            key: Any = owner
-            if name == "J":
-                server = self._servers.get(key)
-                if server is not None:
-                    self._server_input(server, ServerInput.TIMER_J, now)
-            elif name == "K":
-                self._completed.discard(key)  # Completed -> Terminated
-            else:
-                client = self._clients.get(key)
-                if client is not None:
-                    event = ClientInput.TIMER_E if name == "E" else ClientInput.TIMER_F
-                    self._client_input(client, event, now)
+            self.fire(owner, name, now)
+
+    def fire(self, owner: object, name: str, now: float) -> None:
+        """Act on one of the endpoint's timers, popped from a shared queue."""
+        if isinstance(owner, ServerTransaction):
+            self._server_input(owner, ServerInput.TIMER_J, now)
+        elif isinstance(owner, CompletedTransaction):
+            self._completed.pop(owner.key, None)  # Completed -> Terminated
+            if not self._completed:
+                self._completed = {}
+        elif isinstance(owner, ClientTransaction) and owner.key in self._clients:
+            event = ClientInput.TIMER_E if name == "timer_e" else ClientInput.TIMER_F
+            self._client_input(owner, event, now)
 
     # -- errors -----------------------------------------------------------------
     def _drop(

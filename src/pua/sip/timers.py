@@ -1,19 +1,18 @@
 """Timer values (RFC 3261 §17, table 4) and the one deadline queue.
 
-Every timer of the stack (transaction timers, and later refreshes and
-expiries) lives in one :class:`DeadlineQueue`: a heap of ``(deadline, seq,
-owner, name)``.  Cancelling or re-arming does not search the heap; the owner
-keeps the deadline it currently wants per timer name and stale heap entries
-are skipped when they surface.  Work per tick is O(due timers · log n).
+Every timer of the stack (transaction timers E, F, K, J and each record's
+refresh, retry or expiry) lives in one :class:`DeadlineQueue`: a heap of
+``(deadline, owner, name)``.  The owner keeps the deadline it currently wants
+in an attribute of that name; cancelling or re-arming does not search the
+heap, and stale entries are skipped when they surface.
 """
 
 from __future__ import annotations
 
 import heapq
-from collections.abc import Hashable
 from dataclasses import dataclass
 
-__all__ = ["DeadlineQueue", "TimerConfig"]
+__all__ = ["DeadlineQueue", "Timed", "TimerConfig"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -45,68 +44,85 @@ class TimerConfig:
         return self.t4
 
 
-class DeadlineQueue:
-    """A heap of deadlines with lazy cancellation.
+class Timed:
+    """Mixin for objects that own deadlines in a :class:`DeadlineQueue`.
 
-    ``arm(owner, name, at)`` replaces any earlier deadline of that owner and
-    name; ``cancel`` forgets it; ``pop_due(now)`` returns the ``(owner,
-    name)`` pairs whose current deadline is ``<= now``, earliest first.
+    Heap entries that share a deadline are ordered by the owners' identity
+    (any stable order will do); the owner itself holds the deadline it
+    currently wants, in the attribute the timer is named after.
     """
 
-    __slots__ = ("_armed", "_heap", "_seq")
+    __slots__ = ()
+
+    def __lt__(self, other: object) -> bool:
+        return id(self) < id(other)
+
+
+class DeadlineQueue:
+    """One heap of deadlines for the whole stack, with lazy cancellation.
+
+    A timer is an attribute of its owner (``tx.timer_e``, ``record.deadline``)
+    holding the time it fires, or None.  ``arm(owner, name, at)`` sets the
+    attribute and pushes ``(at, owner, name)``; ``cancel`` sets it to None.
+    An entry is live while the owner's attribute still equals its time, so
+    cancelling or re-arming never searches the heap: stale entries are
+    skipped when they surface, and dropped in one pass when they outnumber
+    the live ones (so a record that is re-armed often, or an owner that is
+    gone, holds no memory for long).  Work per tick is O(due timers · log n).
+    """
+
+    __slots__ = ("_heap", "_live")
 
     def __init__(self) -> None:
-        self._heap: list[tuple[float, int, Hashable, str]] = []
-        self._armed: dict[tuple[Hashable, str], tuple[float, int]] = {}
-        self._seq = 0
+        self._heap: list[tuple[float, Timed, str]] = []
+        self._live = 0
 
     def __len__(self) -> int:
-        return len(self._armed)
+        """Timers armed."""
+        return self._live
 
-    def arm(self, owner: Hashable, name: str, at: float) -> None:
+    def arm(self, owner: Timed, name: str, at: float) -> None:
         """Set timer ``name`` of ``owner`` to fire at ``at``."""
-        self._seq += 1
-        self._armed[(owner, name)] = (at, self._seq)
-        heapq.heappush(self._heap, (at, self._seq, owner, name))
-        # Keep stale entries from piling up when timers are re-armed often.
-        if len(self._heap) > 64 and len(self._heap) > 4 * len(self._armed):
+        if getattr(owner, name) is None:
+            self._live += 1
+        setattr(owner, name, at)
+        heapq.heappush(self._heap, (at, owner, name))
+        if len(self._heap) > 64 and len(self._heap) > 2 * self._live + 64:
             self._compact()
 
-    def cancel(self, owner: Hashable, name: str) -> None:
+    def cancel(self, owner: Timed, name: str) -> None:
         """Forget timer ``name`` of ``owner`` (no error when not armed)."""
-        self._armed.pop((owner, name), None)
-
-    def cancel_all(self, owner: Hashable, names: tuple[str, ...]) -> None:
-        """Forget the named timers of ``owner``."""
-        for name in names:
-            self._armed.pop((owner, name), None)
-
-    def deadline(self, owner: Hashable, name: str) -> float | None:
-        """When timer ``name`` of ``owner`` fires, or None."""
-        entry = self._armed.get((owner, name))
-        return None if entry is None else entry[0]
+        if getattr(owner, name) is not None:
+            self._live -= 1
+            setattr(owner, name, None)
 
     def next_deadline(self) -> float | None:
         """The earliest live deadline, or None."""
         heap = self._heap
         while heap:
-            at, seq, owner, name = heap[0]
-            if self._armed.get((owner, name)) == (at, seq):
+            at, owner, name = heap[0]
+            if getattr(owner, name) == at:
                 return at
             heapq.heappop(heap)
+        if not self._live:
+            self._heap = []  # give back what a burst of timers grew
         return None
 
-    def pop_due(self, now: float) -> list[tuple[Hashable, str]]:
-        """Remove and return every live timer due at ``now``."""
+    def pop_due(self, now: float) -> list[tuple[Timed, str]]:
+        """Disarm and return every live timer due at ``now``, earliest first."""
         heap = self._heap
-        due: list[tuple[Hashable, str]] = []
+        due: list[tuple[Timed, str]] = []
         while heap and heap[0][0] <= now:
-            at, seq, owner, name = heapq.heappop(heap)
-            if self._armed.get((owner, name)) == (at, seq):
-                del self._armed[(owner, name)]
+            at, owner, name = heapq.heappop(heap)
+            if getattr(owner, name) == at:
+                setattr(owner, name, None)
+                self._live -= 1
                 due.append((owner, name))
+        if len(heap) > 2 * self._live + 64:
+            self._compact()
         return due
 
     def _compact(self) -> None:
-        self._heap = [(at, seq, owner, name) for (owner, name), (at, seq) in self._armed.items()]
+        # In place: pop_due's caller may hold the list.
+        self._heap[:] = [e for e in self._heap if getattr(e[1], e[2]) == e[0]]
         heapq.heapify(self._heap)

@@ -99,6 +99,7 @@ from dataclasses import dataclass
 
 from .errors import LocalProtocolError
 from .message import Request, Response
+from .timers import Timed
 
 __all__ = [
     "CLIENT_TABLE",
@@ -219,7 +220,7 @@ SERVER_TABLE: dict[tuple[ServerState, ServerInput], tuple[Action, ServerState]] 
 
 
 @dataclass(eq=False, slots=True)
-class ClientTransaction:
+class ClientTransaction(Timed):
     """One outgoing non-INVITE request and its retransmission state.
 
     ``key`` is what §17.1.3 matches responses on: the branch of the top Via
@@ -236,6 +237,9 @@ class ClientTransaction:
     interval: float = 0.0
     retransmissions: int = 0
     final_response: Response | None = None
+    timer_e: float | None = None  # deadlines in the stack's DeadlineQueue
+    timer_f: float | None = None
+    owner: object = None  # whoever above sent it (a presence record)
 
     @property
     def reliable(self) -> bool:
@@ -253,8 +257,20 @@ class ClientTransaction:
         return action
 
 
+class CompletedTransaction(Timed):
+    """What is left of a client transaction in Completed over UDP: its key,
+    to absorb retransmitted responses until timer K (§17.1.2.2).  The
+    request and the response are not held that long."""
+
+    __slots__ = ("key", "timer_k")
+
+    def __init__(self, key: tuple[str, str]) -> None:
+        self.key = key
+        self.timer_k: float | None = None
+
+
 @dataclass(eq=False, slots=True)
-class ServerTransaction:
+class ServerTransaction(Timed):
     """One incoming non-INVITE request and the responses we gave it.
 
     ``key`` is what §17.2.3 matches retransmissions on.
@@ -266,6 +282,7 @@ class ServerTransaction:
     key: tuple[str, ...]
     state: ServerState = ServerState.TRYING
     last_response: bytes | None = None
+    timer_j: float | None = None
 
     @property
     def reliable(self) -> bool:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from pua.sip.errors import PuaError
+from pua.errors import PuaError
 
 __all__ = ["StoreError", "mask_url"]
 

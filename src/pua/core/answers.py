@@ -1,0 +1,70 @@
+"""A final answer to one of our requests, read once into plain values.
+
+The classifiers beside the publication and subscription tables decide on
+these values, never on the raw message; a header the peer sent malformed
+reads as absent (a 2xx without a usable SIP-ETag is then an error, as RFC
+3903 §11.3 needs one).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pua.errors import RemoteProtocolError
+from pua.sip.message import Response
+
+__all__ = ["RETRYABLE", "Answer", "read_answer"]
+
+# Answers after which the server may do better later (RFC 3261 §21).
+RETRYABLE = frozenset({408, 480, 500, 502, 503, 504, 580})
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Answer:
+    """What the engine needs of a final answer (``response`` is None for a
+    local timeout, 408, or a transport failure, 503)."""
+
+    status: int
+    reason: str
+    response: Response | None = None
+    etag: str | None = None
+    expires: int | None = None
+    min_expires: int | None = None
+    retry_after: int | None = None
+    to_tag: str | None = None
+
+    @property
+    def success(self) -> bool:
+        """A 2xx from the server."""
+        return self.response is not None and 200 <= self.status < 300
+
+    @property
+    def retryable(self) -> bool:
+        """Timeouts, transport failures, 408, 480, 5xx: worth another try."""
+        return self.status in RETRYABLE or 500 <= self.status < 600
+
+
+def _safe(read: Callable[[], Any]) -> Any:
+    try:
+        return read()
+    except RemoteProtocolError:
+        return None
+
+
+def read_answer(response: Response | None, status: int, reason: str) -> Answer:
+    """The values of a final answer (headers read leniently)."""
+    if response is None:
+        return Answer(status=status, reason=reason)
+    retry_after = _safe(lambda: response.retry_after)
+    return Answer(
+        status=status,
+        reason=reason,
+        response=response,
+        etag=_safe(lambda: response.sip_etag) or None,
+        expires=_safe(lambda: response.expires),
+        min_expires=_safe(lambda: response.min_expires),
+        retry_after=None if retry_after is None else retry_after.seconds,
+        to_tag=_safe(lambda: response.to.tag) or None,
+    )

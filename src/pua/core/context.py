@@ -1,0 +1,239 @@
+"""What the publisher, the subscriber and the NOTIFY server share.
+
+:class:`EngineContext` holds the engine's parts (table, deadline queue, SIP
+endpoint, timing rules, event and callback queues, change tracking,
+counters) and the few operations every machine needs: mark a record
+changed, forget it, arm its deadline, send a request for it.  It does no
+IO; the :class:`~pua.core.engine.PresenceEngine` owns it.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from pua.errors import StateError
+from pua.sip.builder import new_via
+from pua.sip.endpoint import SipEndpoint
+from pua.sip.headers import Via
+from pua.sip.ids import Ids
+from pua.sip.message import Request, Response
+from pua.sip.timers import DeadlineQueue
+from pua.sip.transaction import Address
+
+from .config import EngineConfig
+from .events import CallbackFailed, EngineEvent
+from .lifetimes import Lifetimes
+from .packages import EventRegistry
+from .records import InFlight, Record, RecordKey, RecordTable, RequestKind
+from .requests import Destination, parse_next_hop
+
+__all__ = ["Callback", "CallbackQueue", "ChangeTracker", "Counters", "EngineContext", "Router"]
+
+# register_callback's function: (record, message, param).  ``message`` is the
+# final Response, the NOTIFY Request, or None after a local timeout.
+Callback = Callable[[Record, Request | Response | None, Any], None]
+
+
+class Counters:
+    """What the engine counts as it goes (read by metrics and stats)."""
+
+    __slots__ = (
+        "notify_received",
+        "publish_sent",
+        "recoveries_412",
+        "recoveries_423",
+        "refreshes",
+        "responses",
+        "retries",
+        "subscribe_sent",
+    )
+
+    def __init__(self) -> None:
+        self.publish_sent = 0
+        self.subscribe_sent = 0
+        self.notify_received = 0
+        self.refreshes = 0
+        self.recoveries_412 = 0
+        self.recoveries_423 = 0
+        self.retries = 0
+        self.responses: dict[int, int] = {}  # final answers by status
+
+    def as_dict(self) -> dict[str, int]:
+        """The counters by name (answers by status apart)."""
+        return {name: getattr(self, name) for name in self.__slots__ if name != "responses"}
+
+
+class ChangeTracker:
+    """Records changed and deleted since the store last looked.  Exists
+    only while a store is attached: without one nothing is kept."""
+
+    __slots__ = ("_changed", "_deleted")
+
+    def __init__(self) -> None:
+        self._changed: set[RecordKey] = set()
+        self._deleted: list[int] = []
+
+    def changed(self, record: Record) -> None:
+        self._changed.add(record.key)
+
+    def deleted(self, record: Record) -> None:
+        self._changed.discard(record.key)
+        if record.row_id is not None:
+            self._deleted.append(record.row_id)
+            record.row_id = None
+
+    def mark(self, key: RecordKey) -> None:
+        """Mark ``key`` changed again (a write that failed)."""
+        self._changed.add(key)
+
+    def take(self) -> tuple[set[RecordKey], list[int]]:
+        """Keys changed and row ids deleted since the last call (handed
+        over, not copied)."""
+        changed, self._changed = self._changed, set()
+        deleted, self._deleted = self._deleted, []
+        return changed, deleted
+
+
+class CallbackQueue:
+    """Registered callbacks and the calls waiting for them.  Calls are
+    queued during a transition and made once it is complete (``drain``),
+    so a callback may call the engine again."""
+
+    __slots__ = ("_calls", "_registered", "events")
+
+    def __init__(self, events: deque[EngineEvent]) -> None:
+        self._registered: list[tuple[int, Callback, Any]] = []
+        self._calls: deque[tuple[Record, Any, InFlight | None]] = deque()
+        self.events = events
+
+    def register(self, mask: int, fn: Callback, param: Any) -> None:
+        self._registered.append((mask, fn, param))
+
+    def queue(self, record: Record, message: Any, flight: InFlight | None) -> None:
+        """Call back for ``message``: the request's own callback (from
+        ``flight``) and every registered one whose flags match."""
+        if flight is not None and not flight.api:
+            return  # callbacks are for what the API asked (the seed's REQ_OTHER)
+        if flight is not None and flight.callback is None and not self._registered:
+            return
+        if flight is None and not self._registered:
+            return
+        self._calls.append((record, message, flight))
+
+    def drain(self) -> None:
+        """Make every queued call (user code runs here, outside transitions)."""
+        while self._calls:
+            record, message, flight = self._calls.popleft()
+            if flight is not None and flight.callback is not None:
+                self._call(record, flight.callback, message, flight.cb_param)
+            flag = record.key.source_flag
+            for mask, fn, param in self._registered:
+                if mask & flag:
+                    self._call(record, fn, record, message, param)
+
+    def _call(self, record: Record, fn: Callable[..., Any], *args: Any) -> None:
+        try:
+            fn(*args)
+        except Exception as exc:
+            self.events.append(CallbackFailed(key=record.key, error=repr(exc)))
+
+
+class Router:
+    """Where requests go and where we are: the configured next hop, our
+    listen address per transport (Via sent-by, default Contact)."""
+
+    __slots__ = ("_contacts", "_ids", "_local", "outbound_proxy")
+
+    def __init__(self, outbound_proxy: str | None, ids: Ids) -> None:
+        self.outbound_proxy = outbound_proxy
+        self._ids = ids
+        self._local: dict[str, Address] = {}
+        self._contacts: dict[str, str] = {}
+
+    def set_local_address(self, transport: str, host: str, port: int) -> None:
+        self._local[transport.lower()] = (host, port)
+        self._contacts.clear()
+
+    def destination(self, proxy: str | None, target: str) -> Destination:
+        """The next hop: the record's proxy, else the configured one, else the target."""
+        return parse_next_hop(proxy or self.outbound_proxy or target)
+
+    def local(self, transport: str) -> Address:
+        try:
+            return self._local[transport]
+        except KeyError:
+            raise StateError(f"no local {transport} address: call set_local_address") from None
+
+    def via(self, transport: str) -> Via:
+        host, port = self.local(transport)
+        return new_via(self._ids, transport, f"[{host}]" if ":" in host else host, port)
+
+    def default_contact(self, target: str) -> str:
+        """Our own address toward ``target``'s next hop (one string per transport)."""
+        transport = self.destination(None, target).transport
+        contact = self._contacts.get(transport)
+        if contact is None:
+            host, port = self.local(transport)
+            host = f"[{host}]" if ":" in host else host
+            suffix = "" if transport == "udp" else f";transport={transport}"
+            contact = self._contacts[transport] = f"sip:{host}:{port}{suffix}"
+        return contact
+
+
+class EngineContext:
+    """The engine's parts, and what every machine does with them."""
+
+    def __init__(self, config: EngineConfig, ids: Ids, registry: EventRegistry) -> None:
+        self.config = config
+        self.ids = ids
+        self.registry = registry
+        self.deadlines = DeadlineQueue()
+        self.endpoint = SipEndpoint(timers=config.timers, deadlines=self.deadlines)
+        self.table = RecordTable(config.hash_size)
+        self.lifetimes = Lifetimes(config, ids)
+        self.router = Router(config.outbound_proxy, ids)
+        self.events: deque[EngineEvent] = deque()
+        self.callbacks = CallbackQueue(self.events)
+        self.changes: ChangeTracker | None = None
+        self.counters = Counters()
+
+    def mark(self, record: Record) -> None:
+        """The record changed: the store writes it (when one is attached)."""
+        if self.changes is not None:
+            self.changes.changed(record)
+
+    def forget(self, record: Record) -> None:
+        """Take ``record`` out of the table, its deadline and its dialog."""
+        self.deadlines.cancel(record, "deadline")
+        record.flight = None
+        if self.table.get(record.key) is record:
+            self.table.remove(record.key)
+            if self.changes is not None:
+                self.changes.deleted(record)
+
+    def arm(self, record: Record, at: float) -> None:
+        self.deadlines.arm(record, "deadline", at)
+
+    def disarm(self, record: Record) -> None:
+        self.deadlines.cancel(record, "deadline")
+
+    def send(
+        self,
+        record: Record,
+        request: Request,
+        destination: Destination,
+        kind: RequestKind,
+        body: bytes | None,
+        now: float,
+    ) -> InFlight:
+        """Start a client transaction for ``record``'s request."""
+        self.disarm(record)
+        tx = self.endpoint.send_request(
+            request, (destination.host, destination.port), destination.transport, now
+        )
+        tx.owner = record
+        flight = InFlight(kind, tx.key, body)
+        record.flight = flight
+        return flight

@@ -1,0 +1,450 @@
+"""The presence engine: the seed's pua, sans-IO.
+
+:class:`PresenceEngine` holds the seed's API (``send_publish``,
+``send_subscribe``, ``is_dialog``, ``register_callback``, ``add_event``) and
+feeds the machines beneath it:
+
+- :mod:`pua.core.publisher` and :mod:`pua.core.subscriber`: the state
+  tables, what turns answers and timers into their inputs, their actions;
+- :mod:`pua.core.notify`: the NOTIFY server;
+- :mod:`pua.core.lifetimes`: expires, refresh and retry times;
+- :mod:`pua.core.requests`: routing and request building;
+- :mod:`pua.core.context`: the shared parts (table, one deadline queue,
+  SIP endpoint, callbacks queued until a transition is complete, change
+  tracking for the store, counters).
+
+Like the SIP endpoint it does no IO: feed it API calls, datagrams and timer
+ticks, each with ``now`` (seconds; the runtime passes Unix time so that
+expiry times can be stored); take ``datagrams_to_send()``, ``next_event()``
+and ``get_timer()``.  Identifiers and jitter come from the ``ids`` source.
+Work per tick is O(due timers): one heap holds every transaction timer and
+each record's one deadline.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from pua.errors import BodyError, StateError, UsageError
+from pua.sip import MessageDropped, RequestReceived, ResponseReceived, SipUri
+from pua.sip.endpoint import Datagram, TransactionTimedOut, TransportFailed
+from pua.sip.ids import Ids, call_id, tag
+from pua.sip.transaction import Address, ClientTransaction
+
+from .answers import Answer, read_answer
+from .config import EngineConfig
+from .context import Callback, ChangeTracker, EngineContext
+from .events import EngineEvent
+from .flags import DialogState, UpdateType
+from .info import PublishInfo, SubscribeInfo, as_body
+from .lifetimes import Lifetimes
+from .notify import NotifyServer
+from .packages import EventPackage, EventRegistry, default_registry
+from .publisher import PubInput, Publisher
+from .records import (
+    PublicationRecord,
+    PubState,
+    Record,
+    RecordKey,
+    RecordOptions,
+    SubscriptionRecord,
+    SubscriptionRoute,
+    SubState,
+    intern_text,
+)
+from .requests import check_uri, parse_extra_headers, parse_next_hop
+from .subscriber import SubInput, Subscriber
+
+__all__ = ["Callback", "PresenceEngine"]
+
+# CSeq step over a stored one when a dialog is resumed after a restart:
+# more than the refreshes a write-back period can leave unwritten.
+CSEQ_RESUME_STEP = 1000
+
+
+class PresenceEngine:
+    """The seed's pua API over a sans-IO SIP endpoint."""
+
+    def __init__(
+        self,
+        config: EngineConfig | None = None,
+        ids: Ids | None = None,
+        *,
+        registry: EventRegistry | None = None,
+    ) -> None:
+        if ids is None:
+            raise UsageError("PresenceEngine needs an ids source (pua.sip.CountingIds in tests)")
+        self.config = config or EngineConfig()
+        self.ids = ids
+        self._ctx = ctx = EngineContext(self.config, ids, registry or default_registry())
+        self.registry = ctx.registry
+        self._publisher = Publisher(ctx)
+        self._subscriber = Subscriber(ctx)
+        self._notify = NotifyServer(ctx, self._subscriber)
+
+    # -- set-up ----------------------------------------------------------------
+    def set_local_address(self, transport: str, host: str, port: int) -> None:
+        """Where we listen on ``transport`` (Via sent-by, default Contact)."""
+        self._ctx.router.set_local_address(transport, host, port)
+
+    def add_event(self, package: EventPackage) -> None:
+        """Register an event package (the seed's ``add_event``)."""
+        self.registry.add(package)
+
+    def register_callback(self, source_flags: int, fn: Callback, param: Any = None) -> None:
+        """Call ``fn(record, message, param)`` on final replies to requests
+        the API started and on NOTIFYs, for records whose source flag shares
+        a bit with ``source_flags`` (any bit, high ones too).  Calls are
+        made once the transition that caused them is complete, so ``fn``
+        may call the engine."""
+        if source_flags <= 0:
+            raise UsageError("source_flags must name at least one flag bit")
+        self._ctx.callbacks.register(int(source_flags), fn, param)
+
+    def is_dialog(self, call_id_value: str, to_tag: str | None, from_tag: str) -> DialogState:
+        """Whether a stored subscription has this dialog: CONFIRMED, TEMPORARY
+        (our SUBSCRIBE is not answered yet: ``to_tag`` unknown) or NONE.
+        ``from_tag`` is ours, ``to_tag`` the notifier's (as in the record)."""
+        sub = self._ctx.table.by_dialog(call_id_value, from_tag, to_tag)
+        return DialogState.NONE if sub is None else sub.dialog_state
+
+    def track_changes(self) -> None:
+        """Keep the keys of changed and deleted records for a store (see
+        :meth:`take_store_changes`).  Without a store nothing is kept."""
+        if self._ctx.changes is None:
+            self._ctx.changes = ChangeTracker()
+
+    # -- queries -----------------------------------------------------------------
+    def record(self, key: RecordKey) -> Record | None:
+        """The record of ``key``, or None."""
+        return self._ctx.table.get(key)
+
+    def records(self) -> Iterator[Record]:
+        """Every record (a snapshot: the table may change meanwhile)."""
+        return iter(list(self._ctx.table))
+
+    def records_by_state(self) -> dict[tuple[str, str], int]:
+        """Records held by (kind, state), kept as the engine goes: O(1)."""
+        return {
+            ("publication" if isinstance(state, PubState) else "subscription", state.value): n
+            for state, n in self._ctx.table.by_state().items()
+        }
+
+    def counts(self) -> dict[str, int]:
+        """Records held, publications, subscriptions and transactions alive:
+        kept as the engine goes, O(1)."""
+        table, endpoint = self._ctx.table, self._ctx.endpoint
+        return {
+            "records": len(table),
+            "publications": table.publications,
+            "subscriptions": table.subscriptions,
+            "client_transactions": endpoint.client_transactions,
+            "server_transactions": endpoint.server_transactions,
+            "timers": len(self._ctx.deadlines),
+        }
+
+    def requests_in_flight(self) -> list[ClientTransaction]:
+        """Our requests still waiting for their final answer."""
+        return self._ctx.endpoint.waiting()
+
+    def counters(self) -> dict[str, int]:
+        """Requests sent, NOTIFYs received, refreshes, recoveries, retries."""
+        return self._ctx.counters.as_dict()
+
+    def responses_by_status(self) -> dict[int, int]:
+        """Final answers to our requests by status (408 and 503 for local
+        timeouts and transport failures)."""
+        return dict(self._ctx.counters.responses)
+
+    def sip_counters(self) -> dict[str, int]:
+        """The SIP layer's counters."""
+        return dict(self._ctx.endpoint.counters)
+
+    def package(self, event: str | int) -> EventPackage:
+        """The package of an event name or flag; UnknownEventError otherwise."""
+        return self.registry.lookup(event)
+
+    # -- outputs -----------------------------------------------------------------
+    def datagrams_to_send(self) -> list[Datagram]:
+        """Datagrams to transmit (data, address, transport)."""
+        return self._ctx.endpoint.datagrams_to_send()
+
+    def next_event(self) -> EngineEvent | None:
+        """The oldest engine event not yet taken."""
+        events = self._ctx.events
+        return events.popleft() if events else None
+
+    def get_timer(self) -> float | None:
+        """When :meth:`handle_timer` must next run."""
+        return self._ctx.deadlines.next_deadline()
+
+    def take_store_changes(self) -> tuple[set[RecordKey], list[int]]:
+        """Keys of records changed, and row ids of records deleted, since
+        the last call (handed over, not copied).  Look the records up with
+        :meth:`record` (one may be gone by then)."""
+        changes = self._ctx.changes
+        if changes is None:
+            return set(), []
+        return changes.take()
+
+    def mark_changed(self, keys: Iterable[RecordKey]) -> None:
+        """Mark records as changed again (a store write that failed)."""
+        changes = self._ctx.changes
+        if changes is None:
+            return
+        for key in keys:
+            if self._ctx.table.get(key) is not None:
+                changes.mark(key)
+
+    # -- inputs ------------------------------------------------------------------
+    def receive_datagram(self, data: bytes, address: Address, transport: str, now: float) -> None:
+        """Bytes from the network."""
+        self._ctx.endpoint.receive_datagram(data, address, transport, now)
+        self._settle(now)
+
+    def receive_message(self, message: Any, address: Address, transport: str, now: float) -> None:
+        """A message cut from a stream by the runtime's framer."""
+        self._ctx.endpoint.receive_message(message, address, transport, now)
+        self._settle(now)
+
+    def fail_destination(self, address: Address, transport: str, reason: str, now: float) -> None:
+        """The runtime could not send to ``address``: every request waiting
+        on it fails at once (answered as 503 Transport failed)."""
+        self._ctx.endpoint.fail_destination(address, transport, reason, now)
+        self._settle(now)
+
+    def handle_timer(self, now: float) -> None:
+        """Run every timer due at ``now``."""
+        ctx = self._ctx
+        for owner, name in ctx.deadlines.pop_due(now):
+            if isinstance(owner, PublicationRecord):
+                if ctx.table.get(owner.key) is owner:
+                    self._publisher.on_timer(owner, now)
+            elif isinstance(owner, SubscriptionRecord):
+                if ctx.table.get(owner.key) is owner:
+                    self._subscriber.on_timer(owner, now)
+            else:
+                ctx.endpoint.fire(owner, name, now)
+            self._settle(now)
+        self._settle(now)
+
+    def send_publish(self, info: PublishInfo, now: float) -> RecordKey | None:
+        """Publish, modify, refresh or remove (the seed's ``send_publish``).
+
+        Returns the record's key, or None when there was nothing to do (a
+        removal of a publication we do not hold).  Raises UsageError (a
+        ValueError) for what cannot be sent: an unknown or subscribe-only
+        event, a bad URI, a new publication without a body.
+        """
+        ctx = self._ctx
+        package = self.registry.lookup(info.event)
+        if not package.publishable:
+            raise UsageError(f"event {package.name!r} cannot be published (subscribe only)")
+        pres = check_uri(info.pres_uri, "pres_uri")
+        if info.outbound_proxy is not None:
+            parse_next_hop(info.outbound_proxy)
+        elif self.config.outbound_proxy is None and not isinstance(pres, SipUri):
+            raise UsageError(
+                f"pres_uri: a {pres.scheme}: URI needs an outbound_proxy to be reached"
+            )
+        if info.expires < -1:
+            raise UsageError(f"expires must be -1, 0 or positive, not {info.expires}")
+        body = as_body(info.body)
+        extra = parse_extra_headers(info.extra_headers)
+        key = RecordKey(
+            intern_text(info.pres_uri), int(package.flag), info.id, int(info.source_flag)
+        )
+        record = ctx.table.get(key)
+        if record is not None and not isinstance(record, PublicationRecord):
+            raise StateError("the key names a subscription")
+        if info.expires == 0:
+            if record is None:
+                return None
+            wish = self._publisher.wish(record)
+            wish.api, wish.remove, wish.body = True, True, None
+            wish.callback, wish.cb_param = info.callback, info.cb_param
+            event = PubInput.REMOVE if record.etag is not None else PubInput.WITHDRAW
+            self._publisher.step(record, event, now)
+            self._settle(now)
+            return key
+        created = record is None
+        if record is None:
+            if body is None and info.etag is None:
+                raise UsageError("a new publication needs a body")
+            record = PublicationRecord(key, "t" + self.ids.token(10), etag=info.etag)
+        if body is not None and package.process_body is not None:
+            try:
+                body = package.process_body(body, record.publish_count, record.tuple_id)
+            except BodyError as exc:
+                raise BodyError(f"body rejected: {exc}") from None
+        content_type = info.content_type
+        if content_type is None and not created:
+            content_type = record.options.content_type
+        if content_type == package.content_type:
+            content_type = None
+        record.options = RecordOptions.of(extra, info.outbound_proxy, content_type)
+        if created:
+            ctx.table.put(record)
+        ctx.lifetimes.apply(record, info.expires, now)
+        if info.flag == UpdateType.INSERT_TYPE:
+            record.etag = None  # a new initial PUBLISH, whatever we hold
+        wish = self._publisher.wish(record)
+        wish.api, wish.remove = True, False
+        wish.callback, wish.cb_param = info.callback, info.cb_param
+        if body is not None:
+            wish.body = body
+        self._publisher.step(record, PubInput.UPDATE, now)
+        self._settle(now)
+        return key
+
+    def send_subscribe(self, info: SubscribeInfo, now: float) -> RecordKey | None:
+        """Subscribe, refresh or unsubscribe (the seed's ``send_subscribe``).
+
+        Returns the record's key, or None when there was nothing to do.
+        Raises UsageError (a ValueError) for an unknown event or a bad URI.
+        """
+        ctx = self._ctx
+        package = self.registry.lookup(info.event)
+        check_uri(info.pres_uri, "pres_uri")
+        check_uri(info.watcher_uri, "watcher_uri")
+        target = info.remote_target or info.pres_uri
+        target_uri = check_uri(target, "remote_target")
+        if info.outbound_proxy is not None:
+            parse_next_hop(info.outbound_proxy)
+        elif self.config.outbound_proxy is None and not isinstance(target_uri, SipUri):
+            raise UsageError(
+                f"remote_target: a {target_uri.scheme}: URI needs an outbound_proxy to be reached"
+            )
+        if info.contact is not None:
+            check_uri(info.contact, "contact")
+        if info.expires < -1:
+            raise UsageError(f"expires must be -1, 0 or positive, not {info.expires}")
+        extra = parse_extra_headers(info.extra_headers)
+        key = RecordKey(
+            intern_text(info.pres_uri),
+            int(package.flag),
+            info.id,
+            int(info.source_flag),
+            intern_text(info.watcher_uri),
+        )
+        record = ctx.table.get(key)
+        if record is not None and not isinstance(record, SubscriptionRecord):
+            raise StateError("the key names a publication")
+        if info.expires == 0:
+            if record is None:
+                return None
+            wish = self._subscriber.wish(record)
+            wish.api, wish.remove = True, True
+            wish.callback, wish.cb_param = info.callback, info.cb_param
+            dialog = record.to_tag is not None or record.state is SubState.SUBSCRIBING
+            if record.state is SubState.DONE:
+                dialog = False  # resumed, nothing sent yet: nothing to end
+            self._subscriber.step(
+                record, SubInput.UNSUBSCRIBE if dialog else SubInput.WITHDRAW, now
+            )
+            self._settle(now)
+            return key
+        if record is None or info.flag == UpdateType.INSERT_TYPE:
+            if record is not None:
+                ctx.forget(record)
+            record = SubscriptionRecord(key, call_id(self.ids), tag(self.ids))
+            initial = None if target == info.pres_uri else intern_text(target)
+            contact = intern_text(info.contact) if info.contact else None
+            record.route = SubscriptionRoute.of(initial_target=initial, contact=contact)
+            ctx.router.default_contact(target)  # our address must be known
+            ctx.table.put(record)
+        record.options = RecordOptions.of(extra, info.outbound_proxy)
+        ctx.lifetimes.apply(record, info.expires, now)
+        wish = self._subscriber.wish(record)
+        wish.api, wish.remove = True, False
+        wish.callback, wish.cb_param = info.callback, info.cb_param
+        self._subscriber.step(record, SubInput.SUBSCRIBE, now)
+        self._settle(now)
+        return key
+
+    # -- restart -----------------------------------------------------------------
+    def resume(self, record: Record, now: float, due_at: float) -> bool:
+        """Take back a record read from the store (see pua.core.persist).
+
+        A publication the server still holds is refreshed with its ETag, a
+        subscription still alive is refreshed in its dialog, each at its
+        usual time or, when that is already past, at ``due_at`` (the caller
+        spreads these so that a restart is no storm).  A publication the
+        server has dropped is published again from its stored body; a
+        subscription without a live dialog starts a new one.  Returns False
+        for a record whose lifetime is over or that cannot be resumed (no
+        body to publish again): the caller deletes its row.
+        """
+        ctx = self._ctx
+        lifetimes: Lifetimes = ctx.lifetimes
+        if lifetimes.over(record, now) or ctx.table.get(record.key) is not None:
+            return False
+        alive = record.expires_at > now + 1
+        lifetimes.resume(record, now)
+        if isinstance(record, PublicationRecord):
+            if not record.tuple_id:
+                record.tuple_id = "t" + self.ids.token(10)
+            if record.etag is not None and alive:
+                record.state = PubState.PUBLISHED
+                ctx.table.put(record)
+                ctx.arm(record, lifetimes.resume_at(record, due_at))
+                return True
+            if record.body is None:
+                return False
+            record.etag = None
+            record.state = PubState.DONE
+            self._publisher.wish(record).body = record.body
+            ctx.table.put(record)
+            ctx.arm(record, due_at)
+            return True
+        # In write-back mode the stored CSeq may lag what was sent before a
+        # crash; a lower CSeq in the dialog would be refused (RFC 3261
+        # §12.2.2), so the count goes on from safely above it.
+        record.cseq += CSEQ_RESUME_STEP
+        if record.to_tag is not None and alive:
+            record.state = SubState.ACTIVE
+            ctx.table.put(record)
+            ctx.arm(record, lifetimes.resume_at(record, due_at))
+            return True
+        record.state = SubState.DONE
+        ctx.table.put(record)
+        ctx.arm(record, due_at)
+        return True
+
+    # -- plumbing ----------------------------------------------------------------
+    def _settle(self, now: float) -> None:
+        """Act on every event the endpoint produced, then make the callback
+        calls the transitions queued."""
+        ctx = self._ctx
+        endpoint = ctx.endpoint
+        while (event := endpoint.next_event()) is not None:
+            if isinstance(event, ResponseReceived):
+                response = event.response
+                if not response.is_provisional:
+                    answer = read_answer(response, response.status, response.reason)
+                    self._on_final(event.transaction.owner, event.transaction.key, answer, now)
+            elif isinstance(event, TransactionTimedOut):
+                answer = Answer(status=408, reason="Request Timeout (local)")
+                self._on_final(event.transaction.owner, event.transaction.key, answer, now)
+            elif isinstance(event, TransportFailed):
+                answer = Answer(status=503, reason=f"Transport failed: {event.reason}")
+                self._on_final(event.transaction.owner, event.transaction.key, answer, now)
+            elif isinstance(event, RequestReceived):
+                self._notify.on_request(event.transaction, event.request, now)
+            elif isinstance(event, MessageDropped):
+                pass
+        ctx.callbacks.drain()
+
+    def _on_final(self, owner: object, tx_key: tuple[str, str], answer: Answer, now: float) -> None:
+        counts = self._ctx.counters.responses
+        counts[answer.status] = counts.get(answer.status, 0) + 1
+        if not isinstance(owner, PublicationRecord | SubscriptionRecord):
+            return
+        flight = owner.flight
+        if flight is None or flight.tx_key != tx_key or self._ctx.table.get(owner.key) is not owner:
+            return  # an answer to a request the record no longer waits for
+        if isinstance(owner, PublicationRecord):
+            self._publisher.on_answer(owner, answer, now)
+        else:
+            self._subscriber.on_answer(owner, answer, now)

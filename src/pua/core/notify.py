@@ -1,0 +1,183 @@
+"""The NOTIFY server: every request that reaches the engine gets an answer.
+
+:func:`check_notify` decides, without changing anything, what a request is
+answered (RFC 6665 §4.1.3 and RFC 3261 §12.2.2): 405 to anything but
+NOTIFY, 481 outside our dialogs, 489 for another event, 400 without
+Subscription-State or with a body the package cannot read, 500 for a CSeq
+out of order; otherwise 200 and the subscription it belongs to.
+:func:`classify_termination` turns a terminated Subscription-State into the
+subscription table's input.  :class:`NotifyServer` answers, then updates
+the dialog and feeds the subscriber.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pua.errors import BodyError, RemoteProtocolError
+from pua.sip.endpoint import make_response, warning_value
+from pua.sip.headers import SubscriptionState
+from pua.sip.ids import tag
+from pua.sip.message import Request
+from pua.sip.transaction import ServerTransaction
+
+from .context import EngineContext
+from .events import NotifyReceived
+from .records import SubscriptionRecord, SubState, intern_text
+from .subscriber import SubInput, Subscriber
+
+__all__ = ["NotifyCheck", "NotifyServer", "check_notify", "classify_termination"]
+
+# Terminated reasons (RFC 6665 §4.1.3).
+RESUBSCRIBE_NOW = frozenset({"deactivated", "timeout"})
+RESUBSCRIBE_LATER = frozenset({"probation", "giveup"})
+
+
+@dataclass(frozen=True, slots=True)
+class NotifyCheck:
+    """What :func:`check_notify` decided: the status to answer, and for a
+    200 the subscription, its state header, and what was read."""
+
+    status: int
+    reason: str | None = None
+    warning: str | None = None
+    sub: SubscriptionRecord | None = None
+    state: SubscriptionState | None = None
+    document: Any = None
+    contact: str | None = None
+    route_set: tuple[str, ...] | None = None  # for a NOTIFY that creates the dialog
+
+
+def check_notify(ctx: EngineContext, request: Request) -> NotifyCheck:
+    """The answer to ``request`` and what it means; changes nothing.  A
+    malformed header raises RemoteProtocolError (answered with its status)."""
+    if request.method != "NOTIFY":
+        return NotifyCheck(405)
+    local_tag = request.to.tag
+    remote_tag = request.from_.tag
+    sub = None
+    if local_tag is not None:
+        sub = ctx.table.by_dialog(request.call_id, local_tag, remote_tag)
+    if sub is None or sub.state is SubState.DONE:
+        return NotifyCheck(481)
+    package = ctx.registry.by_flag(sub.key.event)
+    event = request.event
+    if event is None or event.name.lower() != package.event_type.lower():
+        return NotifyCheck(489)
+    state = request.subscription_state
+    if state is None:
+        return NotifyCheck(400, "Missing Subscription-State")
+    if (
+        sub.remote_cseq is not None
+        and request.cseq.seq <= sub.remote_cseq
+        and sub.to_tag == remote_tag
+    ):
+        return NotifyCheck(500, "CSeq out of order")  # §12.2.2
+    content_type = request.content_type
+    document: Any = None
+    if request.body and package.parse_body and content_type:
+        parser = package.parse_body.get(content_type)
+        if parser is not None:
+            try:
+                document = parser(request.body)
+            except BodyError as exc:
+                return NotifyCheck(400, "Bad Body", warning=str(exc))
+    # Every header the dialog needs is read before answering: a malformed
+    # one is a 400, never a 200 followed by a fault.
+    contacts = request.contacts
+    route_set = None
+    if sub.to_tag is None and remote_tag is not None:
+        route_set = tuple(intern_text(str(r)) for r in request.record_routes)
+    contact = intern_text(str(contacts[0].uri)) if contacts else None
+    return NotifyCheck(
+        200, sub=sub, state=state, document=document, contact=contact, route_set=route_set
+    )
+
+
+def classify_termination(reason: str, resubscribes: int, unsubscribing: bool) -> SubInput:
+    """The table's input for ``Subscription-State: terminated`` with
+    ``reason``, the ``resubscribes``-th in a row without an active NOTIFY."""
+    if unsubscribing:
+        return SubInput.TERMINATED
+    if reason in RESUBSCRIBE_NOW and resubscribes == 1:
+        return SubInput.RESUBSCRIBE_NOW
+    if reason in RESUBSCRIBE_NOW or reason in RESUBSCRIBE_LATER:
+        # A notifier that terminates again before ever saying "active" is
+        # not answered at once a second time: that would be a loop.
+        return SubInput.RESUBSCRIBE_LATER
+    return SubInput.TERMINATED
+
+
+class NotifyServer:
+    """Answers the requests that reach the engine, and acts on NOTIFYs."""
+
+    def __init__(self, ctx: EngineContext, subscriber: Subscriber) -> None:
+        self._ctx = ctx
+        self._subscriber = subscriber
+
+    def on_request(self, tx: ServerTransaction, request: Request, now: float) -> None:
+        """Answer ``request`` and act on it."""
+        ctx = self._ctx
+        if request.method == "NOTIFY":
+            ctx.counters.notify_received += 1
+        try:
+            check = check_notify(ctx, request)
+        except RemoteProtocolError as exc:
+            check = NotifyCheck(exc.status, exc.reason, warning=str(exc))
+        if check.status == 405:
+            response = make_response(request, 405, to_tag=tag(ctx.ids))
+            response.headers.add("Allow", "NOTIFY")
+        else:
+            response = make_response(request, check.status, check.reason)
+            if check.warning:
+                response.headers.add("Warning", warning_value(check.warning))
+        ctx.endpoint.respond(tx, response, now)
+        if check.status == 200:
+            assert check.sub is not None and check.state is not None
+            self._accepted(check.sub, request, check, now)
+
+    def _accepted(
+        self, sub: SubscriptionRecord, request: Request, check: NotifyCheck, now: float
+    ) -> None:
+        ctx = self._ctx
+        state = check.state
+        assert state is not None
+        if check.route_set is not None:
+            # A NOTIFY that beat the 2xx creates the dialog (RFC 6665 §4.1.2.4).
+            sub.to_tag = request.from_.tag
+            sub.route = sub.route.replace(route_set=check.route_set)
+        sub.remote_cseq = request.cseq.seq
+        if check.contact is not None:
+            sub.route = sub.route.replace(remote_target=check.contact)
+        sub.notify_count += 1
+        ctx.mark(sub)
+        ctx.events.append(
+            NotifyReceived(
+                key=sub.key,
+                state=state.state,
+                reason=state.reason,
+                expires=state.expires,
+                content_type=request.content_type,
+                body=request.body,
+                document=check.document,
+            )
+        )
+        ctx.callbacks.queue(sub, request, None)
+        if state.state in ("active", "pending"):
+            self._subscriber.state_changed(sub, state.state, state.expires, now)
+            return
+        reason = state.reason or ""
+        unsubscribing = sub.state is SubState.UNSUBSCRIBING or (
+            sub.pending is not None and sub.pending.remove
+        )
+        if not unsubscribing:
+            sub.resubscribes += 1
+        event = classify_termination(reason, sub.resubscribes, unsubscribing)
+        delay = 0.0
+        if event is SubInput.RESUBSCRIBE_LATER:
+            if state.retry_after is not None:
+                delay = float(min(state.retry_after, ctx.config.retry_after_cap))
+            else:
+                delay = ctx.lifetimes.retry_delay(sub.resubscribes, None)
+        self._subscriber.step(sub, event, now, reason=reason or "terminated", delay=delay)

@@ -1,0 +1,472 @@
+"""The subscriber: the subscription state machine (RFC 6665 §4.1, with
+DESIGN's rules), what turns answers and timers into its inputs, and its actions.
+
+::
+
+     (new) --> SUBSCRIBING --2xx--> ACTIVE --REFRESH_DUE/SUBSCRIBE--> REFRESHING
+                 |   ^                |  ^                               |
+       423: resend   |                |  +------------2xx----------------+
+                 |   +--481 on refresh, terminated (deactivated/timeout)-+
+                 |                    |
+                 | timeout/408/5xx    | UNSUBSCRIBE
+                 v                    v
+              BACKOFF              UNSUBSCRIBING --any final--> DONE
+                 |
+                 +--RETRY_DUE--> SUBSCRIBING (no dialog) / REFRESHING (dialog kept)
+
+NOTIFYs (pua.core.notify) with Subscription-State active or pending only
+update the expiry and the remote target; terminated ones are inputs:
+deactivated and timeout resubscribe at once, probation and giveup after
+retry-after, rejected, noresource, invariant and unknown or missing reasons
+end the subscription.  A refresh that fails with anything but 481 keeps the
+subscription until its last known expiry, retrying (RFC 6665 §4.1.2.2).
+
+As in the publisher: answers become inputs only in :func:`classify_answer`,
+deadlines only in :func:`timer_input`; every state change is
+:meth:`Subscriber.step`; actions are dispatched there and may hand back one
+follow-up input.
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+
+from pua.errors import LocalProtocolError, RemoteProtocolError
+from pua.sip.headers import NameAddress
+
+from .answers import Answer
+from .context import EngineContext
+from .events import SubscriptionFailed, SubscriptionStateChanged, SubscriptionTerminated
+from .records import (
+    InFlight,
+    Pending,
+    RequestKind,
+    SubscriptionRecord,
+    SubState,
+    intern_text,
+)
+from .requests import build_subscribe
+
+__all__ = [
+    "SUBSCRIPTION_TABLE",
+    "SubAction",
+    "SubInput",
+    "Subscriber",
+    "classify_answer",
+    "timer_input",
+]
+
+
+class SubInput(enum.Enum):
+    """What can happen to a subscription."""
+
+    SUBSCRIBE = "subscribe or refresh from the API"
+    UNSUBSCRIBE = "unsubscribe from the API (a dialog to end, or one being made)"
+    WITHDRAW = "unsubscribe from the API (no dialog to end)"
+    REFRESH_DUE = "refresh timer"
+    RETRY_INITIAL = "retry timer, no dialog"
+    RETRY_REFRESH = "retry timer, dialog kept"
+    LIFETIME_OVER = "wanted lifetime or last known expiry over"
+    OK = "2xx"
+    NO_DIALOG = "481 to an in-dialog request"
+    INTERVAL_TOO_BRIEF = "423 with a usable Min-Expires"
+    RETRYABLE = "timeout, 408, 5xx; any non-481 failure of a refresh"
+    FATAL = "4xx/6xx to an initial SUBSCRIBE; any failure of an unsubscribe"
+    RESUBSCRIBE_NOW = "terminated: deactivated or timeout"
+    RESUBSCRIBE_LATER = "terminated: probation or giveup; or a repeated deactivation"
+    TERMINATED = "terminated: rejected, noresource, invariant, no reason; 2xx with Expires 0"
+
+
+class SubAction(enum.Enum):
+    """What the engine does on a transition."""
+
+    SEND_INITIAL = "send an initial SUBSCRIBE in a new dialog"
+    SEND_REFRESH = "send an in-dialog SUBSCRIBE"
+    SEND_UNSUBSCRIBE = "send an in-dialog SUBSCRIBE with Expires: 0"
+    COALESCE = "keep the wish for after the request in flight"
+    CONFIRM = "take the dialog and expiry from the 2xx, schedule the refresh"
+    RESEND_LONGER = "adopt Min-Expires and send the same request again"
+    SCHEDULE_RETRY = "arm the retry timer (Retry-After, else capped backoff)"
+    SCHEDULE_RESUBSCRIBE = "start a new dialog after the notifier's retry-after"
+    DELETE = "delete the record (unsubscribed)"
+    EXPIRE = "delete the record (expired)"
+    TERMINATE = "delete the record and report why"
+
+
+_S = SubState
+_I = SubInput
+_A = SubAction
+
+_ANY_LIVE = (_S.SUBSCRIBING, _S.ACTIVE, _S.REFRESHING, _S.BACKOFF)
+
+SUBSCRIPTION_TABLE: dict[tuple[SubState, SubInput], tuple[SubAction, SubState]] = {
+    (_S.SUBSCRIBING, _I.SUBSCRIBE): (_A.COALESCE, _S.SUBSCRIBING),
+    (_S.SUBSCRIBING, _I.UNSUBSCRIBE): (_A.COALESCE, _S.SUBSCRIBING),
+    (_S.SUBSCRIBING, _I.OK): (_A.CONFIRM, _S.ACTIVE),
+    (_S.SUBSCRIBING, _I.INTERVAL_TOO_BRIEF): (_A.RESEND_LONGER, _S.SUBSCRIBING),
+    (_S.SUBSCRIBING, _I.RETRYABLE): (_A.SCHEDULE_RETRY, _S.BACKOFF),
+    (_S.SUBSCRIBING, _I.FATAL): (_A.TERMINATE, _S.DONE),
+    (_S.SUBSCRIBING, _I.NO_DIALOG): (_A.TERMINATE, _S.DONE),
+    (_S.SUBSCRIBING, _I.LIFETIME_OVER): (_A.EXPIRE, _S.DONE),
+    (_S.ACTIVE, _I.SUBSCRIBE): (_A.SEND_REFRESH, _S.REFRESHING),
+    (_S.ACTIVE, _I.REFRESH_DUE): (_A.SEND_REFRESH, _S.REFRESHING),
+    (_S.ACTIVE, _I.UNSUBSCRIBE): (_A.SEND_UNSUBSCRIBE, _S.UNSUBSCRIBING),
+    (_S.ACTIVE, _I.LIFETIME_OVER): (_A.EXPIRE, _S.DONE),
+    (_S.REFRESHING, _I.SUBSCRIBE): (_A.COALESCE, _S.REFRESHING),
+    (_S.REFRESHING, _I.UNSUBSCRIBE): (_A.COALESCE, _S.REFRESHING),
+    (_S.REFRESHING, _I.OK): (_A.CONFIRM, _S.ACTIVE),
+    (_S.REFRESHING, _I.NO_DIALOG): (_A.SEND_INITIAL, _S.SUBSCRIBING),
+    (_S.REFRESHING, _I.INTERVAL_TOO_BRIEF): (_A.RESEND_LONGER, _S.REFRESHING),
+    (_S.REFRESHING, _I.RETRYABLE): (_A.SCHEDULE_RETRY, _S.BACKOFF),
+    (_S.REFRESHING, _I.LIFETIME_OVER): (_A.EXPIRE, _S.DONE),
+    (_S.UNSUBSCRIBING, _I.SUBSCRIBE): (_A.COALESCE, _S.UNSUBSCRIBING),
+    (_S.UNSUBSCRIBING, _I.UNSUBSCRIBE): (_A.COALESCE, _S.UNSUBSCRIBING),
+    (_S.UNSUBSCRIBING, _I.OK): (_A.DELETE, _S.DONE),
+    (_S.UNSUBSCRIBING, _I.NO_DIALOG): (_A.DELETE, _S.DONE),
+    (_S.UNSUBSCRIBING, _I.INTERVAL_TOO_BRIEF): (_A.DELETE, _S.DONE),
+    (_S.UNSUBSCRIBING, _I.RETRYABLE): (_A.DELETE, _S.DONE),
+    (_S.UNSUBSCRIBING, _I.FATAL): (_A.DELETE, _S.DONE),
+    (_S.UNSUBSCRIBING, _I.RESUBSCRIBE_NOW): (_A.DELETE, _S.DONE),
+    (_S.UNSUBSCRIBING, _I.RESUBSCRIBE_LATER): (_A.DELETE, _S.DONE),
+    (_S.UNSUBSCRIBING, _I.TERMINATED): (_A.DELETE, _S.DONE),
+    (_S.BACKOFF, _I.SUBSCRIBE): (_A.COALESCE, _S.BACKOFF),
+    (_S.BACKOFF, _I.UNSUBSCRIBE): (_A.SEND_UNSUBSCRIBE, _S.UNSUBSCRIBING),
+    (_S.BACKOFF, _I.WITHDRAW): (_A.DELETE, _S.DONE),
+    (_S.BACKOFF, _I.RETRY_INITIAL): (_A.SEND_INITIAL, _S.SUBSCRIBING),
+    (_S.BACKOFF, _I.RETRY_REFRESH): (_A.SEND_REFRESH, _S.REFRESHING),
+    (_S.BACKOFF, _I.LIFETIME_OVER): (_A.EXPIRE, _S.DONE),
+    (_S.DONE, _I.SUBSCRIBE): (_A.SEND_INITIAL, _S.SUBSCRIBING),
+    (_S.DONE, _I.WITHDRAW): (_A.DELETE, _S.DONE),
+}
+# A terminated NOTIFY can arrive in any live state.
+for _state in _ANY_LIVE:
+    SUBSCRIPTION_TABLE[(_state, _I.RESUBSCRIBE_NOW)] = (_A.SEND_INITIAL, _S.SUBSCRIBING)
+    SUBSCRIPTION_TABLE[(_state, _I.RESUBSCRIBE_LATER)] = (_A.SCHEDULE_RESUBSCRIBE, _S.BACKOFF)
+    SUBSCRIPTION_TABLE[(_state, _I.TERMINATED)] = (_A.TERMINATE, _S.DONE)
+
+
+def subscription_step(state: SubState, event: SubInput) -> tuple[SubAction, SubState]:
+    """Look up the transition; a missing pair is a LocalProtocolError."""
+    try:
+        return SUBSCRIPTION_TABLE[(state, event)]
+    except KeyError:
+        raise LocalProtocolError(
+            f"subscription in state {state.value} cannot take {event.value}"
+        ) from None
+
+
+def classify_answer(
+    sub: SubscriptionRecord, kind: RequestKind, answer: Answer, *, lifetime_over: bool
+) -> SubInput:
+    """The table's input for a final answer to a request of ``kind``."""
+    status = answer.status
+    if answer.success:
+        if kind is RequestKind.REMOVE:
+            return _I.OK
+        if kind is RequestKind.INITIAL and sub.to_tag is None and not answer.to_tag:
+            return _I.LIFETIME_OVER if lifetime_over else _I.RETRYABLE  # no dialog made
+        if answer.expires == 0:
+            return _I.TERMINATED  # the notifier granted nothing
+        return _I.OK
+    if kind is RequestKind.REMOVE:
+        return _I.FATAL
+    if status == 481 and kind is RequestKind.REFRESH:
+        return _I.NO_DIALOG
+    if status == 423 and answer.min_expires is not None and answer.min_expires > sub.requested:
+        return _I.INTERVAL_TOO_BRIEF
+    if (answer.retryable or kind is RequestKind.REFRESH) and not lifetime_over:
+        return _I.RETRYABLE
+    return _I.FATAL if kind is RequestKind.INITIAL else _I.LIFETIME_OVER
+
+
+def timer_input(sub: SubscriptionRecord, *, lifetime_over: bool) -> SubInput:
+    """The table's input when the record's deadline fires."""
+    state = sub.state
+    if state is SubState.ACTIVE:
+        return _I.LIFETIME_OVER if lifetime_over else _I.REFRESH_DUE
+    if state is SubState.BACKOFF:
+        return _I.RETRY_INITIAL if sub.to_tag is None else _I.RETRY_REFRESH
+    return _I.SUBSCRIBE  # DONE: a resumed record without a live dialog
+
+
+def failure_of(answer: Answer) -> tuple[int, str]:
+    """Status and reason to report for a failed request."""
+    if answer.success:
+        return 500, "2xx without a To tag"
+    return answer.status, answer.reason
+
+
+@functools.lru_cache(maxsize=1024)
+def _route_uri(route: str) -> str:
+    try:
+        return str(NameAddress.parse(route).uri)
+    except RemoteProtocolError:
+        return route.strip("<>")
+
+
+class Subscriber:
+    """Runs the subscription machine over the engine's parts."""
+
+    def __init__(self, ctx: EngineContext) -> None:
+        self._ctx = ctx
+
+    def wish(self, sub: SubscriptionRecord) -> Pending:
+        """The record's pending wish (made when the API asks for something)."""
+        if sub.pending is None:
+            sub.pending = Pending()
+        return sub.pending
+
+    # -- inputs ------------------------------------------------------------------
+    def step(
+        self,
+        sub: SubscriptionRecord,
+        event: SubInput,
+        now: float,
+        answer: Answer | None = None,
+        *,
+        reason: str = "",
+        delay: float = 0.0,
+    ) -> None:
+        """Apply ``event`` and every follow-up input its actions hand back.
+        ``reason`` and ``delay`` come with a terminated NOTIFY."""
+        next_event: SubInput | None = event
+        while next_event is not None:
+            old = sub.state
+            action, sub.state = subscription_step(old, next_event)
+            self._ctx.table.moved(sub, old)
+            self._ctx.mark(sub)
+            next_event = self._act(action, sub, now, answer, reason, delay)
+            answer, reason = None, ""
+
+    def on_answer(self, sub: SubscriptionRecord, answer: Answer, now: float) -> None:
+        """A final answer to the request in flight."""
+        flight = sub.flight
+        assert flight is not None
+        sub.last_answer = (answer.status, answer.reason)
+        over = self._ctx.lifetimes.over(sub, now)
+        event = classify_answer(sub, flight.kind, answer, lifetime_over=over)
+        self.step(sub, event, now, answer)
+        if event is _I.INTERVAL_TOO_BRIEF and sub.flight is not None:
+            return  # a new request carries the wish; callbacks wait for its answer
+        self._ctx.callbacks.queue(sub, answer.response, flight)
+
+    def on_timer(self, sub: SubscriptionRecord, now: float) -> None:
+        """The record's deadline fired."""
+        over = self._ctx.lifetimes.over(sub, now)
+        self.step(sub, timer_input(sub, lifetime_over=over), now)
+
+    def new_dialog(self, sub: SubscriptionRecord) -> None:
+        """Forget the dialog: the next SUBSCRIBE starts a new one."""
+        ctx = self._ctx
+        ctx.table.unindex_dialog(sub)
+        sub.flight = None  # an answer in the old dialog no longer matters
+        sub.call_id = ctx.ids.token(24)
+        sub.from_tag = ctx.ids.token(12)
+        sub.to_tag = None
+        sub.cseq = 0
+        sub.remote_cseq = None
+        sub.route = sub.route.replace(remote_target=None, route_set=())
+        ctx.table.index_dialog(sub)
+
+    # -- actions -----------------------------------------------------------------
+    def _act(
+        self,
+        action: SubAction,
+        sub: SubscriptionRecord,
+        now: float,
+        answer: Answer | None,
+        reason: str,
+        delay: float,
+    ) -> SubInput | None:
+        ctx = self._ctx
+        if action is _A.SEND_INITIAL:
+            self.new_dialog(sub)
+            self._send(sub, RequestKind.INITIAL, now)
+        elif action is _A.SEND_REFRESH:
+            ctx.counters.refreshes += 1
+            self._send(sub, RequestKind.REFRESH, now)
+        elif action is _A.SEND_UNSUBSCRIBE:
+            self._send(sub, RequestKind.REMOVE, now)
+        elif action is _A.COALESCE:
+            pass  # the pending wish holds it
+        elif action is _A.CONFIRM:
+            assert answer is not None
+            return self._confirm(sub, answer, now)
+        elif action is _A.RESEND_LONGER:
+            ctx.counters.recoveries_423 += 1
+            assert answer is not None and sub.flight is not None
+            ctx.lifetimes.adopt_min_expires(sub, answer.min_expires, now)
+            kind = RequestKind.INITIAL if sub.to_tag is None else RequestKind.REFRESH
+            self._send(sub, kind, now, carry=sub.flight)
+        elif action is _A.SCHEDULE_RETRY:
+            assert answer is not None
+            self._schedule_retry(sub, answer, now)
+        elif action is _A.SCHEDULE_RESUBSCRIBE:
+            self.new_dialog(sub)
+            ctx.events.append(
+                SubscriptionFailed(
+                    key=sub.key, status=0, reason=f"terminated: {reason}", retry_at=now + delay
+                )
+            )
+            ctx.arm(sub, now + delay)
+        elif action is _A.DELETE:
+            ctx.forget(sub)
+            ctx.events.append(SubscriptionTerminated(key=sub.key, reason="unsubscribed"))
+            pending = sub.pending
+            if pending is not None and not pending.remove:
+                # Subscribed again while the unsubscribe was in flight.
+                ctx.table.put(sub)
+                return _I.SUBSCRIBE
+            sub.pending = None
+        elif action is _A.EXPIRE:
+            if answer is not None:
+                status, why = failure_of(answer)
+                ctx.events.append(
+                    SubscriptionFailed(key=sub.key, status=status, reason=why, retry_at=None)
+                )
+            ctx.forget(sub)
+            ctx.events.append(SubscriptionTerminated(key=sub.key, reason="expired"))
+        elif action is _A.TERMINATE:
+            ctx.forget(sub)
+            if answer is not None and answer.success:
+                reason = "expires 0 in 2xx"
+            elif answer is not None:
+                status, why = failure_of(answer)
+                ctx.events.append(
+                    SubscriptionFailed(key=sub.key, status=status, reason=why, retry_at=None)
+                )
+                reason = f"{status} {why}"
+            ctx.events.append(SubscriptionTerminated(key=sub.key, reason=reason or "terminated"))
+        return None
+
+    def _send(
+        self,
+        sub: SubscriptionRecord,
+        kind: RequestKind,
+        now: float,
+        *,
+        carry: InFlight | None = None,
+    ) -> None:
+        ctx = self._ctx
+        callback, cb_param, api = None, None, False
+        if carry is not None:
+            callback, cb_param, api = carry.callback, carry.cb_param, carry.api
+        pending = sub.pending
+        if pending is not None:
+            if pending.api:
+                callback, cb_param, api = pending.callback, pending.cb_param, True
+            sub.pending = None
+        sub.cseq += 1
+        route = sub.route
+        initial = kind is RequestKind.INITIAL
+        target = sub.remote_target
+        if not initial and route.route_set:
+            destination = ctx.router.destination(_route_uri(route.route_set[0]), target)
+        else:
+            destination = ctx.router.destination(sub.options.outbound_proxy, target)
+        expires = 0 if kind is RequestKind.REMOVE else ctx.lifetimes.to_ask(sub, now)
+        package = ctx.registry.by_flag(sub.key.event)
+        request = build_subscribe(
+            request_uri=target,
+            pres_uri=sub.key.pres_uri,
+            watcher_uri=sub.key.watcher_uri,
+            event=package.name,
+            expires=expires,
+            via=ctx.router.via(destination.transport),
+            call_id=sub.call_id,
+            from_tag=sub.from_tag,
+            cseq=sub.cseq,
+            contact=route.contact or ctx.router.default_contact(sub.initial_target),
+            to_tag=None if initial else sub.to_tag,
+            route_set=() if initial else route.route_set,
+            accept=package.parse_body or (),
+            extra_headers=sub.options.extra_headers,
+            user_agent=ctx.config.user_agent,
+        )
+        flight = ctx.send(sub, request, destination, kind, None, now)
+        flight.callback, flight.cb_param, flight.api = callback, cb_param, api
+        ctx.counters.subscribe_sent += 1
+
+    def _confirm(self, sub: SubscriptionRecord, answer: Answer, now: float) -> SubInput | None:
+        ctx = self._ctx
+        flight = sub.flight
+        assert flight is not None and answer.response is not None
+        response = answer.response
+        if flight.kind is RequestKind.INITIAL:
+            if sub.to_tag is None:
+                ctx.table.unindex_dialog(sub)
+                sub.to_tag = answer.to_tag
+                ctx.table.index_dialog(sub)
+            try:
+                routes = tuple(intern_text(str(r)) for r in reversed(response.record_routes))
+                contacts = response.contacts
+            except RemoteProtocolError:
+                routes, contacts = (), []
+            remote = intern_text(str(contacts[0].uri)) if contacts else None
+            sub.route = sub.route.replace(route_set=routes, remote_target=remote)  # §12.1.2
+        sub.failures = 0
+        expires = answer.expires if answer.expires is not None else ctx.lifetimes.to_ask(sub, now)
+        # The refresh follows the sooner of the 2xx and the NOTIFYs.
+        until = now + expires
+        if flight.notify_until > now:
+            until = min(until, flight.notify_until)
+        sub.expires_at = until
+        sub.flight = None
+        if sub.authorized is None and answer.status == 202:
+            sub.authorized = False
+        pending = sub.pending
+        if pending is not None and pending.remove:
+            return _I.UNSUBSCRIBE
+        if pending is not None and pending.api:
+            flight.api = True  # an API refresh asked for meanwhile: this is its answer
+            flight.callback, flight.cb_param = pending.callback, pending.cb_param
+        sub.pending = None
+        self.schedule_refresh(sub, until - now, now)
+        return None
+
+    def schedule_refresh(self, sub: SubscriptionRecord, expires: float, now: float) -> None:
+        """Arm the refresh (or the end, when the server's expiry covers
+        all that was wanted)."""
+        ctx = self._ctx
+        end = now + expires
+        if ctx.lifetimes.covers(sub, end):
+            ctx.arm(sub, end)
+        else:
+            ctx.arm(sub, now + ctx.lifetimes.refresh_delay(expires))
+
+    def _schedule_retry(self, sub: SubscriptionRecord, answer: Answer, now: float) -> None:
+        ctx = self._ctx
+        flight = sub.flight
+        sub.failures += 1
+        ctx.counters.retries += 1
+        retry_after = answer.retry_after if answer.response is not None else None
+        delay = ctx.lifetimes.retry_delay(sub.failures, retry_after)
+        refresh = flight is not None and flight.kind is RequestKind.REFRESH
+        if refresh and sub.expires_at <= now + delay:
+            self.new_dialog(sub)  # the subscription will be gone by then
+        sub.flight = None
+        status, reason = failure_of(answer)
+        ctx.events.append(
+            SubscriptionFailed(key=sub.key, status=status, reason=reason, retry_at=now + delay)
+        )
+        ctx.arm(sub, now + delay)
+
+    def state_changed(
+        self, sub: SubscriptionRecord, state: str, expires: int | None, now: float
+    ) -> None:
+        """A NOTIFY said active or pending (with the notifier's expiry)."""
+        sub.authorized = state == "active"
+        if state == "active":
+            sub.resubscribes = 0
+        if expires is not None:
+            at = now + expires
+            if sub.flight is not None:
+                sub.flight.notify_until = at
+            if sub.state is SubState.ACTIVE and (sub.expires_at <= now or at < sub.expires_at):
+                sub.expires_at = at
+                self.schedule_refresh(sub, expires, now)
+        self._ctx.mark(sub)
+        self._ctx.events.append(
+            SubscriptionStateChanged(key=sub.key, state=state, expires_at=sub.expires_at)
+        )

@@ -1,0 +1,225 @@
+"""The engine's shape: callbacks outside transitions, no leak without a
+store, a table whose hash_size costs nothing, one error tree, bodies of
+every kind the library takes."""
+
+from __future__ import annotations
+
+import gc
+import sys
+import tracemalloc
+
+import pytest
+
+from pua.bodies import basic_pidf, parse_pidf
+from pua.core import (
+    DialogState,
+    EngineConfig,
+    PresenceEngine,
+    PublishInfo,
+    PubState,
+    RecordKey,
+    RecordTable,
+    SourceFlag,
+    SubscribeInfo,
+)
+from pua.errors import (
+    BodyError,
+    PuaError,
+    StateError,
+    UnknownEventError,
+    UsageError,
+)
+from pua.sip import Request, Response, make_response, parse_message
+
+from .harness import Harness
+
+ALICE = "sip:alice@example.com"
+BOB = "sip:bob@example.com"
+PIDF = basic_pidf(ALICE, "open", tuple_id="t1")
+
+
+def test_callback_may_call_the_engine_after_the_transition() -> None:
+    """A registered callback that publishes and subscribes again runs once
+    the answer's transition is complete: the record it sees is settled
+    (PUBLISHED, with its ETag) and its own calls go out."""
+    h = Harness()
+    seen: list[tuple[object, str | None]] = []
+
+    def again(record: object, message: Request | Response | None, param: object) -> None:
+        assert isinstance(message, Response)
+        seen.append((record.state, record.etag))  # type: ignore[attr-defined]
+        if len(seen) == 1:
+            h.agent.send_publish(PublishInfo(pres_uri=ALICE, body=basic_pidf(ALICE, "closed", tuple_id="t1")), h.now)
+            h.agent.send_subscribe(SubscribeInfo(pres_uri=ALICE, watcher_uri=BOB), h.now)
+            dialog = h.agent.is_dialog("none", None, "none")
+            assert dialog is DialogState.NONE
+
+    h.agent.register_callback(SourceFlag.MI_PUBLISH, again)
+    h.agent.send_publish(PublishInfo(pres_uri=ALICE, body=PIDF), h.now)
+    h.ok_publish(h.one(), "e1")
+    assert seen == [(PubState.PUBLISHED, "e1")]
+    sent = h.take()
+    methods = sorted(r.method for r in sent)
+    assert methods == ["PUBLISH", "SUBSCRIBE"]
+    modify = next(r for r in sent if r.method == "PUBLISH")
+    assert modify.sip_if_match == "e1" and b"closed" in modify.body
+
+
+def test_a_callback_that_raises_is_reported_and_the_engine_goes_on() -> None:
+    """A failing callback becomes a CallbackFailed event; the record is intact."""
+    h = Harness()
+
+    def boom(record: object, message: object, param: object) -> None:
+        raise RuntimeError("user code")
+
+    h.agent.register_callback(SourceFlag.MI_PUBLISH, boom)
+    key = h.agent.send_publish(PublishInfo(pres_uri=ALICE, body=PIDF), h.now)
+    h.ok_publish(h.one(), "e1")
+    failed = [e for e in h.take_events() if type(e).__name__ == "CallbackFailed"]
+    assert len(failed) == 1 and "user code" in failed[0].error  # type: ignore[attr-defined]
+    record = h.agent.record(key)  # type: ignore[arg-type]
+    assert record is not None and record.state is PubState.PUBLISHED
+
+
+def _answer_all(engine: PresenceEngine, now: float) -> None:
+    """Answer every PUBLISH sent with 200 (the server; keeps no history)."""
+    for datagram in engine.datagrams_to_send():
+        request = parse_message(datagram.data)
+        assert isinstance(request, Request)
+        response = make_response(request, 200)
+        response.headers.add("SIP-ETag", f"e{request.cseq.seq}")
+        response.headers.add("Expires", "0" if request.expires == 0 else "60")
+        engine.receive_datagram(bytes(response), datagram.address, "udp", now)
+    while engine.next_event() is not None:
+        pass
+
+
+def _churn(engine: PresenceEngine, now: float, rounds: int) -> float:
+    for n in range(rounds):
+        uri = f"sip:u{n}@example.com"
+        engine.send_publish(PublishInfo(pres_uri=uri, body=PIDF, expires=60), now)
+        _answer_all(engine, now)
+        engine.send_publish(PublishInfo(pres_uri=uri, expires=0), now)
+        _answer_all(engine, now)
+    now += 10  # timer K of every finished transaction
+    engine.handle_timer(now)
+    return now
+
+
+def test_publish_remove_churn_without_a_store_leaves_memory_flat() -> None:
+    """With no store attached nothing remembers a record once it is gone:
+    rounds of publish/remove leave no records, timers or transactions, and
+    the memory held does not grow from round to round."""
+    engine = Harness().agent
+    now = _churn(engine, 1_700_000_000.0, 300)  # warm-up: caches and pools
+    tracemalloc.start()
+    try:
+        now = _churn(engine, now, 300)
+        gc.collect()
+        first, _ = tracemalloc.get_traced_memory()
+        now = _churn(engine, now, 900)
+        gc.collect()
+        second, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    counts = engine.counts()
+    assert counts["records"] == 0 and counts["timers"] == 0
+    assert counts["client_transactions"] == 0 and counts["server_transactions"] == 0
+    assert engine.take_store_changes() == (set(), [])
+    # Three times the rounds hold no more (a key kept per record that ever
+    # existed would be 900 x ~150 bytes).
+    assert second - first < 20_000, (first, second)
+
+
+def test_store_changes_are_kept_only_when_tracked() -> None:
+    """track_changes() turns on change tracking; deletions carry row ids."""
+    h = Harness()
+    h.agent.track_changes()
+    key = h.agent.send_publish(PublishInfo(pres_uri=ALICE, body=PIDF), h.now)
+    changed, deleted = h.agent.take_store_changes()
+    assert changed == {key} and deleted == []
+    record = h.agent.record(key)  # type: ignore[arg-type]
+    assert record is not None
+    record.row_id = 17  # as the store sets it once written
+    h.ok_publish(h.one(), "e1")
+    h.agent.send_publish(PublishInfo(pres_uri=ALICE, expires=0), h.now)
+    h.answer(h.one(), 200, [("SIP-ETag", "e1"), ("Expires", "0")])
+    changed, deleted = h.agent.take_store_changes()
+    assert changed == set() and deleted == [17]
+
+
+@pytest.mark.parametrize("hash_size", [1, 9, 20])
+def test_hash_size_costs_nothing(hash_size: int) -> None:
+    """An empty table costs the same at any hash_size (well under 1 MiB),
+    and hash_size still names 2^hash_size partitions."""
+    tracemalloc.start()
+    try:
+        before, _ = tracemalloc.get_traced_memory()
+        table = RecordTable(hash_size)
+        after, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert after - before < 1 << 20
+    key = RecordKey(ALICE, 1, "", 64)
+    assert 0 <= table.partition(key) < 1 << hash_size
+    assert table.partition(key) == table.partition(RecordKey(ALICE, 1, "", 64))
+    assert sys.getsizeof(table) < 1024
+
+
+def test_counts_are_kept_as_the_engine_goes() -> None:
+    """Counts by kind and state follow every transition without a scan."""
+    h = Harness()
+    h.agent.send_publish(PublishInfo(pres_uri=ALICE, body=PIDF), h.now)
+    assert h.agent.records_by_state()[("publication", "sending")] == 1
+    h.ok_publish(h.one(), "e1")
+    by_state = h.agent.records_by_state()
+    assert by_state[("publication", "sending")] == 0
+    assert by_state[("publication", "published")] == 1
+    h.agent.send_subscribe(SubscribeInfo(pres_uri=ALICE, watcher_uri=BOB), h.now)
+    assert h.agent.counts()["subscriptions"] == 1 and h.agent.counts()["publications"] == 1
+    assert h.agent.records_by_state()[("subscription", "subscribing")] == 1
+
+
+def test_misuse_raises_one_error_tree() -> None:
+    """Misuse raises documented PuaErrors that are also the Python errors
+    users expect; an unknown event names the known ones."""
+    h = Harness()
+    with pytest.raises(UnknownEventError, match="known events are presence") as caught:
+        h.agent.send_publish(PublishInfo(pres_uri=ALICE, body=PIDF, event="presense"), h.now)
+    assert isinstance(caught.value, UsageError | ValueError | PuaError)
+    assert "presence" in caught.value.known
+    with pytest.raises(UsageError):
+        h.agent.send_publish(PublishInfo(pres_uri=ALICE, body=PIDF, expires=-2), h.now)
+    with pytest.raises(UsageError, match="extra header"):
+        h.agent.send_publish(
+            PublishInfo(pres_uri=ALICE, body=PIDF, extra_headers="no colon here"), h.now
+        )
+    with pytest.raises(BodyError):
+        h.agent.send_publish(PublishInfo(pres_uri=ALICE, body=b"<presence"), h.now)
+    with pytest.raises(UsageError, match="watcher_uri"):
+        h.agent.send_subscribe(SubscribeInfo(pres_uri=ALICE, watcher_uri=""), h.now)
+    h.agent.send_subscribe(SubscribeInfo(pres_uri=ALICE, watcher_uri=BOB), h.now)
+    with pytest.raises(UsageError, match="body is bytes, str"):
+        h.agent.send_publish(PublishInfo(pres_uri=BOB, body=42), h.now)  # type: ignore[arg-type]
+    assert h.take() != []  # only the valid subscribe went out
+    assert issubclass(StateError, RuntimeError) and issubclass(BodyError, ValueError)
+
+
+@pytest.mark.parametrize("kind", ["bytes", "str", "document"])
+def test_a_body_may_be_bytes_text_or_a_document(kind: str) -> None:
+    """The same PIDF given as bytes, text or a pua.bodies value is sent alike."""
+    h = Harness()
+    body: object = {"bytes": PIDF, "str": PIDF.decode(), "document": parse_pidf(PIDF)}[kind]
+    h.agent.send_publish(PublishInfo(pres_uri=ALICE, body=body, event="presence"), h.now)  # type: ignore[arg-type]
+    request = h.one()
+    assert parse_pidf(request.body).tuples[0].basic == "open"
+    assert request.content_type == "application/pidf+xml"
+
+
+def test_extra_headers_as_kamailio_text_or_pairs() -> None:
+    """Extra headers are taken as Kamailio's lines or as pairs, alike."""
+    for given in ("X-A: 1\r\nX-B: 2\r\n", [("X-A", "1"), ("X-B", "2")]):
+        h = Harness(EngineConfig(outbound_proxy="sip:192.0.2.1:5060"))
+        h.agent.send_publish(PublishInfo(pres_uri=ALICE, body=PIDF, extra_headers=given), h.now)  # type: ignore[arg-type]
+        request = h.one()
+        assert request.headers.get("x-a") == "1" and request.headers.get("x-b") == "2"
