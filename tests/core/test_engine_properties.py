@@ -7,8 +7,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pua.core import PublishInfo, PubState, SubscribeInfo, SubState
-from pua.core.publisher import PUBLICATION_TABLE, PubInput, publication_step
-from pua.core.subscriber import SUBSCRIPTION_TABLE, SubInput, subscription_step
+from pua.core.publication import PUBLICATION_TABLE, PubInput, publication_step
+from pua.core.subscription import SUBSCRIPTION_TABLE, SubInput, subscription_step
 from pua.errors import LocalProtocolError
 
 from .harness import Harness

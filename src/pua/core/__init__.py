@@ -29,12 +29,12 @@ from .records import (
     PubState,
     Record,
     RecordKey,
-    RecordTable,
     RequestKind,
     SubscriptionRecord,
     SubState,
 )
 from .requests import Destination, parse_extra_headers, parse_next_hop
+from .table import RecordTable
 
 __all__ = [
     "Body",

@@ -26,8 +26,9 @@ from .config import EngineConfig
 from .events import CallbackFailed, EngineEvent
 from .lifetimes import Lifetimes
 from .packages import EventRegistry
-from .records import InFlight, Record, RecordKey, RecordTable, RequestKind
+from .records import InFlight, Record, RecordKey, RequestKind
 from .requests import Destination, parse_next_hop
+from .table import RecordTable
 
 __all__ = ["Callback", "CallbackQueue", "ChangeTracker", "Counters", "EngineContext", "Router"]
 

@@ -38,10 +38,10 @@ from .context import Callback, ChangeTracker, EngineContext
 from .events import EngineEvent
 from .flags import DialogState, UpdateType
 from .info import PublishInfo, SubscribeInfo, as_body
-from .lifetimes import Lifetimes
 from .notify import NotifyServer
 from .packages import EventPackage, EventRegistry, default_registry
-from .publisher import PubInput, Publisher
+from .publication import PubInput
+from .publisher import Publisher
 from .records import (
     PublicationRecord,
     PubState,
@@ -54,13 +54,10 @@ from .records import (
     intern_text,
 )
 from .requests import check_uri, parse_extra_headers, parse_next_hop
-from .subscriber import SubInput, Subscriber
+from .subscriber import Subscriber
+from .subscription import SubInput
 
 __all__ = ["Callback", "PresenceEngine"]
-
-# CSeq step over a stored one when a dialog is resumed after a restart:
-# more than the refreshes a write-back period can leave unwritten.
-CSEQ_RESUME_STEP = 1000
 
 
 class PresenceEngine:
@@ -377,40 +374,11 @@ class PresenceEngine:
         body to publish again): the caller deletes its row.
         """
         ctx = self._ctx
-        lifetimes: Lifetimes = ctx.lifetimes
-        if lifetimes.over(record, now) or ctx.table.get(record.key) is not None:
+        if ctx.lifetimes.over(record, now) or ctx.table.get(record.key) is not None:
             return False
-        alive = record.expires_at > now + 1
-        lifetimes.resume(record, now)
         if isinstance(record, PublicationRecord):
-            if not record.tuple_id:
-                record.tuple_id = "t" + self.ids.token(10)
-            if record.etag is not None and alive:
-                record.state = PubState.PUBLISHED
-                ctx.table.put(record)
-                ctx.arm(record, lifetimes.resume_at(record, due_at))
-                return True
-            if record.body is None:
-                return False
-            record.etag = None
-            record.state = PubState.DONE
-            self._publisher.wish(record).body = record.body
-            ctx.table.put(record)
-            ctx.arm(record, due_at)
-            return True
-        # In write-back mode the stored CSeq may lag what was sent before a
-        # crash; a lower CSeq in the dialog would be refused (RFC 3261
-        # §12.2.2), so the count goes on from safely above it.
-        record.cseq += CSEQ_RESUME_STEP
-        if record.to_tag is not None and alive:
-            record.state = SubState.ACTIVE
-            ctx.table.put(record)
-            ctx.arm(record, lifetimes.resume_at(record, due_at))
-            return True
-        record.state = SubState.DONE
-        ctx.table.put(record)
-        ctx.arm(record, due_at)
-        return True
+            return self._publisher.resume(record, now, due_at)
+        return self._subscriber.resume(record, now, due_at)
 
     # -- plumbing ----------------------------------------------------------------
     def _settle(self, now: float) -> None:

@@ -25,7 +25,8 @@ from pua.sip.transaction import ServerTransaction
 from .context import EngineContext
 from .events import NotifyReceived
 from .records import SubscriptionRecord, SubState, intern_text
-from .subscriber import SubInput, Subscriber
+from .subscriber import Subscriber
+from .subscription import SubInput
 
 __all__ = ["NotifyCheck", "NotifyServer", "check_notify", "classify_termination"]
 
