@@ -11,13 +11,15 @@ import json
 import os
 import platform
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from pua.runtime.loop import GC_THRESHOLDS, tune_gc, uvloop_available
 
-from . import engine, parse, persistence, publish_rate, service_rpc
+from . import churn, engine, parse, persistence, publish_rate, service_memory, service_rpc
 
 COMMAND = "make bench   # = .venv/bin/python -m benchmarks.run --output docs/benchmarks.md"
 
@@ -142,10 +144,10 @@ def render_persistence(results: dict[int, dict[str, Any]]) -> list[str]:
     return lines
 
 
-def render(parse_rows: list[dict[str, object]], publish: dict[str, object]) -> str:
-    """The Markdown report."""
+def render_header() -> list[str]:
+    """The title, how the report was made, and the machine."""
     now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    lines = [
+    return [
         "# Benchmarks",
         "",
         f"Produced by `{COMMAND}` on {now}.",
@@ -154,6 +156,12 @@ def render(parse_rows: list[dict[str, object]], publish: dict[str, object]) -> s
         f"collector thresholds {GC_THRESHOLDS} as pua's programs set them. "
         "Absolute rates on these machines are noisy; the ratios against the "
         "reference measured in the same run are the figures to compare.",
+    ]
+
+
+def render_parse(parse_rows: list[dict[str, object]]) -> list[str]:
+    """The parser section."""
+    lines = [
         "",
         "## Parsing and serializing (messages per second, one core)",
         "",
@@ -173,10 +181,15 @@ def render(parse_rows: list[dict[str, object]], publish: dict[str, object]) -> s
             f"| {row['message']} | {row['bytes']} | {_fmt(ref)} | {_fmt(p)} | {p / ref:.2f} | "
             f"{_fmt(float(row['parse_and_read_per_s']))} | {_fmt(float(row['serialize_per_s']))} |"  # type: ignore[arg-type]
         )
+    return lines
+
+
+def render_publish(publish: dict[str, object]) -> list[str]:
+    """The PUBLISH-over-UDP section."""
     mine = publish["pua"]
     sipp = publish["sipp"]
     assert isinstance(mine, dict) and isinstance(sipp, dict)
-    lines += [
+    return [
         "",
         "## PUBLISH transactions per second over UDP loopback",
         "",
@@ -201,14 +214,178 @@ def render(parse_rows: list[dict[str, object]], publish: dict[str, object]) -> s
         "",
         "pua and the SIPp UAS share the machine's two cores during the pua run; "
         "SIPp is a C++ program that builds each request from a template.",
-        "",
     ]
-    return "\n".join(lines)
+
+
+def _mib(n: float) -> str:
+    return f"{n / 2**20:,.1f}"
+
+
+def render_service_memory(result: dict[str, Any]) -> list[str]:
+    """The section on the service's memory per publication."""
+    per = result["bytes_per_publication"]
+    verdict = "within" if per <= result["target_bytes"] else "over"
+    return [
+        "",
+        "## Memory of `pua serve` per publication",
+        "",
+        f"`benchmarks/service_memory.py`: `pua serve` (embedded SQLite store) publishes "
+        f"{result['publications']:,} distinct presentities through JSON-RPC `pua.publish` "
+        f"(expires 3600, a {result['body_bytes_per_publication']:.0f}-byte PIDF body each, "
+        f"batches of {result['batch_size']} calls from {result['concurrency']} client "
+        "connections, each call waiting for its 200) against a SIPp UAS answering 200 with "
+        "SIP-ETag. The service's resident set (`/proc/PID/statm`) is read after start-up and "
+        f"{result['warmup']} warm-up publications, and again once every publication is "
+        "acknowledged, timer K has ended the finished transactions and the process has gone "
+        "quiet (no CPU used, resident set unchanged for a second).",
+        "",
+        "| publications | live records | RSS before MiB | RSS after MiB | bytes per publication "
+        "| of which body | seconds | publications/s |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+        f"| {result['publications']:,} | {result['records']:,} | {_mib(result['rss_before'])} | "
+        f"{_mib(result['rss_after'])} | {_fmt(per)} | "
+        f"{result['body_bytes_per_publication']:.0f} | {result['seconds']:.1f} | "
+        f"{_fmt(result['per_s'])} |",
+        "",
+        f"**{_fmt(per)} bytes per publication** (target: at most "
+        f"{result['target_bytes']:,}; {verdict} it).",
+    ]
+
+
+def render_churn(result: dict[str, Any]) -> list[str]:
+    """The section on memory while publications come and go."""
+    change = result["change_percent"]
+    verdict = "within" if abs(change) <= result["target_percent"] else "outside"
+    lines = [
+        "",
+        "## Memory while publications come and go",
+        "",
+        f"`benchmarks/churn.py`: an in-process `PresenceRuntime` (no store) runs "
+        f"{result['cycles']:,} cycles of \"publish a new presentity (expires 3600), then "
+        f"remove it (expires 0)\", {result['concurrency']} cycles in flight, against a SIPp "
+        "UAS answering every PUBLISH 200 with SIP-ETag. Nothing stays alive after a cycle, so "
+        "the process's resident set (`/proc/self/statm`, after `gc.collect()`) must stay flat. "
+        f"It is read after a warm-up of {result['warmup_cycles']:,} cycles "
+        f"({result['warmup_seconds']:.0f} s, at least two timer K periods, so the allocator's "
+        "pools and the finished transactions kept until timer K are at their working size) "
+        "and after every tenth of the cycles.",
+        "",
+        "| cycles | RSS after warm-up MiB | RSS at the end MiB | change | seconds | cycles/s |",
+        "|---:|---:|---:|---:|---:|---:|",
+        f"| {result['cycles']:,} | {_mib(result['rss_after_warmup'])} | "
+        f"{_mib(result['rss_end'])} | {change:+.1f}% | {result['seconds']:.1f} | "
+        f"{_fmt(result['cycles_per_s'])} |",
+        "",
+        f"**Change {change:+.1f}%** (target: flat within {result['target_percent']:.0f}%; "
+        f"{verdict} it).",
+        "",
+        "| sample | cycles | RSS MiB | seconds |",
+        "|---|---:|---:|---:|",
+    ]
+    for sample in result["samples"]:
+        lines.append(f"| {sample['label']} | {sample['cycles']:,} | {_mib(sample['rss'])} | "
+                     f"{sample['seconds']:.1f} |")
+    return lines
+
+
+def _sizes(text: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in text.split(",") if x)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Benchmark:
+    """One benchmark: what to say while it runs, how to run it with the
+    command line's arguments, how to render its section, and its key in the
+    JSON results."""
+
+    name: str
+    progress: str
+    run: Callable[[argparse.Namespace], Any]
+    render: Callable[[Any], list[str]]
+    key: str
+
+
+# In the order of the report's sections.
+BENCHMARKS = (
+    Benchmark(name="parse", progress="parsing and serializing", key="parse",
+              run=lambda a: parse.run(), render=render_parse),
+    Benchmark(name="publish_rate", progress="PUBLISH transactions against SIPp", key="publish",
+              run=lambda a: publish_rate.run(a.calls, a.window), render=render_publish),
+    Benchmark(name="service_rpc", progress="the management API against Kamailio's pua_rpc",
+              key="service", run=lambda a: service_rpc.run(a.service_calls, 50),
+              render=render_service),
+    Benchmark(name="service_memory", progress="memory of pua serve per publication",
+              key="service_memory", run=lambda a: service_memory.run(a.memory_publications),
+              render=render_service_memory),
+    Benchmark(name="engine", progress="the engine alone", key="engine",
+              run=lambda a: engine.run(_sizes(a.engine_sizes)), render=render_engine),
+    Benchmark(name="persistence", progress="restart and write-back on SQLite", key="store",
+              run=lambda a: persistence.run(_sizes(a.store_sizes)), render=render_persistence),
+    Benchmark(name="churn", progress="memory while publications come and go", key="churn",
+              run=lambda a: churn.run(a.churn_cycles, warmup=a.churn_warmup,
+                                      concurrency=a.churn_concurrency),
+              render=render_churn),
+)
+BY_NAME = {b.name: b for b in BENCHMARKS}
+
+
+def _split_sections(text: str) -> tuple[list[str], list[tuple[str, list[str]]]]:
+    """A report's lines before its first "## " heading, and its sections:
+    (heading, lines from the heading up to the next "## " heading)."""
+    preamble: list[str] = []
+    sections: list[tuple[str, list[str]]] = []
+    for line in text.splitlines():
+        if line.startswith("## "):
+            sections.append((line, [line]))
+        elif sections:
+            sections[-1][1].append(line)
+        else:
+            preamble.append(line)
+    return preamble, sections
+
+
+def merge_sections(text: str, new: list[list[str]]) -> str:
+    """``text`` (a report) with each section of ``new`` (rendered lines,
+    the "## " heading among them) put in place of the section with the
+    same heading, or added at the end when there is none."""
+    preamble, sections = _split_sections(text)
+    for lines in new:
+        heading = next(line for line in lines if line.startswith("## "))
+        body = lines[lines.index(heading):]
+        while body and not body[-1].strip():
+            body.pop()
+        body.append("")
+        for n, (old_heading, _) in enumerate(sections):
+            if old_heading == heading:
+                sections[n] = (heading, body)
+                break
+        else:
+            if sections and sections[-1][1] and sections[-1][1][-1].strip():
+                sections[-1][1].append("")
+            sections.append((heading, body))
+    out = preamble + [line for _, lines in sections for line in lines]
+    while out and not out[-1].strip():
+        out.pop()
+    return "\n".join(out) + "\n"
+
+
+def _measured_alone(lines: list[str], name: str, output: Path) -> list[str]:
+    """A section run on its own: say when and how under its heading."""
+    now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    heading = next(n for n, line in enumerate(lines) if line.startswith("## "))
+    return [*lines[:heading + 1], "",
+            f"*Measured on its own on {now}: `.venv/bin/python -m benchmarks.run "
+            f"--only {name} --output {output}`.*", *lines[heading + 1:]]
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    ap.add_argument("--output", type=Path, default=Path("docs/benchmarks.md"))
+    ap.add_argument("--output", type=Path, default=None,
+                    help="the report to write (default docs/benchmarks.md); with --only, "
+                         "the report whose sections are replaced, and without it the "
+                         "sections are printed")
+    ap.add_argument("--only", default=None, metavar="NAME[,NAME]",
+                    help=f"run only these benchmarks: {', '.join(BY_NAME)}")
     ap.add_argument("--calls", type=int, default=10_000)
     ap.add_argument("--window", type=int, default=200)
     ap.add_argument("--service-calls", type=int, default=5000)
@@ -216,29 +393,47 @@ def main(argv: list[str] | None = None) -> int:
                     help="row counts for the restart benchmark, comma-separated")
     ap.add_argument("--engine-sizes", default="10000,1000000",
                     help="record counts for the engine benchmark, comma-separated")
+    ap.add_argument("--memory-publications", type=int, default=100_000,
+                    help="live publications for the service memory benchmark")
+    ap.add_argument("--churn-cycles", type=int, default=1_000_000,
+                    help="publish+remove cycles for the churn benchmark (after the warm-up)")
+    ap.add_argument("--churn-warmup", type=int, default=10_000,
+                    help="churn cycles before the first memory reading")
+    ap.add_argument("--churn-concurrency", type=int, default=200,
+                    help="churn cycles in flight at a time")
     args = ap.parse_args(argv)
+    if args.only is None:
+        chosen = list(BENCHMARKS)
+    else:
+        names = [n.strip() for n in args.only.split(",") if n.strip()]
+        unknown = [n for n in names if n not in BY_NAME]
+        if unknown or not names:
+            ap.error(f"--only takes names among {', '.join(BY_NAME)}; got {args.only!r}")
+        chosen = [b for b in BENCHMARKS if b.name in names]
     tune_gc()
-    print("parsing and serializing ...", file=sys.stderr)
-    parse_rows = parse.run()
-    print("PUBLISH transactions against SIPp ...", file=sys.stderr)
-    publish = publish_rate.run(args.calls, args.window)
-    print("the engine alone ...", file=sys.stderr)
-    sizes = tuple(int(x) for x in args.engine_sizes.split(",") if x)
-    engine_results = engine.run(sizes)
-    print("the management API against Kamailio's pua_rpc ...", file=sys.stderr)
-    service_result = service_rpc.run(args.service_calls, 50)
-    print("restart and write-back on SQLite ...", file=sys.stderr)
-    store_sizes = tuple(int(x) for x in args.store_sizes.split(",") if x)
-    store_results = persistence.run(store_sizes)
-    report = (render(parse_rows, publish) + "\n".join(render_service(service_result))
-              + "\n" + "\n".join(render_engine(engine_results))
-              + "\n" + "\n".join(render_persistence(store_results)) + "\n")
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(report)
-    print(json.dumps({"parse": parse_rows, "publish": publish, "engine": engine_results,
-                      "service": service_result, "store": store_results},
-                     indent=1, default=str))
-    print(f"wrote {args.output}", file=sys.stderr)
+    results: dict[str, Any] = {}
+    sections: list[list[str]] = []
+    for bench in chosen:
+        print(f"{bench.progress} ...", file=sys.stderr)
+        results[bench.key] = bench.run(args)
+        sections.append(bench.render(results[bench.key]))
+    if args.only is None:
+        output = args.output or Path("docs/benchmarks.md")
+        report = "\n".join(render_header() + [line for s in sections for line in s]) + "\n"
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(report)
+        print(json.dumps(results, indent=1, default=str))
+        print(f"wrote {output}", file=sys.stderr)
+    elif args.output is None:
+        print(json.dumps(results, indent=1, default=str), file=sys.stderr)
+        print("\n".join(line for s in sections for line in s).lstrip("\n"))
+    else:
+        alone = [_measured_alone(s, b.name, args.output) for s, b in zip(sections, chosen, strict=True)]
+        old = args.output.read_text() if args.output.exists() else "\n".join(render_header())
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(merge_sections(old, alone))
+        print(json.dumps(results, indent=1, default=str))
+        print(f"merged {', '.join(b.name for b in chosen)} into {args.output}", file=sys.stderr)
     return 0
 
 
