@@ -9,7 +9,7 @@ import pytest
 import pua
 from pua.bodies import basic_pidf
 from pua.core import EventPackage, PublicationSucceeded
-from pua.errors import UnknownEventError
+from pua.errors import UnknownEventError, UsageError
 from pua.sip import Request, make_response, parse_message
 
 
@@ -127,3 +127,16 @@ async def test_agent_with_a_store_takes_its_publications_back(tmp_path: object) 
         [record] = list(agent.runtime.records())
         assert record.etag == etag and record.state.value == "published"  # type: ignore[union-attr]
     assert len(peer.requests) == 1  # resumed, not published again
+
+
+async def test_outbound_proxy_is_the_seeds_name_for_the_next_hop() -> None:
+    """pua.Agent(outbound_proxy=...) sends there, and a text body is sent
+    as UTF-8; naming two different next hops is one clear error."""
+    peer, uri = await server(200)
+    async with pua.Agent(outbound_proxy=uri) as agent:
+        text = basic_pidf("sip:alice@example.com", "open", tuple_id="t1").decode()
+        pub = await agent.publish("sip:alice@example.com", text)
+        assert pub.state == "published"
+        assert peer.requests[-1].body == text.encode()
+    with pytest.raises(UsageError, match="server or outbound_proxy"):
+        pua.Agent(server=uri, outbound_proxy="sip:192.0.2.1:5060")

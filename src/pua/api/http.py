@@ -41,7 +41,7 @@ from pua.runtime.persistence import WriteTimer
 
 from .metrics import metrics_text
 from .openapi import OPENAPI
-from .rpc import Durable, JsonRpc, PuaMethods, RpcError, parse_extra_headers
+from .rpc import Durable, JsonRpc, PuaMethods, RpcError
 from .views import event_view, key_from_id, record_view
 
 __all__ = ["ApiServer", "make_app"]
@@ -162,10 +162,7 @@ def make_app(
         return data
 
     def event_flag(name: Any) -> int:
-        package = registry.by_name(str(name or "presence"))
-        if package is None:
-            raise ValueError(f"unknown event {name!r}")
-        return int(package.flag)
+        return int(runtime.package(str(name or "presence")).flag)
 
     async def create_publication(request: web.Request) -> web.Response:
         data = await read_json(request)
@@ -179,7 +176,7 @@ def make_app(
                 id=str(data.get("id") or ""),
                 content_type=data.get("content_type"),
                 etag=data.get("etag"),
-                extra_headers=parse_extra_headers(data.get("extra_headers")),
+                extra_headers=_header_text(data.get("extra_headers")) or (),
                 source_flag=SourceFlag.MI_PUBLISH,
             )
             if data.get("wait", True):
@@ -356,3 +353,10 @@ class ApiServer:
             with contextlib.suppress(Exception):
                 await self._runner.cleanup()
             self._runner = None
+
+
+def _header_text(value: Any) -> str | None:
+    """Extra headers in a JSON body: Kamailio's text, or None."""
+    if value is None or isinstance(value, str):
+        return value
+    raise ValueError("extra_headers must be text ('Name: value' lines)")

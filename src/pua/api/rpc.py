@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from pua.core import PublishInfo, SourceFlag, SubscribeInfo
-from pua.errors import PresenceError, PublishError
+from pua.errors import PresenceError, PuaError, PublishError, UnknownEventError, UsageError
 from pua.runtime import PresenceRuntime
 
 from .views import key_from_id, record_view
@@ -48,7 +48,7 @@ SUBSCRIBE_PARAMS = ("pres_uri", "watcher_uri", "event", "expires")
 MAX_BATCH = 1000
 
 
-class RpcError(Exception):
+class RpcError(PuaError):
     """A JSON-RPC error to answer with."""
 
     def __init__(self, code: int, message: str, data: Any = None) -> None:
@@ -122,7 +122,8 @@ class JsonRpc:
                 if notification
                 else _error(ident, exc.status or INTERNAL_ERROR, exc.reason, {"detail": str(exc)})
             )
-        except ValueError as exc:
+        except (UsageError, ValueError) as exc:
+            # Misuse (pua.errors.UsageError, BodyError) names what is wrong.
             return None if notification else _error(ident, INVALID_PARAMS, f"Invalid params: {exc}")
         except Exception:
             log.exception("RPC method %s failed", request["method"])
@@ -178,19 +179,6 @@ def _text(values: dict[str, Any], name: str) -> str | None:
     return value
 
 
-def parse_extra_headers(text: str | None) -> list[tuple[str, str]]:
-    """Kamailio's extra_headers: ``Name: value`` lines (CRLF or LF)."""
-    headers: list[tuple[str, str]] = []
-    for line in (text or "").replace("\r\n", "\n").split("\n"):
-        if not line.strip():
-            continue
-        name, colon, value = line.partition(":")
-        if not colon or not name.strip() or any(c in name for c in " \t\r"):
-            raise RpcError(INVALID_PARAMS, f"Invalid params: bad extra header {line[:60]!r}")
-        headers.append((name.strip(), value.strip()))
-    return headers
-
-
 # JSON-RPC error for a change made in memory whose write to the database
 # failed: the change stands and is written when the database is back.
 NOT_STORED = -32001
@@ -238,10 +226,10 @@ class PuaMethods:
         }
 
     def _event(self, name: str | None, default: str = "presence") -> int:
-        package = self.registry.by_name(name or default)
-        if package is None:
-            raise RpcError(INVALID_PARAMS, f"Invalid params: unknown event {name!r}")
-        return int(package.flag)
+        try:
+            return int(self.runtime.package(name or default).flag)
+        except UnknownEventError as exc:
+            raise RpcError(INVALID_PARAMS, f"Invalid params: {exc}") from None
 
     def publish_info(self, params: list[Any] | dict[str, Any]) -> PublishInfo:
         """A PublishInfo from Kamailio-ordered or named parameters."""
@@ -260,7 +248,7 @@ class PuaMethods:
             id=_text(values, "id") or "",
             etag=_text(values, "etag"),
             outbound_proxy=_text(values, "outbound_proxy"),
-            extra_headers=parse_extra_headers(_text(values, "extra_headers")),
+            extra_headers=_text(values, "extra_headers") or (),
             body=body.encode() if body is not None else None,
             source_flag=SourceFlag.MI_PUBLISH,
         )

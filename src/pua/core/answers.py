@@ -15,7 +15,7 @@ from typing import Any
 from pua.errors import RemoteProtocolError
 from pua.sip.message import Response
 
-__all__ = ["RETRYABLE", "Answer", "read_answer"]
+__all__ = ["RETRYABLE", "Answer", "read_answer", "status_line"]
 
 # Answers after which the server may do better later (RFC 3261 §21).
 RETRYABLE = frozenset({408, 480, 500, 502, 503, 504, 580})
@@ -44,6 +44,21 @@ class Answer:
     def retryable(self) -> bool:
         """Timeouts, transport failures, 408, 480, 5xx: worth another try."""
         return self.status in RETRYABLE or 500 <= self.status < 600
+
+
+_STATUS_LINES: dict[tuple[int, str], tuple[int, str]] = {}
+
+
+def status_line(status: int, reason: str) -> tuple[int, str]:
+    """One shared (status, reason) pair per distinct answer: every record
+    keeps its last answer, and most records share a handful of them."""
+    pair = (status, reason)
+    shared = _STATUS_LINES.get(pair)
+    if shared is None:
+        if len(_STATUS_LINES) > 10_000:
+            _STATUS_LINES.clear()  # reasons a peer made up: stay bounded
+        shared = _STATUS_LINES[pair] = pair
+    return shared
 
 
 def _safe(read: Callable[[], Any]) -> Any:

@@ -319,7 +319,7 @@ class PresenceEngine:
             raise UsageError(f"expires must be -1, 0 or positive, not {info.expires}")
         extra = parse_extra_headers(info.extra_headers)
         key = RecordKey(
-            intern_text(info.pres_uri),
+            info.pres_uri,
             int(package.flag),
             info.id,
             int(info.source_flag),

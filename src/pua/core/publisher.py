@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pua.errors import LocalProtocolError
 
-from .answers import Answer
+from .answers import Answer, status_line
 from .context import EngineContext
 from .events import PublicationFailed, PublicationRemoved, PublicationSucceeded
 from .publication import (
@@ -56,7 +56,7 @@ class Publisher:
         """A final answer to the request in flight."""
         flight = pub.flight
         assert flight is not None
-        pub.last_answer = (answer.status, answer.reason)
+        pub.last_answer = status_line(answer.status, answer.reason)
         over = self._ctx.lifetimes.over(pub, now)
         event = classify_answer(pub, flight.kind, answer, lifetime_over=over)
         self.step(pub, event, now, answer)

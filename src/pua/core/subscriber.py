@@ -14,7 +14,7 @@ import functools
 from pua.errors import RemoteProtocolError
 from pua.sip.headers import NameAddress
 
-from .answers import Answer
+from .answers import Answer, status_line
 from .context import EngineContext
 from .events import SubscriptionFailed, SubscriptionStateChanged, SubscriptionTerminated
 from .records import InFlight, Pending, RequestKind, SubscriptionRecord, SubState, intern_text
@@ -84,7 +84,7 @@ class Subscriber:
         """A final answer to the request in flight."""
         flight = sub.flight
         assert flight is not None
-        sub.last_answer = (answer.status, answer.reason)
+        sub.last_answer = status_line(answer.status, answer.reason)
         over = self._ctx.lifetimes.over(sub, now)
         event = classify_answer(sub, flight.kind, answer, lifetime_over=over)
         self.step(sub, event, now, answer)

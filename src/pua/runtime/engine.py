@@ -75,9 +75,14 @@ class PresenceRuntime:
         registry: EventRegistry | None = None,
         tls_server: ssl.SSLContext | None = None,
         tls_client: ssl.SSLContext | None = None,
+        engine: PresenceEngine | None = None,
     ) -> None:
         self.config = config or EngineConfig()
-        self._engine = PresenceEngine(self.config, ids or SystemIds(), registry=registry)
+        # ``engine``: one made (and perhaps filled) elsewhere, e.g. by a
+        # benchmark; by default a new one on the system's randomness.
+        self._engine = engine or PresenceEngine(
+            self.config, ids or SystemIds(), registry=registry
+        )
         self.listen = listen or [Listen("udp", "127.0.0.1", 0)]
         self.transports = Transports(
             self.listen,

@@ -184,7 +184,7 @@ class SipStack:
             self._settle(
                 tx,
                 error=TransactionTimeout(
-                    f"no final response to {tx.request.method} from "
+                    f"no final response to {tx.key[1]} from "
                     f"{_format_address(tx.address)} within {self.endpoint.timers.timer_f:g} s"
                 ),
             )

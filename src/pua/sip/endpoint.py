@@ -263,7 +263,13 @@ class SipEndpoint:
         self._drop_client(tx.key)
 
     def _drop_client(self, key: tuple[str, str]) -> None:
-        self._clients.pop(key, None)
+        tx = self._clients.pop(key, None)
+        if tx is not None:
+            # A finished transaction may wait in the deadline heap as a
+            # stale entry for a while: it keeps nothing heavy meanwhile.
+            tx.data = b""
+            tx.request = None
+            tx.final_response = None
         if not self._clients:
             self._clients = {}  # a dict keeps its high-water size: start afresh
 

@@ -67,8 +67,9 @@ class DeadlineQueue:
     An entry is live while the owner's attribute still equals its time, so
     cancelling or re-arming never searches the heap: stale entries are
     skipped when they surface, and dropped in one pass when they outnumber
-    the live ones (so a record that is re-armed often, or an owner that is
-    gone, holds no memory for long).  Work per tick is O(due timers · log n).
+    a quarter of the live ones (so a record that is re-armed often, or an
+    owner that is gone, holds no memory for long; compaction is O(n) once
+    per n/4 stale entries).  Work per tick is O(due timers · log n).
     """
 
     __slots__ = ("_heap", "_live")
@@ -87,7 +88,7 @@ class DeadlineQueue:
             self._live += 1
         setattr(owner, name, at)
         heapq.heappush(self._heap, (at, owner, name))
-        if len(self._heap) > 64 and len(self._heap) > 2 * self._live + 64:
+        if len(self._heap) > self._live + (self._live >> 2) + 64:
             self._compact()
 
     def cancel(self, owner: Timed, name: str) -> None:
@@ -118,7 +119,7 @@ class DeadlineQueue:
                 setattr(owner, name, None)
                 self._live -= 1
                 due.append((owner, name))
-        if len(heap) > 2 * self._live + 64:
+        if len(heap) > self._live + (self._live >> 2) + 64:
             self._compact()
         return due
 

@@ -224,10 +224,11 @@ class ClientTransaction(Timed):
     """One outgoing non-INVITE request and its retransmission state.
 
     ``key`` is what §17.1.3 matches responses on: the branch of the top Via
-    and the CSeq method.
+    and the CSeq method.  Once it has ended (answered, timed out, failed)
+    it no longer holds its request, bytes or response.
     """
 
-    request: Request
+    request: Request | None
     data: bytes
     address: Address
     transport: str
