@@ -7,6 +7,7 @@ import inspect
 import pua
 import pua.bodies
 import pua.core
+import pua.errors
 import pua.runtime
 import pua.sip
 
@@ -16,16 +17,35 @@ def test_top_level_exports_exactly_the_intended_names() -> None:
     assert sorted(pua.__all__) == sorted([
         "Agent", "Notification", "Publication", "Subscription",
         "PuaError", "PresenceError", "PublishError", "SubscribeError", "BodyError", "SipError",
+        "UsageError", "UnknownEventError", "StateError",
         "__version__",
     ])
     for name in pua.__all__:
         assert hasattr(pua, name), name
 
 
+def test_every_error_is_a_pua_error() -> None:
+    """One tree: every exception class pua defines derives from PuaError,
+    and misuse is also the Python error users expect."""
+    import pua.api.rpc
+    import pua.client
+    import pua.config
+    import pua.store
+
+    errors = [getattr(pua.errors, name) for name in pua.errors.__all__]
+    errors += [pua.api.rpc.RpcError, pua.client.ApiError, pua.config.ConfigError,
+               pua.store.StoreError]
+    for error in errors:
+        assert issubclass(error, pua.PuaError), error
+    assert issubclass(pua.UsageError, ValueError)
+    assert issubclass(pua.UnknownEventError, pua.UsageError)
+    assert issubclass(pua.StateError, RuntimeError)
+
+
 def test_every_exported_name_has_a_docstring() -> None:
     """Every public class and function of every package has a docstring."""
     missing = []
-    for module in (pua, pua.sip, pua.core, pua.runtime, pua.bodies):
+    for module in (pua, pua.sip, pua.core, pua.runtime, pua.bodies, pua.errors):
         for name in module.__all__:
             obj = getattr(module, name)
             if (inspect.isclass(obj) or inspect.isfunction(obj)) and not inspect.getdoc(obj):

@@ -18,7 +18,10 @@ from pua.errors import (
     PuaError,
     PublishError,
     SipError,
+    StateError,
     SubscribeError,
+    UnknownEventError,
+    UsageError,
 )
 
 __all__ = [
@@ -30,7 +33,10 @@ __all__ = [
     "Publication",
     "PublishError",
     "SipError",
+    "StateError",
     "SubscribeError",
     "Subscription",
+    "UnknownEventError",
+    "UsageError",
     "__version__",
 ]

@@ -22,7 +22,7 @@
      |    |                            protocol does not allow (a bug on our side)
      |    +-- TransactionTimeout       no final response before timer F (§17.1.2.2)
      |    +-- TransportError           the transport could not carry a message
-     +-- ConfigError (ValueError)      a setting that stops the start (pua.config)
+     +-- ConfigError                   a setting that stops the start (pua.config)
      +-- StoreError                    the database could not do what was asked
      +-- ApiError                      the management API (pua.client) failed
      +-- RpcError                      a JSON-RPC error to answer with (pua.api)

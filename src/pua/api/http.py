@@ -70,7 +70,7 @@ class EventHub:
     def _publish(self, event: EngineEvent) -> None:
         if not self.queues:
             return
-        key = getattr(event, "key", None)
+        key = event.key
         record = self.runtime.record(key) if key is not None else None
         view = event_view(event, record, self.runtime.registry)
         for queue in list(self.queues):
@@ -181,7 +181,7 @@ def make_app(
             )
             if data.get("wait", True):
                 result = await runtime.publish(info)
-                key = getattr(result, "key", None)
+                key = result.key
             else:
                 key = runtime.send_publish(info)
         except (KeyError, TypeError, ValueError, RpcError) as exc:

@@ -262,7 +262,7 @@ class PuaMethods:
         await self._stored()
         etag = getattr(event, "etag", None)
         expires = getattr(event, "expires", 0)
-        key = getattr(event, "key", None)
+        key = event.key
         record = self.runtime.record(key) if key is not None else None
         return {
             "SIP-ETag": etag,

@@ -109,7 +109,7 @@ def event_view(
     registry: EventRegistry,
 ) -> dict[str, Any]:
     """An engine event as JSON: its type, its record's id and view, its fields."""
-    key = getattr(event, "key", None)
+    key = event.key
     view: dict[str, Any] = {
         "type": EVENT_TYPES.get(type(event), type(event).__name__),
         "id": record_id(key) if key is not None else None,

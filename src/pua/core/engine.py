@@ -29,7 +29,7 @@ from typing import Any
 from pua.errors import BodyError, StateError, UsageError
 from pua.sip import MessageDropped, RequestReceived, ResponseReceived, SipUri
 from pua.sip.endpoint import Datagram, TransactionTimedOut, TransportFailed
-from pua.sip.ids import Ids, call_id, tag
+from pua.sip.ids import Ids
 from pua.sip.transaction import Address, ClientTransaction
 
 from .answers import Answer, read_answer
@@ -52,6 +52,7 @@ from .records import (
     SubscriptionRoute,
     SubState,
     intern_text,
+    new_dialog_id,
 )
 from .requests import check_uri, parse_extra_headers, parse_next_hop
 from .subscriber import Subscriber
@@ -269,7 +270,7 @@ class PresenceEngine:
         if record is None:
             if body is None and info.etag is None:
                 raise UsageError("a new publication needs a body")
-            record = PublicationRecord(key, "t" + self.ids.token(10), etag=info.etag)
+            record = PublicationRecord(key, etag=info.etag)
         if body is not None and package.process_body is not None:
             try:
                 body = package.process_body(body, record.publish_count, record.tuple_id)
@@ -345,7 +346,7 @@ class PresenceEngine:
         if record is None or info.flag == UpdateType.INSERT_TYPE:
             if record is not None:
                 ctx.forget(record)
-            record = SubscriptionRecord(key, call_id(self.ids), tag(self.ids))
+            record = SubscriptionRecord(key, new_dialog_id(self.ids))
             initial = None if target == info.pres_uri else intern_text(target)
             contact = intern_text(info.contact) if info.contact else None
             record.route = SubscriptionRoute.of(initial_target=initial, contact=contact)

@@ -151,7 +151,6 @@ class NotifyServer:
         sub.remote_cseq = request.cseq.seq
         if check.contact is not None:
             sub.route = sub.route.replace(remote_target=check.contact)
-        sub.notify_count += 1
         ctx.mark(sub)
         ctx.events.append(
             NotifyReceived(

@@ -69,7 +69,7 @@ def record_to_row(record: Record, content_type: str | None = None) -> Row:
         )
     else:
         row.update(
-            version=record.notify_count,
+            version=record.remote_cseq or 0,
             etag="",
             tuple_id=None,
             call_id=record.call_id,
@@ -106,13 +106,13 @@ def record_from_row(row: Row, content_type: str | None = None) -> Record:
     record: Record
     if not key.watcher_uri:
         etag = row.get("etag") or None
-        pub = PublicationRecord(key, str(row.get("tuple_id") or ""), etag=etag)
+        pub = PublicationRecord(key, etag=etag)
+        pub.tuple_id = str(row.get("tuple_id") or "")
         body = row.get("body")
         pub.body = bytes(body) if body is not None else None
         stored_type = row.get("content_type") or None
         own_type = None if stored_type == content_type else stored_type
         pub.options = RecordOptions.of(extra, proxy, own_type)
-        pub.publish_count = int(row.get("version") or 0)
         pub.state = PubState.PUBLISHED if etag else PubState.DONE
         record = pub
     else:
@@ -144,7 +144,6 @@ def record_from_row(row: Row, content_type: str | None = None) -> Record:
             contact=None if contact is None else intern_text(contact),
         )
         sub.options = RecordOptions.of(extra, proxy)
-        sub.notify_count = int(row.get("version") or 0)
         sub.state = SubState.ACTIVE if sub.to_tag else SubState.DONE
         record = sub
     record.expires_at = float(row.get("expires") or 0)

@@ -85,8 +85,6 @@ class Publisher:
         ctx = self._ctx
         alive = pub.expires_at > now + 1
         ctx.lifetimes.resume(pub, now)
-        if not pub.tuple_id:
-            pub.tuple_id = "t" + ctx.ids.token(10)
         if pub.etag is not None and alive:
             pub.state = PubState.PUBLISHED
             ctx.table.put(pub)
@@ -182,7 +180,6 @@ class Publisher:
         if kind is RequestKind.REFRESH:
             ctx.counters.refreshes += 1
         expires = 0 if kind is RequestKind.REMOVE else ctx.lifetimes.to_ask(pub, now)
-        pub.publish_count += 1
         pub.cseq += 1
         options = pub.options
         package = ctx.registry.by_flag(pub.key.event)

@@ -18,6 +18,7 @@ address.
 from __future__ import annotations
 
 import enum
+import hashlib
 import sys
 from typing import Any, NamedTuple
 
@@ -38,6 +39,8 @@ __all__ = [
     "SubscriptionRecord",
     "SubscriptionRoute",
     "intern_text",
+    "new_dialog_id",
+    "tuple_id_of",
 ]
 
 
@@ -163,6 +166,19 @@ class Pending:
         self.cb_param: Any = None
 
 
+# Small counters and flags of a record, packed in one int (a slot each
+# would cost 8 bytes a record): for subscriptions the notifier's word, for
+# publications whether a 412 was already answered with a re-PUBLISH, and
+# failures in a row and terminations since the last active NOTIFY.  What a
+# healthy record holds stays below 256, one of CPython's shared small ints
+# (a larger int would be an object of 32 bytes per record).
+_COUNT_MAX = 0xFF
+_AUTHORIZED_SHIFT = 0  # 0: not said yet, 1: pending, 2: active
+_RECOVERED_412 = 1 << 2
+_FAILURES_SHIFT = 3
+_RESUBSCRIBES_SHIFT = 11
+
+
 class _Record(Timed):
     """What publications and subscriptions share.  ``deadline`` is the one
     timer of the record (refresh, retry, end of lifetime or a resume), armed
@@ -170,11 +186,11 @@ class _Record(Timed):
     record's state (see ``timer_input`` beside each table)."""
 
     __slots__ = (
+        "_flags",
         "cseq",
         "deadline",
         "desired_until",
         "expires_at",
-        "failures",
         "flight",
         "key",
         "last_answer",
@@ -190,13 +206,29 @@ class _Record(Timed):
         self.deadline: float | None = None
         self.desired_until: float | None = None  # end of the wanted lifetime; None: for ever
         self.expires_at = 0.0  # when the server drops it (absolute, `now` clock)
-        self.failures = 0  # consecutive failures (backoff exponent)
+        self._flags = 0
         self.flight: InFlight | None = None
         self.last_answer: tuple[int, str] | None = None  # status, reason (shared)
         self.options = NO_OPTIONS
         self.pending: Pending | None = None
         self.requested = 3600  # Expires we ask for
         self.row_id: int | None = None  # the store's id of the row, once written
+
+    def _count(self, shift: int) -> int:
+        return (self._flags >> shift) & _COUNT_MAX
+
+    def _set_count(self, shift: int, value: int) -> None:
+        value = min(max(value, 0), _COUNT_MAX)
+        self._flags = (self._flags & ~(_COUNT_MAX << shift)) | (value << shift)
+
+    @property
+    def failures(self) -> int:
+        """Failures in a row (the backoff exponent; counts up to 255)."""
+        return self._count(_FAILURES_SHIFT)
+
+    @failures.setter
+    def failures(self, value: int) -> None:
+        self._set_count(_FAILURES_SHIFT, value)
 
     @property
     def last_status(self) -> int | None:
@@ -219,26 +251,66 @@ class _Record(Timed):
         return self.options.outbound_proxy
 
 
+def tuple_id_of(key: RecordKey) -> str:
+    """The tuple id of a publication (RFC 3863 §4.1.2: an XML ID, unique in
+    the presentity's document): made from the key, so it is the same across
+    refreshes and restarts without being stored."""
+    digest = hashlib.blake2b(
+        f"{key.pres_uri}\n{key.event}\n{key.id}\n{key.source_flag}".encode(), digest_size=8
+    ).digest()
+    number = int.from_bytes(digest, "big")
+    chars = []
+    for _ in range(10):
+        number, rest = divmod(number, 36)
+        chars.append(_ALPHABET[rest])
+    return "t" + "".join(chars)
+
+
+_ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
+
+
 class PublicationRecord(_Record):
     """A publication: the seed's ``ua_pres_t`` for PUBLISH, plus the body
     that recovery from a 412 needs."""
 
-    __slots__ = ("body", "etag", "publish_count", "recovered_412", "state", "tuple_id")
+    __slots__ = ("_tuple_id", "body", "etag", "state")
 
-    def __init__(self, key: RecordKey, tuple_id: str, *, etag: str | None = None) -> None:
+    def __init__(self, key: RecordKey, *, etag: str | None = None) -> None:
         super().__init__(key)
         self.state = PubState.DONE
         self.etag = etag
         self.body: bytes | None = None  # the last body the server accepted
-        self.tuple_id = tuple_id
-        self.publish_count = 0  # PUBLISHes sent (process_body's ``ver``)
-        self.recovered_412 = False  # one re-PUBLISH per 412 streak
+        self._tuple_id: str | None = None  # None: made from the key
+
+    @property
+    def tuple_id(self) -> str:
+        """The record's tuple id: made from its key, unless a stored row
+        (e.g. one Kamailio wrote) gave another."""
+        return self._tuple_id or tuple_id_of(self.key)
+
+    @tuple_id.setter
+    def tuple_id(self, value: str) -> None:
+        self._tuple_id = None if not value or value == tuple_id_of(self.key) else value
 
     @property
     def call_id(self) -> str:
-        """Call-ID of the record's PUBLISHes: one per publication, made from
-        its tuple id (random, stored), so it costs nothing to keep."""
+        """Call-ID of the record's PUBLISHes: one per publication, the same
+        across restarts, made from its tuple id (so not stored)."""
         return f"{self.tuple_id}@pua"
+
+    @property
+    def publish_count(self) -> int:
+        """PUBLISHes sent (process_body's ``ver``): the CSeq counts them."""
+        return self.cseq
+
+    @property
+    def recovered_412(self) -> bool:
+        """A 412 was answered with a re-PUBLISH (one per streak of 412s)."""
+        return bool(self._flags & _RECOVERED_412)
+
+    @recovered_412.setter
+    def recovered_412(self, value: bool) -> None:
+        self._flags = self._flags | _RECOVERED_412 if value else self._flags & ~_RECOVERED_412
 
     @property
     def content_type(self) -> str | None:
@@ -258,7 +330,7 @@ class SubscriptionRoute:
     and a Contact other than our listen address.  Shared by every
     subscription with the same values (all those of one notifier)."""
 
-    __slots__ = ("contact", "initial_target", "remote_target", "route_set")
+    __slots__ = ("contact", "from_tag", "initial_target", "remote_target", "route_set")
 
     def __init__(
         self,
@@ -266,11 +338,15 @@ class SubscriptionRoute:
         remote_target: str | None,
         route_set: tuple[str, ...],
         contact: str | None,
+        from_tag: str | None,
     ) -> None:
         self.initial_target = initial_target
         self.remote_target = remote_target
         self.route_set = route_set
         self.contact = contact
+        # Our tag when it is not made from the Call-ID (a row another UA
+        # wrote): rare, so it lives here rather than in every record.
+        self.from_tag = from_tag
 
     @classmethod
     def of(
@@ -279,9 +355,10 @@ class SubscriptionRoute:
         remote_target: str | None = None,
         route_set: tuple[str, ...] = (),
         contact: str | None = None,
+        from_tag: str | None = None,
     ) -> SubscriptionRoute:
         """The shared route object for these values."""
-        key = (initial_target, remote_target, route_set, contact)
+        key = (initial_target, remote_target, route_set, contact, from_tag)
         route = _ROUTES.get(key)
         if route is None:
             if len(_ROUTES) > 100_000:
@@ -294,15 +371,19 @@ class SubscriptionRoute:
         *,
         remote_target: str | object | None = ...,
         route_set: tuple[str, ...] | None = None,
+        from_tag: str | object | None = ...,
     ) -> SubscriptionRoute:
         """The shared route with the dialog's part changed."""
         remote = self.remote_target if remote_target is ... else remote_target
+        tag = self.from_tag if from_tag is ... else from_tag
         assert remote is None or isinstance(remote, str)
+        assert tag is None or isinstance(tag, str)
         return SubscriptionRoute.of(
             self.initial_target,
             remote,
             self.route_set if route_set is None else route_set,
             self.contact,
+            tag,
         )
 
 
@@ -312,31 +393,54 @@ NO_ROUTE = SubscriptionRoute.of()
 class SubscriptionRecord(_Record):
     """A subscription: the seed's ``ua_pres_t`` for SUBSCRIBE, with its dialog."""
 
-    __slots__ = (
-        "authorized",
-        "call_id",
-        "from_tag",
-        "notify_count",
-        "remote_cseq",
-        "resubscribes",
-        "route",
-        "state",
-        "to_tag",
-    )
+    __slots__ = ("call_id", "remote_cseq", "route", "state", "to_tag")
 
-    def __init__(self, key: RecordKey, call_id: str, from_tag: str) -> None:
+    def __init__(self, key: RecordKey, call_id: str, from_tag: str | None = None) -> None:
         super().__init__(key)
         self.state = SubState.DONE
         self.call_id = call_id
-        self.from_tag = from_tag  # ours
         self.to_tag: str | None = None  # theirs; None while the dialog is temporary
         self.remote_cseq: int | None = None  # last NOTIFY CSeq
         self.route = NO_ROUTE
-        # The notifier's word: None before it said anything, False while it
-        # says pending (RFC 6665 §4.1.3), True once active.
-        self.authorized: bool | None = None
-        self.resubscribes = 0  # terminations since the last active NOTIFY
-        self.notify_count = 0  # NOTIFYs received
+        if from_tag is not None and from_tag != call_id[:TAG_LENGTH]:
+            # Our tag is made from the Call-ID (see new_dialog_id), unless a
+            # row another UA wrote says otherwise.
+            self.route = self.route.replace(from_tag=from_tag)
+
+    def start_dialog(self, call_id: str) -> None:
+        """Forget the dialog: a new Call-ID (our tag derived from it), no
+        remote tag, route set or remote target, CSeq from 1 again."""
+        self.call_id = call_id
+        self.to_tag = None
+        self.cseq = 0
+        self.remote_cseq = None
+        self.route = self.route.replace(remote_target=None, route_set=(), from_tag=None)
+
+    @property
+    def from_tag(self) -> str:
+        """Our tag in the dialog."""
+        return self.route.from_tag or self.call_id[:TAG_LENGTH]
+
+    @property
+    def resubscribes(self) -> int:
+        """Terminations since the last active NOTIFY (counts up to 255)."""
+        return self._count(_RESUBSCRIBES_SHIFT)
+
+    @resubscribes.setter
+    def resubscribes(self, value: int) -> None:
+        self._set_count(_RESUBSCRIBES_SHIFT, value)
+
+    @property
+    def authorized(self) -> bool | None:
+        """The notifier's word: None before it said anything, False while
+        it says pending (RFC 6665 §4.1.3), True once active."""
+        word = (self._flags >> _AUTHORIZED_SHIFT) & 3
+        return None if word == 0 else word == 2
+
+    @authorized.setter
+    def authorized(self, value: bool | None) -> None:
+        word = 0 if value is None else (2 if value else 1)
+        self._flags = (self._flags & ~(3 << _AUTHORIZED_SHIFT)) | (word << _AUTHORIZED_SHIFT)
 
     @property
     def initial_target(self) -> str:
@@ -375,3 +479,14 @@ class SubscriptionRecord(_Record):
 
 
 Record = PublicationRecord | SubscriptionRecord
+
+# A dialog's Call-ID: 15 random characters of [0-9a-z] (77 bits; a string
+# of 15 characters is the largest that fits CPython's 64-byte block), and
+# our From tag its first 8 (41 bits, RFC 3261 §19.3 asks at least 32).
+CALL_ID_LENGTH = 15
+TAG_LENGTH = 8
+
+
+def new_dialog_id(ids: Any) -> str:
+    """A fresh Call-ID for a dialog we start (our tag is derived from it)."""
+    return str(ids.token(CALL_ID_LENGTH))

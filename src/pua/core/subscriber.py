@@ -17,7 +17,15 @@ from pua.sip.headers import NameAddress
 from .answers import Answer, status_line
 from .context import EngineContext
 from .events import SubscriptionFailed, SubscriptionStateChanged, SubscriptionTerminated
-from .records import InFlight, Pending, RequestKind, SubscriptionRecord, SubState, intern_text
+from .records import (
+    InFlight,
+    Pending,
+    RequestKind,
+    SubscriptionRecord,
+    SubState,
+    intern_text,
+    new_dialog_id,
+)
 from .requests import build_subscribe
 from .subscription import (
     SubAction,
@@ -102,12 +110,7 @@ class Subscriber:
         ctx = self._ctx
         ctx.table.unindex_dialog(sub)
         sub.flight = None  # an answer in the old dialog no longer matters
-        sub.call_id = ctx.ids.token(24)
-        sub.from_tag = ctx.ids.token(12)
-        sub.to_tag = None
-        sub.cseq = 0
-        sub.remote_cseq = None
-        sub.route = sub.route.replace(remote_target=None, route_set=())
+        sub.start_dialog(new_dialog_id(ctx.ids))
         ctx.table.index_dialog(sub)
 
     def resume(self, sub: SubscriptionRecord, now: float, due_at: float) -> bool:

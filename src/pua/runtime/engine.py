@@ -80,9 +80,7 @@ class PresenceRuntime:
         self.config = config or EngineConfig()
         # ``engine``: one made (and perhaps filled) elsewhere, e.g. by a
         # benchmark; by default a new one on the system's randomness.
-        self._engine = engine or PresenceEngine(
-            self.config, ids or SystemIds(), registry=registry
-        )
+        self._engine = engine or PresenceEngine(self.config, ids or SystemIds(), registry=registry)
         self.listen = listen or [Listen("udp", "127.0.0.1", 0)]
         self.transports = Transports(
             self.listen,
