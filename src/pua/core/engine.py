@@ -250,9 +250,7 @@ class PresenceEngine:
             raise UsageError(f"expires must be -1, 0 or positive, not {info.expires}")
         body = as_body(info.body)
         extra = parse_extra_headers(info.extra_headers)
-        key = RecordKey(
-            intern_text(info.pres_uri), int(package.flag), info.id, int(info.source_flag)
-        )
+        key = RecordKey(info.pres_uri, int(package.flag), info.id, int(info.source_flag))
         record = ctx.table.get(key)
         if record is not None and not isinstance(record, PublicationRecord):
             raise StateError("the key names a subscription")
