@@ -209,7 +209,7 @@ class EngineContext:
         """Take ``record`` out of the table, its deadline and its dialog."""
         self.deadlines.cancel(record, "deadline")
         record.flight = None
-        if self.table.get(record.key) is record:
+        if self.table.holds(record):
             self.table.remove(record.key)
             if self.changes is not None:
                 self.changes.deleted(record)

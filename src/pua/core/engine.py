@@ -217,10 +217,10 @@ class PresenceEngine:
         ctx = self._ctx
         for owner, name in ctx.deadlines.pop_due(now):
             if isinstance(owner, PublicationRecord):
-                if ctx.table.get(owner.key) is owner:
+                if ctx.table.holds(owner):
                     self._publisher.on_timer(owner, now)
             elif isinstance(owner, SubscriptionRecord):
-                if ctx.table.get(owner.key) is owner:
+                if ctx.table.holds(owner):
                     self._subscriber.on_timer(owner, now)
             else:
                 ctx.endpoint.fire(owner, name, now)
@@ -409,7 +409,7 @@ class PresenceEngine:
         if not isinstance(owner, PublicationRecord | SubscriptionRecord):
             return
         flight = owner.flight
-        if flight is None or flight.tx_key != tx_key or self._ctx.table.get(owner.key) is not owner:
+        if flight is None or flight.tx_key != tx_key or not self._ctx.table.holds(owner):
             return  # an answer to a request the record no longer waits for
         if isinstance(owner, PublicationRecord):
             self._publisher.on_answer(owner, answer, now)

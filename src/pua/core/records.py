@@ -190,18 +190,24 @@ class _Record(Timed):
         "cseq",
         "deadline",
         "desired_until",
+        "event",
         "expires_at",
         "flight",
-        "key",
+        "id",
         "last_answer",
-        "options",
         "pending",
+        "pres_uri",
         "requested",
         "row_id",
+        "source_flag",
     )
+    watcher_uri: str
+    options: RecordOptions  # the caller's choices beyond the defaults (shared)
 
     def __init__(self, key: RecordKey) -> None:
-        self.key = key
+        # The key's fields are the record's own: the table holds the record
+        # as its own key (see __hash__ and __eq__), so no key tuple is kept.
+        self.pres_uri, self.event, self.id, self.source_flag, _watcher = key
         self.cseq = 0
         self.deadline: float | None = None
         self.desired_until: float | None = None  # end of the wanted lifetime; None: for ever
@@ -209,10 +215,29 @@ class _Record(Timed):
         self._flags = 0
         self.flight: InFlight | None = None
         self.last_answer: tuple[int, str] | None = None  # status, reason (shared)
-        self.options = NO_OPTIONS
         self.pending: Pending | None = None
         self.requested = 3600  # Expires we ask for
         self.row_id: int | None = None  # the store's id of the row, once written
+
+    @property
+    def key(self) -> RecordKey:
+        """What identifies the record (a new tuple at each call)."""
+        return RecordKey(self.pres_uri, self.event, self.id, self.source_flag, self.watcher_uri)
+
+    def __hash__(self) -> int:
+        # The hash of the record's key: the table finds the record by it.
+        return hash((self.pres_uri, self.event, self.id, self.source_flag, self.watcher_uri))
+
+    def __eq__(self, other: object) -> bool:
+        # Equal to its key (and to a record with the same key): a dict that
+        # holds records as keys is looked up with a RecordKey.
+        if other is self:
+            return True
+        if isinstance(other, tuple):
+            return other == (self.pres_uri, self.event, self.id, self.source_flag, self.watcher_uri)
+        if isinstance(other, _Record):
+            return other.key == self.key
+        return NotImplemented
 
     def _count(self, shift: int) -> int:
         return (self._flags >> shift) & _COUNT_MAX
@@ -273,10 +298,13 @@ class PublicationRecord(_Record):
     """A publication: the seed's ``ua_pres_t`` for PUBLISH, plus the body
     that recovery from a 412 needs."""
 
-    __slots__ = ("_tuple_id", "body", "etag", "state")
+    __slots__ = ("_tuple_id", "body", "etag", "options", "state")
+
+    watcher_uri = ""  # a publication has no watcher
 
     def __init__(self, key: RecordKey, *, etag: str | None = None) -> None:
         super().__init__(key)
+        self.options = NO_OPTIONS
         self.state = PubState.DONE
         self.etag = etag
         self.body: bytes | None = None  # the last body the server accepted
@@ -330,7 +358,7 @@ class SubscriptionRoute:
     and a Contact other than our listen address.  Shared by every
     subscription with the same values (all those of one notifier)."""
 
-    __slots__ = ("contact", "from_tag", "initial_target", "remote_target", "route_set")
+    __slots__ = ("contact", "from_tag", "initial_target", "options", "remote_target", "route_set")
 
     def __init__(
         self,
@@ -339,7 +367,9 @@ class SubscriptionRoute:
         route_set: tuple[str, ...],
         contact: str | None,
         from_tag: str | None,
+        options: RecordOptions,
     ) -> None:
+        self.options = options  # the subscription's, kept here to share one slot
         self.initial_target = initial_target
         self.remote_target = remote_target
         self.route_set = route_set
@@ -356,9 +386,10 @@ class SubscriptionRoute:
         route_set: tuple[str, ...] = (),
         contact: str | None = None,
         from_tag: str | None = None,
+        options: RecordOptions | None = None,
     ) -> SubscriptionRoute:
         """The shared route object for these values."""
-        key = (initial_target, remote_target, route_set, contact, from_tag)
+        key = (initial_target, remote_target, route_set, contact, from_tag, options or NO_OPTIONS)
         route = _ROUTES.get(key)
         if route is None:
             if len(_ROUTES) > 100_000:
@@ -372,8 +403,9 @@ class SubscriptionRoute:
         remote_target: str | object | None = ...,
         route_set: tuple[str, ...] | None = None,
         from_tag: str | object | None = ...,
+        options: RecordOptions | None = None,
     ) -> SubscriptionRoute:
-        """The shared route with the dialog's part changed."""
+        """The shared route with the dialog's part (or the options) changed."""
         remote = self.remote_target if remote_target is ... else remote_target
         tag = self.from_tag if from_tag is ... else from_tag
         assert remote is None or isinstance(remote, str)
@@ -384,6 +416,7 @@ class SubscriptionRoute:
             self.route_set if route_set is None else route_set,
             self.contact,
             tag,
+            options or self.options,
         )
 
 
@@ -393,10 +426,11 @@ NO_ROUTE = SubscriptionRoute.of()
 class SubscriptionRecord(_Record):
     """A subscription: the seed's ``ua_pres_t`` for SUBSCRIBE, with its dialog."""
 
-    __slots__ = ("call_id", "remote_cseq", "route", "state", "to_tag")
+    __slots__ = ("call_id", "remote_cseq", "route", "state", "to_tag", "watcher_uri")
 
     def __init__(self, key: RecordKey, call_id: str, from_tag: str | None = None) -> None:
         super().__init__(key)
+        self.watcher_uri = key.watcher_uri
         self.state = SubState.DONE
         self.call_id = call_id
         self.to_tag: str | None = None  # theirs; None while the dialog is temporary
@@ -415,6 +449,15 @@ class SubscriptionRecord(_Record):
         self.cseq = 0
         self.remote_cseq = None
         self.route = self.route.replace(remote_target=None, route_set=(), from_tag=None)
+
+    @property
+    def options(self) -> RecordOptions:
+        """The caller's choices beyond the defaults (kept in the shared route)."""
+        return self.route.options
+
+    @options.setter
+    def options(self, value: RecordOptions) -> None:
+        self.route = self.route.replace(options=value)
 
     @property
     def from_tag(self) -> str:

@@ -30,7 +30,9 @@ class RecordTable:
             raise ValueError(f"hash_size must be between 1 and 20, not {hash_size}")
         self.hash_size = hash_size
         self._mask = (1 << hash_size) - 1
-        self._records: dict[RecordKey, Record] = {}
+        # Records are their own keys: looked up with a RecordKey (equal to
+        # the record's, same hash), stored without one.
+        self._records: dict[object, Record] = {}
         self._dialogs: dict[str, SubscriptionRecord] = {}
         self._publications = 0
         self._by_state: dict[PubState | SubState, int] = dict.fromkeys([*PubState, *SubState], 0)
@@ -57,22 +59,26 @@ class RecordTable:
         """The record of ``key``, or None."""
         return self._records.get(key)
 
+    def holds(self, record: Record) -> bool:
+        """Whether ``record`` itself (not another with its key) is held."""
+        return self._records.get(record) is record
+
     def by_state(self) -> dict[PubState | SubState, int]:
         """Records held in each state (kept as records move, O(1))."""
         return dict(self._by_state)
 
     def moved(self, record: Record, old: PubState | SubState) -> None:
         """``record`` went from state ``old`` to its current one."""
-        if old is not record.state and self._records.get(record.key) is record:
+        if old is not record.state and self._records.get(record) is record:
             self._by_state[old] -= 1
             self._by_state[record.state] += 1
 
     def put(self, record: Record) -> None:
         """Insert ``record`` (its key must be free, or held by itself)."""
-        old = self._records.get(record.key)
+        old = self._records.get(record)
         if old is not None and old is not record:
             self.remove(record.key)
-        self._records[record.key] = record
+        self._records[record] = record
         if old is None:
             self._by_state[record.state] += 1
             if isinstance(record, SubscriptionRecord):
