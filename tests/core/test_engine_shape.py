@@ -223,3 +223,23 @@ def test_extra_headers_as_kamailio_text_or_pairs() -> None:
         h.agent.send_publish(PublishInfo(pres_uri=ALICE, body=PIDF, extra_headers=given), h.now)  # type: ignore[arg-type]
         request = h.one()
         assert request.headers.get("x-a") == "1" and request.headers.get("x-b") == "2"
+
+
+def test_records_are_compact_and_are_their_own_keys() -> None:
+    """A record keeps no key tuple, no dict and no in-flight state between
+    requests; the table finds it by a RecordKey all the same."""
+    h = Harness()
+    key = h.agent.send_publish(PublishInfo(pres_uri=ALICE, body=PIDF), h.now)
+    h.ok_publish(h.one(), "e1")
+    h.agent.send_subscribe(SubscribeInfo(pres_uri=ALICE, watcher_uri=BOB), h.now)
+    h.answer(h.one(), 200, [("Expires", "600")])
+    pub = h.agent.record(key)  # type: ignore[arg-type]
+    [sub] = [r for r in h.agent.records() if r.key.watcher_uri]
+    for record in (pub, sub):
+        assert record is not None and not hasattr(record, "__dict__")
+        assert record.flight is None and record.pending is None  # nothing in flight
+        assert sys.getsizeof(record) <= 192
+        assert record == record.key and hash(record) == hash(record.key)
+        assert h.agent.record(record.key) is record
+    assert pub is not None and pub.options is sub.options  # both have the defaults: shared
+    assert sub.from_tag == h.requests[-1].from_.tag  # made from the Call-ID
