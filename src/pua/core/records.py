@@ -138,10 +138,20 @@ NO_OPTIONS = RecordOptions.of()
 class InFlight:
     """A request of a record that waits for its answer: exists only then."""
 
-    __slots__ = ("api", "body", "callback", "cb_param", "kind", "notify_until", "tx_key")
+    __slots__ = (
+        "api",
+        "body",
+        "callback",
+        "cb_param",
+        "kind",
+        "notify_until",
+        "pending",
+        "tx_key",
+    )
 
     def __init__(self, kind: RequestKind, tx_key: tuple[str, str], body: bytes | None) -> None:
         self.kind = kind
+        self.pending: Pending | None = None  # the record's wish while this is in flight
         self.tx_key = tx_key
         self.body = body  # the body sent (initial and modify PUBLISH)
         self.api = False  # asked for by the API: its answer reaches callbacks
@@ -166,6 +176,20 @@ class Pending:
         self.cb_param: Any = None
 
 
+# The key's event and source flags in one int: shared objects, one per
+# pair in use (two slots would cost 16 bytes a record).
+_KIND_SHIFT = 32
+_KIND_MASK = (1 << _KIND_SHIFT) - 1
+_KINDS: dict[int, int] = {}
+
+
+def _kind_of(event: int, source_flag: int) -> int:
+    kind = int(event) | int(source_flag) << _KIND_SHIFT
+    if len(_KINDS) > 10_000:
+        return kind  # unbounded variety: stop sharing, stay bounded
+    return _KINDS.setdefault(kind, kind)
+
+
 # Small counters and flags of a record, packed in one int (a slot each
 # would cost 8 bytes a record): for subscriptions the notifier's word, for
 # publications whether a 412 was already answered with a re-PUBLISH, and
@@ -187,19 +211,17 @@ class _Record(Timed):
 
     __slots__ = (
         "_flags",
+        "_kind",
+        "_work",
         "cseq",
         "deadline",
         "desired_until",
-        "event",
         "expires_at",
-        "flight",
         "id",
         "last_answer",
-        "pending",
         "pres_uri",
         "requested",
         "row_id",
-        "source_flag",
     )
     watcher_uri: str
     options: RecordOptions  # the caller's choices beyond the defaults (shared)
@@ -207,17 +229,58 @@ class _Record(Timed):
     def __init__(self, key: RecordKey) -> None:
         # The key's fields are the record's own: the table holds the record
         # as its own key (see __hash__ and __eq__), so no key tuple is kept.
-        self.pres_uri, self.event, self.id, self.source_flag, _watcher = key
+        self.pres_uri, event, self.id, source_flag, _watcher = key
+        self._kind = _kind_of(event, source_flag)
         self.cseq = 0
         self.deadline: float | None = None
         self.desired_until: float | None = None  # end of the wanted lifetime; None: for ever
         self.expires_at = 0.0  # when the server drops it (absolute, `now` clock)
         self._flags = 0
-        self.flight: InFlight | None = None
+        # The request in flight (which carries the wish waiting for it), or
+        # the wish alone, or None: one slot for what exists only now and then.
+        self._work: InFlight | Pending | None = None
         self.last_answer: tuple[int, str] | None = None  # status, reason (shared)
-        self.pending: Pending | None = None
         self.requested = 3600  # Expires we ask for
         self.row_id: int | None = None  # the store's id of the row, once written
+
+    @property
+    def event(self) -> int:
+        """The event package's flag (the key's)."""
+        return self._kind & _KIND_MASK
+
+    @property
+    def source_flag(self) -> int:
+        """Who asked for the record (the key's)."""
+        return self._kind >> _KIND_SHIFT
+
+    @property
+    def flight(self) -> InFlight | None:
+        """The request waiting for its answer, if one is."""
+        work = self._work
+        return work if isinstance(work, InFlight) else None
+
+    @flight.setter
+    def flight(self, flight: InFlight | None) -> None:
+        pending = self.pending
+        if flight is None:
+            self._work = pending
+        else:
+            flight.pending = pending
+            self._work = flight
+
+    @property
+    def pending(self) -> Pending | None:
+        """What the API asked for that waits to be sent, if anything."""
+        work = self._work
+        return work.pending if isinstance(work, InFlight) else work
+
+    @pending.setter
+    def pending(self, pending: Pending | None) -> None:
+        work = self._work
+        if isinstance(work, InFlight):
+            work.pending = pending
+        else:
+            self._work = pending
 
     @property
     def key(self) -> RecordKey:
