@@ -415,3 +415,20 @@ def test_412_to_a_resumed_etag_without_body_is_final() -> None:
     assert failed.status == 412 and failed.retry_at is None  # type: ignore[attr-defined]
     assert h.agent.record(key) is None  # type: ignore[arg-type]
     h.none()
+
+
+def test_423_to_a_refresh_keeps_an_update_that_waits() -> None:
+    """A refresh refused with 423 is sent again with Min-Expires, still as
+    a refresh; an update made meanwhile waits and goes out after it."""
+    h = Harness()
+    published(h, expires=600)
+    refresh = h.next_request(600)
+    assert refresh.body == b""
+    h.agent.send_publish(PublishInfo(pres_uri=ALICE, body=pidf("busy"), expires=-1), h.now)
+    h.none()  # one PUBLISH in flight at a time
+    h.answer(refresh, 423, [("Min-Expires", "7200")])
+    again = h.one()
+    assert again.body == b"" and again.sip_if_match == "e1" and again.expires == 7200
+    h.ok_publish(again, "e2", 7200)
+    modify = h.one()
+    assert modify.sip_if_match == "e2" and b"<note>busy</note>" in modify.body

@@ -333,3 +333,19 @@ def test_early_notify_with_malformed_record_route_gets_400_and_keeps_the_dialog(
     assert bad.status == 400
     assert h.agent.is_dialog(request.call_id, None, request.from_.tag) is DialogState.TEMPORARY
     assert h.notify(request, "active;expires=600", cseq=2).status == 200
+
+
+def test_423_to_a_subscribe_keeps_an_unsubscribe_that_waits() -> None:
+    """An unsubscribe asked for while the SUBSCRIBE is in flight survives a
+    423 and its resend: once the dialog stands it is ended."""
+    h = Harness()
+    h.agent.send_subscribe(SubscribeInfo(pres_uri=ALICE, watcher_uri=BOB, expires=600), h.now)
+    first = h.one()
+    h.agent.send_subscribe(SubscribeInfo(pres_uri=ALICE, watcher_uri=BOB, expires=0), h.now)
+    h.none()
+    h.answer(first, 423, [("Min-Expires", "1200")])
+    again = h.one()
+    assert again.expires == 1200 and again.to.tag is None
+    h.answer(again, 200, [("Expires", "1200")])
+    bye = h.one()
+    assert bye.expires == 0 and bye.to.tag == "srv1"

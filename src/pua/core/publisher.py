@@ -60,12 +60,9 @@ class Publisher:
         over = self._ctx.lifetimes.over(pub, now)
         event = classify_answer(pub, flight.kind, answer, lifetime_over=over)
         self.step(pub, event, now, answer)
-        if pub.flight is None or pub.flight is not flight:
-            # The request is over (a new one may carry the same wish: a
-            # re-PUBLISH or a resend keeps the callback for its own answer).
-            if pub.flight is not None and event in (_I.PRECONDITION_FAILED, _I.INTERVAL_TOO_BRIEF):
-                return
-            self._ctx.callbacks.queue(pub, answer.response, flight)
+        if event in (_I.PRECONDITION_FAILED, _I.INTERVAL_TOO_BRIEF) and pub.flight is not None:
+            return  # a re-PUBLISH or a resend carries the callback to its own answer
+        self._ctx.callbacks.queue(pub, answer.response, flight)
 
     def on_timer(self, pub: PublicationRecord, now: float) -> None:
         """The record's deadline fired."""
@@ -126,7 +123,7 @@ class Publisher:
             ctx.counters.recoveries_423 += 1
             assert answer is not None and flight is not None
             ctx.lifetimes.adopt_min_expires(pub, answer.min_expires, now)
-            self._send(pub, flight.kind, now, carry=flight, body=flight.body)
+            self._send(pub, flight.kind, now, carry=flight, again=True)
         elif action is _A.SCHEDULE_RETRY:
             assert answer is not None
             self._schedule_retry(pub, answer, now)
@@ -158,16 +155,21 @@ class Publisher:
         now: float,
         *,
         carry: InFlight | None = None,
-        body: bytes | None = None,
+        again: bool = False,
     ) -> None:
-        """Send a PUBLISH of ``kind``; the pending wish (or the request it
-        repeats, ``carry``) gives its body and its callback."""
+        """Send a PUBLISH of ``kind``.  Its body and callback come from the
+        pending wish, which it takes; ``carry`` is the request it replaces
+        (its callback waits for this one's answer).  ``again`` repeats
+        ``carry`` as it was (a 423), leaving the wish waiting."""
         ctx = self._ctx
         pending = pub.pending
         callback, cb_param, api = None, None, False
+        body: bytes | None = None
         if carry is not None:
             callback, cb_param, api = carry.callback, carry.cb_param, carry.api
-        if pending is not None and body is None:
+            if again:
+                body = carry.body
+        if pending is not None and not again:
             if pending.api:
                 callback, cb_param, api = pending.callback, pending.cb_param, True
             if kind in (RequestKind.INITIAL, RequestKind.MODIFY):
@@ -182,10 +184,10 @@ class Publisher:
         expires = 0 if kind is RequestKind.REMOVE else ctx.lifetimes.to_ask(pub, now)
         pub.cseq += 1
         options = pub.options
-        package = ctx.registry.by_flag(pub.key.event)
-        destination = ctx.router.destination(options.outbound_proxy, pub.key.pres_uri)
+        package = ctx.registry.by_flag(pub.event)
+        destination = ctx.router.destination(options.outbound_proxy, pub.pres_uri)
         request = build_publish(
-            pres_uri=pub.key.pres_uri,
+            pres_uri=pub.pres_uri,
             event=package.name,
             expires=expires,
             via=ctx.router.via(destination.transport),

@@ -162,7 +162,7 @@ class Subscriber:
             assert answer is not None and sub.flight is not None
             ctx.lifetimes.adopt_min_expires(sub, answer.min_expires, now)
             kind = RequestKind.INITIAL if sub.to_tag is None else RequestKind.REFRESH
-            self._send(sub, kind, now, carry=sub.flight)
+            self._send(sub, kind, now, again=sub.flight)
         elif action is _A.SCHEDULE_RETRY:
             assert answer is not None
             self._schedule_retry(sub, answer, now)
@@ -210,14 +210,17 @@ class Subscriber:
         kind: RequestKind,
         now: float,
         *,
-        carry: InFlight | None = None,
+        again: InFlight | None = None,
     ) -> None:
+        """Send a SUBSCRIBE of ``kind``; it takes the pending wish (and its
+        callback), unless it repeats ``again`` (a 423), whose callback it
+        keeps while the wish waits."""
         ctx = self._ctx
         callback, cb_param, api = None, None, False
-        if carry is not None:
-            callback, cb_param, api = carry.callback, carry.cb_param, carry.api
+        if again is not None:
+            callback, cb_param, api = again.callback, again.cb_param, again.api
         pending = sub.pending
-        if pending is not None:
+        if pending is not None and again is None:
             if pending.api:
                 callback, cb_param, api = pending.callback, pending.cb_param, True
             sub.pending = None
