@@ -1,4 +1,4 @@
-"""Records: one per publication or subscription, and the table that holds them.
+"""Records: one per publication or subscription.
 
 Records are keyed as the seed's module keys them: presentity URI, event,
 id and source flag, plus the watcher URI for a subscription.  A record holds
@@ -17,14 +17,15 @@ address.
 
 from __future__ import annotations
 
-import enum
 import hashlib
-import sys
-from typing import Any, NamedTuple
+from typing import Any
 
 from pua.sip.timers import Timed
 
 from .flags import DialogState
+from .keys import PubState, RecordKey, RequestKind, SubState, intern_text
+from .shared import NO_OPTIONS, NO_ROUTE, RecordOptions, SubscriptionRoute
+from .work import InFlight, Pending
 
 __all__ = [
     "InFlight",
@@ -42,138 +43,6 @@ __all__ = [
     "new_dialog_id",
     "tuple_id_of",
 ]
-
-
-class RecordKey(NamedTuple):
-    """What identifies a record (empty ``watcher_uri`` for publications).
-    A tuple: hashing and comparing it costs what a dict key costs."""
-
-    pres_uri: str
-    event: int
-    id: str
-    source_flag: int
-    watcher_uri: str = ""
-
-    @property
-    def is_subscription(self) -> bool:
-        """True for a subscription's key."""
-        return bool(self.watcher_uri)
-
-
-def intern_text(text: str) -> str:
-    """One shared copy of a string that many records hold (URIs of one
-    server, watcher URIs, reason phrases)."""
-    return sys.intern(text)
-
-
-class PubState(enum.Enum):
-    """Where a publication stands (see pua.core.publisher for the table)."""
-
-    SENDING = "sending"  # a PUBLISH is in flight
-    PUBLISHED = "published"  # the server holds it; a refresh is scheduled
-    BACKOFF = "backoff"  # a retry is scheduled after a failure
-    DONE = "done"  # removed, expired or failed for good
-
-
-class SubState(enum.Enum):
-    """Where a subscription stands (see pua.core.subscriber)."""
-
-    SUBSCRIBING = "subscribing"  # initial SUBSCRIBE in flight (temporary dialog)
-    ACTIVE = "active"  # dialog confirmed, refresh scheduled
-    REFRESHING = "refreshing"  # in-dialog SUBSCRIBE in flight
-    UNSUBSCRIBING = "unsubscribing"  # SUBSCRIBE with Expires: 0 in flight
-    BACKOFF = "backoff"  # a retry is scheduled
-    DONE = "done"  # terminated for good
-
-
-class RequestKind(enum.Enum):
-    """What a request in flight is for."""
-
-    INITIAL = "initial"  # PUBLISH without SIP-If-Match; SUBSCRIBE out of dialog
-    MODIFY = "modify"  # PUBLISH with SIP-If-Match and a body
-    REFRESH = "refresh"  # PUBLISH with SIP-If-Match and no body; in-dialog SUBSCRIBE
-    REMOVE = "remove"  # PUBLISH or SUBSCRIBE with Expires: 0
-
-
-_OPTIONS: dict[tuple[Any, ...], RecordOptions] = {}
-
-
-class RecordOptions:
-    """What the caller chose beyond the defaults: extra headers, a next hop,
-    a Content-Type other than the package's.  Shared by every record with
-    the same choices (see :meth:`of`); most records share the empty one."""
-
-    __slots__ = ("content_type", "extra_headers", "outbound_proxy")
-
-    def __init__(
-        self,
-        extra_headers: tuple[tuple[str, str], ...],
-        outbound_proxy: str | None,
-        content_type: str | None,
-    ) -> None:
-        self.extra_headers = extra_headers
-        self.outbound_proxy = outbound_proxy
-        self.content_type = content_type
-
-    @classmethod
-    def of(
-        cls,
-        extra_headers: tuple[tuple[str, str], ...] = (),
-        outbound_proxy: str | None = None,
-        content_type: str | None = None,
-    ) -> RecordOptions:
-        """The shared options object for these values."""
-        key = (extra_headers, outbound_proxy, content_type)
-        options = _OPTIONS.get(key)
-        if options is None:
-            if len(_OPTIONS) > 100_000:
-                _OPTIONS.clear()  # unbounded variety: stop sharing, stay bounded
-            options = _OPTIONS[key] = cls(extra_headers, outbound_proxy, content_type)
-        return options
-
-
-NO_OPTIONS = RecordOptions.of()
-
-
-class InFlight:
-    """A request of a record that waits for its answer: exists only then."""
-
-    __slots__ = (
-        "api",
-        "body",
-        "callback",
-        "cb_param",
-        "kind",
-        "notify_until",
-        "pending",
-        "tx_key",
-    )
-
-    def __init__(self, kind: RequestKind, tx_key: tuple[str, str], body: bytes | None) -> None:
-        self.kind = kind
-        self.pending: Pending | None = None  # the record's wish while this is in flight
-        self.tx_key = tx_key
-        self.body = body  # the body sent (initial and modify PUBLISH)
-        self.api = False  # asked for by the API: its answer reaches callbacks
-        self.callback: Any = None
-        self.cb_param: Any = None
-        # Expiry a NOTIFY announced while a SUBSCRIBE was in flight: the
-        # refresh follows the sooner of it and the 2xx.
-        self.notify_until = 0.0
-
-
-class Pending:
-    """What the API asked for while a request was in flight: the newest
-    body (updates coalesce), or a removal; and who to call back."""
-
-    __slots__ = ("api", "body", "callback", "cb_param", "remove")
-
-    def __init__(self) -> None:
-        self.api = False  # asked for by the API (its answer reaches callbacks)
-        self.body: bytes | None = None
-        self.remove = False
-        self.callback: Any = None
-        self.cb_param: Any = None
 
 
 # The key's event and source flags in one int: shared objects, one per
@@ -410,80 +279,6 @@ class PublicationRecord(_Record):
 
     def __repr__(self) -> str:
         return f"<PublicationRecord {self.key.pres_uri} {self.state.value}>"
-
-
-_ROUTES: dict[tuple[Any, ...], SubscriptionRoute] = {}
-
-
-class SubscriptionRoute:
-    """Where a subscription's requests go: the initial Request-URI when it
-    is not the presentity, the remote target and route set of the dialog,
-    and a Contact other than our listen address.  Shared by every
-    subscription with the same values (all those of one notifier)."""
-
-    __slots__ = ("contact", "from_tag", "initial_target", "options", "remote_target", "route_set")
-
-    def __init__(
-        self,
-        initial_target: str | None,
-        remote_target: str | None,
-        route_set: tuple[str, ...],
-        contact: str | None,
-        from_tag: str | None,
-        options: RecordOptions,
-    ) -> None:
-        self.options = options  # the subscription's, kept here to share one slot
-        self.initial_target = initial_target
-        self.remote_target = remote_target
-        self.route_set = route_set
-        self.contact = contact
-        # Our tag when it is not made from the Call-ID (a row another UA
-        # wrote): rare, so it lives here rather than in every record.
-        self.from_tag = from_tag
-
-    @classmethod
-    def of(
-        cls,
-        initial_target: str | None = None,
-        remote_target: str | None = None,
-        route_set: tuple[str, ...] = (),
-        contact: str | None = None,
-        from_tag: str | None = None,
-        options: RecordOptions | None = None,
-    ) -> SubscriptionRoute:
-        """The shared route object for these values."""
-        key = (initial_target, remote_target, route_set, contact, from_tag, options or NO_OPTIONS)
-        route = _ROUTES.get(key)
-        if route is None:
-            if len(_ROUTES) > 100_000:
-                _ROUTES.clear()
-            route = _ROUTES[key] = cls(*key)
-        return route
-
-    def replace(
-        self,
-        *,
-        remote_target: str | object | None = ...,
-        route_set: tuple[str, ...] | None = None,
-        from_tag: str | object | None = ...,
-        options: RecordOptions | None = None,
-    ) -> SubscriptionRoute:
-        """The shared route with the dialog's part (or the options) changed."""
-        remote = self.remote_target if remote_target is ... else remote_target
-        tag = self.from_tag if from_tag is ... else from_tag
-        assert remote is None or isinstance(remote, str)
-        assert tag is None or isinstance(tag, str)
-        return SubscriptionRoute.of(
-            self.initial_target,
-            remote,
-            self.route_set if route_set is None else route_set,
-            self.contact,
-            tag,
-            options or self.options,
-        )
-
-
-NO_ROUTE = SubscriptionRoute.of()
 
 
 class SubscriptionRecord(_Record):

@@ -1,0 +1,51 @@
+"""What exists only while a record has work: the request in flight and the
+wish that waits for it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .keys import RequestKind
+
+__all__ = ["InFlight", "Pending"]
+
+
+class InFlight:
+    """A request of a record that waits for its answer: exists only then."""
+
+    __slots__ = (
+        "api",
+        "body",
+        "callback",
+        "cb_param",
+        "kind",
+        "notify_until",
+        "pending",
+        "tx_key",
+    )
+
+    def __init__(self, kind: RequestKind, tx_key: tuple[str, str], body: bytes | None) -> None:
+        self.kind = kind
+        self.pending: Pending | None = None  # the record's wish while this is in flight
+        self.tx_key = tx_key
+        self.body = body  # the body sent (initial and modify PUBLISH)
+        self.api = False  # asked for by the API: its answer reaches callbacks
+        self.callback: Any = None
+        self.cb_param: Any = None
+        # Expiry a NOTIFY announced while a SUBSCRIBE was in flight: the
+        # refresh follows the sooner of it and the 2xx.
+        self.notify_until = 0.0
+
+
+class Pending:
+    """What the API asked for while a request was in flight: the newest
+    body (updates coalesce), or a removal; and who to call back."""
+
+    __slots__ = ("api", "body", "callback", "cb_param", "remove")
+
+    def __init__(self) -> None:
+        self.api = False  # asked for by the API (its answer reaches callbacks)
+        self.body: bytes | None = None
+        self.remove = False
+        self.callback: Any = None
+        self.cb_param: Any = None
