@@ -26,7 +26,7 @@ from .config import EngineConfig
 from .events import CallbackFailed, EngineEvent
 from .lifetimes import Lifetimes
 from .packages import EventRegistry
-from .records import InFlight, Record, RecordKey, RequestKind
+from .records import InFlight, Pending, Record, RecordKey, RequestKind
 from .requests import Destination, parse_next_hop
 from .table import RecordTable
 
@@ -228,13 +228,21 @@ class EngineContext:
         kind: RequestKind,
         body: bytes | None,
         now: float,
+        answers: InFlight | Pending | None = None,
     ) -> InFlight:
-        """Start a client transaction for ``record``'s request."""
+        """Start a client transaction for ``record``'s request; its answer
+        goes to the callback of ``answers`` (see work.answered_for)."""
         self.disarm(record)
         tx = self.endpoint.send_request(
             request, (destination.host, destination.port), destination.transport, now
         )
         tx.owner = record
         flight = InFlight(kind, tx.key, body)
+        if answers is not None:
+            flight.api, flight.callback, flight.cb_param = (
+                answers.api,
+                answers.callback,
+                answers.cb_param,
+            )
         record.flight = flight
         return flight

@@ -25,6 +25,7 @@ from .publication import (
 )
 from .records import InFlight, Pending, PublicationRecord, PubState, RequestKind
 from .requests import build_publish
+from .work import answered_for
 
 __all__ = ["Publisher"]
 
@@ -162,19 +163,14 @@ class Publisher:
         (its callback waits for this one's answer).  ``again`` repeats
         ``carry`` as it was (a 423), leaving the wish waiting."""
         ctx = self._ctx
-        pending = pub.pending
-        callback, cb_param, api = None, None, False
-        body: bytes | None = None
-        if carry is not None:
-            callback, cb_param, api = carry.callback, carry.cb_param, carry.api
-            if again:
-                body = carry.body
+        pending = taken = pub.pending
+        body = carry.body if carry is not None and again else None
         if pending is not None and not again:
-            if pending.api:
-                callback, cb_param, api = pending.callback, pending.cb_param, True
             if kind in (RequestKind.INITIAL, RequestKind.MODIFY):
                 body = pending.body
             pub.pending = None
+        else:
+            taken = None
         if kind is RequestKind.INITIAL and body is None:
             body = pub.body
         if kind in (RequestKind.INITIAL, RequestKind.MODIFY) and body is None:
@@ -200,8 +196,7 @@ class Publisher:
             extra_headers=options.extra_headers,
             user_agent=ctx.config.user_agent,
         )
-        flight = ctx.send(pub, request, destination, kind, body, now)
-        flight.callback, flight.cb_param, flight.api = callback, cb_param, api
+        ctx.send(pub, request, destination, kind, body, now, answered_for(carry, taken))
         ctx.counters.publish_sent += 1
 
     def _accept(self, pub: PublicationRecord, answer: Answer, now: float) -> PubInput | None:

@@ -35,6 +35,7 @@ from .subscription import (
     subscription_step,
     timer_input,
 )
+from .work import answered_for
 
 __all__ = ["CSEQ_RESUME_STEP", "Subscriber"]
 
@@ -216,13 +217,8 @@ class Subscriber:
         callback), unless it repeats ``again`` (a 423), whose callback it
         keeps while the wish waits."""
         ctx = self._ctx
-        callback, cb_param, api = None, None, False
-        if again is not None:
-            callback, cb_param, api = again.callback, again.cb_param, again.api
-        pending = sub.pending
-        if pending is not None and again is None:
-            if pending.api:
-                callback, cb_param, api = pending.callback, pending.cb_param, True
+        taken = sub.pending if again is None else None
+        if taken is not None:
             sub.pending = None
         sub.cseq += 1
         route = sub.route
@@ -251,8 +247,7 @@ class Subscriber:
             extra_headers=sub.options.extra_headers,
             user_agent=ctx.config.user_agent,
         )
-        flight = ctx.send(sub, request, destination, kind, None, now)
-        flight.callback, flight.cb_param, flight.api = callback, cb_param, api
+        ctx.send(sub, request, destination, kind, None, now, answered_for(again, taken))
         ctx.counters.subscribe_sent += 1
 
     def _confirm(self, sub: SubscriptionRecord, answer: Answer, now: float) -> SubInput | None:

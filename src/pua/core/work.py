@@ -7,7 +7,7 @@ from typing import Any
 
 from .keys import RequestKind
 
-__all__ = ["InFlight", "Pending"]
+__all__ = ["InFlight", "Pending", "answered_for"]
 
 
 class InFlight:
@@ -49,3 +49,11 @@ class Pending:
         self.remove = False
         self.callback: Any = None
         self.cb_param: Any = None
+
+
+def answered_for(replaced: InFlight | None, taken: Pending | None) -> InFlight | Pending | None:
+    """Whose callback a new request's answer goes to: the wish it takes, if
+    the API made it; else the request it replaces (a re-PUBLISH, a resend)."""
+    if taken is not None and taken.api:
+        return taken
+    return replaced
