@@ -129,7 +129,7 @@ class CallbackQueue:
             record, message, flight = self._calls.popleft()
             if flight is not None and flight.callback is not None:
                 self._call(record, flight.callback, message, flight.cb_param)
-            flag = record.key.source_flag
+            flag = record.source_flag
             for mask, fn, param in self._registered:
                 if mask & flag:
                     self._call(record, fn, record, message, param)

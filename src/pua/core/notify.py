@@ -62,7 +62,7 @@ def check_notify(ctx: EngineContext, request: Request) -> NotifyCheck:
         sub = ctx.table.by_dialog(request.call_id, local_tag, remote_tag)
     if sub is None or sub.state is SubState.DONE:
         return NotifyCheck(481)
-    package = ctx.registry.by_flag(sub.key.event)
+    package = ctx.registry.by_flag(sub.event)
     event = request.event
     if event is None or event.name.lower() != package.event_type.lower():
         return NotifyCheck(489)

@@ -278,7 +278,7 @@ class PublicationRecord(_Record):
         return self.options.content_type
 
     def __repr__(self) -> str:
-        return f"<PublicationRecord {self.key.pres_uri} {self.state.value}>"
+        return f"<PublicationRecord {self.pres_uri} {self.state.value}>"
 
 
 class SubscriptionRecord(_Record):
@@ -346,7 +346,7 @@ class SubscriptionRecord(_Record):
     @property
     def initial_target(self) -> str:
         """Request-URI of an initial SUBSCRIBE."""
-        return self.route.initial_target or self.key.pres_uri
+        return self.route.initial_target or self.pres_uri
 
     @property
     def remote_target(self) -> str:
@@ -374,9 +374,7 @@ class SubscriptionRecord(_Record):
         return "active" if self.authorized else "pending"
 
     def __repr__(self) -> str:
-        return (
-            f"<SubscriptionRecord {self.key.pres_uri} <- {self.key.watcher_uri} {self.state.value}>"
-        )
+        return f"<SubscriptionRecord {self.pres_uri} <- {self.watcher_uri} {self.state.value}>"
 
 
 Record = PublicationRecord | SubscriptionRecord

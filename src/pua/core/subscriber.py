@@ -229,11 +229,11 @@ class Subscriber:
         else:
             destination = ctx.router.destination(sub.options.outbound_proxy, target)
         expires = 0 if kind is RequestKind.REMOVE else ctx.lifetimes.to_ask(sub, now)
-        package = ctx.registry.by_flag(sub.key.event)
+        package = ctx.registry.by_flag(sub.event)
         request = build_subscribe(
             request_uri=target,
-            pres_uri=sub.key.pres_uri,
-            watcher_uri=sub.key.watcher_uri,
+            pres_uri=sub.pres_uri,
+            watcher_uri=sub.watcher_uri,
             event=package.name,
             expires=expires,
             via=ctx.router.via(destination.transport),
