@@ -68,18 +68,35 @@ def _safe(read: Callable[[], Any]) -> Any:
         return None
 
 
-def read_answer(response: Response | None, status: int, reason: str) -> Answer:
-    """The values of a final answer (headers read leniently)."""
+def read_answer(response: Response | None, status: int, reason: str, *, publish: bool) -> Answer:
+    """The values of a final answer that the engine will look at (headers
+    read leniently, and only those that matter for this status: parsing
+    costs, and a 2xx is most answers)."""
     if response is None:
         return Answer(status=status, reason=reason)
+    if 200 <= status < 300:
+        if publish:
+            return Answer(
+                status=status,
+                reason=reason,
+                response=response,
+                etag=_safe(lambda: response.sip_etag) or None,
+                expires=_safe(lambda: response.expires),
+            )
+        return Answer(
+            status=status,
+            reason=reason,
+            response=response,
+            expires=_safe(lambda: response.expires),
+            to_tag=_safe(lambda: response.to.tag) or None,
+        )
+    if status == 423:
+        minimum = _safe(lambda: response.min_expires)
+        return Answer(status=status, reason=reason, response=response, min_expires=minimum)
     retry_after = _safe(lambda: response.retry_after)
     return Answer(
         status=status,
         reason=reason,
         response=response,
-        etag=_safe(lambda: response.sip_etag) or None,
-        expires=_safe(lambda: response.expires),
-        min_expires=_safe(lambda: response.min_expires),
         retry_after=None if retry_after is None else retry_after.seconds,
-        to_tag=_safe(lambda: response.to.tag) or None,
     )

@@ -389,7 +389,10 @@ class PresenceEngine:
             if isinstance(event, ResponseReceived):
                 response = event.response
                 if not response.is_provisional:
-                    answer = read_answer(response, response.status, response.reason)
+                    publish = event.transaction.key[1] == "PUBLISH"
+                    answer = read_answer(
+                        response, response.status, response.reason, publish=publish
+                    )
                     self._on_final(event.transaction.owner, event.transaction.key, answer, now)
             elif isinstance(event, TransactionTimedOut):
                 answer = Answer(status=408, reason="Request Timeout (local)")

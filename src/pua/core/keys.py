@@ -35,6 +35,10 @@ def intern_text(text: str) -> str:
 class PubState(enum.Enum):
     """Where a publication stands (see pua.core.publisher for the table)."""
 
+    # Members are singletons: hashed by identity, at C speed (the state
+    # tables and counts look them up on every step).
+    __hash__ = object.__hash__
+
     SENDING = "sending"  # a PUBLISH is in flight
     PUBLISHED = "published"  # the server holds it; a refresh is scheduled
     BACKOFF = "backoff"  # a retry is scheduled after a failure
@@ -43,6 +47,10 @@ class PubState(enum.Enum):
 
 class SubState(enum.Enum):
     """Where a subscription stands (see pua.core.subscriber)."""
+
+    # Members are singletons: hashed by identity, at C speed (the state
+    # tables and counts look them up on every step).
+    __hash__ = object.__hash__
 
     SUBSCRIBING = "subscribing"  # initial SUBSCRIBE in flight (temporary dialog)
     ACTIVE = "active"  # dialog confirmed, refresh scheduled
@@ -54,6 +62,10 @@ class SubState(enum.Enum):
 
 class RequestKind(enum.Enum):
     """What a request in flight is for."""
+
+    # Members are singletons: hashed by identity, at C speed (the state
+    # tables and counts look them up on every step).
+    __hash__ = object.__hash__
 
     INITIAL = "initial"  # PUBLISH without SIP-If-Match; SUBSCRIBE out of dialog
     MODIFY = "modify"  # PUBLISH with SIP-If-Match and a body

@@ -76,7 +76,8 @@ class EventRegistry:
 
     def by_flag(self, flag: int) -> EventPackage:
         """The package of ``flag``; UnknownEventError (a ValueError) otherwise."""
-        return self.lookup(int(flag))
+        package = self._by_flag.get(flag)
+        return package if package is not None else self.lookup(int(flag))
 
     def lookup(self, event: str | int) -> EventPackage:
         """The package of an event name (case-insensitive) or flag: the one

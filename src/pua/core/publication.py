@@ -56,6 +56,10 @@ __all__ = [
 class PubInput(enum.Enum):
     """What can happen to a publication."""
 
+    # Members are singletons: hashed by identity, at C speed (the state
+    # tables and counts look them up on every step).
+    __hash__ = object.__hash__
+
     UPDATE = "update from the API"
     REMOVE = "removal from the API (the server holds an entity-tag)"
     WITHDRAW = "removal with nothing on the server to remove"
@@ -72,6 +76,10 @@ class PubInput(enum.Enum):
 
 class PubAction(enum.Enum):
     """What the engine does on a transition."""
+
+    # Members are singletons: hashed by identity, at C speed (the state
+    # tables and counts look them up on every step).
+    __hash__ = object.__hash__
 
     SEND = "send the request the record calls for"
     COALESCE = "keep the newest wish for after the request in flight"

@@ -66,10 +66,11 @@ def _kind_of(event: int, source_flag: int) -> int:
 # healthy record holds stays below 256, one of CPython's shared small ints
 # (a larger int would be an object of 32 bytes per record).
 _COUNT_MAX = 0xFF
-_AUTHORIZED_SHIFT = 0  # 0: not said yet, 1: pending, 2: active
-_RECOVERED_412 = 1 << 2
-_FAILURES_SHIFT = 3
-_RESUBSCRIBES_SHIFT = 11
+_HELD = 1  # in the table (so the table need not look it up)
+_AUTHORIZED_SHIFT = 1  # 0: not said yet, 1: pending, 2: active
+_RECOVERED_412 = 1 << 3
+_FAILURES_SHIFT = 4
+_RESUBSCRIBES_SHIFT = 12
 
 
 class _Record(Timed):
@@ -179,6 +180,15 @@ class _Record(Timed):
         self._flags = (self._flags & ~(_COUNT_MAX << shift)) | (value << shift)
 
     @property
+    def held(self) -> bool:
+        """Whether the table holds this record (set by the table)."""
+        return bool(self._flags & _HELD)
+
+    @held.setter
+    def held(self, value: bool) -> None:
+        self._flags = self._flags | _HELD if value else self._flags & ~_HELD
+
+    @property
     def failures(self) -> int:
         """Failures in a row (the backoff exponent; counts up to 255)."""
         return self._count(_FAILURES_SHIFT)
@@ -208,22 +218,12 @@ class _Record(Timed):
         return self.options.outbound_proxy
 
 
-def tuple_id_of(key: RecordKey) -> str:
+def tuple_id_of(pres_uri: str, event: int, id: str, source_flag: int) -> str:
     """The tuple id of a publication (RFC 3863 §4.1.2: an XML ID, unique in
     the presentity's document): made from the key, so it is the same across
     refreshes and restarts without being stored."""
-    digest = hashlib.blake2b(
-        f"{key.pres_uri}\n{key.event}\n{key.id}\n{key.source_flag}".encode(), digest_size=8
-    ).digest()
-    number = int.from_bytes(digest, "big")
-    chars = []
-    for _ in range(10):
-        number, rest = divmod(number, 36)
-        chars.append(_ALPHABET[rest])
-    return "t" + "".join(chars)
-
-
-_ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
+    text = f"{pres_uri}\n{event}\n{id}\n{source_flag}"
+    return "t" + hashlib.blake2b(text.encode(), digest_size=5).hexdigest()  # 40 bits
 
 
 class PublicationRecord(_Record):
@@ -246,11 +246,14 @@ class PublicationRecord(_Record):
     def tuple_id(self) -> str:
         """The record's tuple id: made from its key, unless a stored row
         (e.g. one Kamailio wrote) gave another."""
-        return self._tuple_id or tuple_id_of(self.key)
+        if self._tuple_id is not None:
+            return self._tuple_id
+        return tuple_id_of(self.pres_uri, self.event, self.id, self.source_flag)
 
     @tuple_id.setter
     def tuple_id(self, value: str) -> None:
-        self._tuple_id = None if not value or value == tuple_id_of(self.key) else value
+        made = tuple_id_of(self.pres_uri, self.event, self.id, self.source_flag)
+        self._tuple_id = None if not value or value == made else value
 
     @property
     def call_id(self) -> str:

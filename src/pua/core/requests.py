@@ -106,7 +106,7 @@ def parse_extra_headers(
     LF), a list of such lines, or (name, value) pairs.  Strict: a line
     without a colon, a bad header name, a control character, or a header the
     engine writes itself is a UsageError.  The store's rows are read with it."""
-    if value is None:
+    if not value:
         return ()
     if isinstance(value, str):
         lines: list[str | tuple[str, str]] = [

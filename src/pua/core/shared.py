@@ -38,6 +38,10 @@ class RecordOptions:
         content_type: str | None = None,
     ) -> RecordOptions:
         """The shared options object for these values."""
+        if not extra_headers and outbound_proxy is None and content_type is None:
+            default = _OPTIONS.get(((), None, None))
+            if default is not None:
+                return default
         key = (extra_headers, outbound_proxy, content_type)
         options = _OPTIONS.get(key)
         if options is None:

@@ -50,6 +50,10 @@ __all__ = [
 class SubInput(enum.Enum):
     """What can happen to a subscription."""
 
+    # Members are singletons: hashed by identity, at C speed (the state
+    # tables and counts look them up on every step).
+    __hash__ = object.__hash__
+
     SUBSCRIBE = "subscribe or refresh from the API"
     UNSUBSCRIBE = "unsubscribe from the API (a dialog to end, or one being made)"
     WITHDRAW = "unsubscribe from the API (no dialog to end)"
@@ -69,6 +73,10 @@ class SubInput(enum.Enum):
 
 class SubAction(enum.Enum):
     """What the engine does on a transition."""
+
+    # Members are singletons: hashed by identity, at C speed (the state
+    # tables and counts look them up on every step).
+    __hash__ = object.__hash__
 
     SEND_INITIAL = "send an initial SUBSCRIBE in a new dialog"
     SEND_REFRESH = "send an in-dialog SUBSCRIBE"

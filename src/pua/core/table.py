@@ -61,7 +61,7 @@ class RecordTable:
 
     def holds(self, record: Record) -> bool:
         """Whether ``record`` itself (not another with its key) is held."""
-        return self._records.get(record) is record
+        return record.held
 
     def by_state(self) -> dict[PubState | SubState, int]:
         """Records held in each state (kept as records move, O(1))."""
@@ -69,28 +69,31 @@ class RecordTable:
 
     def moved(self, record: Record, old: PubState | SubState) -> None:
         """``record`` went from state ``old`` to its current one."""
-        if old is not record.state and self._records.get(record) is record:
+        if old is not record.state and record.held:
             self._by_state[old] -= 1
             self._by_state[record.state] += 1
 
     def put(self, record: Record) -> None:
         """Insert ``record`` (its key must be free, or held by itself)."""
-        old = self._records.get(record)
-        if old is not None and old is not record:
-            self.remove(record.key)
-        self._records[record] = record
-        if old is None:
-            self._by_state[record.state] += 1
-            if isinstance(record, SubscriptionRecord):
-                self.index_dialog(record)
-            else:
-                self._publications += 1
+        old = self._records.setdefault(record, record)
+        if old is not record:
+            self.remove(old.key)  # another record of this key: replaced
+            self._records[record] = record
+        elif record.held:
+            return
+        record.held = True
+        self._by_state[record.state] += 1
+        if isinstance(record, SubscriptionRecord):
+            self.index_dialog(record)
+        else:
+            self._publications += 1
 
     def remove(self, key: RecordKey) -> Record | None:
         """Delete and return the record of ``key``."""
         record = self._records.pop(key, None)
         if record is None:
             return None
+        record.held = False
         self._by_state[record.state] -= 1
         if isinstance(record, SubscriptionRecord):
             self.unindex_dialog(record)
