@@ -12,7 +12,7 @@
 
 Publications and subscriptions keep themselves alive (refreshes, recovery
 from 412, 423, 481, timeouts) in the engine underneath
-(:class:`pua.runtime.PresenceRuntime` over :class:`pua.core.PresenceAgent`);
+(:class:`pua.runtime.PresenceRuntime` over :class:`pua.core.PresenceEngine`);
 this module only turns its events into awaitables and iterators.
 """
 

@@ -1,4 +1,4 @@
-"""What the presence engine tells its user (``PresenceAgent.next_event()``)."""
+"""What the presence engine tells its user (``PresenceEngine.next_event()``)."""
 
 from __future__ import annotations
 

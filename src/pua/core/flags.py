@@ -52,7 +52,7 @@ class UpdateType(enum.IntEnum):
 
 
 class DialogState(enum.IntEnum):
-    """What :meth:`PresenceAgent.is_dialog` answers."""
+    """What :meth:`PresenceEngine.is_dialog` answers."""
 
     NONE = -1
     CONFIRMED = 0
