@@ -9,8 +9,7 @@ reads as absent (a 2xx without a usable SIP-ETag is then an error, as RFC
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from pua.errors import RemoteProtocolError
 from pua.sip.message import Response
@@ -21,10 +20,10 @@ __all__ = ["RETRYABLE", "Answer", "read_answer", "status_line"]
 RETRYABLE = frozenset({408, 480, 500, 502, 503, 504, 580})
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Answer:
+class Answer(NamedTuple):
     """What the engine needs of a final answer (``response`` is None for a
-    local timeout, 408, or a transport failure, 503)."""
+    local timeout, 408, or a transport failure, 503).  A tuple: one is made
+    for every answer, and a tuple is the cheapest immutable value to make."""
 
     status: int
     reason: str

@@ -44,12 +44,15 @@ class Publisher:
         self, pub: PublicationRecord, event: PubInput, now: float, answer: Answer | None = None
     ) -> None:
         """Apply ``event`` and every follow-up input its actions hand back."""
+        ctx = self._ctx
         next_event: PubInput | None = event
         while next_event is not None:
             old = pub.state
             action, pub.state = publication_step(old, next_event)
-            self._ctx.table.moved(pub, old)
-            self._ctx.mark(pub)
+            if pub.state is not old:
+                ctx.table.moved(pub, old)
+            if ctx.changes is not None:
+                ctx.changes.changed(pub)
             next_event = self._act(action, pub, now, answer)
             answer = None
 

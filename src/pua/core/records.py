@@ -79,6 +79,8 @@ class _Record(Timed):
     in the engine's DeadlineQueue; which input it is follows from the
     record's state (see ``timer_input`` beside each table)."""
 
+    spread = True  # jittered deadlines: compact heap entries (see Timed)
+
     __slots__ = (
         "_flags",
         "_kind",
@@ -131,7 +133,8 @@ class _Record(Timed):
 
     @flight.setter
     def flight(self, flight: InFlight | None) -> None:
-        pending = self.pending
+        work = self._work
+        pending = work.pending if isinstance(work, InFlight) else work
         if flight is None:
             self._work = pending
         else:
@@ -152,14 +155,18 @@ class _Record(Timed):
         else:
             self._work = pending
 
+    def _fields(self) -> tuple[str, int, str, int, str]:
+        kind = self._kind
+        return (self.pres_uri, kind & _KIND_MASK, self.id, kind >> _KIND_SHIFT, self.watcher_uri)
+
     @property
     def key(self) -> RecordKey:
         """What identifies the record (a new tuple at each call)."""
-        return RecordKey(self.pres_uri, self.event, self.id, self.source_flag, self.watcher_uri)
+        return RecordKey._make(self._fields())
 
     def __hash__(self) -> int:
         # The hash of the record's key: the table finds the record by it.
-        return hash((self.pres_uri, self.event, self.id, self.source_flag, self.watcher_uri))
+        return hash(self._fields())
 
     def __eq__(self, other: object) -> bool:
         # Equal to its key (and to a record with the same key): a dict that
@@ -167,9 +174,9 @@ class _Record(Timed):
         if other is self:
             return True
         if isinstance(other, tuple):
-            return other == (self.pres_uri, self.event, self.id, self.source_flag, self.watcher_uri)
+            return other == self._fields()
         if isinstance(other, _Record):
-            return other.key == self.key
+            return other._fields() == self._fields()
         return NotImplemented
 
     def _count(self, shift: int) -> int:
@@ -248,7 +255,8 @@ class PublicationRecord(_Record):
         (e.g. one Kamailio wrote) gave another."""
         if self._tuple_id is not None:
             return self._tuple_id
-        return tuple_id_of(self.pres_uri, self.event, self.id, self.source_flag)
+        kind = self._kind
+        return tuple_id_of(self.pres_uri, kind & _KIND_MASK, self.id, kind >> _KIND_SHIFT)
 
     @tuple_id.setter
     def tuple_id(self, value: str) -> None:

@@ -80,12 +80,15 @@ class Subscriber:
     ) -> None:
         """Apply ``event`` and every follow-up input its actions hand back.
         ``reason`` and ``delay`` come with a terminated NOTIFY."""
+        ctx = self._ctx
         next_event: SubInput | None = event
         while next_event is not None:
             old = sub.state
             action, sub.state = subscription_step(old, next_event)
-            self._ctx.table.moved(sub, old)
-            self._ctx.mark(sub)
+            if sub.state is not old:
+                ctx.table.moved(sub, old)
+            if ctx.changes is not None:
+                ctx.changes.changed(sub)
             next_event = self._act(action, sub, now, answer, reason, delay)
             answer, reason = None, ""
 

@@ -47,36 +47,45 @@ class TimerConfig:
 class Timed:
     """Mixin for objects that own deadlines in a :class:`DeadlineQueue`.
 
-    Heap entries that share a deadline are ordered by the owners' identity
-    (any stable order will do); the owner itself holds the deadline it
-    currently wants, in the attribute the timer is named after.
+    The owner holds the deadline it currently wants in the attribute the
+    timer is named after.  ``spread`` says how its deadlines fall: a
+    record's are jittered and rarely tie, so its heap entries are
+    ``(at, owner, name)`` and a tie is broken by the owners' identity; a
+    transaction's timers are armed in bursts at one ``now``, so theirs carry
+    a sequence number that breaks ties without comparing owners.
     """
 
     __slots__ = ()
+
+    spread = False
 
     def __lt__(self, other: object) -> bool:
         return id(self) < id(other)
 
 
 class DeadlineQueue:
-    """One heap of deadlines for the whole stack, with lazy cancellation.
+    """One queue of deadlines for the whole stack, with lazy cancellation.
 
     A timer is an attribute of its owner (``tx.timer_e``, ``record.deadline``)
     holding the time it fires, or None.  ``arm(owner, name, at)`` sets the
-    attribute and pushes ``(at, owner, name)``; ``cancel`` sets it to None.
-    An entry is live while the owner's attribute still equals its time, so
-    cancelling or re-arming never searches the heap: stale entries are
-    skipped when they surface, and dropped in one pass when they outnumber
-    a quarter of the live ones (so a record that is re-armed often, or an
-    owner that is gone, holds no memory for long; compaction is O(n) once
-    per n/4 stale entries).  Work per tick is O(due timers · log n).
+    attribute and pushes an entry on one of two heaps (see :class:`Timed`:
+    ``spread`` owners on the compact one, the others on one whose entries
+    carry a sequence number); ``cancel`` sets it to None.  An entry is live
+    while the owner's attribute still equals its time, so cancelling or
+    re-arming never searches a heap: stale entries are skipped when they
+    surface, and dropped in one pass when they outnumber a quarter of the
+    live ones (so a record that is re-armed often, or an owner that is gone,
+    holds no memory for long; compaction is O(n) once per n/4 stale
+    entries).  Work per tick is O(due timers · log n).
     """
 
-    __slots__ = ("_heap", "_live")
+    __slots__ = ("_burst", "_heap", "_live", "_seq")
 
     def __init__(self) -> None:
         self._heap: list[tuple[float, Timed, str]] = []
+        self._burst: list[tuple[float, int, Timed, str]] = []
         self._live = 0
+        self._seq = 0
 
     def __len__(self) -> int:
         """Timers armed."""
@@ -87,8 +96,12 @@ class DeadlineQueue:
         if getattr(owner, name) is None:
             self._live += 1
         setattr(owner, name, at)
-        heapq.heappush(self._heap, (at, owner, name))
-        if len(self._heap) > self._live + (self._live >> 2) + 64:
+        if owner.spread:
+            heapq.heappush(self._heap, (at, owner, name))
+        else:
+            self._seq += 1
+            heapq.heappush(self._burst, (at, self._seq, owner, name))
+        if len(self._heap) + len(self._burst) > self._live + (self._live >> 2) + 64:
             self._compact()
 
     def cancel(self, owner: Timed, name: str) -> None:
@@ -97,33 +110,47 @@ class DeadlineQueue:
             self._live -= 1
             setattr(owner, name, None)
 
+    def _top(self) -> tuple[float | None, float | None]:
+        """The earliest live deadline of each heap (stale tops dropped)."""
+        heap, burst = self._heap, self._burst
+        while heap and getattr(heap[0][1], heap[0][2]) != heap[0][0]:
+            heapq.heappop(heap)
+        while burst and getattr(burst[0][2], burst[0][3]) != burst[0][0]:
+            heapq.heappop(burst)
+        return (heap[0][0] if heap else None, burst[0][0] if burst else None)
+
     def next_deadline(self) -> float | None:
         """The earliest live deadline, or None."""
-        heap = self._heap
-        while heap:
-            at, owner, name = heap[0]
-            if getattr(owner, name) == at:
-                return at
-            heapq.heappop(heap)
-        if not self._live:
-            self._heap = []  # give back what a burst of timers grew
-        return None
+        spread, burst = self._top()
+        if spread is None and burst is None:
+            if not self._live:
+                self._heap, self._burst = [], []  # give back what a burst grew
+            return None
+        if spread is None:
+            return burst
+        return spread if burst is None or spread <= burst else burst
 
     def pop_due(self, now: float) -> list[tuple[Timed, str]]:
         """Disarm and return every live timer due at ``now``, earliest first."""
-        heap = self._heap
         due: list[tuple[Timed, str]] = []
-        while heap and heap[0][0] <= now:
-            at, owner, name = heapq.heappop(heap)
-            if getattr(owner, name) == at:
-                setattr(owner, name, None)
-                self._live -= 1
-                due.append((owner, name))
-        if len(heap) > self._live + (self._live >> 2) + 64:
+        while True:
+            spread, burst = self._top()
+            if spread is not None and spread <= now and (burst is None or spread <= burst):
+                _at, owner, name = heapq.heappop(self._heap)
+            elif burst is not None and burst <= now:
+                _at, _seq, owner, name = heapq.heappop(self._burst)
+            else:
+                break
+            setattr(owner, name, None)
+            self._live -= 1
+            due.append((owner, name))
+        if len(self._heap) + len(self._burst) > self._live + (self._live >> 2) + 64:
             self._compact()
         return due
 
     def _compact(self) -> None:
-        # In place: pop_due's caller may hold the list.
+        # In place, in case a caller holds a list.
         self._heap[:] = [e for e in self._heap if getattr(e[1], e[2]) == e[0]]
         heapq.heapify(self._heap)
+        self._burst[:] = [e for e in self._burst if getattr(e[2], e[3]) == e[0]]
+        heapq.heapify(self._burst)
