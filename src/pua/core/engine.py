@@ -248,8 +248,8 @@ class PresenceEngine:
             )
         if info.expires < -1:
             raise UsageError(f"expires must be -1, 0 or positive, not {info.expires}")
-        body = as_body(info.body)
-        extra = parse_extra_headers(info.extra_headers)
+        body = info.body if type(info.body) is bytes else as_body(info.body)
+        extra = parse_extra_headers(info.extra_headers) if info.extra_headers else ()
         key = RecordKey(info.pres_uri, int(package.flag), info.id, int(info.source_flag))
         record = ctx.table.get(key)
         if record is not None and not isinstance(record, PublicationRecord):

@@ -75,9 +75,10 @@ class Publisher:
 
     def wish(self, pub: PublicationRecord) -> Pending:
         """The record's pending wish (made when the API asks for something)."""
-        if pub.pending is None:
-            pub.pending = Pending()
-        return pub.pending
+        pending = pub.pending
+        if pending is None:
+            pending = pub.pending = Pending()
+        return pending
 
     def resume(self, pub: PublicationRecord, now: float, due_at: float) -> bool:
         """Take back a publication read from the store: refreshed with its

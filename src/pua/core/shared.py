@@ -11,6 +11,7 @@ __all__ = ["NO_OPTIONS", "NO_ROUTE", "RecordOptions", "SubscriptionRoute"]
 
 
 _OPTIONS: dict[tuple[Any, ...], RecordOptions] = {}
+_DEFAULT: list[RecordOptions] = []  # the options of most records, once made
 
 
 class RecordOptions:
@@ -38,10 +39,8 @@ class RecordOptions:
         content_type: str | None = None,
     ) -> RecordOptions:
         """The shared options object for these values."""
-        if not extra_headers and outbound_proxy is None and content_type is None:
-            default = _OPTIONS.get(((), None, None))
-            if default is not None:
-                return default
+        if not extra_headers and outbound_proxy is None and content_type is None and _DEFAULT:
+            return _DEFAULT[0]
         key = (extra_headers, outbound_proxy, content_type)
         options = _OPTIONS.get(key)
         if options is None:
@@ -52,6 +51,7 @@ class RecordOptions:
 
 
 NO_OPTIONS = RecordOptions.of()
+_DEFAULT.append(NO_OPTIONS)
 
 
 _ROUTES: dict[tuple[Any, ...], SubscriptionRoute] = {}

@@ -63,9 +63,10 @@ class Subscriber:
 
     def wish(self, sub: SubscriptionRecord) -> Pending:
         """The record's pending wish (made when the API asks for something)."""
-        if sub.pending is None:
-            sub.pending = Pending()
-        return sub.pending
+        pending = sub.pending
+        if pending is None:
+            pending = sub.pending = Pending()
+        return pending
 
     # -- inputs ------------------------------------------------------------------
     def step(
