@@ -187,7 +187,7 @@ def idle_cost(agent: PresenceEngine, seconds: int = 60) -> dict[str, float]:
     return {"ours_cpu_s_per_s": ours, "scan_cpu_s_per_tick": scan}
 
 
-def metrics_cost(agent: PresenceEngine, calls: int = 30) -> float:
+def metrics_cost(agent: PresenceEngine, calls: int = 200) -> float:
     """Seconds per /metrics exposition over the engine's records (median)."""
     runtime = PresenceRuntime(agent.config, engine=agent)
     times = []

@@ -68,7 +68,7 @@ def render_engine(results: dict[int, dict[str, Any]]) -> list[str]:
             "Time to build the Prometheus exposition (`pua.api.metrics.metrics_text`, "
             "what `GET /metrics` serves) over the engine holding the records above: "
             "counts by kind and state are kept as records move, so no record is "
-            "visited. Median of 30 calls.",
+            "visited. Median of 200 calls.",
             "",
             "| records | /metrics ms |",
             "|---:|---:|",
