@@ -117,11 +117,8 @@ class CallbackQueue:
         ``flight``) and every registered one whose flags match."""
         if flight is not None and not flight.api:
             return  # callbacks are for what the API asked (the seed's REQ_OTHER)
-        if flight is not None and flight.callback is None and not self._registered:
-            return
-        if flight is None and not self._registered:
-            return
-        self._calls.append((record, message, flight))
+        if self._registered or (flight is not None and flight.callback is not None):
+            self._calls.append((record, message, flight))
 
     def drain(self) -> None:
         """Make every queued call (user code runs here, outside transitions)."""
