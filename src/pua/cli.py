@@ -427,10 +427,10 @@ def _agent(
         t1=t1,
         user_agent=f"pua/{__version__}",
     )
-    if PACKAGES.by_name(event) is None:
+    if agent.registry.by_name(event) is None:
         # The command line sends any event the user names (the server
         # decides): one it does not know is registered as a package first.
-        used = {int(package.flag) for package in PACKAGES}
+        used = {int(package.flag) for package in agent.registry}
         flag = 1 << 16
         while flag in used:
             flag <<= 1
