@@ -215,7 +215,8 @@ class EngineContext:
         self.deadlines.arm(record, "deadline", at)
 
     def disarm(self, record: Record) -> None:
-        self.deadlines.cancel(record, "deadline")
+        if record.deadline is not None:
+            self.deadlines.cancel(record, "deadline")
 
     def send(
         self,

@@ -166,7 +166,10 @@ class _Record(Timed):
 
     def __hash__(self) -> int:
         # The hash of the record's key: the table finds the record by it.
-        return hash(self._fields())
+        kind = self._kind
+        return hash(
+            (self.pres_uri, kind & _KIND_MASK, self.id, kind >> _KIND_SHIFT, self.watcher_uri)
+        )
 
     def __eq__(self, other: object) -> bool:
         # Equal to its key (and to a record with the same key): a dict that
@@ -194,6 +197,14 @@ class _Record(Timed):
     @held.setter
     def held(self, value: bool) -> None:
         self._flags = self._flags | _HELD if value else self._flags & ~_HELD
+
+    def hold(self) -> bool:
+        """Mark the record held by the table; False if it already was."""
+        flags = self._flags
+        if flags & _HELD:
+            return False
+        self._flags = flags | _HELD
+        return True
 
     @property
     def failures(self) -> int:

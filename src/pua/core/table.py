@@ -79,9 +79,8 @@ class RecordTable:
         if old is not record:
             self.remove(old.key)  # another record of this key: replaced
             self._records[record] = record
-        elif record.held:
-            return
-        record.held = True
+        if not record.hold():
+            return  # already held: nothing to count
         self._by_state[record.state] += 1
         if isinstance(record, SubscriptionRecord):
             self.index_dialog(record)
