@@ -26,7 +26,7 @@ from pua.core import (
     SubscriptionFailed,
     default_registry,
 )
-from pua.core.requests import build_publish, parse_extra_headers, parse_next_hop
+from pua.core.requests import Destination, build_publish, parse_extra_headers, parse_next_hop
 from pua.errors import PresenceError, PuaError, RemoteProtocolError, SipError, UsageError
 from pua.runtime import Listen, SipStack
 from pua.runtime.loop import run as run_loop
@@ -65,9 +65,7 @@ class Target:
     @property
     def uri(self) -> str:
         """The next hop as a SIP URI (the engine's outbound proxy)."""
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        suffix = "" if self.transport == "udp" else f";transport={self.transport}"
-        return f"sip:{host}:{self.port}{suffix}"
+        return Destination(self.host, self.port, self.transport).uri
 
     def default_listen(self) -> Listen:
         """Where to listen when --listen is not given: loopback for a

@@ -174,9 +174,7 @@ class Router:
         contact = self._contacts.get(transport)
         if contact is None:
             host, port = self.local(transport)
-            host = f"[{host}]" if ":" in host else host
-            suffix = "" if transport == "udp" else f";transport={transport}"
-            contact = self._contacts[transport] = f"sip:{host}:{port}{suffix}"
+            contact = self._contacts[transport] = Destination(host, port, transport).uri
         return contact
 
 
