@@ -239,15 +239,7 @@ class PresenceEngine:
         package = self.registry.lookup(info.event)
         if not package.publishable:
             raise UsageError(f"event {package.name!r} cannot be published (subscribe only)")
-        pres = check_uri(info.pres_uri, "pres_uri")
-        if info.outbound_proxy is not None:
-            parse_next_hop(info.outbound_proxy)
-        elif self.config.outbound_proxy is None and not isinstance(pres, SipUri):
-            raise UsageError(
-                f"pres_uri: a {pres.scheme}: URI needs an outbound_proxy to be reached"
-            )
-        if info.expires < -1:
-            raise UsageError(f"expires must be -1, 0 or positive, not {info.expires}")
+        self._check_route(info.pres_uri, "pres_uri", info.outbound_proxy, info.expires)
         body = info.body if type(info.body) is bytes else as_body(info.body)
         extra = parse_extra_headers(info.extra_headers) if info.extra_headers else ()
         key = RecordKey(info.pres_uri, int(package.flag), info.id, int(info.source_flag))
@@ -257,9 +249,9 @@ class PresenceEngine:
         if info.expires == 0:
             if record is None:
                 return None
-            wish = self._publisher.wish(record)
-            wish.api, wish.remove, wish.body = True, True, None
-            wish.callback, wish.cb_param = info.callback, info.cb_param
+            self._publisher.wish(record).asked(
+                remove=True, callback=info.callback, cb_param=info.cb_param
+            )
             event = PubInput.REMOVE if record.etag is not None else PubInput.WITHDRAW
             self._publisher.step(record, event, now)
             self._settle(now)
@@ -286,8 +278,7 @@ class PresenceEngine:
         if info.flag == UpdateType.INSERT_TYPE:
             record.etag = None  # a new initial PUBLISH, whatever we hold
         wish = self._publisher.wish(record)
-        wish.api, wish.remove = True, False
-        wish.callback, wish.cb_param = info.callback, info.cb_param
+        wish.asked(remove=False, callback=info.callback, cb_param=info.cb_param)
         if body is not None:
             wish.body = body
         self._publisher.step(record, PubInput.UPDATE, now)
@@ -305,17 +296,9 @@ class PresenceEngine:
         check_uri(info.pres_uri, "pres_uri")
         check_uri(info.watcher_uri, "watcher_uri")
         target = info.remote_target or info.pres_uri
-        target_uri = check_uri(target, "remote_target")
-        if info.outbound_proxy is not None:
-            parse_next_hop(info.outbound_proxy)
-        elif self.config.outbound_proxy is None and not isinstance(target_uri, SipUri):
-            raise UsageError(
-                f"remote_target: a {target_uri.scheme}: URI needs an outbound_proxy to be reached"
-            )
+        self._check_route(target, "remote_target", info.outbound_proxy, info.expires)
         if info.contact is not None:
             check_uri(info.contact, "contact")
-        if info.expires < -1:
-            raise UsageError(f"expires must be -1, 0 or positive, not {info.expires}")
         extra = parse_extra_headers(info.extra_headers)
         key = RecordKey(
             info.pres_uri,
@@ -330,9 +313,9 @@ class PresenceEngine:
         if info.expires == 0:
             if record is None:
                 return None
-            wish = self._subscriber.wish(record)
-            wish.api, wish.remove = True, True
-            wish.callback, wish.cb_param = info.callback, info.cb_param
+            self._subscriber.wish(record).asked(
+                remove=True, callback=info.callback, cb_param=info.cb_param
+            )
             dialog = record.to_tag is not None or record.state is SubState.SUBSCRIBING
             if record.state is SubState.DONE:
                 dialog = False  # resumed, nothing sent yet: nothing to end
@@ -352,9 +335,9 @@ class PresenceEngine:
             ctx.table.put(record)
         record.options = RecordOptions.of(extra, info.outbound_proxy)
         ctx.lifetimes.apply(record, info.expires, now)
-        wish = self._subscriber.wish(record)
-        wish.api, wish.remove = True, False
-        wish.callback, wish.cb_param = info.callback, info.cb_param
+        self._subscriber.wish(record).asked(
+            remove=False, callback=info.callback, cb_param=info.cb_param
+        )
         self._subscriber.step(record, SubInput.SUBSCRIBE, now)
         self._settle(now)
         return key
@@ -380,6 +363,19 @@ class PresenceEngine:
         return self._subscriber.resume(record, now, due_at)
 
     # -- plumbing ----------------------------------------------------------------
+    def _check_route(self, uri: str, what: str, proxy: str | None, expires: int) -> None:
+        """What every request of the API needs: a URI that parses, a way to
+        reach it (a non-SIP URI needs a next hop), an expires of -1 or more."""
+        parsed = check_uri(uri, what)
+        if proxy is not None:
+            parse_next_hop(proxy)
+        elif self.config.outbound_proxy is None and not isinstance(parsed, SipUri):
+            raise UsageError(
+                f"{what}: a {parsed.scheme}: URI needs an outbound_proxy to be reached"
+            )
+        if expires < -1:
+            raise UsageError(f"expires must be -1, 0 or positive, not {expires}")
+
     def _settle(self, now: float) -> None:
         """Act on every event the endpoint produced, then make the callback
         calls the transitions queued."""

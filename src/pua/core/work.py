@@ -50,6 +50,13 @@ class Pending:
         self.callback: Any = None
         self.cb_param: Any = None
 
+    def asked(self, *, remove: bool, callback: Any, cb_param: Any) -> None:
+        """The API asked for this (an update or a removal), with its callback."""
+        self.api, self.remove = True, remove
+        self.callback, self.cb_param = callback, cb_param
+        if remove:
+            self.body = None
+
 
 def answered_for(replaced: InFlight | None, taken: Pending | None) -> InFlight | Pending | None:
     """Whose callback a new request's answer goes to: the wish it takes, if
