@@ -8,8 +8,7 @@ reads as absent (a 2xx without a usable SIP-ETag is then an error, as RFC
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from pua.errors import RemoteProtocolError
 from pua.sip.message import Response
@@ -60,42 +59,43 @@ def status_line(status: int, reason: str) -> tuple[int, str]:
     return shared
 
 
-def _safe(read: Callable[[], Any]) -> Any:
-    try:
-        return read()
-    except RemoteProtocolError:
-        return None
-
-
 def read_answer(response: Response | None, status: int, reason: str, *, publish: bool) -> Answer:
     """The values of a final answer that the engine will look at (headers
     read leniently, and only those that matter for this status: parsing
     costs, and a 2xx is most answers)."""
     if response is None:
-        return Answer(status=status, reason=reason)
+        return Answer(status, reason)
+    # Each header is read alone: one that is malformed reads as absent and
+    # does not hide the others.
     if 200 <= status < 300:
+        try:
+            expires: int | None = response.expires
+        except RemoteProtocolError:
+            expires = None
         if publish:
-            return Answer(
-                status=status,
-                reason=reason,
-                response=response,
-                etag=_safe(lambda: response.sip_etag) or None,
-                expires=_safe(lambda: response.expires),
-            )
-        return Answer(
-            status=status,
-            reason=reason,
-            response=response,
-            expires=_safe(lambda: response.expires),
-            to_tag=_safe(lambda: response.to.tag) or None,
-        )
+            try:
+                etag = response.sip_etag or None
+            except RemoteProtocolError:
+                etag = None
+            return Answer(status, reason, response, etag, expires)
+        try:
+            to_tag = response.to.tag or None
+        except RemoteProtocolError:
+            to_tag = None
+        return Answer(status, reason, response, None, expires, None, None, to_tag)
     if status == 423:
-        minimum = _safe(lambda: response.min_expires)
-        return Answer(status=status, reason=reason, response=response, min_expires=minimum)
-    retry_after = _safe(lambda: response.retry_after)
+        try:
+            minimum = response.min_expires
+        except RemoteProtocolError:
+            minimum = None
+        return Answer(status, reason, response, min_expires=minimum)
+    try:
+        retry_after = response.retry_after
+    except RemoteProtocolError:
+        retry_after = None
     return Answer(
-        status=status,
-        reason=reason,
-        response=response,
+        status,
+        reason,
+        response,
         retry_after=None if retry_after is None else retry_after.seconds,
     )

@@ -405,10 +405,10 @@ class PresenceEngine:
     def _on_final(self, owner: object, tx_key: tuple[str, str], answer: Answer, now: float) -> None:
         counts = self._ctx.counters.responses
         counts[answer.status] = counts.get(answer.status, 0) + 1
-        if not isinstance(owner, PublicationRecord | SubscriptionRecord):
+        if not isinstance(owner, (PublicationRecord, SubscriptionRecord)):
             return
         flight = owner.flight
-        if flight is None or flight.tx_key != tx_key or not self._ctx.table.holds(owner):
+        if flight is None or flight.tx_key != tx_key or not owner.held:
             return  # an answer to a request the record no longer waits for
         if isinstance(owner, PublicationRecord):
             self._publisher.on_answer(owner, answer, now)

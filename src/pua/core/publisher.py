@@ -106,16 +106,16 @@ class Publisher:
         self, action: PubAction, pub: PublicationRecord, now: float, answer: Answer | None
     ) -> PubInput | None:
         ctx = self._ctx
-        flight = pub.flight
         if action is _A.SEND:
             self._send(pub, next_kind(pub), now)
         elif action is _A.COALESCE:
             pass  # the pending wish already holds the newest state
         elif action is _A.ACCEPT:
-            assert answer is not None and flight is not None
+            assert answer is not None
             return self._accept(pub, answer, now)
         elif action is _A.REPUBLISH:
             ctx.counters.recoveries_412 += 1
+            flight = pub.flight
             assert flight is not None
             if flight.kind in (RequestKind.INITIAL, RequestKind.MODIFY):
                 refused = flight.body
@@ -126,6 +126,7 @@ class Publisher:
             self._send(pub, RequestKind.INITIAL, now, carry=flight)
         elif action is _A.RESEND_LONGER:
             ctx.counters.recoveries_423 += 1
+            flight = pub.flight
             assert answer is not None and flight is not None
             ctx.lifetimes.adopt_min_expires(pub, answer.min_expires, now)
             self._send(pub, flight.kind, now, carry=flight, again=True)
@@ -205,14 +206,12 @@ class Publisher:
 
     def _accept(self, pub: PublicationRecord, answer: Answer, now: float) -> PubInput | None:
         ctx = self._ctx
-        flight = pub.flight
-        assert flight is not None and answer.etag is not None and answer.expires is not None
+        flight = pub.land()
+        assert answer.etag is not None and answer.expires is not None
         pub.etag = answer.etag
-        pub.failures = 0
-        pub.recovered_412 = False
+        pub.succeeded()
         if flight.kind in (RequestKind.INITIAL, RequestKind.MODIFY):
             pub.body = flight.body
-        pub.flight = None
         pub.expires_at = now + answer.expires
         ctx.events.append(
             PublicationSucceeded(

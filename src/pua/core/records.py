@@ -71,6 +71,7 @@ _AUTHORIZED_SHIFT = 1  # 0: not said yet, 1: pending, 2: active
 _RECOVERED_412 = 1 << 3
 _FAILURES_SHIFT = 4
 _RESUBSCRIBES_SHIFT = 12
+_SUCCESS_MASK = ~((_COUNT_MAX << _FAILURES_SHIFT) | _RECOVERED_412)
 
 
 class _Record(Timed):
@@ -141,6 +142,14 @@ class _Record(Timed):
             flight.pending = pending
             self._work = flight
 
+    def land(self) -> InFlight:
+        """Take the request in flight off the record (its answer came),
+        leaving the wish that waited for it; returns the request."""
+        flight = self._work
+        assert isinstance(flight, InFlight)
+        self._work = flight.pending
+        return flight
+
     @property
     def pending(self) -> Pending | None:
         """What the API asked for that waits to be sent, if anything."""
@@ -206,6 +215,10 @@ class _Record(Timed):
         self._flags = flags | _HELD
         return True
 
+    def succeeded(self) -> None:
+        """A success: no failures in a row, no 412 answered any more."""
+        self._flags &= _SUCCESS_MASK
+
     @property
     def failures(self) -> int:
         """Failures in a row (the backoff exponent; counts up to 255)."""
@@ -241,7 +254,14 @@ def tuple_id_of(pres_uri: str, event: int, id: str, source_flag: int) -> str:
     the presentity's document): made from the key, so it is the same across
     refreshes and restarts without being stored."""
     text = f"{pres_uri}\n{event}\n{id}\n{source_flag}"
-    return "t" + hashlib.blake2b(text.encode(), digest_size=5).hexdigest()  # 40 bits
+    if text == _last_tuple_id[0]:
+        return _last_tuple_id[1]  # a body and a Call-ID of one request need it twice
+    made = "t" + hashlib.blake2b(text.encode(), digest_size=5).hexdigest()  # 40 bits
+    _last_tuple_id[:] = (text, made)
+    return made
+
+
+_last_tuple_id = ["", ""]  # the last key's text and its id
 
 
 class PublicationRecord(_Record):

@@ -138,9 +138,8 @@ def format_extra_headers(headers: Iterable[tuple[str, str]]) -> str:
     return "".join(f"{name}: {value}\r\n" for name, value in headers)
 
 
-def _base_request(
+def _base_fields(
     method: str,
-    request_uri: str,
     from_uri: str,
     from_tag: str,
     to_uri: str,
@@ -149,25 +148,32 @@ def _base_request(
     call_id: str,
     cseq: int,
     user_agent: str | None,
-) -> Request:
+) -> list[tuple[str, str]]:
     # The URIs were checked when the API call was made: written as they
     # are, inside angle brackets (RFC 3261 §20.10), without a re-parse.
     to = f"<{to_uri}>" if to_tag is None else f"<{to_uri}>;tag={to_tag}"
-    headers = Headers(
-        [
-            ("Via", str(via)),
-            ("Max-Forwards", str(MAX_FORWARDS)),
-            ("From", f"<{from_uri}>;tag={from_tag}"),
-            ("To", to),
-            ("Call-ID", call_id),
-            ("CSeq", f"{cseq} {method}"),
-        ]
-    )
+    fields = [
+        ("Via", str(via)),
+        ("Max-Forwards", str(MAX_FORWARDS)),
+        ("From", f"<{from_uri}>;tag={from_tag}"),
+        ("To", to),
+        ("Call-ID", call_id),
+        ("CSeq", f"{cseq} {method}"),
+    ]
+    if user_agent:
+        fields.append(("User-Agent", user_agent))
+    return fields
+
+
+def _request(
+    method: str, request_uri: str, fields: list[tuple[str, str]], via: Via, cseq: int, body: bytes
+) -> Request:
+    # The fields are made whole first and handed over in one piece: adding
+    # them one by one would re-check the typed values at every field.
+    headers = Headers.adopt(fields)
     headers.remember("via:top", via)
     headers.remember("cseq", CSeq(cseq, method))
-    if user_agent:
-        headers.add("User-Agent", user_agent)
-    return Request(method, request_uri, headers)
+    return Request(method, request_uri, headers, body)
 
 
 def build_publish(
@@ -187,20 +193,17 @@ def build_publish(
 ) -> Request:
     """A PUBLISH (RFC 3903 §4): Request-URI, From and To the presentity;
     SIP-If-Match for a refresh, modify or removal; the body with its type."""
-    request = _base_request(
-        "PUBLISH", pres_uri, pres_uri, tag(ids), pres_uri, None, via, call_id, cseq, user_agent
+    fields = _base_fields(
+        "PUBLISH", pres_uri, tag(ids), pres_uri, None, via, call_id, cseq, user_agent
     )
-    headers = request.headers
-    headers.add("Event", event)
-    headers.add("Expires", str(expires))
+    fields.append(("Event", event))
+    fields.append(("Expires", str(expires)))
     if etag is not None:
-        headers.add("SIP-If-Match", etag)
-    for name, value in extra_headers:
-        headers.add(name, value)
+        fields.append(("SIP-If-Match", etag))
+    fields.extend(extra_headers)
     if body is not None:
-        headers.add("Content-Type", content_type or "application/octet-stream")
-        request.body = body
-    return request
+        fields.append(("Content-Type", content_type or "application/octet-stream"))
+    return _request("PUBLISH", pres_uri, fields, via, cseq, body or b"")
 
 
 def build_subscribe(
@@ -223,27 +226,15 @@ def build_subscribe(
 ) -> Request:
     """A SUBSCRIBE (RFC 6665 §4.1.2): To the resource, From the watcher, in
     the dialog when ``to_tag`` is given (with its route set)."""
-    request = _base_request(
-        "SUBSCRIBE",
-        request_uri,
-        watcher_uri,
-        from_tag,
-        pres_uri,
-        to_tag,
-        via,
-        call_id,
-        cseq,
-        user_agent,
+    fields = _base_fields(
+        "SUBSCRIBE", watcher_uri, from_tag, pres_uri, to_tag, via, call_id, cseq, user_agent
     )
-    headers = request.headers
-    for route in route_set:
-        headers.add("Route", route)
-    headers.add("Contact", f"<{contact}>")
-    headers.add("Event", event)
-    headers.add("Expires", str(expires))
+    fields.extend(("Route", route) for route in route_set)
+    fields.append(("Contact", f"<{contact}>"))
+    fields.append(("Event", event))
+    fields.append(("Expires", str(expires)))
     types = ", ".join(accept)
     if types:
-        headers.add("Accept", types)
-    for name, value in extra_headers:
-        headers.add(name, value)
-    return request
+        fields.append(("Accept", types))
+    fields.extend(extra_headers)
+    return _request("SUBSCRIBE", request_uri, fields, via, cseq, b"")

@@ -256,8 +256,8 @@ class Subscriber:
 
     def _confirm(self, sub: SubscriptionRecord, answer: Answer, now: float) -> SubInput | None:
         ctx = self._ctx
-        flight = sub.flight
-        assert flight is not None and answer.response is not None
+        flight = sub.land()
+        assert answer.response is not None
         response = answer.response
         if flight.kind is RequestKind.INITIAL:
             if sub.to_tag is None:
@@ -271,14 +271,13 @@ class Subscriber:
                 routes, contacts = (), []
             remote = intern_text(str(contacts[0].uri)) if contacts else None
             sub.route = sub.route.replace(route_set=routes, remote_target=remote)  # §12.1.2
-        sub.failures = 0
+        sub.succeeded()
         expires = answer.expires if answer.expires is not None else ctx.lifetimes.to_ask(sub, now)
         # The refresh follows the sooner of the 2xx and the NOTIFYs.
         until = now + expires
         if flight.notify_until > now:
             until = min(until, flight.notify_until)
         sub.expires_at = until
-        sub.flight = None
         if sub.authorized is None and answer.status == 202:
             sub.authorized = False
         pending = sub.pending

@@ -74,40 +74,56 @@ class DeadlineQueue:
     while the owner's attribute still equals its time, so cancelling or
     re-arming never searches a heap: stale entries are skipped when they
     surface, and dropped in one pass when they outnumber a quarter of the
-    live ones (so a record that is re-armed often, or an owner that is gone,
-    holds no memory for long; compaction is O(n) once per n/4 stale
-    entries).  Work per tick is O(due timers · log n).
+    live ones of the compact heap (so a record that is re-armed often, or
+    an owner that is gone, holds no memory for long; compaction is O(n)
+    once per n/4 stale entries).  The other heap holds short-lived timers
+    (a transaction's E, F, J, K: at most 64·T1 away) whose stale entries
+    surface and go within that time; it is compacted only when they
+    outnumber its live entries, so answering a transaction (which cancels
+    E and F) costs no pass over it.  Work per tick is O(due timers · log n).
     """
 
-    __slots__ = ("_burst", "_heap", "_live", "_seq")
+    __slots__ = ("_burst", "_heap", "_live_burst", "_live_spread", "_seq")
 
     def __init__(self) -> None:
         self._heap: list[tuple[float, Timed, str]] = []
         self._burst: list[tuple[float, int, Timed, str]] = []
-        self._live = 0
+        self._live_spread = 0
+        self._live_burst = 0
         self._seq = 0
 
     def __len__(self) -> int:
         """Timers armed."""
-        return self._live
+        return self._live_spread + self._live_burst
 
     def arm(self, owner: Timed, name: str, at: float) -> None:
         """Set timer ``name`` of ``owner`` to fire at ``at``."""
-        if getattr(owner, name) is None:
-            self._live += 1
+        armed = getattr(owner, name) is not None
         setattr(owner, name, at)
         if owner.spread:
-            heapq.heappush(self._heap, (at, owner, name))
+            if not armed:
+                self._live_spread += 1
+            heap = self._heap
+            heapq.heappush(heap, (at, owner, name))
+            live = self._live_spread
+            if len(heap) > live + (live >> 2) + 64:
+                self._compact_spread()
         else:
+            if not armed:
+                self._live_burst += 1
             self._seq += 1
-            heapq.heappush(self._burst, (at, self._seq, owner, name))
-        if len(self._heap) + len(self._burst) > self._live + (self._live >> 2) + 64:
-            self._compact()
+            burst = self._burst
+            heapq.heappush(burst, (at, self._seq, owner, name))
+            if len(burst) > 2 * self._live_burst + 1024:
+                self._compact_burst()
 
     def cancel(self, owner: Timed, name: str) -> None:
         """Forget timer ``name`` of ``owner`` (no error when not armed)."""
         if getattr(owner, name) is not None:
-            self._live -= 1
+            if owner.spread:
+                self._live_spread -= 1
+            else:
+                self._live_burst -= 1
             setattr(owner, name, None)
 
     def _top(self) -> tuple[float | None, float | None]:
@@ -123,7 +139,7 @@ class DeadlineQueue:
         """The earliest live deadline, or None."""
         spread, burst = self._top()
         if spread is None and burst is None:
-            if not self._live:
+            if not self._live_spread and not self._live_burst:
                 self._heap, self._burst = [], []  # give back what a burst grew
             return None
         if spread is None:
@@ -137,20 +153,27 @@ class DeadlineQueue:
             spread, burst = self._top()
             if spread is not None and spread <= now and (burst is None or spread <= burst):
                 _at, owner, name = heapq.heappop(self._heap)
+                self._live_spread -= 1
             elif burst is not None and burst <= now:
                 _at, _seq, owner, name = heapq.heappop(self._burst)
+                self._live_burst -= 1
             else:
                 break
             setattr(owner, name, None)
-            self._live -= 1
             due.append((owner, name))
-        if len(self._heap) + len(self._burst) > self._live + (self._live >> 2) + 64:
-            self._compact()
+        # Timers cancelled in bulk (records removed) are let go here too.
+        live = self._live_spread
+        if len(self._heap) > live + (live >> 2) + 64:
+            self._compact_spread()
+        if len(self._burst) > 2 * self._live_burst + 1024:
+            self._compact_burst()
         return due
 
-    def _compact(self) -> None:
+    def _compact_spread(self) -> None:
         # In place, in case a caller holds a list.
         self._heap[:] = [e for e in self._heap if getattr(e[1], e[2]) == e[0]]
         heapq.heapify(self._heap)
+
+    def _compact_burst(self) -> None:
         self._burst[:] = [e for e in self._burst if getattr(e[2], e[3]) == e[0]]
         heapq.heapify(self._burst)
