@@ -40,11 +40,13 @@ from pua.core import (
     RecordKey,
     SourceFlag,
     SubscribeInfo,
+    SubscriptionAccepted,
     SubscriptionFailed,
     SubscriptionStateChanged,
     SubscriptionTerminated,
     default_registry,
 )
+from pua.core.requests import parse_next_hop
 from pua.errors import PublishError, SubscribeError, UsageError
 from pua.runtime import Listen, PresenceRuntime
 from pua.runtime.persistence import StoreSync
@@ -152,6 +154,9 @@ class Subscription:
         self.reason: str | None = None
         """Why the subscription ended (None while it lives)."""
         self.expires_at: float | None = None
+        self._failed = asyncio.Event()
+        self._failure: SubscribeError | None = None
+        self._accepted = False
 
     @property
     def pres_uri(self) -> str:
@@ -187,24 +192,50 @@ class Subscription:
         return item
 
     async def wait_active(self) -> None:
-        """Wait until the notifier says active (a NOTIFY), or raise
-        SubscribeError when the subscription ends first."""
+        """Wait until the notifier says active (a NOTIFY).  Raises
+        SubscribeError when an attempt fails first (with the SIP status and
+        reason, and ``retrying`` True when pua keeps trying in the
+        background), when the subscription ends, or when nothing comes
+        within the runtime's ``answer_within``."""
+        if self.key is not None:  # started before: wait for what comes next
+            self._failed.clear()
+            self._failure = None
         self.start()
         waiters = {
             asyncio.ensure_future(self._active.wait()),
             asyncio.ensure_future(self._ended.wait()),
+            asyncio.ensure_future(self._failed.wait()),
         }
+        limit = self._agent.runtime.answer_within
         try:
-            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(waiters, timeout=limit, return_when=asyncio.FIRST_COMPLETED)
         finally:
             for waiter in waiters:
                 waiter.cancel()
-        if not self._active.is_set():
+        if self._active.is_set():
+            return
+        if self._failure is not None:
+            raise self._failure
+        if self._ended.is_set():
             raise SubscribeError(
                 f"subscription to {self.pres_uri} ended: {self.reason}",
                 status=0,
                 reason=self.reason or "ended",
+                key=self.key,
             )
+        raise SubscribeError(
+            f"subscription to {self.pres_uri}: no NOTIFY within {limit:g} s",
+            status=408,
+            reason=f"No outcome within {limit:g} s",
+            retrying=True,
+            key=self.key,
+        )
+
+    @property
+    def accepted(self) -> bool:
+        """Whether the notifier has ever accepted the subscription (a 2xx or
+        a NOTIFY)."""
+        return self._accepted
 
     async def unsubscribe(self) -> None:
         """End the subscription (SUBSCRIBE with Expires: 0) and wait for its
@@ -222,7 +253,13 @@ class Subscription:
 
     # -- fed by the agent ---------------------------------------------------
     def _on_event(self, event: EngineEvent) -> None:
-        if isinstance(event, NotifyReceived):
+        if isinstance(event, SubscriptionAccepted):
+            self._accepted = True
+            self.expires_at = event.expires_at
+            self._failed.clear()
+        elif isinstance(event, NotifyReceived):
+            self._accepted = True
+            self._failed.clear()
             self.state = event.state
             if event.state == "active":
                 self._active.set()
@@ -241,8 +278,20 @@ class Subscription:
             self.expires_at = event.expires_at
             if event.state == "active":
                 self._active.set()
-        elif isinstance(event, SubscriptionFailed) and event.retry_at is None:
-            self.reason = f"{event.status} {event.reason}"
+        elif isinstance(event, SubscriptionFailed):
+            if event.retry_at is None:
+                self.reason = f"{event.status} {event.reason}"
+            retrying = event.retry_at is not None
+            self._failure = SubscribeError(
+                f"SUBSCRIBE to {self.pres_uri} failed: {event.status} {event.reason}"
+                + ("; pua keeps retrying" if retrying else ""),
+                status=event.status,
+                reason=event.reason,
+                retrying=retrying,
+                retry_at=event.retry_at,
+                key=event.key,
+            )
+            self._failed.set()
         elif isinstance(event, SubscriptionTerminated):
             self._finish(self.reason or event.reason)
 
@@ -327,10 +376,12 @@ class Agent:
             raise UsageError("give either config or server and settings, not both")
         self.config = config
         listens = [x if isinstance(x, Listen) else Listen.parse(x) for x in listen]
+        if not listens:
+            listens = [Listen("udp", "127.0.0.1", 0)]
+            if server is not None and parse_next_hop(server).transport == "tcp":
+                listens.append(Listen("tcp", "127.0.0.1", 0))  # a server reached over TCP
         self.registry = default_registry()
-        self.runtime = PresenceRuntime(
-            config, listen=listens or [Listen("udp", "127.0.0.1", 0)], registry=self.registry
-        )
+        self.runtime = PresenceRuntime(config, listen=listens, registry=self.registry)
         self.cleanup_on_exit = cleanup_on_exit
         self._store_args = (db_url, data_dir, db_mode, update_period)
         self.sync: StoreSync | None = None
@@ -392,8 +443,9 @@ class Agent:
     ) -> Publication:
         """Publish ``body`` for ``pres_uri`` and return once the server
         accepted it (first 2xx).  ``expires`` -1 publishes for ever (refreshed
-        with default_expires).  Raises PublishError on a final failure,
-        ValueError for what cannot be sent."""
+        with default_expires).  Raises PublishError when the first attempt
+        fails (its ``retrying`` says whether pua keeps trying, ``key`` names
+        the record), ValueError for what cannot be sent."""
         info = PublishInfo(
             pres_uri=pres_uri,
             body=body,
@@ -404,12 +456,20 @@ class Agent:
             extra_headers=list(extra_headers),
             source_flag=SourceFlag.MI_PUBLISH,
         )
-        result = await self.runtime.publish(info)
+        try:
+            result = await self.runtime.publish(info)
+        except PublishError as exc:
+            if exc.retrying and isinstance(exc.key, RecordKey):
+                # pua keeps trying: the publication is ours to remove on exit.
+                self._publication(exc.key, info)
+            raise
         assert isinstance(result, PublicationSucceeded | PublicationRemoved)
-        publication = self._publications.get(result.key)
+        return self._publication(result.key, info)
+
+    def _publication(self, key: RecordKey, info: PublishInfo) -> Publication:
+        publication = self._publications.get(key)
         if publication is None:
-            publication = Publication(self, result.key, info)
-            self._publications[result.key] = publication
+            publication = self._publications[key] = Publication(self, key, info)
         return publication
 
     # -- subscriptions -----------------------------------------------------------

@@ -11,8 +11,9 @@
      |                                 is not started, a key of the other kind
      +-- BodyError (ValueError)        an event document that cannot be accepted:
      |                                 malformed, DTD/entities, too big
-     +-- PresenceError                 a publication or subscription failed for
-     |    +-- PublishError             good (status and reason of the last answer)
+     +-- PresenceError                 a publication or subscription failed
+     |    +-- PublishError             (status and reason of the answer; whether
+     |                                 pua keeps retrying in the background)
      |    +-- SubscribeError
      +-- SipError
      |    +-- RemoteProtocolError      the peer sent bytes we cannot accept;
@@ -88,13 +89,28 @@ class BodyError(PuaError, ValueError):
 
 
 class PresenceError(PuaError):
-    """A publication or subscription failed for good.  ``status`` is the SIP
-    status of the last answer (408 for a timeout), ``reason`` its phrase."""
+    """A publication or subscription failed.  ``status`` is the SIP status
+    of the answer (408 for a local timeout, 503 for a transport failure),
+    ``reason`` its phrase.  ``retrying`` says whether pua keeps trying in
+    the background (the next try at ``retry_at``, Unix time); ``key`` is the
+    record's key when there is one."""
 
-    def __init__(self, message: str, *, status: int, reason: str) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int,
+        reason: str,
+        retrying: bool = False,
+        retry_at: float | None = None,
+        key: object = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.reason = reason
+        self.retrying = retrying
+        self.retry_at = retry_at
+        self.key = key
 
 
 class PublishError(PresenceError):

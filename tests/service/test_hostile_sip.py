@@ -288,7 +288,8 @@ class Env:
 
 def _establish(svc: RunningService, sock: socket.socket) -> Dialog:
     """Subscribe through the API, answer the SUBSCRIBE 200, return the dialog."""
-    answer = svc.rpc("pua.subscribe", [ALICE, BOB, "presence", 600])
+    # Not waiting: this test answers the SUBSCRIBE itself, after the call.
+    answer = svc.rpc("pua.subscribe", [ALICE, BOB, "presence", 600, ".", False])
     assert "result" in answer, answer
     data = udp_receive(sock)
     assert data is not None, "no SUBSCRIBE reached the outbound proxy"
@@ -814,7 +815,7 @@ def test_early_notify_with_a_malformed_record_route(service: Callable[..., Runni
         svc = service("--outbound-proxy", f"sip:{LOCALHOST}:{proxy.getsockname()[1]}")
         assert svc.process.stderr is not None
         os.set_blocking(svc.process.stderr.fileno(), False)
-        assert "result" in svc.rpc("pua.subscribe", [ALICE, BOB, "presence", 600])
+        assert "result" in svc.rpc("pua.subscribe", [ALICE, BOB, "presence", 600, ".", False])
         data = udp_receive(proxy)
         assert data is not None
         subscribe = parse_message(data)

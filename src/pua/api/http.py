@@ -31,9 +31,6 @@ from aiohttp import web
 
 from pua.core import (
     EngineEvent,
-    PublishInfo,
-    SourceFlag,
-    SubscribeInfo,
 )
 from pua.errors import PresenceError
 from pua.runtime import PresenceRuntime
@@ -41,7 +38,18 @@ from pua.runtime.persistence import WriteTimer
 
 from .metrics import metrics_text
 from .openapi import OPENAPI
-from .rpc import Durable, JsonRpc, PuaMethods, RpcError
+from .rpc import (
+    NOT_STORED,
+    PUBLISH_PARAMS,
+    SUBSCRIBE_PARAMS,
+    Durable,
+    JsonRpc,
+    PuaMethods,
+    RpcError,
+    named_params,
+    presence_fault,
+    truth,
+)
 from .views import event_view, key_from_id, record_view
 
 __all__ = ["ApiServer", "make_app"]
@@ -94,6 +102,16 @@ def _json(data: Any, status: int = 200) -> web.Response:
 
 def _problem(status: int, message: str, **extra: Any) -> web.Response:
     return _json({"error": {"status": status, "message": message, **extra}}, status)
+
+
+def _sip_failure(exc: PresenceError) -> web.Response:
+    """A failed attempt: 504 when nothing answered in time, 502 for any
+    other failure, with the SIP status and reason and whether pua keeps
+    trying in the background (as JSON-RPC's error data)."""
+    _code, _reason, data = presence_fault(exc)
+    data.pop("detail")
+    status = 504 if exc.status == 408 else 502
+    return _problem(status, str(exc), sip_status=exc.status, sip_reason=exc.reason, **data)
 
 
 def make_app(
@@ -161,61 +179,26 @@ def make_app(
             )
         return data
 
-    def event_flag(name: Any) -> int:
-        return int(runtime.package(str(name or "presence")).flag)
-
-    async def create_publication(request: web.Request) -> web.Response:
+    async def create(request: web.Request) -> web.Response:
+        # The same parameters, checks and answers as JSON-RPC's pua.publish
+        # and pua.subscribe: one behaviour on every route.
         data = await read_json(request)
+        publication = request.path.startswith("/publications")
         try:
-            body = data.get("body")
-            info = PublishInfo(
-                pres_uri=str(data["pres_uri"]),
-                body=body.encode() if isinstance(body, str) else None,
-                event=event_flag(data.get("event")),
-                expires=int(data.get("expires", 3600)),
-                id=str(data.get("id") or ""),
-                content_type=data.get("content_type"),
-                etag=data.get("etag"),
-                extra_headers=_header_text(data.get("extra_headers")) or (),
-                source_flag=SourceFlag.MI_PUBLISH,
-            )
-            if data.get("wait", True):
-                result = await runtime.publish(info)
-                key = result.key
+            if publication:
+                values = named_params(data, PUBLISH_PARAMS, required=2)
+                result = await methods.publish_values(values, wait=truth(values, "wait", True))
             else:
-                key = runtime.send_publish(info)
-        except (KeyError, TypeError, ValueError, RpcError) as exc:
-            return _problem(400, f"bad publication: {exc}")
+                values = named_params(data, SUBSCRIBE_PARAMS, required=2)
+                result = await methods.subscribe_values(values, wait=truth(values, "wait", True))
+        except RpcError as exc:
+            status = 503 if exc.code == NOT_STORED else 400
+            return _problem(status, exc.message.removeprefix("Invalid params: "))
         except PresenceError as exc:
-            return _problem(
-                502,
-                f"the server answered {exc.status} {exc.reason}",
-                sip_status=exc.status,
-                sip_reason=exc.reason,
-            )
-        if (stored := await _store(methods)) is not None:
-            return stored
-        record = runtime.record(key) if key is not None else None
-        return _json(record_view(record, registry) if record is not None else {}, 201)
-
-    async def create_subscription(request: web.Request) -> web.Response:
-        data = await read_json(request)
-        try:
-            info = SubscribeInfo(
-                pres_uri=str(data["pres_uri"]),
-                watcher_uri=str(data["watcher_uri"]),
-                event=event_flag(data.get("event")),
-                expires=int(data.get("expires", 3600)),
-                id=str(data.get("id") or ""),
-                source_flag=SourceFlag.MI_SUBSCRIBE,
-            )
-            key = runtime.send_subscribe(info)
-        except (KeyError, TypeError, ValueError) as exc:
-            return _problem(400, f"bad subscription: {exc}")
-        if (stored := await _store(methods)) is not None:
-            return stored
-        record = runtime.record(key) if key is not None else None
-        return _json(record_view(record, registry) if record is not None else {}, 201)
+            return _sip_failure(exc)
+        except (TypeError, ValueError) as exc:
+            return _problem(400, f"bad {'publication' if publication else 'subscription'}: {exc}")
+        return _json(result["record"] or {}, 201)
 
     async def show(request: web.Request) -> web.Response:
         kind = "subscription" if request.path.startswith("/subscriptions") else "publication"
@@ -227,12 +210,7 @@ def make_app(
         try:
             await runtime.end(record.key)
         except PresenceError as exc:
-            return _problem(
-                502,
-                f"the server answered {exc.status} {exc.reason}",
-                sip_status=exc.status,
-                sip_reason=exc.reason,
-            )
+            return _sip_failure(exc)
         return _json({"removed": True})
 
     async def events(request: web.Request) -> web.StreamResponse:
@@ -282,13 +260,13 @@ def make_app(
     app.router.add_post("/rpc", rpc_endpoint)
     app.router.add_get("/records", list_records)
     app.router.add_get("/publications", lambda r: _async_json({"records": records("publication")}))
-    app.router.add_post("/publications", create_publication)
+    app.router.add_post("/publications", create)
     app.router.add_get("/publications/{id}", show)
     app.router.add_delete("/publications/{id}", remove)
     app.router.add_get(
         "/subscriptions", lambda r: _async_json({"records": records("subscription")})
     )
-    app.router.add_post("/subscriptions", create_subscription)
+    app.router.add_post("/subscriptions", create)
     app.router.add_get("/subscriptions/{id}", show)
     app.router.add_delete("/subscriptions/{id}", remove)
     app.router.add_get("/events", events)
@@ -353,10 +331,3 @@ class ApiServer:
             with contextlib.suppress(Exception):
                 await self._runner.cleanup()
             self._runner = None
-
-
-def _header_text(value: Any) -> str | None:
-    """Extra headers in a JSON body: Kamailio's text, or None."""
-    if value is None or isinstance(value, str):
-        return value
-    raise ValueError("extra_headers must be text ('Name: value' lines)")

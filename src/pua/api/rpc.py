@@ -15,13 +15,23 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from pua.core import PublishInfo, SourceFlag, SubscribeInfo
+from pua.core import PublishInfo, RecordKey, SourceFlag, SubscribeInfo
+from pua.core.requests import parse_extra_headers
 from pua.errors import PresenceError, PuaError, PublishError, UnknownEventError, UsageError
 from pua.runtime import PresenceRuntime
 
-from .views import key_from_id, record_view
+from .views import key_from_id, record_id, record_view
 
-__all__ = ["JsonRpc", "PuaMethods", "RpcError"]
+__all__ = [
+    "PUBLISH_PARAMS",
+    "SUBSCRIBE_PARAMS",
+    "JsonRpc",
+    "PuaMethods",
+    "RpcError",
+    "named_params",
+    "presence_fault",
+    "truth",
+]
 
 log = logging.getLogger("pua.api")
 
@@ -42,8 +52,9 @@ PUBLISH_PARAMS = (
     "outbound_proxy",
     "extra_headers",
     "body",
+    "wait",
 )
-SUBSCRIBE_PARAMS = ("pres_uri", "watcher_uri", "event", "expires")
+SUBSCRIBE_PARAMS = ("pres_uri", "watcher_uri", "event", "expires", "id", "wait")
 # A batch larger than this is refused: each entry may start a transaction.
 MAX_BATCH = 1000
 
@@ -117,11 +128,7 @@ class JsonRpc:
         except RpcError as exc:
             return None if notification else _error(ident, exc.code, exc.message, exc.data)
         except PresenceError as exc:
-            return (
-                None
-                if notification
-                else _error(ident, exc.status or INTERNAL_ERROR, exc.reason, {"detail": str(exc)})
-            )
+            return None if notification else _error(ident, *presence_fault(exc))
         except (UsageError, ValueError) as exc:
             # Misuse (pua.errors.UsageError, BodyError) names what is wrong.
             return None if notification else _error(ident, INVALID_PARAMS, f"Invalid params: {exc}")
@@ -133,6 +140,22 @@ class JsonRpc:
         return {"jsonrpc": "2.0", "result": result, "id": ident}
 
 
+def presence_fault(exc: PresenceError) -> tuple[int, str, dict[str, Any]]:
+    """A failed publication or subscription as a JSON-RPC error: the SIP
+    status as the code, the reason as the message, and in ``data`` the
+    whole text and whether pua keeps trying in the background."""
+    data: dict[str, Any] = {
+        "detail": str(exc),
+        "status": exc.status,
+        "reason": exc.reason,
+        "retrying": exc.retrying,
+        "retry_at": exc.retry_at,
+    }
+    if isinstance(exc.key, RecordKey):
+        data["id"] = record_id(exc.key)
+    return exc.status or INTERNAL_ERROR, exc.reason, data
+
+
 def _error(ident: Any, code: int, message: str, data: Any = None) -> dict[str, Any]:
     error: dict[str, Any] = {"code": code, "message": message}
     if data is not None:
@@ -140,7 +163,7 @@ def _error(ident: Any, code: int, message: str, data: Any = None) -> dict[str, A
     return {"jsonrpc": "2.0", "error": error, "id": ident}
 
 
-def _named(
+def named_params(
     params: list[Any] | dict[str, Any], names: tuple[str, ...], required: int
 ) -> dict[str, Any]:
     """Positional (Kamailio's order) or named parameters as a dict; "." is unset."""
@@ -170,6 +193,33 @@ def _int(values: dict[str, Any], name: str, default: int) -> int:
         return int(value)
     except (TypeError, ValueError):
         raise RpcError(INVALID_PARAMS, f"Invalid params: {name} must be an integer") from None
+
+
+def truth(values: dict[str, Any], name: str, default: bool) -> bool:
+    value = values.get(name)
+    if value is None:
+        return default
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("1", "true", "yes", "0", "false", "no"):
+        return value.lower() in ("1", "true", "yes")
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    raise RpcError(INVALID_PARAMS, f"Invalid params: {name} must be true or false")
+
+
+def _headers(values: dict[str, Any]) -> tuple[tuple[str, str], ...]:
+    """Extra headers: Kamailio's text (``Name: value`` lines) or a list of lines."""
+    value = values.get("extra_headers")
+    if value is None:
+        return ()
+    if isinstance(value, str) or (
+        isinstance(value, list) and all(isinstance(v, str) for v in value)
+    ):
+        return parse_extra_headers(value)
+    raise RpcError(
+        INVALID_PARAMS, "Invalid params: extra_headers must be text or a list of 'Name: value'"
+    )
 
 
 def _text(values: dict[str, Any], name: str) -> str | None:
@@ -231,9 +281,9 @@ class PuaMethods:
         except UnknownEventError as exc:
             raise RpcError(INVALID_PARAMS, f"Invalid params: {exc}") from None
 
-    def publish_info(self, params: list[Any] | dict[str, Any]) -> PublishInfo:
-        """A PublishInfo from Kamailio-ordered or named parameters."""
-        values = _named(params, PUBLISH_PARAMS, required=2)
+    def publish_info(self, values: dict[str, Any]) -> PublishInfo:
+        """A PublishInfo from the values of :func:`_named` (Kamailio's
+        parameters; REST's JSON object takes the same names)."""
         body = _text(values, "body")
         content_type = _text(values, "content_type")
         if body is None and content_type is not None:
@@ -248,59 +298,85 @@ class PuaMethods:
             id=_text(values, "id") or "",
             etag=_text(values, "etag"),
             outbound_proxy=_text(values, "outbound_proxy"),
-            extra_headers=_text(values, "extra_headers") or (),
+            extra_headers=_headers(values),
             body=body.encode() if body is not None else None,
             source_flag=SourceFlag.MI_PUBLISH,
         )
 
-    async def publish(self, params: list[Any] | dict[str, Any]) -> dict[str, Any]:
-        """Publish and wait for the answer: {"SIP-ETag", "Expires"} as
-        Kamailio answers, and the record; a failure is an error whose code is
-        the SIP status (Kamailio 5.6 returns an empty result instead)."""
-        info = self.publish_info(params)
-        event = await self.runtime.publish(info)
-        await self._stored()
-        etag = getattr(event, "etag", None)
-        expires = getattr(event, "expires", 0)
-        key = event.key
-        record = self.runtime.record(key) if key is not None else None
-        return {
-            "SIP-ETag": etag,
-            "Expires": expires,
-            "record": record_view(record, self.registry) if record is not None else None,
-        }
-
-    async def send_publish(self, params: list[Any] | dict[str, Any]) -> dict[str, Any]:
-        """Publish without waiting; the outcome comes on the event stream."""
-        info = self.publish_info(params)
-        key = self.runtime.send_publish(info)
-        if key is None:
-            raise PublishError("nothing to remove", status=404, reason="No such publication")
-        await self._stored()
-        record = self.runtime.record(key)
-        return {"record": record_view(record, self.registry) if record is not None else None}
-
-    async def subscribe(self, params: list[Any] | dict[str, Any]) -> dict[str, Any]:
-        """Subscribe (Kamailio's pua.subscribe: pres_uri, watcher_uri, event,
-        expires); answers at once, NOTIFYs come on the event stream."""
-        values = _named(params, SUBSCRIBE_PARAMS, required=2)
-        info = SubscribeInfo(
+    def subscribe_info(self, values: dict[str, Any]) -> SubscribeInfo:
+        """A SubscribeInfo from the values of :func:`_named`."""
+        return SubscribeInfo(
             pres_uri=str(_text(values, "pres_uri")),
             watcher_uri=str(_text(values, "watcher_uri")),
             event=self._event(_text(values, "event")),
             expires=_int(values, "expires", 3600),
+            id=_text(values, "id") or "",
             source_flag=SourceFlag.MI_SUBSCRIBE,
         )
-        key = self.runtime.send_subscribe(info)
+
+    def _view(self, key: RecordKey | None) -> dict[str, Any] | None:
+        record = self.runtime.record(key) if key is not None else None
+        return record_view(record, self.registry) if record is not None else None
+
+    async def publish(self, params: list[Any] | dict[str, Any]) -> dict[str, Any]:
+        """Publish and wait for the outcome of the first attempt:
+        {"SIP-ETag", "Expires"} as Kamailio answers, and the record.  A
+        failure is an error whose code is the SIP status (see
+        :func:`presence_fault`; Kamailio 5.6 returns an empty result
+        instead).  With ``wait`` false it answers at once, as
+        ``pua.send_publish`` does."""
+        values = named_params(params, PUBLISH_PARAMS, required=2)
+        return await self.publish_values(values, wait=truth(values, "wait", True))
+
+    async def send_publish(self, params: list[Any] | dict[str, Any]) -> dict[str, Any]:
+        """Publish without waiting (Kamailio's pua.send_publish); the outcome
+        comes on the event stream.  ``wait`` true makes it ``pua.publish``."""
+        values = named_params(params, PUBLISH_PARAMS, required=2)
+        return await self.publish_values(values, wait=truth(values, "wait", False))
+
+    async def publish_values(self, values: dict[str, Any], *, wait: bool) -> dict[str, Any]:
+        """Publish from checked values (what every route shares)."""
+        info = self.publish_info(values)
+        if not wait:
+            key = self.runtime.send_publish(info)
+            if key is None:
+                raise PublishError("nothing to remove", status=404, reason="No such publication")
+            await self._stored()
+            return {"record": self._view(key)}
+        event = await self.runtime.publish(info)
         await self._stored()
-        if key is None:
-            return {"record": None}
-        record = self.runtime.record(key)
-        return {"record": record_view(record, self.registry) if record is not None else None}
+        return {
+            "SIP-ETag": getattr(event, "etag", None),
+            "Expires": getattr(event, "expires", 0),
+            "record": self._view(event.key),
+        }
+
+    async def subscribe(self, params: list[Any] | dict[str, Any]) -> dict[str, Any]:
+        """Subscribe (Kamailio's pua.subscribe: pres_uri, watcher_uri, event,
+        expires; then id and wait) and wait for the outcome of the first
+        attempt: the first NOTIFY (its state) or the 2xx; a failure is an
+        error whose code is the SIP status.  With ``wait`` false it answers
+        at once; NOTIFYs come on the event stream."""
+        values = named_params(params, SUBSCRIBE_PARAMS, required=2)
+        return await self.subscribe_values(values, wait=truth(values, "wait", True))
+
+    async def subscribe_values(self, values: dict[str, Any], *, wait: bool) -> dict[str, Any]:
+        """Subscribe from checked values (what every route shares)."""
+        info = self.subscribe_info(values)
+        if not wait:
+            key = self.runtime.send_subscribe(info)
+            await self._stored()
+            return {"record": self._view(key)}
+        event = await self.runtime.subscribe(info)
+        await self._stored()
+        return {
+            "state": getattr(event, "state", "accepted"),
+            "record": self._view(event.key),
+        }
 
     async def unpublish(self, params: list[Any] | dict[str, Any]) -> dict[str, Any]:
         """Remove a publication (pres_uri, event, id) and wait for the answer."""
-        values = _named(params, ("pres_uri", "event", "id"), required=1)
+        values = named_params(params, ("pres_uri", "event", "id"), required=1)
         info = PublishInfo(
             pres_uri=str(_text(values, "pres_uri")),
             event=self._event(_text(values, "event")),
@@ -314,7 +390,7 @@ class PuaMethods:
 
     async def unsubscribe(self, params: list[Any] | dict[str, Any]) -> dict[str, Any]:
         """End a subscription (pres_uri, watcher_uri, event, id) and wait for the answer."""
-        values = _named(params, ("pres_uri", "watcher_uri", "event", "id"), required=2)
+        values = named_params(params, ("pres_uri", "watcher_uri", "event", "id"), required=2)
         info = SubscribeInfo(
             pres_uri=str(_text(values, "pres_uri")),
             watcher_uri=str(_text(values, "watcher_uri")),
@@ -329,7 +405,7 @@ class PuaMethods:
 
     async def list_records(self, params: list[Any] | dict[str, Any]) -> list[dict[str, Any]]:
         """Every record (kind: "publication", "subscription" or all)."""
-        values = _named(params, ("kind",), required=0)
+        values = named_params(params, ("kind",), required=0)
         kind = _text(values, "kind")
         if kind not in (None, "publication", "subscription"):
             raise RpcError(INVALID_PARAMS, "Invalid params: kind is publication or subscription")
@@ -338,7 +414,7 @@ class PuaMethods:
 
     async def show(self, params: list[Any] | dict[str, Any]) -> list[dict[str, Any]]:
         """The records of a presentity URI, or the one with this record id."""
-        values = _named(params, ("uri_or_id",), required=1)
+        values = named_params(params, ("uri_or_id",), required=1)
         wanted = str(_text(values, "uri_or_id"))
         key = key_from_id(wanted)
         if key is not None:
@@ -353,14 +429,14 @@ class PuaMethods:
     async def cleanup(self, params: list[Any] | dict[str, Any]) -> dict[str, Any]:
         """Run every timer that is due now (Kamailio's pua.cleanup: expired
         records go) and write the store; returns how many records remain."""
-        _named(params, (), required=0)
+        named_params(params, (), required=0)
         self.runtime.run_timers()
         await self._stored()
         return {"records": self.runtime.counts()["records"]}
 
     async def stats(self, params: list[Any] | dict[str, Any]) -> dict[str, Any]:
         """Records by kind and state, and the engine's and SIP layer's counters."""
-        _named(params, (), required=0)
+        named_params(params, (), required=0)
         by_state = {
             f"{kind}.{state}": count
             for (kind, state), count in self.runtime.records_by_state().items()

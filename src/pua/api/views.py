@@ -16,6 +16,7 @@ from pua.core import (
     PublicationRemoved,
     PublicationSucceeded,
     RecordKey,
+    SubscriptionAccepted,
     SubscriptionFailed,
     SubscriptionRecord,
     SubscriptionStateChanged,
@@ -29,6 +30,7 @@ EVENT_TYPES: dict[type, str] = {
     PublicationSucceeded: "publication.succeeded",
     PublicationFailed: "publication.failed",
     PublicationRemoved: "publication.removed",
+    SubscriptionAccepted: "subscription.accepted",
     SubscriptionStateChanged: "subscription.state",
     NotifyReceived: "notify",
     SubscriptionFailed: "subscription.failed",
@@ -115,6 +117,15 @@ def event_view(
         "id": record_id(key) if key is not None else None,
         "record": record_view(record, registry) if record is not None else None,
     }
+    if key is not None:
+        # Who the event is about, also when the record is already gone.
+        view.update(
+            record_kind="subscription" if key.watcher_uri else "publication",
+            pres_uri=key.pres_uri,
+            watcher_uri=key.watcher_uri or None,
+            event=_event_name(registry, key.event),
+            record_id=key.id,
+        )
     for name in getattr(event, "__slots__", ()):
         if name == "key":
             continue

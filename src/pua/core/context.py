@@ -13,7 +13,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from pua.errors import StateError
+from pua.errors import StateError, UsageError
 from pua.sip.builder import new_via
 from pua.sip.endpoint import SipEndpoint
 from pua.sip.headers import Via
@@ -157,6 +157,18 @@ class Router:
     def destination(self, proxy: str | None, target: str) -> Destination:
         """The next hop: the record's proxy, else the configured one, else the target."""
         return parse_next_hop(proxy or self.outbound_proxy or target)
+
+    def check_reachable(self, proxy: str | None, target: str, what: str) -> None:
+        """A UsageError, before anything is sent or kept, when the next hop
+        toward ``target`` needs a transport we do not listen on (the Via
+        and Contact need our address on it)."""
+        transport = self.destination(proxy, target).transport
+        if transport not in self._local and self._local:
+            listening = ", ".join(sorted(self._local))
+            raise UsageError(
+                f"{what}: the next hop is reached over {transport}, and pua listens on"
+                f" {listening} only: add a {transport} listen address"
+            )
 
     def local(self, transport: str) -> Address:
         try:

@@ -373,6 +373,7 @@ class PresenceEngine:
             raise UsageError(
                 f"{what}: a {parsed.scheme}: URI needs an outbound_proxy to be reached"
             )
+        self._ctx.router.check_reachable(proxy, uri, what)
         if expires < -1:
             raise UsageError(f"expires must be -1, 0 or positive, not {expires}")
 

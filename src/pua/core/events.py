@@ -14,6 +14,7 @@ __all__ = [
     "PublicationFailed",
     "PublicationRemoved",
     "PublicationSucceeded",
+    "SubscriptionAccepted",
     "SubscriptionFailed",
     "SubscriptionStateChanged",
     "SubscriptionTerminated",
@@ -49,6 +50,18 @@ class PublicationRemoved:
 
     key: RecordKey
     reason: str  # "removed", "expired"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SubscriptionAccepted:
+    """A SUBSCRIBE got its 2xx: the notifier keeps the subscription until
+    ``expires_at`` (its state, pending or active, comes with the NOTIFYs)."""
+
+    key: RecordKey
+    status: int
+    expires: int
+    expires_at: float
+    kind: str  # "initial", "refresh"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -105,6 +118,7 @@ EngineEvent = (
     PublicationSucceeded
     | PublicationFailed
     | PublicationRemoved
+    | SubscriptionAccepted
     | SubscriptionStateChanged
     | NotifyReceived
     | SubscriptionFailed

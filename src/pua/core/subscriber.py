@@ -16,7 +16,12 @@ from pua.sip.headers import NameAddress
 
 from .answers import Answer, status_line
 from .context import EngineContext
-from .events import SubscriptionFailed, SubscriptionStateChanged, SubscriptionTerminated
+from .events import (
+    SubscriptionAccepted,
+    SubscriptionFailed,
+    SubscriptionStateChanged,
+    SubscriptionTerminated,
+)
 from .records import (
     InFlight,
     Pending,
@@ -278,6 +283,15 @@ class Subscriber:
         if flight.notify_until > now:
             until = min(until, flight.notify_until)
         sub.expires_at = until
+        ctx.events.append(
+            SubscriptionAccepted(
+                key=sub.key,
+                status=answer.status,
+                expires=expires,
+                expires_at=until,
+                kind=flight.kind.value,
+            )
+        )
         if sub.authorized is None and answer.status == 202:
             sub.authorized = False
         pending = sub.pending

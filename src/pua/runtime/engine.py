@@ -34,6 +34,7 @@ from pua.core import (
     PublishInfo,
     RecordKey,
     SubscribeInfo,
+    SubscriptionAccepted,
     SubscriptionFailed,
     SubscriptionStateChanged,
     SubscriptionTerminated,
@@ -41,11 +42,12 @@ from pua.core import (
 from pua.core.events import NotifyReceived
 from pua.core.records import Record
 from pua.core.requests import parse_next_hop
-from pua.errors import PublishError, StateError, SubscribeError
+from pua.errors import PublishError, StateError, SubscribeError, UsageError
 from pua.sip.ids import Ids
 from pua.sip.message import Message
 from pua.sip.transaction import Address
 
+from .failures import FailureLog
 from .ids import SystemIds
 from .timer import DeadlineTimer
 from .transports import Listen, Transports, route_source
@@ -90,7 +92,7 @@ class PresenceRuntime:
             tls_server=tls_server,
             tls_client=tls_client,
         )
-        self._listeners: list[EventListener] = []
+        self._listeners: list[EventListener] = [FailureLog(log, self._event_name, wall=self.now)]
         self._waiters: dict[RecordKey, list[EventListener]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer = DeadlineTimer(self.now, self._on_timer)
@@ -155,62 +157,77 @@ class PresenceRuntime:
         self._pump()
         return key
 
-    async def publish(self, info: PublishInfo) -> EngineEvent:
-        """Send ``info`` and wait for its outcome: PublicationSucceeded, or
-        PublicationRemoved for a removal.  Raises PublishError when the
-        publication fails for good (failures that will be retried do not end
-        the wait; bound it with ``asyncio.timeout``)."""
+    @property
+    def answer_within(self) -> float:
+        """How long :meth:`publish` and :meth:`subscribe` wait at most: the
+        request's transaction (64·T1, timer F), one recovery the engine makes
+        by itself (a re-PUBLISH after 412, a resend after 423, a new dialog
+        after 481), and the NOTIFY that follows a SUBSCRIBE's 2xx (RFC 6665
+        Timer N, 64·T1); plus T4.  The engine reports every transaction's end
+        well before: this bound only guards against a wait that nothing ends."""
+        timers = self.config.timers
+        return 3 * timers.timer_f + timers.t4
 
-        def outcome(event: EngineEvent) -> EngineEvent | Exception | None:
+    async def publish(self, info: PublishInfo) -> EngineEvent:
+        """Send ``info`` and wait for the outcome of its first attempt:
+        PublicationSucceeded, or PublicationRemoved for a removal.  A failure
+        raises PublishError with the SIP status and reason (408 for a
+        timeout, 503 for a transport failure) and ``retrying`` True when the
+        engine keeps trying in the background.  Bounded by
+        :attr:`answer_within`."""
+        uri = info.pres_uri
+
+        def outcome(event: EngineEvent, settle: _Settle) -> None:
             if isinstance(event, PublicationSucceeded | PublicationRemoved):
-                return event
-            if isinstance(event, PublicationFailed) and event.retry_at is None:
-                return PublishError(
-                    f"PUBLISH for {info.pres_uri} failed: {event.status} {event.reason}",
-                    status=event.status,
-                    reason=event.reason,
-                )
-            return None
+                settle.now(event)
+            elif isinstance(event, PublicationFailed):
+                settle.now(_failure(PublishError, f"PUBLISH for {uri}", event))
 
         missing = PublishError(
-            f"nothing to remove for {info.pres_uri}", status=0, reason="no publication"
+            f"nothing to remove for {uri}", status=404, reason="No such publication"
         )
         return await self._await(
-            lambda: self._engine.send_publish(info, self.now()), outcome, missing
+            lambda: self._engine.send_publish(info, self.now()), outcome, missing, PublishError
         )
 
     async def subscribe(self, info: SubscribeInfo) -> EngineEvent:
-        """Send ``info`` and wait until the subscription is accepted (a 2xx
-        then a NOTIFY, reported as SubscriptionStateChanged or
-        NotifyReceived), or ended (SubscriptionTerminated for an
-        unsubscribe).  Raises SubscribeError when it fails for good; bound
-        the wait with ``asyncio.timeout``."""
+        """Send ``info`` and wait for the outcome of its first attempt: the
+        first NOTIFY (NotifyReceived or SubscriptionStateChanged), or the 2xx
+        (SubscriptionAccepted) when no NOTIFY follows within Timer N (64·T1);
+        SubscriptionTerminated for an unsubscribe.  A failure raises
+        SubscribeError with the SIP status and reason and ``retrying`` True
+        when the engine keeps trying.  Bounded by :attr:`answer_within`."""
         ending = info.expires == 0
+        uri = info.pres_uri
+        timer_n = self.config.timers.timer_f
 
-        def outcome(event: EngineEvent) -> EngineEvent | Exception | None:
+        def outcome(event: EngineEvent, settle: _Settle) -> None:
             if isinstance(event, SubscriptionTerminated):
                 if ending:
-                    return event
-                return SubscribeError(
-                    f"subscription to {info.pres_uri} ended: {event.reason}",
-                    status=0,
-                    reason=event.reason,
-                )
-            if isinstance(event, SubscriptionFailed) and event.retry_at is None:
-                return SubscribeError(
-                    f"SUBSCRIBE to {info.pres_uri} failed: {event.status} {event.reason}",
-                    status=event.status,
-                    reason=event.reason,
-                )
-            if not ending and isinstance(event, NotifyReceived | SubscriptionStateChanged):
-                return event
-            return None
+                    settle.now(event)
+                else:
+                    settle.now(
+                        SubscribeError(
+                            f"subscription to {uri} ended: {event.reason}",
+                            status=0,
+                            reason=event.reason,
+                            key=event.key,
+                        )
+                    )
+            elif isinstance(event, SubscriptionFailed):
+                settle.now(_failure(SubscribeError, f"SUBSCRIBE to {uri}", event))
+            elif ending:
+                return
+            elif isinstance(event, NotifyReceived | SubscriptionStateChanged):
+                settle.now(event)
+            elif isinstance(event, SubscriptionAccepted):
+                settle.later(timer_n, event)  # unless a NOTIFY comes first
 
         missing = SubscribeError(
-            f"no subscription to {info.pres_uri}", status=0, reason="no subscription"
+            f"no subscription to {uri}", status=404, reason="No such subscription"
         )
         return await self._await(
-            lambda: self._engine.send_subscribe(info, self.now()), outcome, missing
+            lambda: self._engine.send_subscribe(info, self.now()), outcome, missing, SubscribeError
         )
 
     async def end(self, key: RecordKey) -> EngineEvent:
@@ -240,33 +257,41 @@ class PresenceRuntime:
     async def _await(
         self,
         start: Callable[[], RecordKey | None],
-        outcome: Callable[[EngineEvent], EngineEvent | Exception | None],
+        outcome: Callable[[EngineEvent, _Settle], None],
         missing: Exception,
+        error: type[PublishError] | type[SubscribeError],
     ) -> EngineEvent:
-        """Call ``start`` (an API call on the engine) and wait for the first
-        event of its record that ``outcome`` turns into a result or an error.
-        Waiters are filed by record key: an event reaches only its own."""
+        """Call ``start`` (an API call on the engine) and wait until
+        ``outcome``, shown each event of the record, settles the wait with
+        a result or an error; at most :attr:`answer_within`.  Waiters are
+        filed by record key: an event reaches only its own."""
         self._require_started()
-        future: asyncio.Future[EngineEvent] = asyncio.get_running_loop().create_future()
-
-        def watch(event: EngineEvent) -> None:
-            if future.done():
-                return
-            result = outcome(event)
-            if isinstance(result, Exception):
-                future.set_exception(result)
-            elif result is not None:
-                future.set_result(result)
-
+        settle = _Settle(asyncio.get_running_loop())
         key = start()
         if key is None:
             raise missing
         waiters = self._waiters.setdefault(key, [])
+
+        def watch(event: EngineEvent) -> None:
+            if not settle.future.done():
+                outcome(event, settle)
+
         waiters.append(watch)
+        limit = self.answer_within
         try:
             self._pump()  # events queued by start() reach the waiter now
-            return await future
+            async with asyncio.timeout(limit):
+                return await settle.future
+        except TimeoutError:
+            raise error(
+                f"{key.pres_uri}: no outcome within {limit:g} s",
+                status=408,
+                reason=f"No outcome within {limit:g} s",
+                retrying=self.record(key) is not None,
+                key=key,
+            ) from None
         finally:
+            settle.cancel()
             waiters.remove(watch)
             if not waiters:
                 self._waiters.pop(key, None)
@@ -298,6 +323,12 @@ class PresenceRuntime:
     def add_event(self, package: EventPackage) -> None:
         """Register an event package (the seed's add_event)."""
         self._engine.add_event(package)
+
+    def _event_name(self, flag: int) -> str:
+        try:
+            return self._engine.package(flag).name
+        except UsageError:
+            return str(flag)
 
     def register_callback(self, source_flags: int, fn: Callback, param: Any = None) -> None:
         """The seed's register_puacb (see PresenceEngine.register_callback)."""
@@ -402,3 +433,47 @@ class PresenceRuntime:
     def _arm_timer(self) -> None:
         if self._loop is not None and self._started:
             self._timer.arm(self._loop, self._engine.get_timer())
+
+
+class _Settle:
+    """How a waiting call ends: ``now`` with a result or an error, or
+    ``later`` with a result unless something settles it first."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self.future: asyncio.Future[EngineEvent] = loop.create_future()
+        self._timer: asyncio.TimerHandle | None = None
+
+    def now(self, result: EngineEvent | Exception) -> None:
+        if self.future.done():
+            return
+        if isinstance(result, Exception):
+            self.future.set_exception(result)
+        else:
+            self.future.set_result(result)
+
+    def later(self, delay: float, result: EngineEvent) -> None:
+        if self._timer is None:
+            self._timer = self._loop.call_later(delay, self.now, result)
+
+    def cancel(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+
+
+def _failure(
+    error: type[PublishError] | type[SubscribeError],
+    what: str,
+    event: PublicationFailed | SubscriptionFailed,
+) -> PublishError | SubscribeError:
+    """The error a waiting caller gets for a failed attempt."""
+    retrying = event.retry_at is not None
+    tail = "; pua keeps retrying" if retrying else ""
+    return error(
+        f"{what} failed: {event.status} {event.reason}{tail}",
+        status=event.status,
+        reason=event.reason,
+        retrying=retrying,
+        retry_at=event.retry_at,
+        key=event.key,
+    )
