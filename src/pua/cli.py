@@ -360,7 +360,17 @@ def _call(api: str, token: str | None, method: str, params: list[Any] | dict[str
     try:
         return ApiClient(api, token).call(method, params)
     except ApiError as exc:
-        _say(f"pua: error: {exc}", err=True)
+        if exc.sip is not None:
+            # The API answered: the SIP request failed.
+            tail = ""
+            if exc.sip.get("retrying"):
+                tail = "; pua keeps retrying in the background"
+                retry_at = exc.sip.get("retry_at")
+                if isinstance(retry_at, int | float):
+                    tail += f" (next try in {max(0.0, retry_at - time.time()):.0f} s)"
+            _say(f"pua: error: the SIP request failed: {exc.code} {exc.message}{tail}", err=True)
+        else:
+            _say(f"pua: error: {exc}", err=True)
         sys.exit(1)
 
 

@@ -13,20 +13,30 @@ from pua.errors import PuaError
 __all__ = ["ApiClient", "ApiError"]
 
 
+# How long a call waits for the API by default: longer than the service
+# waits for a SIP outcome with the default timers (3·64·T1 + T4 = 101 s), so
+# that a SIP failure is reported as such and not as a silent API.
+DEFAULT_TIMEOUT = 150.0
+
+
 class ApiError(PuaError):
     """The API answered with an error (``code`` and ``message``), or could not
-    be reached (code 0)."""
+    be reached or did not answer (code 0).  For a failed SIP request ``sip``
+    holds what the service said of it: status, reason, retrying, retry_at."""
 
-    def __init__(self, code: int, message: str) -> None:
+    def __init__(self, code: int, message: str, sip: dict[str, Any] | None = None) -> None:
         super().__init__(f"{code} {message}" if code else message)
         self.code = code
         self.message = message
+        self.sip = sip
 
 
 class ApiClient:
     """JSON-RPC calls and the event stream of a pua service."""
 
-    def __init__(self, url: str, token: str | None = None, *, timeout: float = 120.0) -> None:
+    def __init__(
+        self, url: str, token: str | None = None, *, timeout: float = DEFAULT_TIMEOUT
+    ) -> None:
         self.url = url.rstrip("/")
         self.token = token
         self.timeout = timeout
@@ -49,12 +59,22 @@ class ApiClient:
                 answer = json.loads(reply.read())
         except urllib.error.HTTPError as exc:
             raise ApiError(exc.code, _http_message(exc)) from None
+        except TimeoutError:
+            raise ApiError(
+                0, f"the API at {self.url} did not answer within {self.timeout:g} s"
+            ) from None
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
+            if isinstance(reason, TimeoutError):
+                raise ApiError(
+                    0, f"the API at {self.url} did not answer within {self.timeout:g} s"
+                ) from None
             raise ApiError(0, f"cannot reach the API at {self.url}: {reason}") from None
         if "error" in answer:
             error = answer["error"]
-            raise ApiError(int(error.get("code", 0)), str(error.get("message", "error")))
+            data = error.get("data")
+            sip = data if isinstance(data, dict) and "retrying" in data else None
+            raise ApiError(int(error.get("code", 0)), str(error.get("message", "error")), sip)
         return answer.get("result")
 
     def events(self) -> Iterator[dict[str, Any]]:

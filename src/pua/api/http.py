@@ -109,7 +109,8 @@ def _sip_failure(exc: PresenceError) -> web.Response:
     other failure, with the SIP status and reason and whether pua keeps
     trying in the background (as JSON-RPC's error data)."""
     _code, _reason, data = presence_fault(exc)
-    data.pop("detail")
+    for name in ("detail", "status", "reason"):
+        data.pop(name)
     status = 504 if exc.status == 408 else 502
     return _problem(status, str(exc), sip_status=exc.status, sip_reason=exc.reason, **data)
 
@@ -186,7 +187,7 @@ def make_app(
         publication = request.path.startswith("/publications")
         try:
             if publication:
-                values = named_params(data, PUBLISH_PARAMS, required=2)
+                values = named_params(data, PUBLISH_PARAMS, required=1)  # expires: 3600
                 result = await methods.publish_values(values, wait=truth(values, "wait", True))
             else:
                 values = named_params(data, SUBSCRIBE_PARAMS, required=2)

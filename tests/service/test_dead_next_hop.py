@@ -1,0 +1,129 @@
+"""A next hop that never answers, or refuses the connection: every route
+(JSON-RPC, REST, the CLI through the API) answers with the outcome of the
+first attempt, bounded, says whether pua keeps retrying, and the service log
+names the record."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from tests.peers import find_free_port
+
+from .running import RunningService
+
+ALICE = "sip:alice@example.com"
+BOB = "sip:bob@example.com"
+CAROL = "sip:carol@example.com"
+PIDF = (
+    '<?xml version="1.0" encoding="UTF-8"?>'
+    '<presence xmlns="urn:ietf:params:xml:ns:pidf" entity="sip:alice@example.com">'
+    "<tuple id=\"t1\"><status><basic>open</basic></status></tuple></presence>"
+)
+# T1 of 50 ms: a transaction gives up after 64·T1 = 3.2 s, and a waiting
+# call is bounded by 3·64·T1 + T4, well inside the HTTP client's 60 s.
+FAST = {"PUA_T1": "0.05", "PUA_T4": "1"}
+# T1 of 2 s: timer F is 128 s, past the HTTP client's 60 s; an answer that
+# comes in time cannot have waited for it.
+SLOW = {"PUA_T1": "2", "PUA_T2": "4"}
+
+Start = Callable[..., RunningService]
+
+
+@contextlib.contextmanager
+def black_hole() -> Iterator[int]:
+    """A UDP port that takes every datagram and answers none."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    try:
+        yield sock.getsockname()[1]
+    finally:
+        sock.close()
+
+
+def post(svc: RunningService, path: str, data: Any) -> tuple[int, Any]:
+    """A REST call: the HTTP status and the decoded answer, errors included."""
+    request = urllib.request.Request(
+        svc.api_url + path, data=json.dumps(data).encode(),
+        headers={"Content-Type": "application/json"}, method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=60) as reply:
+            return reply.status, json.loads(reply.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pua", *args],
+        capture_output=True, text=True, timeout=90, check=False,
+    )
+
+
+def test_a_silent_next_hop_is_a_bounded_408_on_every_route(service: Start) -> None:
+    """PUBLISH and SUBSCRIBE to a next hop that never answers: JSON-RPC
+    answers 408 with retrying true, REST 504 with the same fields, the CLI
+    says the SIP request failed (not the API), and the log names the records."""
+    with black_hole() as port:
+        svc = service("--outbound-proxy", f"sip:127.0.0.1:{port}", env=FAST)
+        error = svc.rpc("pua.publish", [ALICE, 600, "presence", ".", ".", ".", ".", ".", PIDF])
+        fault = error["error"]
+        assert fault["code"] == 408, fault
+        assert fault["data"]["retrying"] is True and fault["data"]["retry_at"] is not None
+        assert fault["data"]["id"], "the record's id, to remove it"
+
+        fault = svc.rpc("pua.subscribe", [BOB, ALICE, "presence", 600])["error"]
+        assert fault["code"] == 408 and fault["data"]["retrying"] is True, fault
+
+        status, answer = post(svc, "/publications", {"pres_uri": CAROL, "body": PIDF})
+        assert status == 504, answer
+        assert answer["error"]["sip_status"] == 408 and answer["error"]["retrying"] is True
+
+        status, answer = post(
+            svc, "/subscriptions", {"pres_uri": CAROL, "watcher_uri": ALICE}
+        )
+        assert status == 504 and answer["error"]["retrying"] is True, answer
+
+        done = cli("publish", "--api", svc.api_url, "--pres-uri", "sip:dave@example.com",
+                   "--basic", "open")
+        assert done.returncode == 1
+        assert "the SIP request failed: 408" in done.stderr, done.stderr
+        assert "keeps retrying" in done.stderr and "cannot reach" not in done.stderr
+
+        # Fire and forget stays possible, and answers at once.
+        status, answer = post(
+            svc, "/publications", {"pres_uri": "sip:erin@example.com", "body": PIDF,
+                                   "wait": False},
+        )
+        assert status == 201 and answer["state"] == "sending", answer
+        assert svc.stop() == 0
+    log = svc.stderr()
+    assert f"PUBLISH {ALICE} event=presence failed: 408" in log, log
+    assert "backing off, next try in" in log
+    assert f"SUBSCRIBE {BOB} event=presence watcher={ALICE} failed: 408" in log
+
+
+def test_a_refused_tcp_connection_is_a_503_at_once(service: Start) -> None:
+    """A next hop over TCP that refuses the connection fails PUBLISH and
+    SUBSCRIBE alike with 503 and the cause, without waiting for timer F."""
+    closed = find_free_port(udp=False)
+    svc = service("--outbound-proxy", f"sip:127.0.0.1:{closed};transport=tcp", env=SLOW)
+    fault = svc.rpc("pua.publish", [ALICE, 600, "presence", ".", ".", ".", ".", ".", PIDF])
+    assert fault["error"]["code"] == 503, fault
+    assert "Transport failed" in fault["error"]["message"]
+    assert "refused" in fault["error"]["data"]["detail"].lower() or "failed" in (
+        fault["error"]["data"]["detail"]
+    )
+    assert fault["error"]["data"]["retrying"] is True
+
+    fault = svc.rpc("pua.subscribe", [BOB, ALICE, "presence", 600])
+    assert fault["error"]["code"] == 503, fault
+    assert "Transport failed" in fault["error"]["message"]
