@@ -75,7 +75,11 @@ class UnknownEventError(UsageError):
         self.event = event
         self.known = tuple(known)
         what = f"event {event!r}" if isinstance(event, str) else f"event flag {event}"
-        super().__init__(f"unknown {what}: known events are {', '.join(self.known)}")
+        super().__init__(
+            f"unknown {what}: known events are {', '.join(self.known)}"
+            " (declare another with the events setting, NAME=TYPE/SUBTYPE, or"
+            " add_event() in Python)"
+        )
 
 
 class StateError(PuaError, RuntimeError):

@@ -39,7 +39,7 @@ from .events import EngineEvent
 from .flags import DialogState, UpdateType
 from .info import PublishInfo, SubscribeInfo, as_body
 from .notify import NotifyServer
-from .packages import EventPackage, EventRegistry, default_registry
+from .packages import EventPackage, EventRegistry, default_registry, prepare_body
 from .publication import PubInput
 from .publisher import Publisher
 from .records import (
@@ -261,14 +261,21 @@ class PresenceEngine:
             if body is None and info.etag is None:
                 raise UsageError("a new publication needs a body")
             record = PublicationRecord(key, etag=info.etag)
-        if body is not None and package.process_body is not None:
-            try:
-                body = package.process_body(body, record.publish_count, record.tuple_id)
-            except BodyError as exc:
-                raise BodyError(f"body rejected: {exc}") from None
         content_type = info.content_type
         if content_type is None and not created:
             content_type = record.options.content_type
+        if body is not None:
+            # Checked before anything is kept: a refused body changes nothing.
+            try:
+                body = prepare_body(
+                    package,
+                    body,
+                    content_type=content_type,
+                    version=record.publish_count,
+                    tuple_id=record.tuple_id,
+                )
+            except BodyError as exc:
+                raise BodyError(f"body rejected: {exc}") from None
         if content_type == package.content_type:
             content_type = None
         record.options = RecordOptions.of(extra, info.outbound_proxy, content_type)

@@ -9,6 +9,7 @@ into a document value for the user.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -20,11 +21,28 @@ from pua.bodies.pidf import assign_ids, parse_pidf
 from pua.bodies.reginfo import parse_reginfo
 from pua.bodies.reginfo import set_version as set_reginfo_version
 from pua.bodies.watcherinfo import parse_watcherinfo
+from pua.bodies.xml import parse_xml
 from pua.errors import UnknownEventError, UsageError
 
 from .flags import EventFlag
 
-__all__ = ["BodyHook", "EventPackage", "EventRegistry", "default_registry"]
+__all__ = [
+    "BodyHook",
+    "EventPackage",
+    "EventRegistry",
+    "default_registry",
+    "is_xml_type",
+    "parse_event_spec",
+    "prepare_body",
+]
+
+# The first bit of packages declared by users (the built-in ones are below).
+CUSTOM_FLAG = 1 << 16
+# RFC 6665 §8.4 event-type: token-nodot ("." token-nodot)*, then parameters
+# (``dialog;sla``); RFC 3261 §25.1 token characters.
+_TOKEN = r"[A-Za-z0-9!%'*+\-^_`|~]+"
+_EVENT_NAME = re.compile(rf"{_TOKEN}(?:\.{_TOKEN})*(?:;{_TOKEN}(?:={_TOKEN})?)*")
+_MEDIA_TYPE = re.compile(rf"{_TOKEN}/[A-Za-z0-9!#$&^_.+\-]+")
 
 # process_body(body, version, tuple_id) -> final body.  ``version`` counts
 # the PUBLISHes of the record; ``tuple_id`` is the record's stable id.
@@ -90,6 +108,18 @@ class EventRegistry:
             raise UnknownEventError(event, [p.name for p in self._by_flag.values()])
         return package
 
+    def add_custom(self, name: str, content_type: str | None) -> EventPackage:
+        """Register a package for an event with no built-in knowledge
+        (bodies sent as given, XML ones checked), on the first free bit from
+        CUSTOM_FLAG up; returns it.  UsageError for a name already known."""
+        used = set(self._by_flag)
+        flag = CUSTOM_FLAG
+        while flag in used:
+            flag <<= 1
+        package = EventPackage(flag=flag, name=name, content_type=content_type)
+        self.add(package)
+        return package
+
     def by_name(self, name: str) -> EventPackage | None:
         """The package called ``name`` (case-insensitive), or None."""
         wanted = name.replace(" ", "").lower()
@@ -100,6 +130,61 @@ class EventRegistry:
 
     def __iter__(self):  # type: ignore[no-untyped-def]
         return iter(self._by_flag.values())
+
+
+# application/xml, text/xml and every type/subtype+xml (RFC 7303).
+_XML_TYPE = re.compile(r"[a-z0-9!#$&^_.+-]+/(?:[a-z0-9!#$&^_.+-]+\+)?xml", re.IGNORECASE)
+_LINE_END = re.compile(rb"\r?\n")
+
+
+def is_xml_type(content_type: str) -> bool:
+    """Whether a Content-Type (parameters allowed) names an XML document."""
+    return _XML_TYPE.fullmatch(content_type.split(";", 1)[0].strip()) is not None
+
+
+def parse_event_spec(text: str) -> tuple[str, str]:
+    """``NAME=TYPE/SUBTYPE`` (how a package is declared in settings and on
+    the command line) as (name, content type).  Raises UsageError."""
+    name, _, content_type = text.partition("=")
+    name, content_type = name.strip(), content_type.strip()
+    if not _EVENT_NAME.fullmatch(name):
+        raise UsageError(
+            f"event package {text!r}: expected NAME=TYPE/SUBTYPE with an event name"
+            " of token characters (e.g. as-feature-event=application/x-as-feature-event+xml)"
+        )
+    if not _MEDIA_TYPE.fullmatch(content_type):
+        raise UsageError(
+            f"event package {text!r}: {content_type or 'nothing'} is not a TYPE/SUBTYPE"
+            " content type"
+        )
+    return name, content_type
+
+
+def prepare_body(
+    package: EventPackage,
+    body: bytes,
+    *,
+    content_type: str | None = None,
+    version: int = 0,
+    tuple_id: str = "",
+) -> bytes:
+    """A body as it is published, by every route (the engine, the CLI): the
+    package's ``process_body`` applied; otherwise an XML body (by its
+    Content-Type) checked to be well-formed.  Raises BodyError (a
+    ValueError) naming what is wrong; nothing is sent then."""
+    if package.process_body is not None:
+        return package.process_body(body, version, tuple_id)
+    if is_xml_type(content_type or package.content_type or ""):
+        parse_xml(body, what=f"{package.name} body")
+    return body
+
+
+def _summary_hook(body: bytes, version: int, tuple_id: str) -> bytes:
+    # RFC 3842 §5.2: lines end in CRLF.  A body written in an editor has LF
+    # only, and presence servers refuse it (Kamailio answers 500): checked,
+    # then every line end made CRLF.
+    parse_message_summary(body)
+    return _LINE_END.sub(b"\r\n", body)
 
 
 def _presence_hook(body: bytes, version: int, tuple_id: str) -> bytes:
@@ -152,6 +237,7 @@ def default_registry(
             flag=EventFlag.MWI_EVENT,
             name="message-summary",
             content_type="application/simple-message-summary",
+            process_body=_summary_hook,
             parse_body={"application/simple-message-summary": parse_message_summary},
         )
     )
