@@ -24,7 +24,7 @@ from pua.errors import UnknownEventError, UsageError
 
 from .flags import EventFlag
 
-__all__ = ["BodyHook", "EventPackage", "EventRegistry", "default_registry"]
+__all__ = ["USER_FLAG_BASE", "BodyHook", "EventPackage", "EventRegistry", "default_registry"]
 
 # process_body(body, version, tuple_id) -> final body.  ``version`` counts
 # the PUBLISHes of the record; ``tuple_id`` is the record's stable id.
@@ -58,6 +58,11 @@ class EventPackage:
         return self.name.split(";", 1)[0].strip()
 
 
+# The first bit of packages added by users: above every EventFlag, with
+# room for Kamailio's own bits to grow.
+USER_FLAG_BASE = 1 << 16
+
+
 class EventRegistry:
     """Packages by flag and by name."""
 
@@ -73,6 +78,14 @@ class EventRegistry:
         if any(p.name.lower() == package.name.lower() for p in self._by_flag.values()):
             raise UsageError(f"event {package.name!r} is already registered")
         self._by_flag[package.flag] = package
+
+    def free_flag(self) -> int:
+        """The lowest bit from ``USER_FLAG_BASE`` up that no package has: the
+        flag of the next package a user adds."""
+        flag = USER_FLAG_BASE
+        while flag in self._by_flag:
+            flag <<= 1
+        return flag
 
     def by_flag(self, flag: int) -> EventPackage:
         """The package of ``flag``; UnknownEventError (a ValueError) otherwise."""
