@@ -3,17 +3,34 @@
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
-STAMP  := $(VENV)/.installed-stamp
+# One stamp per set of extras: `make run` installs what running needs
+# (the package, its dependencies, uvloop); test, lint and bench add the
+# dev tools (pytest, hypothesis, selenium, ruff, mypy...).
+RUN_STAMP := $(VENV)/.installed-run
+DEV_STAMP := $(VENV)/.installed-dev
+RUN_EXTRAS := speed
+DEV_EXTRAS := dev,speed
 
-.PHONY: run test bench lint venv debian-deps clean
+.PHONY: run test bench lint venv venv-dev debian-deps clean
 
-$(STAMP): pyproject.toml
+define install
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check --upgrade pip
-	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev,speed]'
-	touch $(STAMP)
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[$(1)]'
+endef
 
-venv: $(STAMP)
+$(RUN_STAMP): pyproject.toml
+	$(call install,$(RUN_EXTRAS))
+	touch $(RUN_STAMP)
+
+# The dev set holds the run set: it counts as installed too.
+$(DEV_STAMP): pyproject.toml
+	$(call install,$(DEV_EXTRAS))
+	touch $(DEV_STAMP) $(RUN_STAMP)
+
+venv: $(RUN_STAMP)
+
+venv-dev: $(DEV_STAMP)
 
 # The interop tests talk to a real Kamailio presence server and SIPp; as
 # root this installs them from Debian's packages when they are missing.
@@ -23,13 +40,13 @@ debian-deps:
 run: venv
 	bash scripts/run.sh $(ARGS)
 
-test: venv debian-deps
+test: venv-dev debian-deps
 	$(PY) -m pytest
 
-bench: venv debian-deps
+bench: venv-dev debian-deps
 	$(PY) -m benchmarks.run --output docs/benchmarks.md
 
-lint: venv
+lint: venv-dev
 	$(VENV)/bin/ruff check src tests benchmarks docs
 	$(VENV)/bin/ruff format --check src
 	$(VENV)/bin/mypy

@@ -9,7 +9,7 @@ import signal
 import socket
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -621,6 +621,38 @@ async def _watch(
 # ---------------------------------------------------------------------------
 
 
+def _settings_options(fn: Any) -> Any:
+    """One option per field of :class:`pua.config.Settings`, made from the
+    field's metadata: its help, its default shown, ``--x/--no-x`` for a
+    boolean, repeatable for a list.  Every option defaults to None, so the
+    file and PUA_* variables are not overridden by flags not given."""
+    from pua.config import Settings, flag_of  # noqa: PLC0415
+
+    for item in reversed(fields(Settings)):
+        meta = item.metadata
+        flag = flag_of(item.name)
+        default = item.default
+        kwargs: dict[str, Any] = {"default": None}
+        if isinstance(default, bool):
+            decls = [f"{flag}/--no-{flag[2:]}", item.name]
+            shown = flag if default else f"--no-{flag[2:]}"
+        elif isinstance(default, tuple):
+            decls = [flag, item.name]
+            kwargs.update(multiple=True, metavar=meta.get("metavar"))
+            shown = ", ".join(default) if default else "none"
+        else:
+            decls = [flag, item.name]
+            if "choices" in meta:
+                kwargs["type"] = click.Choice(list(meta["choices"]))
+            else:
+                kwargs["type"] = type(default) if default is not None else str
+                kwargs["metavar"] = meta.get("metavar")
+            shown = "unset" if default is None else str(default)
+        kwargs["help"] = f"{meta['help']}.  [default: {shown}]"
+        fn = click.option(*decls, **kwargs)(fn)
+    return fn
+
+
 @main.command()
 @click.option(
     "--config",
@@ -630,55 +662,31 @@ async def _watch(
     help="TOML file with the settings (top level or a [pua] table).",
 )
 @click.option(
-    "--listen",
-    multiple=True,
-    metavar="PROTO:IP:PORT",
-    help="SIP listen address, Kamailio syntax (repeatable). "
-    "Default: udp and tcp on 127.0.0.1:5060.",
+    "--print-config",
+    is_flag=True,
+    help="Print the effective settings and where each came from, then exit.",
 )
-@click.option("--api", metavar="IP:PORT", help="Management API address (default 127.0.0.1:8765).")
-@click.option("--api-token", metavar="TOKEN", help="Bearer token; required beyond loopback.")
-@click.option("--db-url", metavar="URL", help="Database (sqlite:///path, postgresql://, mysql://).")
-@click.option("--db-table", metavar="NAME", help="Table name (default pua).")
-@click.option("--db-mode", type=click.Choice(["write-back", "write-through"]), help="Store mode.")
-@click.option("--data-dir", metavar="DIR", help="Where the service keeps files (default ./var).")
-@click.option("--hash-size", type=int, help="2^N partitions of the records table (default 9).")
-@click.option("--min-expires", type=int, help="Lower limit of Expires (default 0).")
-@click.option("--default-expires", type=int, help="Expires for 'for ever' records (default 3600).")
-@click.option("--update-period", type=int, help="Seconds between store updates (default 30).")
-@click.option("--outbound-proxy", metavar="URI", help="Next hop of every request.")
-@click.option(
-    "--cleanup-on-exit/--no-cleanup-on-exit",
-    default=None,
-    help="Remove publications and end subscriptions when stopping.",
-)
-@click.option(
-    "--tls-certificate", metavar="FILE", help="Certificate (PEM) for tls listen addresses."
-)
-@click.option("--tls-private-key", metavar="FILE", help="Its private key (PEM).")
-@click.option(
-    "--tls-ca-file", metavar="FILE", help="CAs to check TLS servers with (default: system)."
-)
-@click.option("--tls-verify/--no-tls-verify", default=None, help="Check TLS servers' certificates.")
-@click.option("--log-format", type=click.Choice(["text", "json"]), help="Text or JSON log lines.")
-@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]))
-def serve(config_file: str | None, **flags: Any) -> None:
+@_settings_options
+def serve(config_file: str | None, print_config: bool, **flags: Any) -> None:
     """Run the pua service: SIP, the engine, and the management API
     (JSON-RPC at /rpc, REST, /events, /metrics, the status page at /).
 
     Every setting also comes from the config file or PUA_<NAME>; a bad one
     stops the start with a message naming it (exit 2).
     """
-    from pua.config import ConfigError, load_settings  # noqa: PLC0415
+    from pua.config import ConfigError, describe_settings, resolve_settings  # noqa: PLC0415
     from pua.service import configure_logging  # noqa: PLC0415
     from pua.service import serve as run_service  # noqa: PLC0415
 
-    flags["listen"] = tuple(flags["listen"]) or None
     try:
-        settings = load_settings(config_file=config_file, flags=flags)
+        loaded = resolve_settings(config_file=config_file, flags=flags)
     except ConfigError as exc:
         _say(f"pua: config: {exc}", err=True)
         sys.exit(2)
+    if print_config:
+        click.echo(describe_settings(loaded), nl=False)
+        return
+    settings = loaded.settings
     configure_logging(settings.log_format, settings.log_level)
 
     def ready(service: Any) -> None:

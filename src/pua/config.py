@@ -10,18 +10,31 @@ setting and where the value came from.
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from pua.core import default_registry
+from pua.core.packages import parse_event_spec
 from pua.errors import PuaError, RemoteProtocolError
 from pua.runtime.transports import Listen
 from pua.sip.uri import SipUri, parse_uri
+from pua.store.errors import mask_url
 
-__all__ = ["ConfigError", "Settings", "load_settings"]
+__all__ = [
+    "ConfigError",
+    "LoadedSettings",
+    "Settings",
+    "describe_settings",
+    "flag_of",
+    "load_settings",
+    "parse_event_spec",
+    "resolve_settings",
+]
 
 DB_SCHEMES = ("sqlite", "postgres", "postgresql", "mysql")
 DB_MODES = ("write-back", "write-through")
@@ -35,36 +48,98 @@ class ConfigError(PuaError):
     """A setting has a value pua cannot use."""
 
 
+def _setting(default: Any, help: str, **extra: Any) -> Any:
+    """A field of :class:`Settings` with its help text and flag details
+    (``metavar``, ``choices``, ``flag`` when the flag is not the name)."""
+    return field(default=default, metadata={"help": help, **extra})
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Settings:
-    """Everything ``pua serve`` is configured with."""
+    """Everything ``pua serve`` is configured with.
+
+    This is the one table of settings: each field's metadata holds its help
+    text, and ``pua serve`` makes one flag per field from it."""
 
     # The seed's parameters, same names, same defaults.
-    hash_size: int = 9
-    db_url: str | None = None
-    db_table: str = "pua"
-    min_expires: int = 0
-    default_expires: int = 3600
-    update_period: int = 30
+    hash_size: int = _setting(
+        9, "2^N partitions of the records table (1..20); names only, costs nothing", metavar="N"
+    )
+    db_url: str | None = _setting(
+        None,
+        "Database: sqlite:///path, postgresql://user:pw@host/db, mysql://...; "
+        "unset: pua.db in data_dir",
+        metavar="URL",
+    )
+    db_table: str = _setting("pua", "Name of Kamailio's pua table", metavar="NAME")
+    min_expires: int = _setting(0, "Lower limit of Expires, seconds", metavar="SECONDS")
+    default_expires: int = _setting(
+        3600, "Expires of 'for ever' records (expires -1), seconds", metavar="SECONDS"
+    )
+    update_period: int = _setting(
+        30, "Seconds between store updates in write-back mode (0: only at exit)", metavar="SECONDS"
+    )
     # The service's own.
-    listen: tuple[str, ...] = ("udp:127.0.0.1:5060", "tcp:127.0.0.1:5060")
-    outbound_proxy: str | None = None
-    db_mode: str = "write-back"
-    api: str = "127.0.0.1:8765"
-    api_token: str | None = None
-    data_dir: str = "./var"
-    refresh_margin: float = 32.0
-    t1: float = 0.5
-    t2: float = 4.0
-    t4: float = 5.0
-    cleanup_on_exit: bool = False
-    tls_certificate: str | None = None
-    tls_private_key: str | None = None
-    tls_ca_file: str | None = None
-    tls_verify: bool = True
-    log_format: str = "text"
-    log_level: str = "info"
-    user_agent: str = "pua"
+    listen: tuple[str, ...] = _setting(
+        ("udp:127.0.0.1:5060", "tcp:127.0.0.1:5060"),
+        "SIP listen address, Kamailio syntax (repeatable)",
+        metavar="PROTO:IP:PORT",
+    )
+    outbound_proxy: str | None = _setting(
+        None,
+        "Next hop of every request (the presence server or a proxy); "
+        "unset: each Request-URI's host by DNS",
+        metavar="URI",
+    )
+    db_mode: str = _setting(
+        "write-back",
+        "write-back: memory, synced every update_period; write-through: every change at once",
+        choices=("write-back", "write-through"),
+    )
+    api: str = _setting("127.0.0.1:8765", "Management API address", metavar="IP:PORT")
+    api_token: str | None = _setting(
+        None, "Bearer token of the API; required beyond loopback", metavar="TOKEN", secret=True
+    )
+    data_dir: str = _setting("./var", "Where the service keeps its files", metavar="DIR")
+    refresh_margin: float = _setting(
+        32.0,
+        "Refresh this many seconds before expiry (at most half the Expires)",
+        metavar="SECONDS",
+    )
+    t1: float = _setting(0.5, "SIP timer T1 (RTT estimate), seconds", metavar="SECONDS")
+    t2: float = _setting(
+        4.0, "SIP timer T2 (longest retransmit interval), seconds", metavar="SECONDS"
+    )
+    t4: float = _setting(
+        5.0, "SIP timer T4 (how long a message lives in the network), seconds", metavar="SECONDS"
+    )
+    cleanup_on_exit: bool = _setting(
+        False, "Remove publications and end subscriptions when stopping"
+    )
+    tls_certificate: str | None = _setting(
+        None, "Certificate (PEM) for tls listen addresses", metavar="FILE"
+    )
+    tls_private_key: str | None = _setting(None, "Its private key (PEM)", metavar="FILE")
+    tls_ca_file: str | None = _setting(
+        None, "CAs to check TLS servers with; unset: the system's", metavar="FILE"
+    )
+    tls_verify: bool = _setting(True, "Check TLS servers' certificates")
+    log_format: str = _setting("text", "Log lines as text or JSON", choices=LOG_FORMATS)
+    log_level: str = _setting("info", "Least level logged", choices=LOG_LEVELS)
+    user_agent: str = _setting("pua", "User-Agent header of every request", metavar="TEXT")
+    events: tuple[str, ...] = _setting(
+        (),
+        "Extra event package, NAME=TYPE/SUBTYPE, e.g. "
+        "as-feature-event=application/x-as-feature-event+xml (repeatable); "
+        "keep the order, new ones last: stored records name them by position",
+        metavar="NAME=TYPE",
+        flag="event",
+    )
+
+    @property
+    def event_packages(self) -> list[tuple[str, str]]:
+        """The extra event packages as (name, content type), in order."""
+        return [parse_event_spec(item) for item in self.events]
 
     @property
     def listen_addresses(self) -> list[Listen]:
@@ -81,6 +156,15 @@ class Settings:
         """True when the API is reachable from this machine only."""
         host = self.api_address[0]
         return host == "localhost" or ipaddress.ip_address(host).is_loopback
+
+
+_FIELDS = {f.name: f for f in fields(Settings)}
+
+
+def flag_of(name: str) -> str:
+    """The command-line flag of setting ``name`` (``--name-with-dashes``,
+    or the one its metadata names)."""
+    return "--" + str(_FIELDS[name].metadata.get("flag", name)).replace("_", "-")
 
 
 def _split_hostport(text: str, name: str) -> tuple[str, int]:
@@ -104,11 +188,13 @@ def _coerce(name: str, value: Any, source: str) -> Any:
     where = f"{name} (from {source})"
     defaults = {f.name: f.default for f in fields(Settings)}
     default = defaults[name]
-    if name == "listen":
+    if isinstance(default, tuple):
+        # A list: TOML array, comma-separated text, or a repeated flag.
         if isinstance(value, str):
             value = [item.strip() for item in value.split(",") if item.strip()]
         if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
-            raise ConfigError(f"{where}: expected a list of PROTO:IP:PORT")
+            metavar = _FIELDS[name].metadata.get("metavar", "TEXT")
+            raise ConfigError(f"{where}: expected a list of {metavar}")
         return tuple(value)
     if isinstance(default, bool):
         if isinstance(value, bool):
@@ -214,6 +300,27 @@ def _check(settings: Settings, sources: Mapping[str, str]) -> None:
         raise fail("t1", "timers need 0 < t1 <= t2 and t4 > 0")
     if settings.refresh_margin < 0:
         raise fail("refresh_margin", "must be 0 or more")
+    builtin = default_registry()
+    seen: set[str] = set()
+    for item in settings.events:
+        try:
+            name, _ = parse_event_spec(item)
+        except ValueError as exc:
+            raise fail("events", str(exc)) from None
+        if builtin.by_name(name) is not None:
+            raise fail("events", f"{name!r} is a built-in event package; leave it out")
+        if name.lower() in seen:
+            raise fail("events", f"{name!r} is given twice")
+        seen.add(name.lower())
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedSettings:
+    """Settings and where each came from."""
+
+    settings: Settings
+    sources: Mapping[str, str]
+    """Per setting: ``default``, the config file's path, ``PUA_NAME`` or ``--flag``."""
 
 
 def load_settings(
@@ -224,9 +331,20 @@ def load_settings(
 ) -> Settings:
     """Settings from the defaults, the file, ``PUA_*`` variables and flags
     (in that order of strength).  Raises ConfigError on anything unusable."""
+    return resolve_settings(config_file=config_file, environ=environ, flags=flags).settings
+
+
+def resolve_settings(
+    *,
+    config_file: str | Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    flags: Mapping[str, Any] | None = None,
+) -> LoadedSettings:
+    """As :func:`load_settings`, with the source of every setting.
+    Raises ConfigError on anything unusable."""
     values: dict[str, Any] = {}
-    sources: dict[str, str] = {}
-    names = {f.name for f in fields(Settings)}
+    sources: dict[str, str] = dict.fromkeys(_FIELDS, "default")
+    names = set(_FIELDS)
     if config_file is not None:
         path = Path(config_file)
         try:
@@ -256,9 +374,38 @@ def load_settings(
             raise ConfigError(f"unknown setting {name}")
         if value is None or value == ():
             continue
-        flag = "--" + name.replace("_", "-")
+        flag = flag_of(name)
         values[name] = _coerce(name, value, flag)
         sources[name] = flag
     settings = Settings(**values)
     _check(settings, sources)
-    return settings
+    return LoadedSettings(settings, sources)
+
+
+def _shown(name: str, value: Any) -> str:
+    """A value as TOML, secrets masked."""
+    if value is None:
+        return '""'
+    if _FIELDS[name].metadata.get("secret"):
+        return '"****"'
+    if name == "db_url":
+        value = mask_url(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, tuple):
+        return "[" + ", ".join(json.dumps(item) for item in value) + "]"
+    if isinstance(value, str):
+        return json.dumps(value)
+    return repr(value)
+
+
+def describe_settings(loaded: LoadedSettings) -> str:
+    """The effective settings, one ``name = value  # from SOURCE`` line each
+    (an unset one as ``""``), with the API token and database passwords
+    masked: what ``pua serve --print-config`` prints."""
+    lines = []
+    for name in _FIELDS:
+        value = getattr(loaded.settings, name)
+        note = "  (unset)" if value is None else ""
+        lines.append(f"{name} = {_shown(name, value)}  # from {loaded.sources[name]}{note}")
+    return "\n".join(lines) + "\n"

@@ -23,6 +23,7 @@
      |    |                            protocol does not allow (a bug on our side)
      |    +-- TransactionTimeout       no final response before timer F (§17.1.2.2)
      |    +-- TransportError           the transport could not carry a message
+     |         +-- AddressInUse        a listen address is taken by another socket
      +-- ConfigError                   a setting that stops the start (pua.config)
      +-- StoreError                    the database could not do what was asked
      +-- ApiError                      the management API (pua.client) failed
@@ -41,6 +42,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 __all__ = [
+    "AddressInUse",
     "BodyError",
     "LocalProtocolError",
     "MessageTooLarge",
@@ -159,3 +161,14 @@ class TransactionTimeout(SipError):
 
 class TransportError(SipError):
     """A message could not be sent (no route, connection refused, ...)."""
+
+
+class AddressInUse(TransportError):
+    """A listen address is already bound by another socket (EADDRINUSE)."""
+
+    def __init__(self, transport: str, host: str, port: int) -> None:
+        shown = f"[{host}]" if ":" in host else host
+        super().__init__(f"{transport} {shown}:{port} is already in use")
+        self.transport = transport
+        self.host = host
+        self.port = port

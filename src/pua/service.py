@@ -15,12 +15,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 from pua.api import ApiServer
-from pua.config import Settings
+from pua.api.http import bind_api
+from pua.config import ConfigError, Settings
 from pua.core import EngineConfig
-from pua.errors import PresenceError
+from pua.errors import AddressInUse, PresenceError
 from pua.runtime import PresenceRuntime
 from pua.runtime.persistence import StoreSync
 from pua.runtime.tls import client_context, server_context
+from pua.runtime.transports import address_in_use
 from pua.sip.timers import TimerConfig
 from pua.store import Store
 
@@ -85,32 +87,62 @@ class Service:
             tls_server=tls_server,
             tls_client=tls_client,
         )
+        # Before the store is read: a stored record names its event by flag.
+        for name, content_type in settings.event_packages:
+            self.runtime.registry.add_custom(name, content_type)
         self.api: ApiServer | None = None
         self.sync: StoreSync | None = None
         self.api_url = ""
-        Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
 
     async def start(self) -> None:
-        """Open the store, bind SIP, take back the stored records, start the
-        API; a failure names what could not be opened or bound."""
+        """Bind SIP and the API port, open the store, take back the stored
+        records, start the API.  A failure names what could not be bound or
+        opened; a start that fails leaves nothing new on disk.
+
+        Raises ConfigError for a listen or API address that is taken,
+        TransportError, StoreError or PresenceError for other failures."""
         settings = self.settings
-        store = await Store.open(
-            settings.db_url, data_dir=Path(settings.data_dir), table=settings.db_table
-        )
         try:
             await self.runtime.start()
+        except AddressInUse as exc:
+            raise ConfigError(
+                f"{exc} (another pua or SIP server?); choose another with --listen"
+            ) from None
+        host, port = settings.api_address
+        try:
+            api_socket = bind_api(host, port)
+        except OSError as exc:
+            await self.runtime.close()
+            if address_in_use(exc):
+                raise ConfigError(
+                    f"api {settings.api} is already in use (another pua?); "
+                    "choose another with --api"
+                ) from None
+            raise PresenceError(
+                f"cannot listen on api {settings.api}: {exc.strerror or exc}",
+                status=0,
+                reason="api",
+            ) from None
+        try:
+            store = await self._open_store()
         except BaseException:
-            await store.close()
+            api_socket.close()
+            await self.runtime.close()
             raise
         self.sync = StoreSync(
             self.runtime, store, mode=settings.db_mode, update_period=settings.update_period
         )
-        await self.sync.restore()
+        try:
+            await self.sync.restore()
+        except BaseException:
+            api_socket.close()
+            await self.sync.close()
+            await self.runtime.close()
+            raise
         # The restored records live as long as the service: keep the cyclic
         # collector from walking them again and again (a pause per pass).
         gc.freeze()
         self.sync.start()
-        host, port = settings.api_address
         self.api = ApiServer(
             self.runtime,
             host,
@@ -118,17 +150,9 @@ class Service:
             token=settings.api_token,
             durable=self.sync.flush,
             store_timer=self.sync.timer,
+            sock=api_socket,
         )
-        try:
-            host, port = await self.api.start()
-        except OSError as exc:
-            await self.sync.close()
-            await self.runtime.close()
-            raise PresenceError(
-                f"cannot listen on api {self.settings.api}: {exc.strerror or exc}",
-                status=0,
-                reason="api",
-            ) from None
+        host, port = await self.api.start()
         shown = f"[{host}]" if ":" in host else host
         self.api_url = f"http://{shown}:{port}"
         log.info("records in %s (%s)", store.url, settings.db_mode)
@@ -136,7 +160,26 @@ class Service:
             f"{t}:{h}:{p}" for (t, _f), (h, p) in self.runtime.transports.bound().items()
         )
         log.info("SIP on %s", bound)
+        if settings.outbound_proxy:
+            log.info("requests go to the outbound proxy %s", settings.outbound_proxy)
+        else:
+            log.info("no outbound proxy: requests go to each URI's host by DNS")
         log.info("API on %s/rpc, status page %s/", self.api_url, self.api_url)
+
+    async def _open_store(self) -> Store:
+        """Open the store, making the data directory; a directory made here
+        is removed again when the store cannot be opened (and it is empty)."""
+        data_dir = Path(self.settings.data_dir)
+        made = not await asyncio.to_thread(data_dir.exists)
+        try:
+            return await Store.open(
+                self.settings.db_url, data_dir=data_dir, table=self.settings.db_table
+            )
+        except BaseException:
+            if made:
+                with contextlib.suppress(OSError):
+                    await asyncio.to_thread(data_dir.rmdir)
+            raise
 
     async def stop(self) -> None:
         """Stop the API, optionally end what we published and subscribed,

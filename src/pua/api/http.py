@@ -23,6 +23,7 @@ import contextlib
 import hmac
 import json
 import logging
+import socket
 from collections.abc import Awaitable, Callable
 from importlib import resources
 from typing import Any
@@ -52,7 +53,7 @@ from .rpc import (
 )
 from .views import event_view, key_from_id, record_view
 
-__all__ = ["ApiServer", "make_app"]
+__all__ = ["ApiServer", "bind_api", "make_app"]
 
 log = logging.getLogger("pua.api")
 
@@ -295,6 +296,14 @@ async def _close_hub(hub: EventHub) -> None:
     hub.close()
 
 
+def bind_api(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on (host, port) for :class:`ApiServer`, so a
+    service can hold its API port before it opens anything else.  Raises
+    OSError (EADDRINUSE when the port is taken)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    return socket.create_server((host, port), family=family, backlog=128)
+
+
 class ApiServer:
     """The API application bound to an address."""
 
@@ -307,17 +316,25 @@ class ApiServer:
         token: str | None,
         durable: Durable | None = None,
         store_timer: WriteTimer | None = None,
+        sock: socket.socket | None = None,
     ) -> None:
+        """``sock``, when given, is a listening socket already bound to
+        (host, port) (see :func:`bind_api`); otherwise ``start`` binds."""
         self.app = make_app(runtime, token=token, durable=durable, store_timer=store_timer)
         self.host = host
         self.port = port
+        self._sock = sock
         self._runner: web.AppRunner | None = None
 
     async def start(self) -> tuple[str, int]:
         """Listen; returns the bound (host, port)."""
         self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port, shutdown_timeout=1.0)
+        site: web.BaseSite
+        if self._sock is not None:
+            site = web.SockSite(self._runner, self._sock, shutdown_timeout=1.0)
+        else:
+            site = web.TCPSite(self._runner, self.host, self.port, shutdown_timeout=1.0)
         await site.start()
         server = site._server
         sockets = getattr(server, "sockets", None) or []

@@ -27,6 +27,7 @@ from pua.errors import UnknownEventError, UsageError
 from .flags import EventFlag
 
 __all__ = [
+    "USER_FLAG_BASE",
     "BodyHook",
     "EventPackage",
     "EventRegistry",
@@ -36,13 +37,15 @@ __all__ = [
     "prepare_body",
 ]
 
-# The first bit of packages declared by users (the built-in ones are below).
-CUSTOM_FLAG = 1 << 16
-# RFC 6665 §8.4 event-type: token-nodot ("." token-nodot)*, then parameters
-# (``dialog;sla``); RFC 3261 §25.1 token characters.
-_TOKEN = r"[A-Za-z0-9!%'*+\-^_`|~]+"
-_EVENT_NAME = re.compile(rf"{_TOKEN}(?:\.{_TOKEN})*(?:;{_TOKEN}(?:={_TOKEN})?)*")
-_MEDIA_TYPE = re.compile(rf"{_TOKEN}/[A-Za-z0-9!#$&^_.+\-]+")
+# RFC 3265 §7.2.1 (kept by RFC 6665 §8.4):
+#   event-type     = event-package *( "." event-template )
+#   event-package  = token-nodot
+#   event-template = token-nodot
+#   token-nodot    = 1*( alphanum / "-" / "!" / "%" / "*" / "_" / "+" / "`" / "'" / "~" )
+_TOKEN_NODOT = r"[A-Za-z0-9\-!%*_+`'~]+"
+_EVENT_TYPE = re.compile(rf"{_TOKEN_NODOT}(?:\.{_TOKEN_NODOT})*")
+# RFC 3261 §25.1: m-type and m-subtype are tokens (token-nodot plus ".").
+_MEDIA_TYPE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+/[A-Za-z0-9\-.!%*_+`'~]+")
 
 # process_body(body, version, tuple_id) -> final body.  ``version`` counts
 # the PUBLISHes of the record; ``tuple_id`` is the record's stable id.
@@ -76,6 +79,11 @@ class EventPackage:
         return self.name.split(";", 1)[0].strip()
 
 
+# The first bit of packages added by users: above every EventFlag, with
+# room for Kamailio's own bits to grow.
+USER_FLAG_BASE = 1 << 16
+
+
 class EventRegistry:
     """Packages by flag and by name."""
 
@@ -91,6 +99,14 @@ class EventRegistry:
         if any(p.name.lower() == package.name.lower() for p in self._by_flag.values()):
             raise UsageError(f"event {package.name!r} is already registered")
         self._by_flag[package.flag] = package
+
+    def free_flag(self) -> int:
+        """The lowest bit from ``USER_FLAG_BASE`` up that no package has: the
+        flag of the next package a user adds."""
+        flag = USER_FLAG_BASE
+        while flag in self._by_flag:
+            flag <<= 1
+        return flag
 
     def by_flag(self, flag: int) -> EventPackage:
         """The package of ``flag``; UnknownEventError (a ValueError) otherwise."""
@@ -111,12 +127,8 @@ class EventRegistry:
     def add_custom(self, name: str, content_type: str | None) -> EventPackage:
         """Register a package for an event with no built-in knowledge
         (bodies sent as given, XML ones checked), on the first free bit from
-        CUSTOM_FLAG up; returns it.  UsageError for a name already known."""
-        used = set(self._by_flag)
-        flag = CUSTOM_FLAG
-        while flag in used:
-            flag <<= 1
-        package = EventPackage(flag=flag, name=name, content_type=content_type)
+        USER_FLAG_BASE up; returns it.  UsageError for a name already known."""
+        package = EventPackage(flag=self.free_flag(), name=name, content_type=content_type)
         self.add(package)
         return package
 
@@ -144,19 +156,17 @@ def is_xml_type(content_type: str) -> bool:
 
 def parse_event_spec(text: str) -> tuple[str, str]:
     """``NAME=TYPE/SUBTYPE`` (how a package is declared in settings and on
-    the command line) as (name, content type).  Raises UsageError."""
-    name, _, content_type = text.partition("=")
-    name, content_type = name.strip(), content_type.strip()
-    if not _EVENT_NAME.fullmatch(name):
+    the command line) as (name, content type).  Raises UsageError (a
+    ValueError) saying what is wrong."""
+    name, sep, content_type = (part.strip() for part in text.partition("="))
+    if not sep:
+        raise UsageError(f"{text!r}: expected NAME=TYPE/SUBTYPE")
+    if not _EVENT_TYPE.fullmatch(name):
         raise UsageError(
-            f"event package {text!r}: expected NAME=TYPE/SUBTYPE with an event name"
-            " of token characters (e.g. as-feature-event=application/x-as-feature-event+xml)"
+            f"{text!r}: {name!r} is not an event type (token characters and dots, RFC 3265)"
         )
     if not _MEDIA_TYPE.fullmatch(content_type):
-        raise UsageError(
-            f"event package {text!r}: {content_type or 'nothing'} is not a TYPE/SUBTYPE"
-            " content type"
-        )
+        raise UsageError(f"{text!r}: {content_type!r} is not a content type TYPE/SUBTYPE")
     return name, content_type
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import ipaddress
 import logging
 import socket
@@ -18,13 +19,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from pua.errors import TransportError
+from pua.errors import AddressInUse, TransportError
 from pua.sip.message import Message
 from pua.sip.transaction import Address
 
 from .tcp import TcpTransport
 
-__all__ = ["Listen", "Transports"]
+__all__ = ["Listen", "Transports", "address_in_use"]
 
 log = logging.getLogger("pua.transport")
 
@@ -148,6 +149,8 @@ class Transports:
                     self._bound[(kind, family)] = await stream.listen(listen.host, listen.port)
             except OSError as exc:
                 await self.close()
+                if address_in_use(exc):
+                    raise AddressInUse(listen.transport, listen.host, listen.port) from None
                 raise TransportError(f"cannot listen on {listen}: {exc.strerror or exc}") from None
 
     async def close(self) -> None:
@@ -245,6 +248,17 @@ class Transports:
             self.on_error(address, transport, exc)
         else:
             log.warning("cannot send to %s over %s: %s", address, transport, exc)
+
+
+def address_in_use(exc: BaseException) -> bool:
+    """True when a failed bind says EADDRINUSE.  uvloop raises a bare
+    OSError whose cause carries the errno, so the chain is followed."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno == errno.EADDRINUSE:
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def _is_ip(host: str) -> bool:
