@@ -238,7 +238,7 @@ BOB = "sip:bob@example.com"
 # in a record id, in a PIDF note (XML-escaped in the document, markup once
 # parsed), quotes and ampersands in a URI, and text shaped like the page
 # template's own markers.
-HOSTILE_ID = '<img src=x onerror="window.__pwned=1">@@INITIAL@@'
+HOSTILE_ID = '<img src=x onerror="window.__pwned=1"></script>@@INITIAL@@'
 HOSTILE_NOTE = "<script>window.__pwned=2</script> & back"
 HOSTILE_URI = "sip:o'hara&co@example.com"
 
@@ -330,7 +330,7 @@ def test_status_page_shows_records_history_notify_and_acts(
         assert f'<span class="mono uri">{uri}</span>' in page
     assert f'data-id="{sub_id}"' in page and f'data-id="{carol_id}"' in page
     assert "publication.succeeded" in page and carol_etag in page
-    assert "&lt;img src=x onerror=&quot;window.__pwned=1&quot;&gt;" in page
+    assert "&lt;img src=x onerror=&quot;window.__pwned=1&quot;&gt;&lt;/script&gt;" in page
     assert "<img src=x" not in page and TOKEN not in page
 
     # A browser that runs no script sees them at once.
@@ -436,7 +436,7 @@ def test_status_page_and_actions_need_the_token(service: Start) -> None:
     page = raw.decode()
     assert 'id="count-pub">2<' in page and TOKEN not in page
     assert "sip:o&#x27;hara&amp;co@example.com" in page and HOSTILE_URI not in page
-    assert "&lt;img src=x onerror=&quot;window.__pwned=1&quot;&gt;@@INITIAL@@" in page
+    assert "&lt;img src=x onerror=&quot;window.__pwned=1&quot;&gt;&lt;/script&gt;@@INITIAL@@" in page
     assert "<img src" not in page
     # The initial state in the page's <script> cannot close it.
     assert page.count("</script>") == 2
