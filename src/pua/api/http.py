@@ -80,7 +80,11 @@ class EventHub:
         record = self.runtime.record(key) if key is not None else None
         last = self.activity.last_notify(key) if key is not None else None
         view = event_view(
-            event, record, self.runtime.registry, last.view() if last is not None else None
+            event,
+            record,
+            self.runtime.registry,
+            last.view() if last is not None else None,
+            entry.get("summary"),
         )
         view["entry"] = entry
         for queue in list(self.queues):

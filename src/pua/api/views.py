@@ -115,9 +115,11 @@ def event_view(
     record: PublicationRecord | SubscriptionRecord | None,
     registry: EventRegistry,
     last_notify: dict[str, Any] | EllipsisType | None = ...,
+    summary: str | None = None,
 ) -> dict[str, Any]:
     """An engine event as JSON: its type, its record's id and view (with
-    ``last_notify`` as record_view takes it), its fields."""
+    ``last_notify`` as record_view takes it), its fields; a NOTIFY's
+    ``summary`` of its body is made unless given."""
     key = event.key
     view: dict[str, Any] = {
         "type": EVENT_TYPES.get(type(event), type(event).__name__),
@@ -134,7 +136,9 @@ def event_view(
             value = None if value is None else type(value).__name__
         view[name] = value
     if isinstance(event, NotifyReceived):
-        from pua.bodies import summarize  # noqa: PLC0415 - only NOTIFYs need it
+        if summary is None:
+            from pua.bodies import summarize  # noqa: PLC0415 - only NOTIFYs need it
 
-        view["summary"] = summarize(event.content_type, event.body)
+            summary = summarize(event.content_type, event.body)
+        view["summary"] = summary
     return view
