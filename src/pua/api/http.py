@@ -32,10 +32,10 @@ from aiohttp import web
 from pua.core import (
     EngineEvent,
     PublishInfo,
+    Record,
     SourceFlag,
     SubscribeInfo,
 )
-from pua.core.records import Record
 from pua.errors import PresenceError
 from pua.runtime import PresenceRuntime
 from pua.runtime.persistence import WriteTimer

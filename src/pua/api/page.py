@@ -27,8 +27,7 @@ from typing import Any
 
 from aiohttp import web
 
-from pua.core import PublishInfo, SubscribeInfo
-from pua.core.records import PublicationRecord, Record, SubscriptionRecord
+from pua.core import PublicationRecord, PublishInfo, Record, SubscribeInfo, SubscriptionRecord
 from pua.errors import PuaError
 from pua.runtime import PresenceRuntime
 
