@@ -9,11 +9,12 @@
 ``GET /events``            Server-Sent Events: every engine event as JSON
 ``GET /metrics``           Prometheus
 ``GET /openapi.json``      the REST description
-``GET /``                  the live status page
+``GET /``                  the live status page, and the routes it uses
+                           (recent events, bodies, refresh now: pua.api.page)
 
 When a token is configured every path but ``/`` needs it, as
 ``Authorization: Bearer <token>`` or ``?token=<token>`` (EventSource cannot
-send headers).
+send headers); ``/`` shows records only to a request that presents it.
 """
 
 from __future__ import annotations
@@ -25,20 +26,22 @@ import json
 import logging
 import socket
 from collections.abc import Awaitable, Callable
-from importlib import resources
 from typing import Any
 
 from aiohttp import web
 
 from pua.core import (
     EngineEvent,
+    Record,
 )
 from pua.errors import PresenceError
 from pua.runtime import PresenceRuntime
 from pua.runtime.persistence import WriteTimer
 
+from .activity import Activity
 from .metrics import metrics_text
 from .openapi import OPENAPI
+from .page import add_page_routes
 from .rpc import (
     NOT_STORED,
     PUBLISH_PARAMS,
@@ -69,19 +72,30 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 class EventHub:
-    """Hands every engine event to each connected stream."""
+    """Hands every engine event to ``activity`` (the history the page
+    shows), then to each connected stream with its history entry."""
 
-    def __init__(self, runtime: PresenceRuntime) -> None:
+    def __init__(self, runtime: PresenceRuntime, activity: Activity) -> None:
         self.runtime = runtime
+        self.activity = activity
         self.queues: set[asyncio.Queue[dict[str, Any] | None]] = set()
         runtime.add_listener(self._publish)
 
     def _publish(self, event: EngineEvent) -> None:
+        entry = self.activity.observe(event)
         if not self.queues:
             return
         key = event.key
         record = self.runtime.record(key) if key is not None else None
-        view = event_view(event, record, self.runtime.registry)
+        last = self.activity.last_notify(key) if key is not None else None
+        view = event_view(
+            event,
+            record,
+            self.runtime.registry,
+            last.view() if last is not None else None,
+            entry.get("summary"),
+        )
+        view["entry"] = entry
         for queue in list(self.queues):
             if queue.qsize() >= EVENT_QUEUE_LIMIT:
                 self.queues.discard(queue)
@@ -128,19 +142,30 @@ def make_app(
     times the store's writes for the metrics."""
     methods = PuaMethods(runtime, durable)
     rpc = JsonRpc(methods.table())
-    hub = EventHub(runtime)
+    activity = Activity(runtime)
+    hub = EventHub(runtime, activity)
     registry = runtime.registry
+
+    def token_presented(request: web.Request) -> bool:
+        """Whether the request carries the token (true when none is set)."""
+        if not token:
+            return True
+        given = request.query.get("token", "")
+        header = request.headers.get("Authorization", "")
+        if header.startswith("Bearer "):
+            given = header[7:]
+        return hmac.compare_digest(given.encode(), token.encode())
 
     @web.middleware
     async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if token and request.path != "/":
-            given = request.query.get("token", "")
-            header = request.headers.get("Authorization", "")
-            if header.startswith("Bearer "):
-                given = header[7:]
-            if not hmac.compare_digest(given.encode(), token.encode()):
-                return _problem(401, "a bearer token is required")
+        if request.path != "/" and not token_presented(request):
+            return _problem(401, "a bearer token is required")
         return await handler(request)
+
+    def view_of(record: Record) -> dict[str, Any]:
+        """A record's view with, for a subscription, its last NOTIFY."""
+        last = activity.last_notify(record.key) if record.key.watcher_uri else None
+        return record_view(record, registry, last.view() if last is not None else None)
 
     async def rpc_endpoint(request: web.Request) -> web.Response:
         body = await request.read()
@@ -150,7 +175,7 @@ def make_app(
         return _json(answer)
 
     def records(kind: str | None) -> list[dict[str, Any]]:
-        views = [record_view(r, registry) for r in runtime.records()]
+        views = [view_of(r) for r in runtime.records()]
         return [v for v in views if kind is None or v["kind"] == kind]
 
     async def list_records(request: web.Request) -> web.Response:
@@ -204,7 +229,7 @@ def make_app(
 
     async def show(request: web.Request) -> web.Response:
         kind = "subscription" if request.path.startswith("/subscriptions") else "publication"
-        return _json(record_view(one(request, kind), registry))
+        return _json(view_of(one(request, kind)))
 
     async def remove(request: web.Request) -> web.Response:
         kind = "subscription" if request.path.startswith("/subscriptions") else "publication"
@@ -254,10 +279,6 @@ def make_app(
     async def openapi(request: web.Request) -> web.Response:
         return _json(OPENAPI)
 
-    async def page(request: web.Request) -> web.Response:
-        html = resources.files("pua.api").joinpath("static/status.html").read_bytes()
-        return web.Response(body=html, content_type="text/html", charset="utf-8")
-
     app = web.Application(middlewares=[authenticate], client_max_size=MAX_REQUEST_BYTES)
     app.router.add_post("/rpc", rpc_endpoint)
     app.router.add_get("/records", list_records)
@@ -274,7 +295,7 @@ def make_app(
     app.router.add_get("/events", events)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/openapi.json", openapi)
-    app.router.add_get("/", page)
+    add_page_routes(app, runtime, activity, view_of, token_presented)
     app.on_shutdown.append(lambda app: _close_hub(hub))
     return app
 

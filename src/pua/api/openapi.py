@@ -19,8 +19,53 @@ _RECORD = {
         "expires_at": {"type": ["number", "null"], "description": "Unix time"},
         "last_status": {"type": ["integer", "null"]},
         "last_reason": {"type": "string"},
+        "last_notify": {
+            "description": "A subscription's last NOTIFY (null: none yet)",
+            "oneOf": [{"$ref": "#/components/schemas/LastNotify"}, {"type": "null"}],
+        },
     },
     "required": ["id", "kind", "pres_uri", "event", "state"],
+}
+_LAST_NOTIFY = {
+    "type": "object",
+    "properties": {
+        "state": {"type": "string", "enum": ["active", "pending", "terminated"]},
+        "reason": {"type": ["string", "null"]},
+        "summary": {"type": "string", "description": "One line of the body"},
+        "at": {"type": "number", "description": "Unix time it arrived"},
+        "content_type": {"type": ["string", "null"]},
+        "size": {"type": "integer", "description": "Bytes of the body"},
+        "truncated": {
+            "type": "boolean",
+            "description": "Only the first 64 KiB of the body are kept",
+        },
+    },
+}
+_HISTORY = {
+    "type": "object",
+    "properties": {
+        "now": {"type": "number", "description": "The server's Unix time"},
+        "events": {
+            "type": "array",
+            "description": "The last 200 engine events, oldest first",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "at": {"type": "number"},
+                    "type": {"type": "string"},
+                    "id": {"type": ["string", "null"]},
+                    "pres_uri": {"type": ["string", "null"]},
+                    "watcher_uri": {"type": ["string", "null"]},
+                    "status": {"type": "integer"},
+                    "reason": {"type": ["string", "null"]},
+                    "state": {"type": "string"},
+                    "summary": {"type": "string"},
+                    "detail": {"type": "string", "description": "One line for people"},
+                },
+                "required": ["at", "type", "detail"],
+            },
+        },
+    },
 }
 _ERROR = {
     "type": "object",
@@ -62,6 +107,50 @@ _ERRORS = {
     },
 }
 
+
+def _body(summary: str) -> dict[str, Any]:
+    return {
+        "parameters": _ID,
+        "get": {
+            "summary": summary,
+            "responses": {
+                "200": {"description": "The body as it is, in its own Content-Type"},
+                "401": _ERRORS["401"],
+                "404": {"description": "No such record, or no body"},
+            },
+        },
+    }
+
+
+def _refresh(summary: str) -> dict[str, Any]:
+    return {
+        "parameters": _ID,
+        "post": {
+            "summary": summary + "; answered at once, the outcome comes on /events. "
+            "The wanted lifetime is kept.",
+            "responses": {
+                "202": {
+                    "description": "Sent (or queued behind the request in flight)",
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "properties": {
+                                    "refreshing": {"type": "boolean"},
+                                    "record": {"$ref": "#/components/schemas/Record"},
+                                },
+                            }
+                        }
+                    },
+                },
+                "401": _ERRORS["401"],
+                "404": {"description": "No such record"},
+                "409": {"description": "The record cannot be refreshed now"},
+            },
+        },
+    }
+
+
 OPENAPI: dict[str, Any] = {
     "openapi": "3.1.0",
     "info": {
@@ -71,7 +160,7 @@ OPENAPI: dict[str, Any] = {
         "JSON-RPC 2.0 with Kamailio's pua method names is at POST /rpc.",
     },
     "components": {
-        "schemas": {"Record": _RECORD, "Error": _ERROR},
+        "schemas": {"Record": _RECORD, "LastNotify": _LAST_NOTIFY, "Error": _ERROR},
         "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
     },
     "security": [{"bearer": []}],
@@ -158,6 +247,22 @@ OPENAPI: dict[str, Any] = {
                 "summary": "Unsubscribe (Expires: 0)",
                 "responses": {**_ok({"type": "object"}), **_ERRORS},
             },
+        },
+        "/publications/{id}/body": _body(
+            "The body pua publishes for the publication, with its Content-Type"
+        ),
+        "/publications/{id}/refresh": _refresh(
+            "Send a refresh PUBLISH now (SIP-If-Match, no body)"
+        ),
+        "/subscriptions/{id}/body": _body(
+            "The body of the subscription's last NOTIFY (at most 64 KiB), with its Content-Type"
+        ),
+        "/subscriptions/{id}/refresh": _refresh("Send a refresh SUBSCRIBE in the dialog now"),
+        "/events/recent": {
+            "get": {
+                "summary": "The recent engine events (kept over reloads)",
+                "responses": _ok(_HISTORY),
+            }
         },
         "/events": {
             "get": {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+from types import EllipsisType
 from typing import Any
 
 from pua.core import (
@@ -73,9 +74,13 @@ def _event_name(registry: EventRegistry, flag: int) -> str:
 
 
 def record_view(
-    record: PublicationRecord | SubscriptionRecord, registry: EventRegistry
+    record: PublicationRecord | SubscriptionRecord,
+    registry: EventRegistry,
+    last_notify: dict[str, Any] | EllipsisType | None = ...,
 ) -> dict[str, Any]:
-    """What the API shows of a record."""
+    """What the API shows of a record.  A subscription's ``last_notify`` is
+    the view of its last NOTIFY (pua.api.activity) or None when none came;
+    left out where it is not known (``...``)."""
     key = record.key
     view: dict[str, Any] = {
         "id": record_id(key),
@@ -102,6 +107,8 @@ def record_view(
             remote_target=record.remote_target,
             contact=record.route.contact,
         )
+        if last_notify is not ...:
+            view["last_notify"] = last_notify
     return view
 
 
@@ -109,13 +116,17 @@ def event_view(
     event: EngineEvent,
     record: PublicationRecord | SubscriptionRecord | None,
     registry: EventRegistry,
+    last_notify: dict[str, Any] | EllipsisType | None = ...,
+    summary: str | None = None,
 ) -> dict[str, Any]:
-    """An engine event as JSON: its type, its record's id and view, its fields."""
+    """An engine event as JSON: its type, its record's id and view (with
+    ``last_notify`` as record_view takes it), its fields; a NOTIFY's
+    ``summary`` of its body is made unless given."""
     key = event.key
     view: dict[str, Any] = {
         "type": EVENT_TYPES.get(type(event), type(event).__name__),
         "id": record_id(key) if key is not None else None,
-        "record": record_view(record, registry) if record is not None else None,
+        "record": record_view(record, registry, last_notify) if record is not None else None,
     }
     if key is not None:
         # Who the event is about, also when the record is already gone.
@@ -136,7 +147,9 @@ def event_view(
             value = None if value is None else type(value).__name__
         view[name] = value
     if isinstance(event, NotifyReceived):
-        from pua.bodies import summarize  # noqa: PLC0415 - only NOTIFYs need it
+        if summary is None:
+            from pua.bodies import summarize  # noqa: PLC0415 - only NOTIFYs need it
 
-        view["summary"] = summarize(event.content_type, event.body)
+            summary = summarize(event.content_type, event.body)
+        view["summary"] = summary
     return view
