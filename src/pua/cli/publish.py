@@ -1,0 +1,321 @@
+"""``pua publish``: one PUBLISH sent by the command (``--server``), kept
+alive by it (``--keep``), or asked of a running service (``--api``)."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+import click
+
+from pua import __version__
+from pua.bodies import basic_pidf
+from pua.core.requests import build_publish, parse_extra_headers
+from pua.errors import PresenceError, SipError, UsageError
+from pua.runtime import Listen, SipStack
+from pua.runtime.loop import run as run_loop
+from pua.sip import Request, Response, SipUri, TimerConfig
+from pua.sip.ids import call_id
+
+from .app import api_options, call_api, main, say
+from .sending import (
+    PACKAGES,
+    Target,
+    listen_option,
+    make_agent,
+    print_events,
+    resolve_target,
+    sip_uri_option,
+    stop_event,
+)
+
+
+@main.command()
+@click.option(
+    "--server",
+    metavar="URI",
+    help="Next hop, e.g. sip:127.0.0.1:5070 (the presence server).",
+)
+@api_options
+@click.option(
+    "--pres-uri",
+    required=True,
+    metavar="URI",
+    help="The presentity: Request-URI, From and To of the PUBLISH.",
+)
+@click.option(
+    "--event",
+    default="presence",
+    show_default=True,
+    help="Event package (presence, message-summary, dialog, dialog;sla, reg, ...).",
+)
+@click.option(
+    "--body-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="File holding the body to publish.",
+)
+@click.option(
+    "--basic",
+    type=click.Choice(["open", "closed"]),
+    help="Publish a minimal PIDF document with this basic status.",
+)
+@click.option(
+    "--content-type",
+    metavar="TYPE",
+    help="Content-Type of the body (default: the event's usual type).",
+)
+@click.option(
+    "--expires",
+    type=click.IntRange(0, 2**32 - 1),
+    default=3600,
+    show_default=True,
+    help="Requested lifetime in seconds.",
+)
+@click.option(
+    "--etag", metavar="ETAG", help="SIP-If-Match: refresh, modify or remove this publication."
+)
+@click.option("--remove", is_flag=True, help="Remove the publication named by --etag (Expires: 0).")
+@click.option(
+    "--header",
+    "extra_headers",
+    multiple=True,
+    metavar="'NAME: VALUE'",
+    help="Extra header to add (repeatable).",
+)
+@click.option(
+    "--tuple-id", default="pua", show_default=True, help="Tuple id of the --basic document."
+)
+@click.option(
+    "--t1",
+    type=click.FloatRange(0.001, 60),
+    default=0.5,
+    show_default=True,
+    help="RFC 3261 T1 in seconds; the transaction gives up after 64*T1.",
+)
+@click.option(
+    "--keep",
+    is_flag=True,
+    help="Stay running, keep the publication refreshed; remove it on Ctrl-C or SIGTERM.",
+)
+@click.option(
+    "--listen",
+    multiple=True,
+    metavar="PROTO:IP:PORT",
+    help="With --keep: where to listen (Kamailio syntax, e.g. udp:127.0.0.1:5062).",
+)
+def publish(
+    server: str,
+    pres_uri: str,
+    event: str,
+    body_file: Path | None,
+    basic: str | None,
+    content_type: str | None,
+    expires: int,
+    etag: str | None,
+    remove: bool,
+    extra_headers: tuple[str, ...],
+    tuple_id: str,
+    t1: float,
+    keep: bool,
+    listen: tuple[str, ...],
+    api: str | None,
+    api_token: str | None,
+) -> None:
+    """Send one PUBLISH (RFC 3903) and print the answer.
+
+    \b
+    Initial:  --basic open            (or --body-file FILE)
+    Refresh:  --etag E                (no body)
+    Modify:   --etag E --basic closed
+    Remove:   --etag E --remove
+
+    Keep:     --basic open --keep     (refreshed until Ctrl-C, then removed)
+    Service:  --api http://127.0.0.1:8765 --basic open  (a running `pua serve`
+              publishes it and keeps it alive)
+
+    Exits 0 on a 2xx, 1 on any other answer or a timeout, 2 on bad arguments.
+    """
+    presentity = sip_uri_option(pres_uri, "--pres-uri")
+    if body_file is not None and basic is not None:
+        raise click.UsageError("give --body-file or --basic, not both")
+    if remove:
+        if etag is None:
+            raise click.UsageError("--remove needs --etag (the publication to remove)")
+        if body_file is not None or basic is not None:
+            raise click.UsageError("--remove sends no body")
+        expires = 0
+    if body_file is None and basic is None and etag is None:
+        raise click.UsageError("an initial PUBLISH needs a body: --basic or --body-file")
+    body = b""
+    if basic is not None:
+        body = basic_pidf(str(presentity), basic, tuple_id=tuple_id)
+        if event != "presence":
+            raise click.UsageError("--basic builds a presence document; use --event presence")
+    elif body_file is not None:
+        body = body_file.read_bytes()
+    if body and content_type is None:
+        package = PACKAGES.by_name(event)
+        content_type = package.content_type if package is not None else None
+        if content_type is None:
+            raise click.UsageError(
+                f"no default Content-Type for event {event!r}: give --content-type"
+            )
+    if any("\r" in line or "\n" in line for line in extra_headers):
+        raise click.BadParameter("one header per --header", param_hint="--header")
+    try:
+        headers = list(parse_extra_headers(list(extra_headers)))
+    except UsageError as exc:
+        raise click.BadParameter(str(exc), param_hint="--header") from None
+
+    if api is not None:
+        if keep:
+            raise click.UsageError("--keep is for the one-shot mode: the service keeps it anyway")
+        _api_publish(
+            api, api_token, str(presentity), event, body, content_type, expires, etag, headers
+        )
+        return
+    if server is None:
+        raise click.UsageError("give --server (send it ourselves) or --api (ask a pua service)")
+    target = Target.from_uri(server)
+    if keep:
+        if remove or etag is not None:
+            raise click.UsageError("--keep starts a new publication: no --etag or --remove")
+        listens = listen_option(listen, target)
+        sys.exit(
+            run_loop(
+                _keep_publishing(
+                    target,
+                    str(presentity),
+                    event,
+                    body,
+                    content_type,
+                    expires,
+                    headers,
+                    t1,
+                    listens,
+                )
+            )
+        )
+    try:
+        response = run_loop(
+            _publish(
+                target,
+                presentity,
+                event,
+                body,
+                content_type,
+                expires,
+                etag,
+                headers,
+                t1,
+            )
+        )
+    except SipError as exc:
+        click.echo(f"pua: error: {exc}", err=True)
+        sys.exit(1)
+    click.echo(response.start_line())
+    for name in ("SIP-ETag", "Expires", "Min-Expires", "Retry-After"):
+        field = response.headers.get(name)
+        if field is not None:
+            click.echo(f"{name}: {field}")
+    if not response.is_success:
+        click.echo(f"pua: error: {response.status} {response.reason}", err=True)
+        sys.exit(1)
+
+
+async def _publish(
+    target: Target,
+    presentity: SipUri,
+    event: str,
+    body: bytes,
+    content_type: str | None,
+    expires: int,
+    etag: str | None,
+    extra: list[tuple[str, str]],
+    t1: float,
+) -> Response:
+    address = await resolve_target(target)
+    host = "::" if ":" in address[0] else "0.0.0.0"
+    timers = TimerConfig(t1=t1, t2=max(4.0, t1))
+    async with SipStack(listen=[Listen("udp", host, 0)], timers=timers) as stack:
+        request: Request = build_publish(
+            pres_uri=str(presentity),
+            event=event,
+            expires=expires,
+            via=stack.via_for(address),
+            ids=stack.ids,
+            call_id=call_id(stack.ids),
+            etag=etag,
+            body=body or None,
+            content_type=content_type,
+            extra_headers=extra,
+            user_agent=f"pua/{__version__}",
+        )
+        return await stack.request(request, address)
+
+
+def _api_publish(
+    api: str,
+    token: str | None,
+    pres_uri: str,
+    event: str,
+    body: bytes,
+    content_type: str | None,
+    expires: int,
+    etag: str | None,
+    extra: list[tuple[str, str]],
+) -> None:
+    headers = "\r\n".join(f"{n}: {v}" for n, v in extra) or "."
+    params = [pres_uri, expires, event, content_type or ".", ".", etag or ".", ".", headers]
+    if body:
+        params.append(body.decode("utf-8", "replace"))
+    result = call_api(api, token, "pua.publish", params)
+    if expires == 0:
+        say("removed")
+        return
+    say(f"SIP-ETag: {result.get('SIP-ETag')}")
+    say(f"Expires: {result.get('Expires')}")
+
+
+async def _keep_publishing(
+    target: Target,
+    pres_uri: str,
+    event: str,
+    body: bytes,
+    content_type: str | None,
+    expires: int,
+    extra: list[tuple[str, str]],
+    t1: float,
+    listen: list[Listen],
+) -> int:
+    stop = stop_event()
+    try:
+        async with make_agent(target, expires, t1, listen, event, content_type) as agent:
+            printer = asyncio.ensure_future(print_events(agent))
+            try:
+                publication = await agent.publish(
+                    pres_uri,
+                    body,
+                    event=event,
+                    expires=-1,
+                    content_type=content_type,
+                    extra_headers=extra,
+                )
+            except PresenceError as exc:
+                say(f"pua: error: {exc}", err=True)
+                return 1
+            await stop.wait()
+            try:
+                async with asyncio.timeout(64 * t1 + 5):
+                    await publication.remove()
+            except (PresenceError, TimeoutError) as exc:
+                say(f"pua: error: removing the publication: {exc or 'timeout'}", err=True)
+                return 1
+            finally:
+                printer.cancel()
+            say("removed")
+            return 0
+    except SipError as exc:
+        say(f"pua: error: {exc}", err=True)
+        return 1

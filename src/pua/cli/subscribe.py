@@ -1,0 +1,133 @@
+"""``pua subscribe``: a subscription held by the command until stopped
+(``--server``), or asked of a running service (``--api``)."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+import click
+
+from pua.bodies import summarize
+from pua.errors import SipError
+from pua.runtime import Listen
+from pua.runtime.loop import run as run_loop
+
+from .app import api_options, call_api, main, say
+from .sending import Target, listen_option, make_agent, print_events, sip_uri_option, stop_event
+
+
+@main.command()
+@click.option(
+    "--server",
+    metavar="URI",
+    help="Next hop, e.g. sip:127.0.0.1:5070 (the presence server).",
+)
+@api_options
+@click.option("--pres-uri", required=True, metavar="URI", help="The resource to watch.")
+@click.option(
+    "--watcher", required=True, metavar="URI", help="Who watches (From of the SUBSCRIBE)."
+)
+@click.option(
+    "--event",
+    default="presence",
+    show_default=True,
+    help="Event package (presence, presence.winfo, message-summary, dialog, reg, ...).",
+)
+@click.option(
+    "--expires",
+    type=click.IntRange(1, 2**32 - 1),
+    default=3600,
+    show_default=True,
+    help="Lifetime asked for in each SUBSCRIBE; refreshed until stopped.",
+)
+@click.option(
+    "--listen",
+    multiple=True,
+    metavar="PROTO:IP:PORT",
+    help="Where NOTIFYs are received (Kamailio syntax; default: chosen for --server).",
+)
+@click.option(
+    "--t1",
+    type=click.FloatRange(0.001, 60),
+    default=0.5,
+    show_default=True,
+    help="RFC 3261 T1 in seconds.",
+)
+def subscribe(
+    server: str,
+    pres_uri: str,
+    watcher: str,
+    event: str,
+    expires: int,
+    listen: tuple[str, ...],
+    t1: float,
+    api: str | None,
+    api_token: str | None,
+) -> None:
+    """Subscribe (RFC 6665) and print every NOTIFY until Ctrl-C or SIGTERM,
+    then unsubscribe.  With --api a running `pua serve` subscribes (and
+    keeps the subscription); follow its NOTIFYs with `pua watch`.
+
+    Exits 0 when stopped by a signal, 1 when the subscription ends for good
+    (rejected, or failed), 2 on bad arguments.
+    """
+    sip_uri_option(pres_uri, "--pres-uri")
+    sip_uri_option(watcher, "--watcher")
+    if api is not None:
+        result = call_api(api, api_token, "pua.subscribe", [pres_uri, watcher, event, expires])
+        record = (result or {}).get("record") or {}
+        say(f"subscribed: {record.get('id', '')}")
+        return
+    if server is None:
+        raise click.UsageError("give --server (subscribe ourselves) or --api (ask a pua service)")
+    target = Target.from_uri(server)
+    listens = listen_option(listen, target)
+    sys.exit(run_loop(_watch(target, pres_uri, watcher, event, expires, t1, listens)))
+
+
+async def _watch(
+    target: Target,
+    pres_uri: str,
+    watcher: str,
+    event: str,
+    expires: int,
+    t1: float,
+    listen: list[Listen],
+) -> int:
+    stop = stop_event()
+    try:
+        async with make_agent(target, expires, t1, listen, event) as agent:
+            printer = asyncio.ensure_future(print_events(agent))
+            try:
+                subscription = agent.subscribe(pres_uri, watcher=watcher, event=event, expires=-1)
+                subscription.start()
+            except ValueError as exc:
+                say(f"pua: error: {exc}", err=True)
+                return 2
+
+            async def show() -> None:
+                async for notification in subscription:
+                    state = notification.state
+                    if notification.reason:
+                        state += f";reason={notification.reason}"
+                    if notification.expires is not None:
+                        state += f" (expires {notification.expires})"
+                    summary = summarize(notification.content_type, notification.body)
+                    say(f"NOTIFY {state}: {summary}")
+
+            reader = asyncio.ensure_future(show())
+            stopper = asyncio.ensure_future(stop.wait())
+            await asyncio.wait({reader, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            stopper.cancel()
+            printer.cancel()
+            if reader.done():
+                say(f"pua: subscription ended: {subscription.reason}", err=True)
+                return 1
+            reader.cancel()
+            await subscription.unsubscribe()
+            say("unsubscribed")
+            return 0
+    except SipError as exc:
+        say(f"pua: error: {exc}", err=True)
+        return 1
