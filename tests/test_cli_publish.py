@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -127,7 +128,12 @@ def test_request_is_retransmitted_until_answered(slow_peer: tuple[int, list[byte
         (["--server", "sip:127.0.0.1", "--pres-uri", ALICE, "--basic", "open", "--expires", "-5"], "--expires"),
         (["--server", "sip:127.0.0.1", "--pres-uri", ALICE, "--basic", "open", "--header", "NoColon"], "--header"),
         (["--server", "sip:127.0.0.1", "--pres-uri", ALICE, "--basic", "maybe"], "--basic"),
-        (["--server", "sip:127.0.0.1", "--pres-uri", ALICE, "--event", "x-custom", "--body-file", "/etc/hostname"], "Content-Type"),
+        # An event with no package is refused as the service refuses it.
+        (["--server", "sip:127.0.0.1", "--pres-uri", ALICE, "--event", "x-custom", "--body-file", "/etc/hostname"], "--event-package NAME=TYPE/SUBTYPE"),
+        # A presence body that is not XML is refused before sending, as by the API.
+        (["--server", "sip:127.0.0.1", "--pres-uri", ALICE, "--body-file", "/etc/hostname"], "malformed XML"),
+        (["--server", "sip:127.0.0.1", "--pres-uri", ALICE, "--event", "message-summary", "--body-file", "/etc/hostname"], "message summary"),
+        (["--server", "sip:127.0.0.1", "--pres-uri", ALICE, "--basic", "open", "--event-package", "bad name=x/y"], "--event-package"),
     ],
 )
 def test_bad_arguments_exit_2_with_a_clear_message(args: list[str], message: str) -> None:
@@ -143,3 +149,37 @@ def test_unresolvable_server_is_a_one_line_error() -> None:
     result = pua("publish", "--server", "sip:no-such-host.invalid", "--pres-uri", ALICE, "--basic", "open")
     assert result.returncode == 1
     assert result.stderr.startswith("pua: error: cannot resolve no-such-host.invalid")
+
+
+def test_a_summary_written_in_an_editor_goes_out_with_crlf(
+    slow_peer: tuple[int, list[bytes]], tmp_path: Path
+) -> None:
+    """A message-summary body written with LF line ends is sent with CRLF
+    (RFC 3842 §5.2), and --server takes host:port without sip:."""
+    port, seen = slow_peer
+    summary = tmp_path / "mwi.txt"
+    summary.write_bytes(b"Messages-Waiting: yes\nMessage-Account: sip:alice@example.com\n"
+                        b"Voice-Message: 2/8 (0/2)\n")
+    result = pua("publish", "--server", f"127.0.0.1:{port}", "--pres-uri", ALICE,
+                 "--event", "message-summary", "--body-file", str(summary), "--t1", "0.05")
+    assert result.returncode == 0, result.stderr
+    body = seen[-1].split(b"\r\n\r\n", 1)[1]
+    assert body == (b"Messages-Waiting: yes\r\nMessage-Account: sip:alice@example.com\r\n"
+                    b"Voice-Message: 2/8 (0/2)\r\n")
+
+
+def test_a_declared_event_goes_out_with_its_content_type(
+    slow_peer: tuple[int, list[bytes]], tmp_path: Path
+) -> None:
+    """--event-package NAME=TYPE lets an event pua has no package for
+    through, with that Content-Type; its XML body is checked first."""
+    port, seen = slow_peer
+    document = tmp_path / "feature.xml"
+    document.write_bytes(b'<?xml version="1.0"?><feature xmlns="urn:x">on</feature>')
+    result = pua("publish", "--server", f"sip:127.0.0.1:{port}", "--pres-uri", ALICE,
+                 "--event", "as-feature-event", "--body-file", str(document), "--t1", "0.05",
+                 "--event-package", "as-feature-event=application/x-as-feature-event+xml")
+    assert result.returncode == 0, result.stderr
+    head = seen[-1].split(b"\r\n\r\n", 1)[0].decode()
+    assert "Event: as-feature-event" in head
+    assert "Content-Type: application/x-as-feature-event+xml" in head

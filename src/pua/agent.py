@@ -232,6 +232,12 @@ class Subscription:
         )
 
     @property
+    def last_failure(self) -> str | None:
+        """Status and reason of the last failed attempt, if any."""
+        failure = self._failure
+        return None if failure is None else f"{failure.status} {failure.reason}"
+
+    @property
     def accepted(self) -> bool:
         """Whether the notifier has ever accepted the subscription (a 2xx or
         a NOTIFY)."""

@@ -10,7 +10,7 @@ from typing import Any
 
 from pua.errors import PuaError
 
-__all__ = ["ApiClient", "ApiError"]
+__all__ = ["ApiClient", "ApiError", "api_url"]
 
 
 # How long a call waits for the API by default: longer than the service
@@ -37,7 +37,7 @@ class ApiClient:
     def __init__(
         self, url: str, token: str | None = None, *, timeout: float = DEFAULT_TIMEOUT
     ) -> None:
-        self.url = url.rstrip("/")
+        self.url = api_url(url)
         self.token = token
         self.timeout = timeout
         self._next_id = 0
@@ -77,6 +77,17 @@ class ApiClient:
             raise ApiError(int(error.get("code", 0)), str(error.get("message", "error")), sip)
         return answer.get("result")
 
+    def get(self, path: str) -> tuple[str, bytes]:
+        """A GET of ``path``: its Content-Type and body, or ApiError."""
+        try:
+            with urllib.request.urlopen(self._request(path), timeout=self.timeout) as reply:
+                return reply.headers.get("Content-Type", ""), reply.read()
+        except urllib.error.HTTPError as exc:
+            raise ApiError(exc.code, _http_message(exc)) from None
+        except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise ApiError(0, f"cannot reach the API at {self.url}: {reason}") from None
+
     def events(self) -> Iterator[dict[str, Any]]:
         """The event stream, one decoded event at a time (until closed)."""
         try:
@@ -91,6 +102,15 @@ class ApiClient:
                 line = raw.decode("utf-8", "replace").rstrip("\r\n")
                 if line.startswith("data: "):
                     yield json.loads(line[6:])
+
+
+def api_url(text: str) -> str:
+    """The API's base URL from a URL or ``IP:PORT`` (as ``pua serve --api``
+    takes it): ``127.0.0.1:8765`` is ``http://127.0.0.1:8765``."""
+    text = text.strip().rstrip("/")
+    if "://" not in text:
+        text = f"http://{text}"
+    return text
 
 
 def _http_message(exc: urllib.error.HTTPError) -> str:

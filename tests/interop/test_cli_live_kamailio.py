@@ -105,9 +105,11 @@ def test_watch_a_kept_publication(kamailio: KamailioPresence, running: list[Runn
 
 
 def test_subscribe_to_unknown_event_is_rejected(kamailio: KamailioPresence, running: list[Running]) -> None:
-    """A subscription the server refuses (489 Bad Event) ends with exit 1 and says why."""
+    """A subscription the server refuses (489 Bad Event) ends with exit 1 and
+    says why; an event pua has no package for must be declared first."""
     watcher = Running("subscribe", "--server", kamailio.uri, "--pres-uri", ALICE,
-                      "--watcher", BOB, "--event", "x-unknown")
+                      "--watcher", BOB, "--event", "x-unknown",
+                      "--event-package", "x-unknown=application/x-unknown+xml")
     running.append(watcher)
     status = watcher.process.wait(timeout=15)
     assert status == 1

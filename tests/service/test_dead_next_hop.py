@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import selectors
+import signal
 import socket
 import subprocess
 import sys
@@ -127,3 +129,34 @@ def test_a_refused_tcp_connection_is_a_503_at_once(service: Start) -> None:
     fault = svc.rpc("pua.subscribe", [BOB, ALICE, "presence", 600])
     assert fault["error"]["code"] == 503, fault
     assert "Transport failed" in fault["error"]["message"]
+
+
+def test_stopping_a_subscription_that_never_worked_says_so() -> None:
+    """`pua subscribe` stopped before any answer came says the subscription
+    was never accepted (with the last failure) and exits 1, instead of
+    claiming it unsubscribed."""
+    with black_hole() as port:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "pua", "subscribe", "--server", f"127.0.0.1:{port}",
+             "--pres-uri", BOB, "--watcher", ALICE, "--t1", "0.01"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        try:
+            assert process.stderr is not None
+            # Wait for the first failure (timer F after 64·T1 = 0.64 s).
+            selector = selectors.DefaultSelector()
+            selector.register(process.stderr, selectors.EVENT_READ)
+            first = ""
+            if selector.select(timeout=30):
+                first = process.stderr.readline()
+            assert first.startswith(f"pua: SUBSCRIBE {BOB} event=presence"), first
+            assert "failed: 408" in first and "backing off" in first, first
+            process.send_signal(signal.SIGTERM)
+            status = process.wait(timeout=30)
+        finally:
+            if process.poll() is None:
+                process.kill()
+        rest = process.stderr.read()
+    assert status == 1
+    assert "the subscription was never accepted (last: 408" in rest, rest
+    assert "unsubscribed" not in process.stdout.read()  # type: ignore[union-attr]

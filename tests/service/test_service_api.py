@@ -234,12 +234,24 @@ def test_cli_as_a_client_of_the_service(service: Start, kamailio: KamailioPresen
     published = pua("publish", "--pres-uri", ALICE, "--basic", "open")
     assert published.returncode == 0, published.stderr
     assert published.stdout.startswith("SIP-ETag: ")
-    listed = pua("list")
-    assert "publication" in listed.stdout and ALICE in listed.stdout
-    shown = subprocess.run([sys.executable, "-m", "pua", "show", ALICE, "--api", svc.api_url],
+    listed = pua("list").stdout.splitlines()
+    assert listed[0].split() == ["KIND", "STATE", "EVENT", "PRESENTITY", "WATCHER", "EXPIRES",
+                                 "ETAG", "ID"]
+    kind, state, event, uri, watcher, expires, etag, record_id = listed[1].split()
+    assert (kind, state, event, uri, watcher) == ("publication", "published", "presence",
+                                                  ALICE, "-")
+    assert expires.endswith("s") and etag != "-"
+    shown = subprocess.run([sys.executable, "-m", "pua", "show", ALICE, "--api", svc.api_url,
+                            "--json"], capture_output=True, text=True, timeout=60, check=False)
+    assert json.loads(shown.stdout)[0]["id"] == record_id
+    # The id that list prints is the one show and unpublish take; --api
+    # also takes IP:PORT, as `pua serve --api` does.
+    address = svc.api_url.removeprefix("http://")
+    shown = subprocess.run([sys.executable, "-m", "pua", "show", record_id, "--api", address],
                            capture_output=True, text=True, timeout=60, check=False)
-    assert json.loads(shown.stdout)[0]["pres_uri"] == ALICE
-    assert pua("unpublish", "--pres-uri", ALICE).stdout.strip() == "removed"
+    assert f"etag: {etag}" in shown.stdout.splitlines(), shown.stdout
+    assert "body (application/pidf+xml):" in shown.stdout and "<basic>open</basic>" in shown.stdout
+    assert pua("unpublish", record_id).stdout.strip() == "removed"
     assert kamailio.presentity_rows(username="alice", domain="example.com") == []
 
 
@@ -275,7 +287,18 @@ def test_watch_prints_the_event_stream(service: Start, sipp_uas: Callable[[str],
             if selector.select(timeout=1.0):
                 line = watcher.stdout.readline()
                 break
-        assert line.startswith("publication.succeeded sip:w"), line
+        _stamp, kind, uri, *rest = line.split()
+        assert kind == "publication.succeeded" and uri.startswith("sip:w"), line
+        assert "event=presence" in rest and "state=published" in rest, line
+        # A removal still names its record, although the record is gone.
+        assert "result" in svc.rpc("pua.unpublish", [uri, "presence"])
+        removed = ""
+        while selector.select(timeout=10.0):
+            removed = watcher.stdout.readline()
+            if "publication.removed" in removed or not removed:
+                break
+        assert f"publication.removed {uri} event=presence" in removed, removed
+        assert "reason=removed" in removed, removed
     finally:
         watcher.kill()
         watcher.wait(timeout=10)

@@ -375,8 +375,11 @@ class PuaMethods:
         }
 
     async def unpublish(self, params: list[Any] | dict[str, Any]) -> dict[str, Any]:
-        """Remove a publication (pres_uri, event, id) and wait for the answer."""
+        """Remove a publication (pres_uri, event, id; or the record's id, as
+        pua.list shows it, in place of pres_uri) and wait for the answer."""
         values = named_params(params, ("pres_uri", "event", "id"), required=1)
+        if await self._end_by_id(_text(values, "pres_uri"), subscription=False):
+            return {"removed": True}
         info = PublishInfo(
             pres_uri=str(_text(values, "pres_uri")),
             event=self._event(_text(values, "event")),
@@ -389,8 +392,13 @@ class PuaMethods:
         return {"removed": True}
 
     async def unsubscribe(self, params: list[Any] | dict[str, Any]) -> dict[str, Any]:
-        """End a subscription (pres_uri, watcher_uri, event, id) and wait for the answer."""
-        values = named_params(params, ("pres_uri", "watcher_uri", "event", "id"), required=2)
+        """End a subscription (pres_uri, watcher_uri, event, id; or the
+        record's id alone, as pua.list shows it) and wait for the answer."""
+        values = named_params(params, ("pres_uri", "watcher_uri", "event", "id"), required=1)
+        if await self._end_by_id(_text(values, "pres_uri"), subscription=True):
+            return {"unsubscribed": True}
+        if values.get("watcher_uri") is None:
+            raise RpcError(INVALID_PARAMS, "Invalid params: missing watcher_uri")
         info = SubscribeInfo(
             pres_uri=str(_text(values, "pres_uri")),
             watcher_uri=str(_text(values, "watcher_uri")),
@@ -402,6 +410,19 @@ class PuaMethods:
         await self.runtime.subscribe(info)
         await self._stored()
         return {"unsubscribed": True}
+
+    async def _end_by_id(self, text: str | None, *, subscription: bool) -> bool:
+        """End the record named by its API id; False when ``text`` is no id."""
+        key = key_from_id(text or "")
+        if key is None:
+            return False
+        record = self.runtime.record(key)
+        if record is None or bool(key.watcher_uri) != subscription:
+            kind = "subscription" if subscription else "publication"
+            raise RpcError(404, f"no such {kind}: {text}")
+        await self.runtime.end(key)
+        await self._stored()
+        return True
 
     async def list_records(self, params: list[Any] | dict[str, Any]) -> list[dict[str, Any]]:
         """Every record (kind: "publication", "subscription" or all)."""

@@ -3,6 +3,7 @@ calling the API, printing."""
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 from typing import Any
@@ -25,7 +26,8 @@ def api_options(fn: Any) -> Any:
         "--api",
         envvar="PUA_API_URL",
         metavar="URL",
-        help="Use a running `pua serve` at this URL (or PUA_API_URL).",
+        help="Use a running `pua serve` at this URL, or IP:PORT as `pua serve --api` takes"
+        " it (or PUA_API_URL).",
     )(fn)
 
 
@@ -33,6 +35,9 @@ def api_options(fn: Any) -> Any:
 @click.version_option(__version__, prog_name="pua")
 def main() -> None:
     """pua: a SIP Presence User Agent (PUBLISH and SUBSCRIBE on behalf of others)."""
+    # What goes wrong with a record (pua.runtime.failures) reaches the
+    # terminal as the service's log has it; `pua serve` sets its own.
+    logging.basicConfig(level=logging.WARNING, format="pua: %(message)s", stream=sys.stderr)
 
 
 def say(line: str, *, err: bool = False) -> None:

@@ -11,8 +11,9 @@ import click
 
 from pua import __version__
 from pua.bodies import basic_pidf
+from pua.core.packages import prepare_body
 from pua.core.requests import build_publish, parse_extra_headers
-from pua.errors import PresenceError, SipError, UsageError
+from pua.errors import BodyError, PresenceError, SipError, UsageError
 from pua.runtime import Listen, SipStack
 from pua.runtime.loop import run as run_loop
 from pua.sip import Request, Response, SipUri, TimerConfig
@@ -20,10 +21,12 @@ from pua.sip.ids import call_id
 
 from .app import api_options, call_api, main, say
 from .sending import (
-    PACKAGES,
     Target,
+    event_package,
+    event_package_option,
     listen_option,
     make_agent,
+    packages,
     print_events,
     resolve_target,
     sip_uri_option,
@@ -104,6 +107,13 @@ from .sending import (
     metavar="PROTO:IP:PORT",
     help="With --keep: where to listen (Kamailio syntax, e.g. udp:127.0.0.1:5062).",
 )
+@event_package_option
+@click.option(
+    "--wait/--no-wait",
+    default=True,
+    show_default=True,
+    help="With --api: wait for the outcome of the first PUBLISH, or only hand it over.",
+)
 def publish(
     server: str,
     pres_uri: str,
@@ -121,6 +131,8 @@ def publish(
     listen: tuple[str, ...],
     api: str | None,
     api_token: str | None,
+    event_packages: tuple[str, ...],
+    wait: bool,
 ) -> None:
     """Send one PUBLISH (RFC 3903) and print the answer.
 
@@ -154,13 +166,23 @@ def publish(
             raise click.UsageError("--basic builds a presence document; use --event presence")
     elif body_file is not None:
         body = body_file.read_bytes()
-    if body and content_type is None:
-        package = PACKAGES.by_name(event)
-        content_type = package.content_type if package is not None else None
-        if content_type is None:
-            raise click.UsageError(
-                f"no default Content-Type for event {event!r}: give --content-type"
-            )
+    if api is None:
+        # Checked as the service checks what it is asked to publish.
+        package = event_package(packages(event_packages), event)
+        if body and content_type is None:
+            content_type = package.content_type
+            if content_type is None:
+                raise click.UsageError(f"event {event!r} cannot be published (subscribe only)")
+        if body:
+            try:
+                body = prepare_body(package, body, content_type=content_type, tuple_id=tuple_id)
+            except BodyError as exc:
+                raise click.BadParameter(str(exc), param_hint="--body-file") from None
+    elif event_packages:
+        raise click.UsageError(
+            "--event-package is for sending ourselves: a service takes packages from its"
+            " events setting"
+        )
     if any("\r" in line or "\n" in line for line in extra_headers):
         raise click.BadParameter("one header per --header", param_hint="--header")
     try:
@@ -172,7 +194,16 @@ def publish(
         if keep:
             raise click.UsageError("--keep is for the one-shot mode: the service keeps it anyway")
         _api_publish(
-            api, api_token, str(presentity), event, body, content_type, expires, etag, headers
+            api,
+            api_token,
+            str(presentity),
+            event,
+            body,
+            content_type,
+            expires,
+            etag,
+            headers,
+            wait=wait,
         )
         return
     if server is None:
@@ -194,6 +225,7 @@ def publish(
                     headers,
                     t1,
                     listens,
+                    event_packages,
                 )
             )
         )
@@ -265,17 +297,30 @@ def _api_publish(
     expires: int,
     etag: str | None,
     extra: list[tuple[str, str]],
+    *,
+    wait: bool,
 ) -> None:
-    headers = "\r\n".join(f"{n}: {v}" for n, v in extra) or "."
-    params = [pres_uri, expires, event, content_type or ".", ".", etag or ".", ".", headers]
-    if body:
-        params.append(body.decode("utf-8", "replace"))
-    result = call_api(api, token, "pua.publish", params)
+    params: dict[str, object] = {
+        "pres_uri": pres_uri,
+        "expires": expires,
+        "event": event,
+        "content_type": content_type if body else None,
+        "etag": etag,
+        "extra_headers": [f"{n}: {v}" for n, v in extra],
+        "body": body.decode("utf-8", "replace") if body else None,
+        "wait": wait,
+    }
+    result = call_api(api, token, "pua.publish", {k: v for k, v in params.items() if v is not None})
+    record = result.get("record") or {}
+    if not wait:
+        say(f"handed over: {record.get('id', '')} ({record.get('state', '')})")
+        return
     if expires == 0:
         say("removed")
         return
     say(f"SIP-ETag: {result.get('SIP-ETag')}")
     say(f"Expires: {result.get('Expires')}")
+    say(f"id: {record.get('id', '')}")
 
 
 async def _keep_publishing(
@@ -288,10 +333,11 @@ async def _keep_publishing(
     extra: list[tuple[str, str]],
     t1: float,
     listen: list[Listen],
+    declared: tuple[str, ...],
 ) -> int:
     stop = stop_event()
     try:
-        async with make_agent(target, expires, t1, listen, event, content_type) as agent:
+        async with make_agent(target, expires, t1, listen, declared) as agent:
             printer = asyncio.ensure_future(print_events(agent))
             try:
                 publication = await agent.publish(

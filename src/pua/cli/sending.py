@@ -8,6 +8,7 @@ import ipaddress
 import signal
 import socket
 from dataclasses import dataclass
+from typing import Any
 
 import click
 
@@ -15,20 +16,17 @@ from pua import __version__
 from pua.agent import Agent
 from pua.core import (
     EventPackage,
-    PublicationFailed,
+    EventRegistry,
     PublicationSucceeded,
-    SubscriptionFailed,
     default_registry,
 )
+from pua.core.packages import parse_event_spec
 from pua.core.requests import Destination, parse_next_hop
 from pua.errors import RemoteProtocolError, SipError, UsageError
 from pua.runtime import Listen
 from pua.sip import SipUri, parse_uri
 
-from .app import retry_text, say
-
-# The built-in event packages: names and default Content-Types.
-PACKAGES = default_registry()
+from .app import say
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,8 +39,10 @@ class Target:
 
     @classmethod
     def from_uri(cls, text: str) -> Target:
-        """``sip:host[:port][;transport=udp]`` -> Target (port 5060 by default),
-        read by the engine's next-hop parser."""
+        """``sip:host[:port][;transport=udp]``, or ``host[:port]`` alone, ->
+        Target (port 5060 by default), read by the engine's next-hop parser."""
+        if not text.lower().startswith(("sip:", "sips:")):
+            text = f"sip:{text}"
         try:
             hop = parse_next_hop(text)
         except UsageError as exc:
@@ -109,13 +109,47 @@ def stop_event() -> asyncio.Event:
     return stop
 
 
+def event_package_option(fn: Any) -> Any:
+    """--event-package NAME=TYPE: an event pua has no package for (the
+    command line's form of the service's ``events`` setting)."""
+    return click.option(
+        "--event-package",
+        "event_packages",
+        multiple=True,
+        metavar="NAME=TYPE/SUBTYPE",
+        help="Declare an event package pua does not know, e.g. "
+        "as-feature-event=application/x-as-feature-event+xml (repeatable).",
+    )(fn)
+
+
+def packages(declared: tuple[str, ...]) -> EventRegistry:
+    """The built-in packages and the declared ones (click errors for bad ones)."""
+    registry = default_registry()
+    for spec in declared:
+        try:
+            registry.add_custom(*parse_event_spec(spec))
+        except UsageError as exc:
+            raise click.BadParameter(str(exc), param_hint="--event-package") from None
+    return registry
+
+
+def event_package(registry: EventRegistry, event: str) -> EventPackage:
+    """The package of ``event``: an unknown one is refused, as the service
+    refuses it, naming the known ones and how to declare another."""
+    try:
+        return registry.lookup(event)
+    except UsageError as exc:
+        raise click.BadParameter(
+            f"{exc}; here: --event-package NAME=TYPE/SUBTYPE", param_hint="--event"
+        ) from None
+
+
 def make_agent(
     target: Target,
     expires: int,
     t1: float,
     listen: list[Listen],
-    event: str,
-    content_type: str | None = None,
+    declared: tuple[str, ...] = (),
 ) -> Agent:
     agent = Agent(
         server=target.uri,
@@ -124,23 +158,13 @@ def make_agent(
         t1=t1,
         user_agent=f"pua/{__version__}",
     )
-    if agent.registry.by_name(event) is None:
-        # The command line sends any event the user names (the server
-        # decides): one it does not know is registered as a package first.
-        used = {int(package.flag) for package in agent.registry}
-        flag = 1 << 16
-        while flag in used:
-            flag <<= 1
-        agent.add_event(EventPackage(flag=flag, name=event, content_type=content_type))
+    for spec in declared:
+        agent.registry.add_custom(*parse_event_spec(spec))
     return agent
 
 
 async def print_events(agent: Agent) -> None:
-    """One line per publication result or subscription failure."""
+    """One line per publication result (failures are in the log)."""
     async for event in agent.events():
         if isinstance(event, PublicationSucceeded):
             say(f"published ({event.kind}): SIP-ETag {event.etag}, Expires {event.expires}")
-        elif isinstance(event, PublicationFailed | SubscriptionFailed):
-            method = "PUBLISH" if isinstance(event, PublicationFailed) else "SUBSCRIBE"
-            retry = retry_text(event.retry_at)
-            say(f"pua: {method} failed: {event.status} {event.reason}{retry}", err=True)

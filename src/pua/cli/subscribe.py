@@ -14,7 +14,17 @@ from pua.runtime import Listen
 from pua.runtime.loop import run as run_loop
 
 from .app import api_options, call_api, main, say
-from .sending import Target, listen_option, make_agent, print_events, sip_uri_option, stop_event
+from .sending import (
+    Target,
+    event_package,
+    event_package_option,
+    listen_option,
+    make_agent,
+    packages,
+    print_events,
+    sip_uri_option,
+    stop_event,
+)
 
 
 @main.command()
@@ -54,6 +64,13 @@ from .sending import Target, listen_option, make_agent, print_events, sip_uri_op
     show_default=True,
     help="RFC 3261 T1 in seconds.",
 )
+@event_package_option
+@click.option(
+    "--wait/--no-wait",
+    default=True,
+    show_default=True,
+    help="With --api: wait for the outcome of the first SUBSCRIBE, or only hand it over.",
+)
 def subscribe(
     server: str,
     pres_uri: str,
@@ -64,6 +81,8 @@ def subscribe(
     t1: float,
     api: str | None,
     api_token: str | None,
+    event_packages: tuple[str, ...],
+    wait: bool,
 ) -> None:
     """Subscribe (RFC 6665) and print every NOTIFY until Ctrl-C or SIGTERM,
     then unsubscribe.  With --api a running `pua serve` subscribes (and
@@ -75,15 +94,33 @@ def subscribe(
     sip_uri_option(pres_uri, "--pres-uri")
     sip_uri_option(watcher, "--watcher")
     if api is not None:
-        result = call_api(api, api_token, "pua.subscribe", [pres_uri, watcher, event, expires])
+        if event_packages:
+            raise click.UsageError(
+                "--event-package is for subscribing ourselves: a service takes packages"
+                " from its events setting"
+            )
+        params = {
+            "pres_uri": pres_uri,
+            "watcher_uri": watcher,
+            "event": event,
+            "expires": expires,
+            "wait": wait,
+        }
+        result = call_api(api, api_token, "pua.subscribe", params)
         record = (result or {}).get("record") or {}
-        say(f"subscribed: {record.get('id', '')}")
+        if wait:
+            say(f"subscribed ({result.get('state')}): {record.get('id', '')}")
+        else:
+            say(f"handed over: {record.get('id', '')} ({record.get('state', '')})")
         return
     if server is None:
         raise click.UsageError("give --server (subscribe ourselves) or --api (ask a pua service)")
+    event_package(packages(event_packages), event)
     target = Target.from_uri(server)
     listens = listen_option(listen, target)
-    sys.exit(run_loop(_watch(target, pres_uri, watcher, event, expires, t1, listens)))
+    sys.exit(
+        run_loop(_watch(target, pres_uri, watcher, event, expires, t1, listens, event_packages))
+    )
 
 
 async def _watch(
@@ -94,10 +131,11 @@ async def _watch(
     expires: int,
     t1: float,
     listen: list[Listen],
+    declared: tuple[str, ...],
 ) -> int:
     stop = stop_event()
     try:
-        async with make_agent(target, expires, t1, listen, event) as agent:
+        async with make_agent(target, expires, t1, listen, declared) as agent:
             printer = asyncio.ensure_future(print_events(agent))
             try:
                 subscription = agent.subscribe(pres_uri, watcher=watcher, event=event, expires=-1)
@@ -125,7 +163,13 @@ async def _watch(
                 say(f"pua: subscription ended: {subscription.reason}", err=True)
                 return 1
             reader.cancel()
+            accepted = subscription.accepted
             await subscription.unsubscribe()
+            if not accepted:
+                # Nothing to end at the server: say so, not "unsubscribed".
+                last = f" (last: {subscription.last_failure})" if subscription.last_failure else ""
+                say(f"pua: stopped: the subscription was never accepted{last}", err=True)
+                return 1
             say("unsubscribed")
             return 0
     except SipError as exc:
