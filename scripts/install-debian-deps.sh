@@ -12,7 +12,7 @@
 # exists), and a Kamailio service started anyway is stopped afterwards.
 set -eu
 
-PACKAGES="kamailio kamailio-presence-modules kamailio-sqlite-modules sip-tester sqlite3 ncurses-base
+PACKAGES="kamailio kamailio-presence-modules kamailio-sqlite-modules sip-tester sqlite3 ncurses-base curl
           kamailio-mysql-modules kamailio-postgres-modules
           chromium chromium-driver"
 

@@ -140,3 +140,24 @@ async def test_outbound_proxy_is_the_seeds_name_for_the_next_hop() -> None:
         assert peer.requests[-1].body == text.encode()
     with pytest.raises(UsageError, match="server or outbound_proxy"):
         pua.Agent(server=uri, outbound_proxy="sip:192.0.2.1:5060")
+
+
+async def test_a_failed_first_attempt_raises_with_retrying_and_the_record_stays() -> None:
+    """A 503 to the first PUBLISH and SUBSCRIBE: publish() and wait_active()
+    raise with the status, reason, retrying True and the record's key; the
+    engine keeps both records and retries."""
+    peer, uri = await server(503)
+    body = basic_pidf("sip:alice@example.com", "open", tuple_id="t1")
+    async with pua.Agent(server=uri, cleanup_on_exit=False) as agent:
+        with pytest.raises(pua.PublishError) as info:
+            await agent.publish("sip:alice@example.com", body)
+        assert (info.value.status, info.value.reason) == (503, "Service Unavailable")
+        assert info.value.retrying is True and info.value.retry_at is not None
+        assert agent.runtime.record(info.value.key) is not None
+        sub = agent.subscribe("sip:carol@example.com", watcher="sip:bob@example.com")
+        with pytest.raises(pua.SubscribeError) as failed:
+            await sub.wait_active()
+        assert failed.value.status == 503 and failed.value.retrying is True
+        assert not sub.accepted and sub.last_failure == "503 Service Unavailable"
+        assert agent.runtime.record(failed.value.key) is not None
+    assert [r.method for r in peer.requests] == ["PUBLISH", "SUBSCRIBE"]

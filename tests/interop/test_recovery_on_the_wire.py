@@ -21,6 +21,7 @@ from pua.core import (
     SubscriptionTerminated,
 )
 from pua.core.events import EngineEvent
+from pua.errors import PublishError
 from pua.runtime import Listen, PresenceRuntime
 from tests.conftest import peer_or_skip
 from tests.peers.sipp import SippUAS, subscribe_terminated_uas
@@ -91,10 +92,20 @@ async def test_423_adopts_min_expires(sipp_uas: Callable[[str], SippUAS]) -> Non
 
 
 async def test_503_retry_after_is_honoured(sipp_uas: Callable[[str], SippUAS]) -> None:
-    """503 with Retry-After: 1: the PUBLISH comes again about a second later."""
+    """503 with Retry-After: 1: the waiting call answers with the 503 and
+    when pua tries again (a second later, as the server asked); that try
+    succeeds in the background."""
     uas = sipp_uas("publish_503_retry_after")
     async with runtime_for(uas) as runtime:
-        ok = await runtime.publish(PublishInfo(pres_uri=ALICE, body=BODY, expires=60))
+        succeeded = asyncio.ensure_future(
+            wait_event(runtime, lambda e: isinstance(e, PublicationSucceeded))
+        )
+        with pytest.raises(PublishError) as failed:
+            await runtime.publish(PublishInfo(pres_uri=ALICE, body=BODY, expires=60))
+        assert failed.value.status == 503 and failed.value.retrying
+        assert failed.value.retry_at is not None
+        assert failed.value.retry_at - runtime.now() > 0.5  # Retry-After, not an instant retry
+        ok = await succeeded
         assert isinstance(ok, PublicationSucceeded)
     stats = uas.stop(timeout=2)
     assert stats.failed == 0, stats.errors

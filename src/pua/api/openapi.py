@@ -77,6 +77,9 @@ _ERROR = {
                 "message": {"type": "string"},
                 "sip_status": {"type": "integer"},
                 "sip_reason": {"type": "string"},
+                "retrying": {"type": "boolean"},
+                "retry_at": {"type": ["number", "null"]},
+                "id": {"type": "string"},
             },
         }
     },
@@ -102,7 +105,12 @@ _ERRORS = {
         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
     },
     "502": {
-        "description": "The SIP server refused",
+        "description": "The first attempt failed: sip_status and sip_reason say how,"
+        " retrying whether pua keeps trying in the background (retry_at: when), id the record",
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    },
+    "504": {
+        "description": "No answer from the SIP side in time (sip_status 408), same fields",
         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
     },
 }
@@ -169,7 +177,8 @@ OPENAPI: dict[str, Any] = {
         "/publications": {
             "get": {"summary": "Publications", "responses": _ok(_LIST)},
             "post": {
-                "summary": "Publish (waits for the server's 2xx unless wait is false)",
+                "summary": "Publish: waits for the outcome of the first attempt (the 2xx or"
+                " the failure, bounded by 3·64·T1 + T4) unless wait is false",
                 "requestBody": {
                     "required": True,
                     "content": {
@@ -185,7 +194,14 @@ OPENAPI: dict[str, Any] = {
                                     "content_type": {"type": "string"},
                                     "id": {"type": "string"},
                                     "etag": {"type": "string"},
-                                    "extra_headers": {"type": "string"},
+                                    "outbound_proxy": {"type": "string"},
+                                    "extra_headers": {
+                                        "oneOf": [
+                                            {"type": "string"},
+                                            {"type": "array", "items": {"type": "string"}},
+                                        ],
+                                        "description": "'Name: value' lines",
+                                    },
                                     "wait": {"type": "boolean", "default": True},
                                 },
                             }
@@ -212,7 +228,8 @@ OPENAPI: dict[str, Any] = {
         "/subscriptions": {
             "get": {"summary": "Subscriptions", "responses": _ok(_LIST)},
             "post": {
-                "summary": "Subscribe",
+                "summary": "Subscribe: waits for the first NOTIFY (or the 2xx when none"
+                " comes within 64·T1), or the failure, unless wait is false",
                 "requestBody": {
                     "required": True,
                     "content": {
@@ -226,6 +243,7 @@ OPENAPI: dict[str, Any] = {
                                     "event": {"type": "string", "default": "presence"},
                                     "expires": {"type": "integer", "default": 3600},
                                     "id": {"type": "string"},
+                                    "wait": {"type": "boolean", "default": True},
                                 },
                             }
                         }

@@ -300,10 +300,13 @@ class PresenceEngine:
         """
         ctx = self._ctx
         package = self.registry.lookup(info.event)
-        check_uri(info.pres_uri, "pres_uri")
         check_uri(info.watcher_uri, "watcher_uri")
         target = info.remote_target or info.pres_uri
-        self._check_route(target, "remote_target", info.outbound_proxy, info.expires)
+        if info.remote_target:
+            check_uri(info.pres_uri, "pres_uri")
+            self._check_route(target, "remote_target", info.outbound_proxy, info.expires)
+        else:  # the request goes to pres_uri itself: one check of it
+            self._check_route(target, "pres_uri", info.outbound_proxy, info.expires)
         if info.contact is not None:
             check_uri(info.contact, "contact")
         extra = parse_extra_headers(info.extra_headers)
