@@ -195,6 +195,12 @@ def _int(values: dict[str, Any], name: str, default: int) -> int:
         raise RpcError(INVALID_PARAMS, f"Invalid params: {name} must be an integer") from None
 
 
+def _publish_required(params: list[Any] | dict[str, Any]) -> int:
+    # Kamailio's positional form needs pres_uri and expires; by name, as on
+    # REST, expires defaults to 3600.
+    return 2 if isinstance(params, list) else 1
+
+
 def truth(values: dict[str, Any], name: str, default: bool) -> bool:
     value = values.get(name)
     if value is None:
@@ -325,13 +331,13 @@ class PuaMethods:
         :func:`presence_fault`; Kamailio 5.6 returns an empty result
         instead).  With ``wait`` false it answers at once, as
         ``pua.send_publish`` does."""
-        values = named_params(params, PUBLISH_PARAMS, required=2)
+        values = named_params(params, PUBLISH_PARAMS, required=_publish_required(params))
         return await self.publish_values(values, wait=truth(values, "wait", True))
 
     async def send_publish(self, params: list[Any] | dict[str, Any]) -> dict[str, Any]:
         """Publish without waiting (Kamailio's pua.send_publish); the outcome
         comes on the event stream.  ``wait`` true makes it ``pua.publish``."""
-        values = named_params(params, PUBLISH_PARAMS, required=2)
+        values = named_params(params, PUBLISH_PARAMS, required=_publish_required(params))
         return await self.publish_values(values, wait=truth(values, "wait", False))
 
     async def publish_values(self, values: dict[str, Any], *, wait: bool) -> dict[str, Any]:
