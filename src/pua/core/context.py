@@ -22,6 +22,7 @@ from pua.sip.message import Request, Response
 from pua.sip.timers import DeadlineQueue
 from pua.sip.transaction import Address
 
+from .auth import Authenticator
 from .config import EngineConfig
 from .events import CallbackFailed, EngineEvent
 from .lifetimes import Lifetimes
@@ -197,6 +198,7 @@ class EngineContext:
         self.config = config
         self.ids = ids
         self.registry = registry
+        self.auth = Authenticator(ids)
         self.deadlines = DeadlineQueue()
         self.endpoint = SipEndpoint(timers=config.timers, deadlines=self.deadlines)
         self.table = RecordTable(config.hash_size)
@@ -241,6 +243,7 @@ class EngineContext:
         """Start a client transaction for ``record``'s request; its answer
         goes to the callback of ``answers`` (see work.answered_for)."""
         self.disarm(record)
+        self.auth.prepare(record, request, destination)
         tx = self.endpoint.send_request(
             request, (destination.host, destination.port), destination.transport, now
         )

@@ -28,11 +28,13 @@ from typing import Any
 
 from pua.errors import BodyError, StateError, UsageError
 from pua.sip import MessageDropped, RequestReceived, ResponseReceived, SipUri
+from pua.sip.auth import Credentials
 from pua.sip.endpoint import Datagram, TransactionTimedOut, TransportFailed
 from pua.sip.ids import Ids
 from pua.sip.transaction import Address, ClientTransaction
 
 from .answers import Answer, read_answer
+from .auth import Authenticator
 from .config import EngineConfig
 from .context import Callback, ChangeTracker, EngineContext
 from .events import EngineEvent
@@ -54,7 +56,7 @@ from .records import (
     intern_text,
     new_dialog_id,
 )
-from .requests import check_uri, parse_extra_headers, parse_next_hop
+from .requests import Destination, check_uri, parse_extra_headers, parse_next_hop
 from .subscriber import Subscriber
 from .subscription import SubInput
 
@@ -147,8 +149,20 @@ class PresenceEngine:
         return self._ctx.endpoint.waiting()
 
     def counters(self) -> dict[str, int]:
-        """Requests sent, NOTIFYs received, refreshes, recoveries, retries."""
-        return self._ctx.counters.as_dict()
+        """Requests sent, NOTIFYs received, refreshes, recoveries, retries,
+        challenges answered and nonces used again."""
+        auth = self._ctx.auth
+        return {
+            **self._ctx.counters.as_dict(),
+            "challenges_answered": auth.challenges_answered,
+            "nonces_reused": auth.nonces_reused,
+        }
+
+    @property
+    def credentials(self) -> Credentials:
+        """The credentials digest challenges are answered with (add to it:
+        ``engine.credentials.add(Credential(...))``)."""
+        return self._ctx.auth.credentials
 
     def responses_by_status(self) -> dict[int, int]:
         """Final answers to our requests by status (408 and 503 for local
@@ -395,12 +409,16 @@ class PresenceEngine:
         while (event := endpoint.next_event()) is not None:
             if isinstance(event, ResponseReceived):
                 response = event.response
-                if not response.is_provisional:
-                    publish = event.transaction.key[1] == "PUBLISH"
-                    answer = read_answer(
-                        response, response.status, response.reason, publish=publish
-                    )
-                    self._on_final(event.transaction.owner, event.transaction.key, answer, now)
+                if response.is_provisional:
+                    continue
+                status = response.status
+                if status in (401, 407) and self._authenticate(event, now):
+                    continue  # sent again with our answer to the challenge
+                publish = event.transaction.key[1] == "PUBLISH"
+                answer = read_answer(response, status, response.reason, publish=publish)
+                if status in (401, 407) and (realm := Authenticator.realm_of(response)):
+                    answer = answer._replace(reason=f'{answer.reason} (realm "{realm}")')
+                self._on_final(event.transaction.owner, event.transaction.key, answer, now)
             elif isinstance(event, TransactionTimedOut):
                 answer = Answer(status=408, reason="Request Timeout (local)")
                 self._on_final(event.transaction.owner, event.transaction.key, answer, now)
@@ -412,6 +430,34 @@ class PresenceEngine:
             elif isinstance(event, MessageDropped):
                 pass
         ctx.callbacks.drain()
+
+    def _authenticate(self, event: ResponseReceived, now: float) -> bool:
+        """Answer a 401 or 407 to a record's request in flight: the request
+        goes again at once as a new transaction (pua.core.auth); True when
+        it went."""
+        ctx = self._ctx
+        owner, tx, request = event.transaction.owner, event.transaction, event.request
+        if request is None or not ctx.auth.credentials:
+            return False
+        if not isinstance(owner, (PublicationRecord, SubscriptionRecord)) or not owner.held:
+            return False
+        flight = owner.flight
+        if flight is None or flight.tx_key != tx.key:
+            return False
+        host, port = tx.address
+        hop = Destination(host, port, tx.transport)
+        if not ctx.auth.answer(owner, request, event.response, hop, flight.auth_tries):
+            return False
+        via = ctx.router.via(tx.transport)  # a new transaction: a new branch
+        request.headers.set("Via", str(via))
+        request.headers.remember("via:top", via)
+        again = ctx.endpoint.send_request(request, tx.address, tx.transport, now)
+        again.owner = owner
+        flight.tx_key = again.key
+        flight.auth_tries += 1
+        counts = ctx.counters.responses
+        counts[event.response.status] = counts.get(event.response.status, 0) + 1
+        return True
 
     def _on_final(self, owner: object, tx_key: tuple[str, str], answer: Answer, now: float) -> None:
         counts = self._ctx.counters.responses

@@ -15,6 +15,7 @@ class InFlight:
 
     __slots__ = (
         "api",
+        "auth_tries",
         "body",
         "callback",
         "cb_param",
@@ -35,6 +36,7 @@ class InFlight:
         # Expiry a NOTIFY announced while a SUBSCRIBE was in flight: the
         # refresh follows the sooner of it and the 2xx.
         self.notify_until = 0.0
+        self.auth_tries = 0  # challenges answered for this request (pua.core.auth)
 
 
 class Pending:

@@ -58,6 +58,9 @@ class ResponseReceived:
 
     transaction: ClientTransaction
     response: Response
+    request: Request | None = None
+    """The request answered (given with a final answer: the transaction
+    lets go of it as it ends)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -238,7 +241,9 @@ class SipEndpoint:
             tx.final_response = response
             self._deadlines.cancel(tx, "timer_e")
             self._deadlines.cancel(tx, "timer_f")
-            self._events.append(ResponseReceived(transaction=tx, response=response))
+            self._events.append(
+                ResponseReceived(transaction=tx, response=response, request=tx.request)
+            )
             if tx.reliable:
                 self._client_input(tx, ClientInput.TIMER_K, now)
             else:
