@@ -38,7 +38,9 @@ def test_every_setting_has_help_and_a_flag() -> None:
         assert option.help and "[default: " in option.help, item.name
         if isinstance(item.default, bool):
             assert option.secondary_opts == ["--no-" + flag_of(item.name)[2:]]
-        if isinstance(item.default, tuple):
+        if item.metadata.get("from_file"):
+            assert not option.multiple and option.metavar == "FILE", item.name
+        elif isinstance(item.default, tuple):
             assert option.multiple, item.name
     extra = set(options) - {f.name for f in fields(Settings)}
     assert extra == {"config_file", "print_config"}

@@ -22,6 +22,7 @@ from pua.core import default_registry
 from pua.core.packages import parse_event_spec
 from pua.errors import PuaError, RemoteProtocolError
 from pua.runtime.transports import Listen
+from pua.sip.auth import Credential
 from pua.sip.uri import SipUri, parse_uri
 from pua.store.errors import mask_url
 
@@ -136,6 +137,49 @@ class Settings:
         flag="event",
     )
 
+    auth_username: str | None = _setting(
+        None,
+        "Username answering digest challenges (401/407) for every identity and realm; "
+        "credentials narrow it per identity and realm",
+        metavar="NAME",
+    )
+    auth_password: str | None = _setting(
+        None,
+        "Its password: read from a file with --auth-password-file, or PUA_AUTH_PASSWORD; "
+        "never a plain flag",
+        metavar="FILE",
+        secret=True,
+        flag="auth_password_file",
+        from_file=True,
+    )
+    auth_ha1: str | None = _setting(
+        None,
+        "Or its stored MD5 HA1 (Kamailio's subscriber.ha1): answers MD5 challenges only",
+        metavar="HEX",
+        secret=True,
+    )
+    credentials: tuple[Credential, ...] = _setting(
+        (),
+        "Credentials per identity and realm: [[credentials]] tables (uri, realm, username, "
+        "password or ha1) in the config file, or a TOML file of them",
+        metavar="FILE",
+        secret=True,
+        flag="credentials_file",
+        from_file=True,
+    )
+
+    @property
+    def all_credentials(self) -> list[Credential]:
+        """The [[credentials]], then the default one (auth_username), if any."""
+        out = list(self.credentials)
+        if self.auth_username:
+            out.append(
+                Credential(
+                    username=self.auth_username, password=self.auth_password, ha1=self.auth_ha1
+                )
+            )
+        return out
+
     @property
     def event_packages(self) -> list[tuple[str, str]]:
         """The extra event packages as (name, content type), in order."""
@@ -183,9 +227,44 @@ def _split_hostport(text: str, name: str) -> tuple[str, int]:
     return host, int(port)
 
 
+def _credentials(value: Any, where: str) -> tuple[Credential, ...]:
+    """[[credentials]] tables, or the path of a TOML file holding them."""
+    if isinstance(value, str):
+        try:
+            data = tomllib.loads(Path(value).read_text())
+        except OSError as exc:
+            raise ConfigError(f"{where}: {value}: {exc.strerror or exc}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{where}: {value}: {exc}") from None
+        value = data.get("credentials", [])
+    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+        raise ConfigError(f"{where}: expected [[credentials]] tables")
+    out = []
+    for n, table in enumerate(value, 1):
+        unknown = sorted(set(table) - {"uri", "realm", "username", "password", "ha1"})
+        if unknown:
+            raise ConfigError(f"{where}: credentials #{n}: unknown key(s) {', '.join(unknown)}")
+        if not all(isinstance(v, str) for v in table.values()):
+            raise ConfigError(f"{where}: credentials #{n}: every value is text")
+        try:
+            out.append(Credential(**table))
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{where}: credentials #{n}: {exc}") from None
+    return tuple(out)
+
+
 def _coerce(name: str, value: Any, source: str) -> Any:
     """Turn a value from TOML, the environment or a flag into the setting's type."""
     where = f"{name} (from {source})"
+    if name == "credentials":
+        return _credentials(value, where)
+    if _FIELDS[name].metadata.get("from_file") and source.startswith("--"):
+        # A secret on the command line is read from a file: a flag's value
+        # is seen by every user of the machine (ps).
+        try:
+            value = Path(str(value)).read_text().rstrip("\r\n")
+        except OSError as exc:
+            raise ConfigError(f"{where}: {value}: {exc.strerror or exc}") from None
     defaults = {f.name: f.default for f in fields(Settings)}
     default = defaults[name]
     if isinstance(default, tuple):
@@ -234,6 +313,15 @@ def _check(settings: Settings, sources: Mapping[str, str]) -> None:
     def fail(name: str, message: str) -> ConfigError:
         return ConfigError(f"{name} (from {sources.get(name, 'default')}): {message}")
 
+    if settings.auth_username and not (settings.auth_password or settings.auth_ha1):
+        raise fail("auth_username", "needs auth_password (or auth_ha1)")
+    if (settings.auth_password or settings.auth_ha1) and not settings.auth_username:
+        raise fail("auth_password", "needs auth_username")
+    if settings.auth_username:
+        try:
+            settings.all_credentials  # noqa: B018 - building them is the check
+        except ValueError as exc:
+            raise fail("auth_ha1" if settings.auth_ha1 else "auth_password", str(exc)) from None
     if not 1 <= settings.hash_size <= 20:
         raise fail("hash_size", f"must be between 1 and 20, not {settings.hash_size}")
     if settings.min_expires < 0:
@@ -386,6 +474,10 @@ def _shown(name: str, value: Any) -> str:
     """A value as TOML, secrets masked."""
     if value is None:
         return '""'
+    if name == "credentials":
+        # Who and where, never the secret.
+        shown = [f"{c.username}@{c.realm or '*'} for {c.uri or '*'}" for c in value]
+        return "[" + ", ".join(json.dumps(item) for item in shown) + "]"
     if _FIELDS[name].metadata.get("secret"):
         return '"****"'
     if name == "db_url":

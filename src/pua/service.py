@@ -88,6 +88,8 @@ class Service:
             tls_client=tls_client,
         )
         # Before the store is read: a stored record names its event by flag.
+        for credential in settings.all_credentials:
+            self.runtime.credentials.add(credential)
         for name, content_type in settings.event_packages:
             self.runtime.registry.add_custom(name, content_type)
         self.api: ApiServer | None = None

@@ -205,10 +205,10 @@ def test_each_algorithm_computes_as_a_server_does(algorithm: str) -> None:
 def test_rfc_7616_example_and_stored_ha1() -> None:
     """RFC 7616 §3.9.1's example for MD5 and SHA-256; a stored HA1 answers
     MD5 and is not offered for SHA-256; userhash hides the username."""
-    example = dict(realm="http-auth@example.org",
-                   nonce="7ypf/xlj9XXwfDPEoM4URrv/xwf94BcCAzFZH4GiTo0v",
-                   qop="auth", opaque="FQhe/qaU925kfnzjCev0ciny7QMkPqMAFRtzCUYo5tdS",
-                   stale=False, userhash=False, proxy=False)
+    example = {"realm": "http-auth@example.org",
+               "nonce": "7ypf/xlj9XXwfDPEoM4URrv/xwf94BcCAzFZH4GiTo0v",
+               "qop": "auth", "opaque": "FQhe/qaU925kfnzjCev0ciny7QMkPqMAFRtzCUYo5tdS",
+               "stale": False, "userhash": False, "proxy": False}
     mufasa = Credential(username="Mufasa", password="Circle of Life")
     for algorithm, response in (("MD5", "8ca523f5e9506fed4657c9700eebdbec"),
                                 ("SHA-256", "753927fa0e85d155564e2e272a28d1802ca10daf4496794697cf8db5856cb6c1")):

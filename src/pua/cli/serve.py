@@ -26,7 +26,12 @@ def _settings_options(fn: Any) -> Any:
         flag = flag_of(item.name)
         default = item.default
         kwargs: dict[str, Any] = {"default": None}
-        if isinstance(default, bool):
+        if meta.get("from_file"):
+            # A secret comes from a file, never as the flag's own value.
+            decls = [flag, item.name]
+            kwargs.update(type=click.Path(dir_okay=False), metavar=meta.get("metavar"))
+            shown = "unset"
+        elif isinstance(default, bool):
             decls = [f"{flag}/--no-{flag[2:]}", item.name]
             shown = flag if default else f"--no-{flag[2:]}"
         elif isinstance(default, tuple):

@@ -43,6 +43,7 @@ from pua.core.events import NotifyReceived
 from pua.core.records import Record
 from pua.core.requests import parse_next_hop
 from pua.errors import PublishError, StateError, SubscribeError, UsageError
+from pua.sip.auth import Credentials
 from pua.sip.ids import Ids
 from pua.sip.message import Message
 from pua.sip.transaction import Address
@@ -323,6 +324,11 @@ class PresenceRuntime:
     def add_event(self, package: EventPackage) -> None:
         """Register an event package (the seed's add_event)."""
         self._engine.add_event(package)
+
+    @property
+    def credentials(self) -> Credentials:
+        """The credentials digest challenges are answered with."""
+        return self._engine.credentials
 
     def _event_name(self, flag: int) -> str:
         try:
