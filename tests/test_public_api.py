@@ -15,7 +15,7 @@ import pua.sip
 def test_top_level_exports_exactly_the_intended_names() -> None:
     """`pua.__all__` is the application API: the Agent, its handles, the errors."""
     assert sorted(pua.__all__) == sorted([
-        "Agent", "Notification", "Publication", "Subscription",
+        "Agent", "Credential", "Notification", "Publication", "Subscription",
         "PuaError", "PresenceError", "PublishError", "SubscribeError", "BodyError", "SipError",
         "UsageError", "UnknownEventError", "StateError",
         "__version__",

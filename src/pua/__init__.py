@@ -23,10 +23,12 @@ from pua.errors import (
     UnknownEventError,
     UsageError,
 )
+from pua.sip.auth import Credential
 
 __all__ = [
     "Agent",
     "BodyError",
+    "Credential",
     "Notification",
     "PresenceError",
     "PuaError",

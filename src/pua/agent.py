@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -50,6 +50,7 @@ from pua.core.requests import parse_next_hop
 from pua.errors import PublishError, SubscribeError, UsageError
 from pua.runtime import Listen, PresenceRuntime
 from pua.runtime.persistence import StoreSync
+from pua.sip.auth import Credential
 from pua.sip.timers import TimerConfig
 from pua.store import Store
 
@@ -351,6 +352,9 @@ class Agent:
     :class:`~pua.core.EngineConfig` (``default_expires``, ``min_expires``,
     ``hash_size``, ``t1``...).  On a clean exit, publications are removed
     and subscriptions ended unless ``cleanup_on_exit`` is false.
+    ``credentials`` (:class:`pua.sip.auth.Credential`) answer digest
+    challenges (401/407); :meth:`publish` and :meth:`subscribe` take one
+    for their own identity too.
     """
 
     def __init__(
@@ -366,6 +370,7 @@ class Agent:
         update_period: float = 30.0,
         config: EngineConfig | None = None,
         t1: float | None = None,
+        credentials: Iterable[Credential] = (),
         **settings: Any,
     ) -> None:
         if outbound_proxy is not None:
@@ -388,6 +393,8 @@ class Agent:
                 listens.append(Listen("tcp", "127.0.0.1", 0))  # a server reached over TCP
         self.registry = default_registry()
         self.runtime = PresenceRuntime(config, listen=listens, registry=self.registry)
+        for credential in credentials:
+            self.runtime.credentials.add(credential)
         self.cleanup_on_exit = cleanup_on_exit
         self._store_args = (db_url, data_dir, db_mode, update_period)
         self.sync: StoreSync | None = None
@@ -446,12 +453,15 @@ class Agent:
         id: str | None = None,
         content_type: str | None = None,
         extra_headers: Iterable[tuple[str, str]] = (),
+        credential: Credential | None = None,
     ) -> Publication:
         """Publish ``body`` for ``pres_uri`` and return once the server
         accepted it (first 2xx).  ``expires`` -1 publishes for ever (refreshed
         with default_expires).  Raises PublishError when the first attempt
         fails (its ``retrying`` says whether pua keeps trying, ``key`` names
         the record), ValueError for what cannot be sent."""
+        if credential is not None:
+            self.runtime.credentials.add(replace(credential, uri=pres_uri))
         info = PublishInfo(
             pres_uri=pres_uri,
             body=body,
@@ -487,9 +497,13 @@ class Agent:
         event: str = "presence",
         expires: int = 3600,
         id: str | None = None,
+        credential: Credential | None = None,
     ) -> Subscription:
         """A subscription of ``watcher`` to ``pres_uri``; it starts when used
-        (``async with``, ``async for``, ``wait_active()`` or ``start()``)."""
+        (``async with``, ``async for``, ``wait_active()`` or ``start()``).
+        ``credential`` answers challenges for ``watcher``."""
+        if credential is not None:
+            self.runtime.credentials.add(replace(credential, uri=watcher))
         info = SubscribeInfo(
             pres_uri=pres_uri,
             watcher_uri=watcher,

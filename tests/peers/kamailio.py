@@ -58,7 +58,24 @@ REQUIRED_MODULES = (
     "db_sqlite", "presence", "presence_xml", "presence_mwi",
     "presence_dialoginfo",
 )
-SCHEMA_FILES = ("standard-create.sql", "presence-create.sql")
+# Digest authentication (with auth_users): the modules, and the check that
+# challenges every PUBLISH and SUBSCRIBE without valid credentials for the
+# From user (realm: the From domain; plain passwords, calculate_ha1).
+_AUTH_MODULES = """loadmodule "auth.so"
+loadmodule "auth_db.so"
+modparam("auth", "nonce_expire", @@NONCE_EXPIRE@@)
+modparam("auth_db", "db_url", "@@DB_URL@@")
+modparam("auth_db", "calculate_ha1", yes)
+modparam("auth_db", "password_column", "password")
+modparam("auth_db", "use_domain", 1)
+"""
+_AUTH_CHECK = """if (is_method("PUBLISH|SUBSCRIBE") && !auth_check("$fd", "subscriber", "0")) {
+		auth_challenge("$fd", "1");
+		exit;
+	}
+	consume_credentials();"""
+
+SCHEMA_FILES = ("standard-create.sql", "presence-create.sql", "auth_db-create.sql")
 INSTALL_HINT = "run scripts/install-debian-deps.sh (Debian packages kamailio, " \
     "kamailio-presence-modules, kamailio-sqlite-modules)"
 
@@ -159,7 +176,8 @@ class KamailioPresence:
                  db_update_period: int = 5, max_expires: int = 3600,
                  min_expires: int = 0, publish_min_expires: int = 0, debug: int = 2,
                  startup_timeout: float = 15.0, keep_workdir: bool = False,
-                 shm_mb: int = 256, pkg_mb: int = 16) -> None:
+                 shm_mb: int = 256, pkg_mb: int = 16,
+                 auth_users: dict[str, str] | None = None, nonce_expire: int = 30) -> None:
         self._requested_port = port
         self.port: int = 0
         self.clean_period = int(clean_period)
@@ -171,6 +189,11 @@ class KamailioPresence:
         self.shm_mb = int(shm_mb)
         self.pkg_mb = int(pkg_mb)
         self.startup_timeout = float(startup_timeout)
+        # Digest authentication of PUBLISH and SUBSCRIBE (auth + auth_db,
+        # 407 with qop=auth, MD5): username -> password, in realm From's
+        # domain; None: no authentication.
+        self.auth_users = dict(auth_users) if auth_users is not None else None
+        self.nonce_expire = int(nonce_expire)
         self.keep_workdir = keep_workdir or os.environ.get("PUA_KEEP_PEER_DIRS") == "1"
         self.workdir: Path | None = None
         self.proc: subprocess.Popen | None = None
@@ -285,6 +308,12 @@ class KamailioPresence:
         try:
             for name in SCHEMA_FILES:
                 con.executescript((self.schema_dir / name).read_text())
+            for user, password in (self.auth_users or {}).items():
+                name, _, domain = user.partition("@")
+                con.execute(
+                    "INSERT INTO subscriber (username, domain, password) VALUES (?, ?, ?)",
+                    (name, domain or "example.com", password),
+                )
             con.commit()
             # WAL: our readers never block Kamailio's writer (no busy timeout
             # in db_sqlite).  The mode is persistent in the file.
@@ -307,6 +336,9 @@ class KamailioPresence:
             "MAX_EXPIRES": str(self.max_expires),
             "MIN_EXPIRES": str(self.min_expires),
             "PUBLISH_MIN_EXPIRES": str(self.publish_min_expires),
+            "AUTH_MODULES": _AUTH_MODULES.replace("@@NONCE_EXPIRE@@", str(self.nonce_expire))
+            .replace("@@DB_URL@@", self.db_url) if self.auth_users is not None else "",
+            "AUTH_CHECK": _AUTH_CHECK if self.auth_users is not None else "",
         }
         for k, v in values.items():
             text = text.replace(f"@@{k}@@", v)

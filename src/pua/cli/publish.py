@@ -17,11 +17,14 @@ from pua.errors import BodyError, PresenceError, SipError, UsageError
 from pua.runtime import Listen, SipStack
 from pua.runtime.loop import run as run_loop
 from pua.sip import Request, Response, SipUri, TimerConfig
+from pua.sip.auth import ALGORITHMS, Credential, authorization, choose_challenge
 from pua.sip.ids import call_id
 
 from .app import api_options, call_api, main, say
 from .sending import (
     Target,
+    auth_options,
+    credential_option,
     event_package,
     event_package_option,
     listen_option,
@@ -108,6 +111,7 @@ from .sending import (
     help="With --keep: where to listen (Kamailio syntax, e.g. udp:127.0.0.1:5062).",
 )
 @event_package_option
+@auth_options
 @click.option(
     "--wait/--no-wait",
     default=True,
@@ -133,6 +137,8 @@ def publish(
     api_token: str | None,
     event_packages: tuple[str, ...],
     wait: bool,
+    auth_user: str | None,
+    auth_password_file: str | None,
 ) -> None:
     """Send one PUBLISH (RFC 3903) and print the answer.
 
@@ -208,6 +214,7 @@ def publish(
         return
     if server is None:
         raise click.UsageError("give --server (send it ourselves) or --api (ask a pua service)")
+    credential = credential_option(auth_user, auth_password_file)
     target = Target.from_uri(server)
     if keep:
         if remove or etag is not None:
@@ -226,6 +233,7 @@ def publish(
                     t1,
                     listens,
                     event_packages,
+                    credential,
                 )
             )
         )
@@ -241,6 +249,7 @@ def publish(
                 etag,
                 headers,
                 t1,
+                credential,
             )
         )
     except SipError as exc:
@@ -266,6 +275,7 @@ async def _publish(
     etag: str | None,
     extra: list[tuple[str, str]],
     t1: float,
+    credential: Credential | None,
 ) -> Response:
     address = await resolve_target(target)
     host = "::" if ":" in address[0] else "0.0.0.0"
@@ -284,6 +294,29 @@ async def _publish(
             extra_headers=extra,
             user_agent=f"pua/{__version__}",
         )
+        response = await stack.request(request, address)
+        if response.status not in (401, 407) or credential is None:
+            return response
+        # Challenged: the same PUBLISH again, a new transaction (new branch,
+        # CSeq 2), with the answer to the strongest challenge; once.
+        proxy = response.status == 407
+        challenges = response.proxy_authenticate if proxy else response.www_authenticate
+        allowed = [a for a in ALGORITHMS if credential.answers(a)]
+        challenge = choose_challenge(challenges, proxy=proxy, can_answer=allowed)
+        if challenge is None:
+            return response
+        request.headers.set("Via", str(stack.via_for(address)))
+        request.headers.set("CSeq", f"2 {request.method}")
+        answer = authorization(
+            challenge,
+            credential,
+            method=request.method,
+            uri=request.uri_text,
+            body=request.body,
+            nc=1,
+            cnonce=stack.ids.token(16),
+        )
+        request.headers.set(challenge.header, answer)
         return await stack.request(request, address)
 
 
@@ -334,10 +367,11 @@ async def _keep_publishing(
     t1: float,
     listen: list[Listen],
     declared: tuple[str, ...],
+    credential: Credential | None,
 ) -> int:
     stop = stop_event()
     try:
-        async with make_agent(target, expires, t1, listen, declared) as agent:
+        async with make_agent(target, expires, t1, listen, declared, credential) as agent:
             printer = asyncio.ensure_future(print_events(agent))
             try:
                 publication = await agent.publish(

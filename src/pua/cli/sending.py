@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import os
 import signal
 import socket
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import click
@@ -25,6 +27,7 @@ from pua.core.requests import Destination, parse_next_hop
 from pua.errors import RemoteProtocolError, SipError, UsageError
 from pua.runtime import Listen
 from pua.sip import SipUri, parse_uri
+from pua.sip.auth import Credential
 
 from .app import say
 
@@ -144,12 +147,48 @@ def event_package(registry: EventRegistry, event: str) -> EventPackage:
         ) from None
 
 
+def auth_options(fn: Any) -> Any:
+    """--auth-user and --auth-password-file: who we are when challenged."""
+    fn = click.option(
+        "--auth-password-file",
+        type=click.Path(exists=True, dir_okay=False),
+        metavar="FILE",
+        help="File holding the password for --auth-user (or PUA_AUTH_PASSWORD); "
+        "a password is never taken as a flag's value.",
+    )(fn)
+    return click.option(
+        "--auth-user",
+        envvar="PUA_AUTH_USERNAME",
+        metavar="NAME",
+        help="Username answering digest challenges (401/407), or PUA_AUTH_USERNAME.",
+    )(fn)
+
+
+def credential_option(user: str | None, password_file: str | None) -> Credential | None:
+    """The credential of --auth-user (its password from the file or
+    PUA_AUTH_PASSWORD), or None."""
+    if user is None:
+        if password_file is not None:
+            raise click.UsageError("--auth-password-file needs --auth-user")
+        return None
+    if password_file is not None:
+        password = Path(password_file).read_text().rstrip("\r\n")
+    else:
+        password = os.environ.get("PUA_AUTH_PASSWORD", "")
+    if not password:
+        raise click.UsageError(
+            "--auth-user needs a password: --auth-password-file FILE or PUA_AUTH_PASSWORD"
+        )
+    return Credential(username=user, password=password)
+
+
 def make_agent(
     target: Target,
     expires: int,
     t1: float,
     listen: list[Listen],
     declared: tuple[str, ...] = (),
+    credential: Credential | None = None,
 ) -> Agent:
     agent = Agent(
         server=target.uri,
@@ -157,6 +196,7 @@ def make_agent(
         default_expires=max(expires, 1),
         t1=t1,
         user_agent=f"pua/{__version__}",
+        credentials=[credential] if credential is not None else [],
     )
     for spec in declared:
         agent.registry.add_custom(*parse_event_spec(spec))

@@ -12,10 +12,13 @@ from pua.bodies import summarize
 from pua.errors import SipError
 from pua.runtime import Listen
 from pua.runtime.loop import run as run_loop
+from pua.sip.auth import Credential
 
 from .app import api_options, call_api, main, say
 from .sending import (
     Target,
+    auth_options,
+    credential_option,
     event_package,
     event_package_option,
     listen_option,
@@ -65,6 +68,7 @@ from .sending import (
     help="RFC 3261 T1 in seconds.",
 )
 @event_package_option
+@auth_options
 @click.option(
     "--wait/--no-wait",
     default=True,
@@ -83,6 +87,8 @@ def subscribe(
     api_token: str | None,
     event_packages: tuple[str, ...],
     wait: bool,
+    auth_user: str | None,
+    auth_password_file: str | None,
 ) -> None:
     """Subscribe (RFC 6665) and print every NOTIFY until Ctrl-C or SIGTERM,
     then unsubscribe.  With --api a running `pua serve` subscribes (and
@@ -116,10 +122,15 @@ def subscribe(
     if server is None:
         raise click.UsageError("give --server (subscribe ourselves) or --api (ask a pua service)")
     event_package(packages(event_packages), event)
+    credential = credential_option(auth_user, auth_password_file)
     target = Target.from_uri(server)
     listens = listen_option(listen, target)
     sys.exit(
-        run_loop(_watch(target, pres_uri, watcher, event, expires, t1, listens, event_packages))
+        run_loop(
+            _watch(
+                target, pres_uri, watcher, event, expires, t1, listens, event_packages, credential
+            )
+        )
     )
 
 
@@ -132,10 +143,11 @@ async def _watch(
     t1: float,
     listen: list[Listen],
     declared: tuple[str, ...],
+    credential: Credential | None,
 ) -> int:
     stop = stop_event()
     try:
-        async with make_agent(target, expires, t1, listen, declared) as agent:
+        async with make_agent(target, expires, t1, listen, declared, credential) as agent:
             printer = asyncio.ensure_future(print_events(agent))
             try:
                 subscription = agent.subscribe(pres_uri, watcher=watcher, event=event, expires=-1)
