@@ -202,3 +202,33 @@ def test_a_kamailio_with_auth_needs_credentials(guarded: KamailioPresence) -> No
             return failed.value.status
 
     assert asyncio.run(run()) == 407
+
+
+def test_a_restarted_service_answers_the_challenge_to_its_refresh(
+    guarded: KamailioPresence, tmp_path: Path
+) -> None:
+    """Killed and started again, the service takes its publication back
+    (its ETag, no credentials stored) and the refresh, challenged anew, is
+    answered with the credentials of the settings."""
+    env = {"PUA_AUTH_USERNAME": "alice", "PUA_AUTH_PASSWORD": "alice-secret"}
+    flags = ("--outbound-proxy", guarded.uri, "--db-mode", "write-through")
+    first = RunningService(*flags, data_dir=tmp_path / "var", env=env)
+    try:
+        answer = first.rpc("pua.publish", [ALICE, 600, "presence", ".", ".", ".", ".", ".",
+                                           pidf("before").decode()])
+        etag = answer["result"]["SIP-ETag"]
+    finally:
+        first.process.kill()
+        first.process.wait(timeout=10)
+    second = RunningService(*flags, data_dir=tmp_path / "var", env=env,
+                            sip_port=first.sip_port)
+    try:
+        refreshed = second.rpc("pua.publish", {"pres_uri": ALICE, "expires": 600})
+        assert "result" in refreshed, refreshed
+        assert refreshed["result"]["SIP-ETag"] != etag
+        stats = second.rpc("pua.stats")["result"]
+        assert stats["engine"]["challenges_answered"] == 1
+        rows = guarded.presentity_rows(username="alice", domain="example.com")
+        assert len(rows) == 1 and rows[0]["etag"] == refreshed["result"]["SIP-ETag"]
+    finally:
+        second.stop()

@@ -9,10 +9,12 @@ challenge is the final failure (reported with its realm), unless the server
 says the nonce was ``stale``, which earns one more try.
 
 So that refreshes cost no extra round trip, the last nonce of each next hop
-and identity (the presentity we publish, the watcher that subscribes) is
-kept and used again for the next request with ``nc`` incremented; a server
-that no longer takes it challenges once more, and that is answered as
-above.  Credentials live here only: never in a record, a stored row, an
+(and so of its realm) is kept and used again for the next request of any
+record we hold a credential of that realm for, with ``nc`` incremented: a
+server whose nonces stay good for a while challenges once per nonce, not
+once per request or per record.  A server that no longer takes it (the
+nonce expired, or the server binds nonces to a user) challenges once more,
+and that is answered as above.  Credentials live here only: never in a record, a stored row, an
 event or a log line.
 """
 
@@ -36,11 +38,11 @@ from .requests import Destination
 
 __all__ = ["Authenticator"]
 
-# Nonces kept for reuse (one per next hop and identity); beyond this the
-# oldest are let go (a request then costs one challenge again).
-MAX_NONCES = 100_000
+# Nonces kept for reuse (one per next hop); beyond this the oldest are let
+# go (a request then costs one challenge again).
+MAX_NONCES = 10_000
 
-_Key = tuple[str, int, str, str]  # next hop host, port, transport; identity
+_Key = tuple[str, int, str]  # next hop host, port, transport
 
 
 def _identity(record: Record) -> str:
@@ -68,16 +70,13 @@ class Authenticator:
         this identity, if there is one (no round trip for a challenge)."""
         if not self._nonces:
             return
-        identity = _identity(record)
-        key = (destination.host, destination.port, destination.transport, identity)
-        use = self._nonces.get(key)
+        use = self._nonces.get((destination.host, destination.port, destination.transport))
         if use is None:
             return
-        credential = self.credentials.find(identity, use.challenge.realm)
+        credential = self.credentials.find(_identity(record), use.challenge.realm)
         if credential is None or not credential.answers(use.challenge.algorithm):
-            del self._nonces[key]
-            return
-        self._answer(request, use, credential)
+            return  # not ours to answer: the server will say who it wants
+        self._answer(request, use, credential, fresh=True)
         self.nonces_reused += 1
 
     def answer(
@@ -104,7 +103,7 @@ class Authenticator:
         use, credential = chosen
         if tries >= 2 or (tries == 1 and not use.challenge.stale):
             return False  # our answer was refused: the credentials are wrong
-        key = (destination.host, destination.port, destination.transport, identity)
+        key = (destination.host, destination.port, destination.transport)
         self._nonces.pop(key, None)
         if len(self._nonces) >= MAX_NONCES:
             self._nonces.pop(next(iter(self._nonces)))
@@ -133,7 +132,11 @@ class Authenticator:
                 best = (NonceUse(digest), credential)
         return best
 
-    def _answer(self, request: Request, use: NonceUse, credential: Credential) -> None:
+    def _answer(
+        self, request: Request, use: NonceUse, credential: Credential, *, fresh: bool = False
+    ) -> None:
+        """Put the answer in ``request``: added to a ``fresh`` request (it
+        has none yet), in place of the earlier one otherwise."""
         challenge = use.challenge
         value = authorization(
             challenge,
@@ -143,8 +146,12 @@ class Authenticator:
             body=request.body,
             nc=use.next_count(),
             cnonce=self._ids.token(16),
+            use=use,
         )
-        request.headers.set(challenge.header, value)
+        if fresh:
+            request.headers.add(challenge.header, value)
+        else:
+            request.headers.set(challenge.header, value)
 
     @staticmethod
     def realm_of(response: Response) -> str | None:

@@ -190,18 +190,49 @@ def choose_challenge(
 
 
 class NonceUse:
-    """A nonce we answer with, and how many times it was used (``nc``)."""
+    """A nonce we answer with, and how many times it was used (``nc``).
+    It keeps what does not change from one answer to the next (the HA1 of
+    each credential, the fixed part of the header) so that using it again
+    costs one hash of the request and one of the response."""
 
-    __slots__ = ("challenge", "count")
+    __slots__ = ("_fixed", "challenge", "count")
 
     def __init__(self, challenge: DigestChallenge) -> None:
         self.challenge = challenge
         self.count = 0
+        self._fixed: dict[Credential, tuple[str, str]] = {}
+
+    def fixed(self, credential: Credential) -> tuple[str, str]:
+        """(HA1, the header's opening) for ``credential`` (-sess algorithms
+        have an HA1 per cnonce: not kept)."""
+        known = self._fixed.get(credential)
+        if known is None:
+            if len(self._fixed) > 64:
+                self._fixed.clear()
+            known = self._fixed[credential] = _fixed(self.challenge, credential)
+        return known
 
     def next_count(self) -> int:
         """The ``nc`` of the next use (RFC 7616 §3.4: counts from 1)."""
         self.count += 1
         return self.count
+
+
+def _fixed(challenge: DigestChallenge, credential: Credential) -> tuple[str, str]:
+    algorithm, realm = challenge.algorithm, challenge.realm
+    if credential.password is not None:
+        ha1 = _hash(algorithm, f"{credential.username}:{realm}:{credential.password}")
+    else:
+        if credential.ha1 is None or not algorithm.startswith("MD5"):
+            raise ValueError(f"a stored HA1 cannot answer {algorithm}")
+        ha1 = credential.ha1.lower()
+    username = credential.username
+    if challenge.userhash:
+        username = _hash(algorithm, f"{username}:{realm}")
+    opening = (
+        f"Digest username={quote(username)}, realm={quote(realm)}, nonce={quote(challenge.nonce)}, "
+    )
+    return ha1, opening
 
 
 def authorization(
@@ -213,17 +244,14 @@ def authorization(
     body: bytes,
     nc: int,
     cnonce: str,
+    use: NonceUse | None = None,
 ) -> str:
     """The Authorization (or Proxy-Authorization) value answering
-    ``challenge`` for a request of ``method`` to ``uri`` with ``body``."""
+    ``challenge`` for a request of ``method`` to ``uri`` with ``body``
+    (``use``: the nonce's :class:`NonceUse`, which keeps what is fixed)."""
     algorithm = challenge.algorithm
-    realm, nonce = challenge.realm, challenge.nonce
-    if credential.password is not None:
-        ha1 = _hash(algorithm, f"{credential.username}:{realm}:{credential.password}")
-    else:
-        if credential.ha1 is None or not algorithm.startswith("MD5"):
-            raise ValueError(f"a stored HA1 cannot answer {algorithm}")
-        ha1 = credential.ha1.lower()
+    nonce = challenge.nonce
+    ha1, opening = use.fixed(credential) if use is not None else _fixed(challenge, credential)
     if algorithm.endswith("-sess"):
         ha1 = _hash(algorithm, f"{ha1}:{nonce}:{cnonce}")
     if challenge.qop == "auth-int":
@@ -236,21 +264,11 @@ def authorization(
         response = _hash(algorithm, f"{ha1}:{nonce}:{ha2}")
     else:
         response = _hash(algorithm, f"{ha1}:{nonce}:{count}:{cnonce}:{challenge.qop}:{ha2}")
-    username = credential.username
-    if challenge.userhash:
-        username = _hash(algorithm, f"{username}:{realm}")
-    parts = [
-        f"username={quote(username)}",
-        f"realm={quote(realm)}",
-        f"nonce={quote(nonce)}",
-        f"uri={quote(uri)}",
-        f"response={quote(response)}",
-        f"algorithm={algorithm}",
-    ]
+    parts = [f'{opening}uri={quote(uri)}, response="{response}", algorithm={algorithm}']
     if challenge.opaque is not None:
         parts.append(f"opaque={quote(challenge.opaque)}")
     if challenge.qop is not None:
-        parts += [f"qop={challenge.qop}", f"nc={count}", f"cnonce={quote(cnonce)}"]
+        parts.append(f"qop={challenge.qop}, nc={count}, cnonce={quote(cnonce)}")
     if challenge.userhash:
         parts.append("userhash=true")
-    return "Digest " + ", ".join(parts)
+    return ", ".join(parts)
