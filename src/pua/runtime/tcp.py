@@ -95,11 +95,14 @@ class TcpTransport:
         sockname = server.sockets[0].getsockname()
         return (str(sockname[0]), int(sockname[1]))
 
-    def send(self, data: bytes, address: Address) -> None:
+    def send(self, data: bytes, address: Address, server_hostname: str | None = None) -> None:
         """Write ``data`` to ``address`` without blocking.
 
         Uses the live connection to that peer, inbound or outbound;
         otherwise opens one and queues ``data`` (in order) until it is up.
+        ``server_hostname``: the name ``address`` was resolved from, which
+        a TLS server's certificate must carry (RFC 5922 §7.2); by default
+        the address itself.
         """
         peer = _normalise(address)
         if self._closed:
@@ -107,7 +110,7 @@ class TcpTransport:
             return
         connection = self._by_peer.get(peer)
         if connection is None or connection.closing:
-            connection = _Connection(self, peer)
+            connection = _Connection(self, peer, server_hostname)
             self._register(connection)
             task = asyncio.get_running_loop().create_task(self._connect(connection))
             self._connecting.add(task)
@@ -153,7 +156,9 @@ class TcpTransport:
                     host,
                     port,
                     ssl=self.client_ssl,
-                    server_hostname=host if self.client_ssl is not None else None,
+                    server_hostname=(connection.server_hostname or host)
+                    if self.client_ssl is not None
+                    else None,
                 )
         except TimeoutError:
             connection.connect_failed(f"no connection within {self.connect_timeout:g} s")
@@ -191,8 +196,11 @@ class _Connection(asyncio.Protocol):
     """One TCP connection: its framer, its idle timer, and the data queued
     while it is being opened."""
 
-    def __init__(self, owner: TcpTransport, peer: Address | None) -> None:
+    def __init__(
+        self, owner: TcpTransport, peer: Address | None, server_hostname: str | None = None
+    ) -> None:
         self.owner = owner
+        self.server_hostname = server_hostname
         self.inbound = peer is None
         self.peer: Address = peer or ("", 0)  # inbound: set on connection_made
         self.transport: asyncio.Transport | None = None
