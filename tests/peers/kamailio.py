@@ -43,8 +43,8 @@ import subprocess
 import tempfile
 import time
 import uuid
-from pathlib import Path
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from . import PeerError, PeerUnavailable, _track, _untrack, find_free_port
