@@ -118,7 +118,9 @@ class Settings:
         False, "Remove publications and end subscriptions when stopping"
     )
     tls_certificate: str | None = _setting(
-        None, "Certificate (PEM) for tls listen addresses", metavar="FILE"
+        None,
+        "Certificate (PEM) for tls listen addresses, also shown to TLS servers that ask for one",
+        metavar="FILE",
     )
     tls_private_key: str | None = _setting(None, "Its private key (PEM)", metavar="FILE")
     tls_ca_file: str | None = _setting(
@@ -365,6 +367,15 @@ def _check(settings: Settings, sources: Mapping[str, str]) -> None:
             client_context(settings.tls_ca_file)
         except ValueError as exc:
             raise fail("tls_ca_file", str(exc)) from None
+    if settings.tls_certificate is not None:
+        from pua.runtime.tls import client_context  # noqa: PLC0415
+
+        try:
+            client_context(
+                certificate=settings.tls_certificate, private_key=settings.tls_private_key
+            )
+        except ValueError as exc:
+            raise fail("tls_certificate", str(exc)) from None
     try:
         settings.listen_addresses  # noqa: B018 - parsing is the check
     except ValueError as exc:

@@ -79,8 +79,15 @@ class Service:
         tls_server = tls_client = None
         if settings.tls_certificate and settings.tls_private_key:
             tls_server = server_context(settings.tls_certificate, settings.tls_private_key)
-        if settings.tls_ca_file or not settings.tls_verify or tls_server is not None:
-            tls_client = client_context(settings.tls_ca_file, verify=settings.tls_verify)
+        if settings.tls_ca_file or not settings.tls_verify or settings.tls_certificate:
+            # The certificate we listen with is also the one we show a
+            # server that asks its clients for one.
+            tls_client = client_context(
+                settings.tls_ca_file,
+                verify=settings.tls_verify,
+                certificate=settings.tls_certificate,
+                private_key=settings.tls_private_key,
+            )
         self.runtime = PresenceRuntime(
             engine_config(settings),
             listen=settings.listen_addresses,

@@ -43,12 +43,13 @@ import subprocess
 import tempfile
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from . import PeerError, PeerUnavailable, _track, _untrack, find_free_port
 
-__all__ = ["KamailioPresence", "PeerUnavailable", "PeerError"]
+__all__ = ["KamailioPresence", "KamailioTls", "PeerUnavailable", "PeerError"]
 
 HERE = Path(__file__).resolve().parent
 CFG_TEMPLATE = HERE / "kamailio.cfg"
@@ -78,6 +79,37 @@ _AUTH_CHECK = """if (is_method("PUBLISH|SUBSCRIBE") && !auth_check("$fd", "subsc
 SCHEMA_FILES = ("standard-create.sql", "presence-create.sql", "auth_db-create.sql")
 INSTALL_HINT = "run scripts/install-debian-deps.sh (Debian packages kamailio, " \
     "kamailio-presence-modules, kamailio-sqlite-modules)"
+TLS_INSTALL_HINT = "run scripts/install-debian-deps.sh (Debian package kamailio-tls-modules)"
+
+
+@dataclass(frozen=True)
+class KamailioTls:
+    """What Kamailio's ``tls`` module is given for its ``[server:default]``
+    profile: PEM files, and whether clients must present a certificate
+    signed by ``ca_list`` (``require_certificate`` needs ``ca_list``)."""
+
+    certificate: str
+    private_key: str
+    ca_list: str | None = None
+    require_certificate: bool = False
+
+    def profile(self) -> str:
+        """The tls.cfg text: Kamailio's TLS server, and a client side that
+        checks nothing (Kamailio connects to pua's Contact for NOTIFYs)."""
+        require = "yes" if self.require_certificate else "no"
+        lines = [
+            "[server:default]",
+            "method = TLSv1.2+",
+            f"certificate = {self.certificate}",
+            f"private_key = {self.private_key}",
+            f"verify_certificate = {require}",
+            f"require_certificate = {require}",
+        ]
+        if self.ca_list:
+            lines.append(f"ca_list = {self.ca_list}")
+        lines += ["", "[client:default]", "method = TLSv1.2+",
+                  "verify_certificate = no", "require_certificate = no", ""]
+        return "\n".join(lines)
 
 
 def _find_kamailio_binary() -> str:
@@ -168,6 +200,9 @@ class KamailioPresence:
                         PUBLISH at full speed, hence 256 MB by default.
     ``keep_workdir``    keep the temp dir after stop (also when the env var
                         ``PUA_KEEP_PEER_DIRS=1`` is set)
+    ``tls``             a :class:`KamailioTls`: also listen for SIP over TLS
+                        on ``tls_port`` (another free port), with the
+                        ``tls`` module (Debian kamailio-tls-modules)
     """
 
     host = "127.0.0.1"
@@ -176,10 +211,12 @@ class KamailioPresence:
                  db_update_period: int = 5, max_expires: int = 3600,
                  min_expires: int = 0, publish_min_expires: int = 0, debug: int = 2,
                  startup_timeout: float = 15.0, keep_workdir: bool = False,
-                 shm_mb: int = 256, pkg_mb: int = 16,
+                 shm_mb: int = 256, pkg_mb: int = 16, tls: KamailioTls | None = None,
                  auth_users: dict[str, str] | None = None, nonce_expire: int = 30) -> None:
         self._requested_port = port
         self.port: int = 0
+        self.tls = tls
+        self.tls_port: int = 0
         self.clean_period = int(clean_period)
         self.db_update_period = int(db_update_period)
         self.max_expires = int(max_expires)
@@ -203,12 +240,21 @@ class KamailioPresence:
         self.binary = _find_kamailio_binary()
         self.modules_dir = _find_modules_dir()
         self.schema_dir = _find_schema_dir()
+        if tls is not None and not os.path.exists(os.path.join(self.modules_dir, "tls.so")):
+            raise PeerUnavailable(f"Kamailio TLS module missing ({self.modules_dir} lacks "
+                                  f"tls.so); {TLS_INSTALL_HINT}")
 
     # ------------------------------------------------------------------ props
     @property
     def uri(self) -> str:
         """``sip:127.0.0.1:PORT`` - the server (and SUBSCRIBE Contact) URI."""
         return f"sip:{self.host}:{self.port}"
+
+    @property
+    def tls_uri(self) -> str:
+        """``sip:127.0.0.1:TLS_PORT;transport=tls`` (needs ``tls``)."""
+        assert self.tls is not None, "KamailioPresence started without tls"
+        return f"sip:{self.host}:{self.tls_port};transport=tls"
 
     @property
     def db_path(self) -> Path:
@@ -253,6 +299,10 @@ class KamailioPresence:
             last_err: Exception | None = None
             for _ in range(attempts):
                 self.port = self._requested_port or find_free_port(self.host)
+                if self.tls is not None:
+                    self.tls_port = find_free_port(self.host, udp=False)
+                    while self.tls_port == self.port:
+                        self.tls_port = find_free_port(self.host, udp=False)
                 self._write_cfg()
                 try:
                     self._spawn()
@@ -339,6 +389,8 @@ class KamailioPresence:
             "AUTH_MODULES": _AUTH_MODULES.replace("@@NONCE_EXPIRE@@", str(self.nonce_expire))
             .replace("@@DB_URL@@", self.db_url) if self.auth_users is not None else "",
             "AUTH_CHECK": _AUTH_CHECK if self.auth_users is not None else "",
+            "TLS_PORT": str(self.tls_port),
+            "TLS_CONFIG": str(self.workdir / "tls.cfg") if self.workdir else "",
         }
         for k, v in values.items():
             text = text.replace(f"@@{k}@@", v)
@@ -347,6 +399,8 @@ class KamailioPresence:
         if left:
             raise PeerError(f"unrendered marker in kamailio.cfg template: {left[0]!r}")
         self.cfg_path.write_text(text)
+        if self.tls is not None:
+            (self.cfg_path.parent / "tls.cfg").write_text(self.tls.profile())
 
     def _spawn(self) -> None:
         assert self.workdir is not None
@@ -360,6 +414,8 @@ class KamailioPresence:
             "-w", str(self.workdir),
             "-m", str(self.shm_mb), "-M", str(self.pkg_mb),
         ]
+        if self.tls is not None:
+            cmd += ["-A", "WITH_TLS"]  # the cfg's #!ifdef WITH_TLS parts
         self.proc = subprocess.Popen(
             cmd, stdin=subprocess.DEVNULL, stdout=self._log_file,
             stderr=subprocess.STDOUT, cwd=str(self.workdir),
@@ -389,6 +445,15 @@ class KamailioPresence:
         code = self._options_tcp(max(1.0, deadline - time.monotonic()))
         if code != 200:
             raise PeerError(f"kamailio TCP OPTIONS got {code}:\n" + self._log_tail())
+        if self.tls is not None:
+            # Opened by the main process with the TCP listener; a connect
+            # proves it is there (a handshake may need a client certificate).
+            try:
+                socket.create_connection((self.host, self.tls_port),
+                                         timeout=max(1.0, deadline - time.monotonic())).close()
+            except OSError as e:
+                raise PeerError(f"kamailio TLS port {self.tls_port}: {e}:\n"
+                                + self._log_tail()) from None
 
     # ---------------------------------------------------------------- probing
     def _options_msg(self, transport: str, lport: int, call_id: str) -> bytes:

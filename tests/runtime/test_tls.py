@@ -92,6 +92,9 @@ def test_bad_tls_files_are_clear_errors(tmp_path: Path) -> None:
         server_context(str(tmp_path / "nope.pem"), str(tmp_path / "nope.key"))
     with pytest.raises(ValueError, match=r"ca\.pem"):
         client_context(str(tmp_path / "ca.pem"))
+    with pytest.raises(ValueError, match=r"client\.pem"):
+        client_context(certificate=str(tmp_path / "client.pem"),
+                       private_key=str(tmp_path / "client.key"))
 
 
 def test_serve_with_tls_listener(tmp_path: Path, certificate: tuple[str, str]) -> None:
@@ -105,3 +108,9 @@ def test_serve_with_tls_listener(tmp_path: Path, certificate: tuple[str, str]) -
                           "--tls-private-key", str(tmp_path / "x.key")],
                          capture_output=True, text=True, timeout=30, check=False)
     assert bad.returncode == 2 and "x.pem" in bad.stderr
+    # Without a tls listen address the certificate is still the client's.
+    client_only = [sys.executable, "-m", "pua", "serve", "--data-dir", str(tmp_path),
+                   "--listen", "udp:127.0.0.1:0", "--api", "127.0.0.1:0",
+                   "--tls-certificate", str(tmp_path / "y.pem")]
+    bad = subprocess.run(client_only, capture_output=True, text=True, timeout=30, check=False)
+    assert bad.returncode == 2 and "tls_certificate" in bad.stderr and "y.pem" in bad.stderr

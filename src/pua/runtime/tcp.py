@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
+import re
 import ssl
 from collections.abc import Callable
 from typing import cast
@@ -35,6 +36,9 @@ ErrorHandler = Callable[[Address, Exception], None]
 # close() lets each connection flush what it still has to write for this
 # long, then aborts it.
 CLOSE_GRACE = 1.0
+# Where in CPython's _ssl.c an error was raised: noise in a message meant
+# for an operator.
+_SSL_SOURCE = re.compile(r"\.?\s*\(_ssl\.c:\d+\)$")
 
 
 class TcpTransport:
@@ -73,6 +77,11 @@ class TcpTransport:
         self._connecting: set[asyncio.Task[None]] = set()
         self._closed = False
 
+    @property
+    def name(self) -> str:
+        """TLS or TCP, as messages about this transport name it."""
+        return "TLS" if self.server_ssl is not None or self.client_ssl is not None else "TCP"
+
     async def listen(self, host: str, port: int) -> Address:
         """Bind a listening socket (port 0 picks one); return the bound
         (host, port).  May be called once per address to listen on."""
@@ -86,11 +95,14 @@ class TcpTransport:
         sockname = server.sockets[0].getsockname()
         return (str(sockname[0]), int(sockname[1]))
 
-    def send(self, data: bytes, address: Address) -> None:
+    def send(self, data: bytes, address: Address, server_hostname: str | None = None) -> None:
         """Write ``data`` to ``address`` without blocking.
 
         Uses the live connection to that peer, inbound or outbound;
         otherwise opens one and queues ``data`` (in order) until it is up.
+        ``server_hostname``: the name ``address`` was resolved from, which
+        a TLS server's certificate must carry (RFC 5922 §7.2); by default
+        the address itself.
         """
         peer = _normalise(address)
         if self._closed:
@@ -98,7 +110,7 @@ class TcpTransport:
             return
         connection = self._by_peer.get(peer)
         if connection is None or connection.closing:
-            connection = _Connection(self, peer)
+            connection = _Connection(self, peer, server_hostname)
             self._register(connection)
             task = asyncio.get_running_loop().create_task(self._connect(connection))
             self._connecting.add(task)
@@ -144,12 +156,16 @@ class TcpTransport:
                     host,
                     port,
                     ssl=self.client_ssl,
-                    server_hostname=host if self.client_ssl is not None else None,
+                    server_hostname=(connection.server_hostname or host)
+                    if self.client_ssl is not None
+                    else None,
                 )
         except TimeoutError:
             connection.connect_failed(f"no connection within {self.connect_timeout:g} s")
         except Exception as exc:  # OSError mostly; a bad host gives others
-            connection.connect_failed(str(exc) or type(exc).__name__)
+            # A failed TLS handshake says why: the certificate check's own
+            # words (unknown issuer, name mismatch) or the peer's alert.
+            connection.connect_failed(describe(exc))
 
     def _register(self, connection: _Connection) -> None:
         self._by_peer[connection.peer] = connection
@@ -180,8 +196,11 @@ class _Connection(asyncio.Protocol):
     """One TCP connection: its framer, its idle timer, and the data queued
     while it is being opened."""
 
-    def __init__(self, owner: TcpTransport, peer: Address | None) -> None:
+    def __init__(
+        self, owner: TcpTransport, peer: Address | None, server_hostname: str | None = None
+    ) -> None:
         self.owner = owner
+        self.server_hostname = server_hostname
         self.inbound = peer is None
         self.peer: Address = peer or ("", 0)  # inbound: set on connection_made
         self.transport: asyncio.Transport | None = None
@@ -243,7 +262,20 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         if exc is not None:
-            log.info("TCP connection with %s lost: %s", _format(self.peer), exc)
+            log.info("%s connection with %s lost: %s", self.owner.name, _format(self.peer), exc)
+            if isinstance(exc, ssl.SSLError):
+                # A TLS alert after the handshake: with TLS 1.3 a server
+                # refuses our (missing) client certificate only once our
+                # first request is out.  That request is lost, so the
+                # transactions waiting on this peer fail now, naming the
+                # alert, rather than time out.
+                self.owner._report(
+                    self.peer,
+                    TransportError(
+                        f"{self.owner.name} connection with {_format(self.peer)} "
+                        f"closed: {describe(exc)}"
+                    ),
+                )
         else:
             log.debug("TCP connection with %s closed", _format(self.peer))
         self._finish()
@@ -261,7 +293,8 @@ class _Connection(asyncio.Protocol):
         if self.queue:
             self.queue.clear()
             self.owner._report(
-                self.peer, TransportError(f"TCP connect to {_format(self.peer)}: {reason}")
+                self.peer,
+                TransportError(f"{self.owner.name} connect to {_format(self.peer)}: {reason}"),
             )
         if self.transport is not None:  # connected just as the timeout struck
             self.transport.abort()
@@ -330,6 +363,11 @@ class _Connection(asyncio.Protocol):
         self.owner._forget(self)
         if not self.closed.done():
             self.closed.set_result(None)
+
+
+def describe(exc: BaseException) -> str:
+    """The text of a connection error, without CPython's _ssl.c location."""
+    return _SSL_SOURCE.sub("", str(exc)) or type(exc).__name__
 
 
 def _normalise(address: Address) -> Address:

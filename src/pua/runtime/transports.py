@@ -187,7 +187,7 @@ class Transports:
             return
         cached = self._dns.get((host, port))
         if cached is not None and cached[0] > time.monotonic():
-            self._send_now(data, (cached[1], port), transport)
+            self._send_now(data, (cached[1], port), transport, name=host)
             return
         task = asyncio.ensure_future(self._resolve_and_send(data, address, transport))
         self._tasks.add(task)
@@ -207,11 +207,13 @@ class Transports:
             if family in families:
                 ip = str(sockaddr[0])
                 self._dns[(host, port)] = (time.monotonic() + DNS_CACHE_SECONDS, ip)
-                self._send_now(data, (ip, port), transport)
+                self._send_now(data, (ip, port), transport, name=host)
                 return
         self._error(address, transport, TransportError(f"no usable address for {host}"))
 
-    def _send_now(self, data: bytes, address: Address, transport: str) -> None:
+    def _send_now(
+        self, data: bytes, address: Address, transport: str, name: str | None = None
+    ) -> None:
         if transport == "udp":
             udp = self._udp.get(socket.AF_INET6 if ":" in address[0] else socket.AF_INET)
             if udp is None:
@@ -220,7 +222,8 @@ class Transports:
                 return
             udp.sendto(data, address)
         elif transport in ("tcp", "tls") and (stream := self._stream(transport)) is not None:
-            stream.send(data, address)
+            # TLS checks the server's certificate for the name we resolved.
+            stream.send(data, address, server_hostname=name)
         else:
             self._error(address, transport, TransportError(f"transport {transport} is not enabled"))
 
@@ -246,6 +249,11 @@ class Transports:
     def _error(self, address: Address, transport: str, exc: Exception) -> None:
         if self.on_error is not None:
             self.on_error(address, transport, exc)
+            # A stream reports the address it connected to; requests sent
+            # to a host name wait on that name.
+            for (host, port), (_, ip) in list(self._dns.items()):
+                if (ip, port) == address:
+                    self.on_error((host, port), transport, exc)
         else:
             log.warning("cannot send to %s over %s: %s", address, transport, exc)
 
