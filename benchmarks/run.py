@@ -336,8 +336,9 @@ def render_digest(result: dict[str, Any]) -> list[str]:
         f"then refreshed {result['refreshes']} times ({result['refreshes'] + 1} PUBLISHes of one "
         f"identity), {result['window']} publications at a time, through the runtime's waiting "
         "API, against three SIPp UASes in the same run: one that never challenges, one that "
-        "challenges a PUBLISH without credentials (its nonce stays good: pua answers once per "
-        "identity and sends the nonce again with `nc` + 1), and one that challenges every "
+        "challenges a PUBLISH without credentials (its nonce stays good: pua answers the first "
+        "challenges, then sends the nonce again with `nc` + 1 on every request to that next "
+        "hop, whatever the record), and one that challenges every "
         f"PUBLISH (two round trips each, as for a client that keeps no nonce). {result['rounds']} "
         "rounds in rotated order; medians.",
         "",
@@ -353,7 +354,7 @@ def render_digest(result: dict[str, Any]) -> list[str]:
         )
     lines += [
         "",
-        f"**Ratio {ratio:.2f} with a challenge per identity** (target at least 0.9; {verdict} "
+        f"**Ratio {ratio:.2f} when the nonce is used again** (target at least 0.9; {verdict} "
         f"it); {result['ratio']['challenge every request']:.2f} when every request is "
         "challenged.",
     ]
