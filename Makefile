@@ -47,7 +47,7 @@ bench: venv-dev debian-deps
 	$(PY) -m benchmarks.run --output docs/benchmarks.md
 
 lint: venv-dev
-	$(VENV)/bin/ruff check src tests benchmarks docs
+	$(VENV)/bin/ruff check src tests benchmarks docs reliability
 	$(VENV)/bin/ruff format --check src
 	$(VENV)/bin/mypy
 

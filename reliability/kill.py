@@ -55,7 +55,7 @@ def pidf(uri: str, note: str) -> str:
 class Expected:
     """What the API acknowledged, per record; None: uncertain."""
 
-    publications: dict[str, str | None | bool] = field(default_factory=dict)
+    publications: dict[str, str | bool | None] = field(default_factory=dict)
     subscriptions: dict[tuple[str, str], bool | None] = field(default_factory=dict)
     acknowledged: int = 0
     unanswered: int = 0
@@ -161,7 +161,6 @@ class Client:
                 code = answer["error"].get("code")
                 what = f"{method} {code} {str(answer['error'].get('message'))[:60]}"
                 exp.refusals[what] = exp.refusals.get(what, 0) + 1
-                data = answer["error"].get("data") or {}
                 if method == "unpublish" and code == 404:
                     exp.publications[record] = False  # nothing to remove: none there
                 elif method == "unsubscribe" and code == 404:
@@ -169,7 +168,7 @@ class Client:
                 elif method in ("publish", "unpublish"):
                     exp.publications[record] = None  # failed: whatever the server has
                 else:
-                    exp.subscriptions[record] = None if data.get("retrying") else None
+                    exp.subscriptions[record] = None
                 return
             exp.acknowledged += 1
             if method == "publish":
