@@ -349,7 +349,9 @@ class Agent:
     are kept in a store (see the README's Storage) and taken back when the
     agent starts again.  Other settings are those of
     :class:`~pua.core.EngineConfig` (``default_expires``, ``min_expires``,
-    ``hash_size``, ``t1``...).  On a clean exit, publications are removed
+    ``hash_size``, ``t1``...).  Without a server, each request goes to its
+    Request-URI's host, located by RFC 3263 with ``dns_servers``
+    (``IP[:PORT]``; default: the system's resolver).  On a clean exit, publications are removed
     and subscriptions ended unless ``cleanup_on_exit`` is false.
     """
 
@@ -366,6 +368,7 @@ class Agent:
         update_period: float = 30.0,
         config: EngineConfig | None = None,
         t1: float | None = None,
+        dns_servers: Iterable[str] = (),
         **settings: Any,
     ) -> None:
         if outbound_proxy is not None:
@@ -387,7 +390,9 @@ class Agent:
             if server is not None and parse_next_hop(server).transport == "tcp":
                 listens.append(Listen("tcp", "127.0.0.1", 0))  # a server reached over TCP
         self.registry = default_registry()
-        self.runtime = PresenceRuntime(config, listen=listens, registry=self.registry)
+        self.runtime = PresenceRuntime(
+            config, listen=listens, registry=self.registry, dns_servers=tuple(dns_servers)
+        )
         self.cleanup_on_exit = cleanup_on_exit
         self._store_args = (db_url, data_dir, db_mode, update_period)
         self.sync: StoreSync | None = None

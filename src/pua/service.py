@@ -86,6 +86,7 @@ class Service:
             listen=settings.listen_addresses,
             tls_server=tls_server,
             tls_client=tls_client,
+            dns_servers=settings.dns_servers,
         )
         # Before the store is read: a stored record names its event by flag.
         for name, content_type in settings.event_packages:

@@ -1,4 +1,5 @@
-"""``pua publish``: one PUBLISH sent by the command (``--server``), kept
+"""``pua publish``: one PUBLISH sent by the command (to ``--server``, or
+the presentity's domain found by DNS), kept
 alive by it (``--keep``), or asked of a running service (``--api``)."""
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pua.sip.ids import call_id
 from .app import api_options, call_api, main, say
 from .sending import (
     Target,
+    dns_server_option,
     event_package,
     event_package_option,
     listen_option,
@@ -38,8 +40,10 @@ from .sending import (
 @click.option(
     "--server",
     metavar="URI",
-    help="Next hop, e.g. sip:127.0.0.1:5070 (the presence server).",
+    help="Next hop, e.g. sip:127.0.0.1:5070 (the presence server); "
+    "default: the presentity's domain, found by DNS (RFC 3263).",
 )
+@dns_server_option
 @api_options
 @click.option(
     "--pres-uri",
@@ -115,7 +119,8 @@ from .sending import (
     help="With --api: wait for the outcome of the first PUBLISH, or only hand it over.",
 )
 def publish(
-    server: str,
+    server: str | None,
+    dns_servers: tuple[str, ...],
     pres_uri: str,
     event: str,
     body_file: Path | None,
@@ -206,9 +211,7 @@ def publish(
             wait=wait,
         )
         return
-    if server is None:
-        raise click.UsageError("give --server (send it ourselves) or --api (ask a pua service)")
-    target = Target.from_uri(server)
+    target = Target.from_uri(server) if server is not None else None
     if keep:
         if remove or etag is not None:
             raise click.UsageError("--keep starts a new publication: no --etag or --remove")
@@ -226,6 +229,7 @@ def publish(
                     t1,
                     listens,
                     event_packages,
+                    dns_servers,
                 )
             )
         )
@@ -241,6 +245,7 @@ def publish(
                 etag,
                 headers,
                 t1,
+                dns_servers,
             )
         )
     except SipError as exc:
@@ -257,7 +262,7 @@ def publish(
 
 
 async def _publish(
-    target: Target,
+    target: Target | None,
     presentity: SipUri,
     event: str,
     body: bytes,
@@ -266,25 +271,33 @@ async def _publish(
     etag: str | None,
     extra: list[tuple[str, str]],
     t1: float,
+    dns_servers: tuple[str, ...],
 ) -> Response:
-    address = await resolve_target(target)
-    host = "::" if ":" in address[0] else "0.0.0.0"
+    addresses = await resolve_target(target, str(presentity), dns_servers)
     timers = TimerConfig(t1=t1, t2=max(4.0, t1))
-    async with SipStack(listen=[Listen("udp", host, 0)], timers=timers) as stack:
-        request: Request = build_publish(
-            pres_uri=str(presentity),
-            event=event,
-            expires=expires,
-            via=stack.via_for(address),
-            ids=stack.ids,
-            call_id=call_id(stack.ids),
-            etag=etag,
-            body=body or None,
-            content_type=content_type,
-            extra_headers=extra,
-            user_agent=f"pua/{__version__}",
-        )
-        return await stack.request(request, address)
+    response: Response | None = None
+    for address in addresses:
+        host = "::" if ":" in address[0] else "0.0.0.0"
+        async with SipStack(listen=[Listen("udp", host, 0)], timers=timers) as stack:
+            request: Request = build_publish(
+                pres_uri=str(presentity),
+                event=event,
+                expires=expires,
+                via=stack.via_for(address),
+                ids=stack.ids,
+                call_id=call_id(stack.ids),
+                etag=etag,
+                body=body or None,
+                content_type=content_type,
+                extra_headers=extra,
+                user_agent=f"pua/{__version__}",
+            )
+            response = await stack.request(request, address)
+        # RFC 3263 §4.3: on to the next server after a transport error.
+        if response.status != 503 or response.headers.get("Retry-After") is not None:
+            break
+    assert response is not None  # located targets are never empty
+    return response
 
 
 def _api_publish(
@@ -324,7 +337,7 @@ def _api_publish(
 
 
 async def _keep_publishing(
-    target: Target,
+    target: Target | None,
     pres_uri: str,
     event: str,
     body: bytes,
@@ -334,10 +347,11 @@ async def _keep_publishing(
     t1: float,
     listen: list[Listen],
     declared: tuple[str, ...],
+    dns_servers: tuple[str, ...],
 ) -> int:
     stop = stop_event()
     try:
-        async with make_agent(target, expires, t1, listen, declared) as agent:
+        async with make_agent(target, expires, t1, listen, declared, dns_servers) as agent:
             printer = asyncio.ensure_future(print_events(agent))
             try:
                 publication = await agent.publish(
