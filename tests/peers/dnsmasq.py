@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pwd
 import shutil
 import socket
 import struct
@@ -135,6 +136,4 @@ class Dnsmasq:
 def _user() -> str:
     """Run as ourselves: dnsmasq started by root would switch to nobody
     and could not write its log in our directory."""
-    import pwd  # noqa: PLC0415
-
     return pwd.getpwuid(os.getuid()).pw_name
