@@ -1,0 +1,111 @@
+"""Failover between the targets RFC 3263 gives (§4.3), on real sockets with
+a real DNS server (dnsmasq), Kamailio and SIPp."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import pytest
+
+from pua.core import EngineConfig, EngineEvent, PublicationSucceeded, PublishInfo
+from pua.errors import PublishError
+from pua.runtime import Listen, PresenceRuntime
+from pua.sip import TimerConfig
+from tests.peers import find_free_port
+from tests.peers.dnsmasq import Dnsmasq
+from tests.peers.kamailio import KamailioPresence
+from tests.peers.sipp import SippUAS
+
+ALICE = "sip:alice@example.test"
+PIDF = (
+    '<?xml version="1.0" encoding="UTF-8"?>'
+    '<presence xmlns="urn:ietf:params:xml:ns:pidf" entity="sip:alice@example.test">'
+    '<tuple id="t1"><status><basic>open</basic></status></tuple></presence>'
+)
+# T1 of 2 s: timer F is 128 s, far beyond every wait below; an outcome that
+# comes cannot have waited for a transaction to time out.
+SLOW = TimerConfig(t1=2.0, t2=4.0)
+GUARD = 60.0
+
+Dns = Callable[[list[str]], Dnsmasq]
+
+
+def runtime(dns: Dnsmasq, proxy: str | None = None) -> PresenceRuntime:
+    return PresenceRuntime(
+        EngineConfig(outbound_proxy=proxy, timers=SLOW),
+        listen=[Listen("udp", "127.0.0.1", 0), Listen("tcp", "127.0.0.1", 0)],
+        dns_servers=[dns.server],
+    )
+
+
+async def test_a_refused_tcp_target_passes_the_request_on_at_once(
+    kamailio: KamailioPresence, dnsmasq: Dns
+) -> None:
+    """An outbound proxy given by name with transport=tcp: its first SRV
+    target refuses the connection, the same PUBLISH goes to the second
+    (Kamailio over TCP) and succeeds."""
+    closed = find_free_port(udp=False)
+    dns = dnsmasq([
+        f"srv-host=_sip._tcp.proxy.test,dead.proxy.test,{closed},10,0",
+        f"srv-host=_sip._tcp.proxy.test,live.proxy.test,{kamailio.port},20,0",
+        "host-record=dead.proxy.test,127.0.0.1",
+        "host-record=live.proxy.test,127.0.0.1",
+    ])
+    async with runtime(dns, "sip:proxy.test;transport=tcp") as rt:
+        async with asyncio.timeout(GUARD):
+            event = await rt.publish(PublishInfo(pres_uri=ALICE, body=PIDF, expires=600))
+    assert isinstance(event, PublicationSucceeded)
+    rows = kamailio.presentity_rows(username="alice", domain="example.test")
+    assert [r["etag"] for r in rows] == [event.etag]
+    assert f"REQ PUBLISH {ALICE} from 127.0.0.1:" in kamailio.log_text()
+
+
+async def test_every_target_failing_is_one_503_naming_them(dnsmasq: Dns) -> None:
+    """Two dead UDP targets: the engine hears of a failure once both
+    failed, as 503 with both targets in the reason."""
+    dead1, dead2 = find_free_port(tcp=False), find_free_port(tcp=False)
+    dns = dnsmasq([
+        f"srv-host=_sip._udp.example.test,a.example.test,{dead1},10,0",
+        f"srv-host=_sip._udp.example.test,b.example.test,{dead2},20,0",
+        "host-record=a.example.test,127.0.0.1",
+        "host-record=b.example.test,127.0.0.1",
+    ])
+    async with runtime(dns) as rt:
+        with pytest.raises(PublishError) as caught:
+            async with asyncio.timeout(GUARD):
+                await rt.publish(PublishInfo(pres_uri=ALICE, body=PIDF, expires=600))
+    error = caught.value
+    assert error.status == 503 and error.retrying
+    assert f"127.0.0.1:{dead1}" in str(error.reason) + str(error), error
+    assert f"127.0.0.1:{dead2}" in str(error.reason) + str(error), error
+
+
+async def test_a_503_sends_the_next_try_to_the_next_target(
+    kamailio: KamailioPresence, dnsmasq: Dns, sipp_uas: Callable[[str], SippUAS]
+) -> None:
+    """The preferred target answers 503 (Retry-After 5): the engine's retry
+    goes to the next target, Kamailio, which takes the publication."""
+    uas = sipp_uas("publish_503")
+    dns = dnsmasq([
+        f"srv-host=_sip._udp.example.test,busy.example.test,{uas.port},10,0",
+        f"srv-host=_sip._udp.example.test,live.example.test,{kamailio.port},20,0",
+        "host-record=busy.example.test,127.0.0.1",
+        "host-record=live.example.test,127.0.0.1",
+    ])
+    async with runtime(dns) as rt:
+        succeeded: asyncio.Future[PublicationSucceeded] = asyncio.get_running_loop().create_future()
+
+        def watch(event: EngineEvent) -> None:
+            if isinstance(event, PublicationSucceeded) and not succeeded.done():
+                succeeded.set_result(event)
+
+        rt.add_listener(watch)
+        with pytest.raises(PublishError) as caught:
+            async with asyncio.timeout(GUARD):
+                await rt.publish(PublishInfo(pres_uri=ALICE, body=PIDF, expires=600))
+        assert caught.value.status == 503 and caught.value.retrying
+        async with asyncio.timeout(GUARD):
+            event = await succeeded
+    rows = kamailio.presentity_rows(username="alice", domain="example.test")
+    assert [r["etag"] for r in rows] == [event.etag]
