@@ -4,6 +4,8 @@ preference, and a name that does not exist."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Callable
 
 from tests.peers import find_free_port
@@ -85,3 +87,23 @@ def test_a_name_that_does_not_exist_fails_clearly(service: Start, dnsmasq: Dns) 
     detail = fault["data"]["detail"]  # type: ignore[index]
     assert "nowhere.test" in detail and "NXDOMAIN" in detail, fault
     assert fault["data"]["retrying"] is True, fault  # type: ignore[index]
+
+
+def test_the_cli_routes_by_the_presentity_domain(kamailio: KamailioPresence, dnsmasq: Dns) -> None:
+    """`pua publish` without --server locates the presentity's domain, passes
+    over a dead first target, and Kamailio takes the PUBLISH."""
+    dead = find_free_port(tcp=False)
+    dns = dnsmasq([
+        f"srv-host=_sip._udp.example.test,dead.example.test,{dead},10,0",
+        f"srv-host=_sip._udp.example.test,presence.example.test,{kamailio.port},20,0",
+        "host-record=dead.example.test,127.0.0.1",
+        "host-record=presence.example.test,127.0.0.1",
+    ])
+    done = subprocess.run(
+        [sys.executable, "-m", "pua", "publish", "--dns-server", dns.server,
+         "--pres-uri", ALICE, "--basic", "open", "--t1", "2"],
+        capture_output=True, text=True, timeout=100, check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("SIP/2.0 200"), done.stdout
+    assert kamailio.presentity_rows(username="alice", domain="example.test")

@@ -14,7 +14,7 @@ from pua import __version__
 from pua.bodies import basic_pidf
 from pua.core.packages import prepare_body
 from pua.core.requests import build_publish, parse_extra_headers
-from pua.errors import BodyError, PresenceError, SipError, UsageError
+from pua.errors import BodyError, PresenceError, SipError, TransportError, UsageError
 from pua.runtime import Listen, SipStack
 from pua.runtime.loop import run as run_loop
 from pua.sip import Request, Response, SipUri, TimerConfig
@@ -275,7 +275,7 @@ async def _publish(
 ) -> Response:
     addresses = await resolve_target(target, str(presentity), dns_servers)
     timers = TimerConfig(t1=t1, t2=max(4.0, t1))
-    response: Response | None = None
+    failures: list[str] = []
     for address in addresses:
         host = "::" if ":" in address[0] else "0.0.0.0"
         async with SipStack(listen=[Listen("udp", host, 0)], timers=timers) as stack:
@@ -292,12 +292,14 @@ async def _publish(
                 extra_headers=extra,
                 user_agent=f"pua/{__version__}",
             )
-            response = await stack.request(request, address)
-        # RFC 3263 §4.3: on to the next server after a transport error.
-        if response.status != 503 or response.headers.get("Retry-After") is not None:
-            break
-    assert response is not None  # located targets are never empty
-    return response
+            try:
+                response = await stack.request(request, address)
+            except TransportError as exc:
+                # RFC 3263 §4.3: on to the next server after a transport error.
+                failures.append(f"{address[0]}:{address[1]}: {exc}")
+                continue
+        return response
+    raise TransportError(f"every server failed: {'; '.join(failures)}")
 
 
 def _api_publish(
