@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import socket
 import ssl
@@ -145,7 +146,8 @@ class PresenceRuntime:
     def _probe_target(self, family: int) -> Address:
         if self.config.outbound_proxy:
             hop = parse_next_hop(self.config.outbound_proxy)
-            return (hop.host, hop.port)
+            if _is_ip(hop.host):  # a name would be resolved here, blocking the loop
+                return (hop.host, hop.port)
         return ("192.0.2.1", 5060) if family == socket.AF_INET else ("2001:db8::1", 5060)
 
     async def close(self) -> None:
@@ -496,6 +498,14 @@ class _Settle:
     def cancel(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def _failure(
