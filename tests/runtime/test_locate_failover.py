@@ -109,3 +109,31 @@ async def test_a_503_sends_the_next_try_to_the_next_target(
             event = await succeeded
     rows = kamailio.presentity_rows(username="alice", domain="example.test")
     assert [r["etag"] for r in rows] == [event.etag]
+
+
+async def test_a_target_over_another_transport_gets_its_own_via(dnsmasq: Dns) -> None:
+    """The engine builds the PUBLISH for UDP (the URI names no transport);
+    NAPTR says TCP: the request arrives over TCP with a TCP Via naming our
+    TCP port, the branch unchanged."""
+    received: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+
+    async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        data = await reader.readuntil(b"\r\n\r\n")
+        if not received.done():
+            received.set_result(data)
+        writer.close()
+
+    server = await asyncio.start_server(accept, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    dns = dnsmasq([
+        "naptr-record=example.test,10,10,S,SIP+D2T,,_sip._tcp.example.test",
+        f"srv-host=_sip._tcp.example.test,tcp.example.test,{port},10,0",
+        "host-record=tcp.example.test,127.0.0.1",
+    ])
+    async with server, runtime(dns) as rt:
+        rt.send_publish(PublishInfo(pres_uri=ALICE, body=PIDF, expires=600))
+        async with asyncio.timeout(GUARD):
+            head = (await received).decode()
+        tcp_port = rt.transports.local_address("tcp")[1]
+    via = next(line for line in head.split("\r\n") if line.startswith("Via:"))
+    assert via.startswith(f"Via: SIP/2.0/TCP 127.0.0.1:{tcp_port};branch=z9hG4bK"), via
