@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from typing import cast
 
 import pytest
 
 from pua.core import EngineConfig, EngineEvent, PublicationSucceeded, PublishInfo
 from pua.errors import PublishError
 from pua.runtime import Listen, PresenceRuntime
-from pua.sip import TimerConfig
+from pua.sip import Request, TimerConfig, make_response, parse_message
 from tests.peers import find_free_port
 from tests.peers.dnsmasq import Dnsmasq
 from tests.peers.kamailio import KamailioPresence
@@ -137,3 +138,51 @@ async def test_a_target_over_another_transport_gets_its_own_via(dnsmasq: Dns) ->
         tcp_port = rt.transports.local_address("tcp")[1]
     via = next(line for line in head.split("\r\n") if line.startswith("Via:"))
     assert via.startswith(f"Via: SIP/2.0/TCP 127.0.0.1:{tcp_port};branch=z9hG4bK"), via
+
+
+class Uas(asyncio.DatagramProtocol):
+    """A UDP server that answers every PUBLISH 200 with an ETag and keeps
+    the Request-URIs it got."""
+
+    def __init__(self) -> None:
+        self.uris: list[str] = []
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.DatagramTransport, transport)
+
+    def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
+        request = parse_message(data)
+        assert isinstance(request, Request)
+        self.uris.append(str(request.uri))
+        response = make_response(request, 200, "OK", to_tag="uas")
+        response.headers.add("SIP-ETag", f"e{len(self.uris)}")
+        response.headers.add("Expires", "600")
+        assert self.transport is not None
+        self.transport.sendto(bytes(response), addr)
+
+
+async def test_an_answered_request_stays_where_it_was_answered(dnsmasq: Dns) -> None:
+    """A PUBLISH answered by the first target is not sent again when that
+    target later fails another request: only the later one moves on."""
+    loop = asyncio.get_running_loop()
+    first, first_uas = await loop.create_datagram_endpoint(Uas, local_addr=("127.0.0.1", 0))
+    second, second_uas = await loop.create_datagram_endpoint(Uas, local_addr=("127.0.0.1", 0))
+    dns = dnsmasq([
+        f"srv-host=_sip._udp.example.test,one.example.test,{first.get_extra_info('sockname')[1]},10,0",
+        f"srv-host=_sip._udp.example.test,two.example.test,{second.get_extra_info('sockname')[1]},20,0",
+        "host-record=one.example.test,127.0.0.1",
+        "host-record=two.example.test,127.0.0.1",
+    ])
+    try:
+        async with runtime(dns) as rt:
+            async with asyncio.timeout(GUARD):
+                await rt.publish(PublishInfo(pres_uri=ALICE, body=PIDF, expires=600))
+                first.close()
+                bob = "sip:bob@example.test"
+                await rt.publish(PublishInfo(pres_uri=bob, body=PIDF.replace("alice", "bob")))
+    finally:
+        first.close()
+        second.close()
+    assert first_uas.uris == [ALICE]
+    assert second_uas.uris == [bob]

@@ -134,7 +134,7 @@ class Resolver:
             entry = _Cached(now + FAILURE_SECONDS, (), "timeout")
         except dns.resolver.NoNameservers:
             entry = _Cached(now + FAILURE_SECONDS, (), "no answer from the DNS servers")
-        except dns.exception.DNSException as exc:
+        except (dns.exception.DNSException, OSError, ValueError) as exc:
             entry = _Cached(now + FAILURE_SECONDS, (), str(exc) or type(exc).__name__)
         else:
             records = _records(query, answer)

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 
 from pua.errors import AddressInUse, RemoteProtocolError, TransportError
 from pua.sip.locate import Hop, Target, hop_of
-from pua.sip.message import Message
+from pua.sip.message import Message, Response
 from pua.sip.transaction import Address
 
 from .resolver import LocateError, Locator, Resolver
@@ -102,7 +102,10 @@ class _UdpProtocol(asyncio.DatagramProtocol):
         self._transport: asyncio.BaseTransport | None = None
 
     def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
-        self._owner.on_datagram(data, (str(addr[0]), int(addr[1])), "udp")
+        owner = self._owner
+        if owner.tracking and data.startswith(b"SIP/2.0 "):
+            owner.answered(data)
+        owner.on_datagram(data, (str(addr[0]), int(addr[1])), "udp")
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport
@@ -287,7 +290,7 @@ class Transports:
     def _send_to(self, flight: _Flight) -> None:
         target = flight.targets[flight.index]
         key = (_addr(target), target.transport)
-        if flight.branch is not None:
+        if flight.branch is not None and not flight.answered:
             self._at.setdefault(key, set()).add(flight.branch)
         self._last[(flight.address, flight.transport)] = target
         log.debug("%s:%s -> %s", flight.address[0], flight.address[1], target)
@@ -356,6 +359,39 @@ class Transports:
                     if not branches:
                         del self._at[(_addr(target), target.transport)]
 
+    @property
+    def tracking(self) -> bool:
+        """True while requests sent to host names are remembered."""
+        return bool(self._flights)
+
+    def answered(self, data: bytes) -> None:
+        """A response came in: its request stays with the server that
+        answered (RFC 3263 §4.3), a later error there does not move it."""
+        match = _BRANCH.search(data)
+        if match is not None:
+            self._settle(match.group(1))
+
+    def _message(self, message: Message, address: Address, transport: str) -> None:
+        if self._flights and isinstance(message, Response):
+            branch = message.top_via.branch
+            if branch:
+                self._settle(branch.encode())
+        self.on_message(message, address, transport)
+
+    def _settle(self, branch: bytes) -> None:
+        flight = self._flights.get(branch)
+        if flight is None or flight.answered:
+            return
+        flight.answered = True
+        if flight.index < len(flight.targets):
+            target = flight.targets[flight.index]
+            key = (_addr(target), target.transport)
+            branches = self._at.get(key)
+            if branches is not None:
+                branches.discard(branch)
+                if not branches:
+                    del self._at[key]
+
     def on_udp_error(self, address: Address, exc: Exception) -> None:
         """An ICMP error for a datagram we sent to ``address``."""
         self._error(address, "udp", exc)
@@ -379,13 +415,13 @@ class Transports:
         if transport == "tcp":
             if self._tcp is None:
                 self._tcp = TcpTransport(
-                    lambda m, a: self.on_message(m, a, "tcp"),
+                    lambda m, a: self._message(m, a, "tcp"),
                     lambda a, e: self._error(a, "tcp", e),
                 )
             return self._tcp
         if self._tls is None and (self._tls_server or self._tls_client):
             self._tls = TcpTransport(
-                lambda m, a: self.on_message(m, a, "tls"),
+                lambda m, a: self._message(m, a, "tls"),
                 lambda a, e: self._error(a, "tls", e),
                 server_ssl=self._tls_server,
                 client_ssl=self._tls_client or ssl.create_default_context(),
@@ -399,7 +435,11 @@ class Transports:
             self.locator.avoid(Target(address[0], address[1], transport))
             for branch in branches:
                 flight = self._flights.get(branch)
-                if flight is not None and flight.index < len(flight.targets):
+                if (
+                    flight is not None
+                    and not flight.answered
+                    and flight.index < len(flight.targets)
+                ):
                     self._next_target(flight, exc)
             return
         if self.on_error is not None:
@@ -421,6 +461,7 @@ class _Flight:
     targets: list[Target] = field(default_factory=list)
     index: int = 0
     errors: list[str] = field(default_factory=list)
+    answered: bool = False  # a response came: no failover any more
 
 
 def _addr(target: Target) -> Address:
