@@ -13,6 +13,7 @@ from typing import TypeVar
 import pytest
 
 from tests.peers import PeerUnavailable
+from tests.peers.dnsmasq import Dnsmasq
 from tests.peers.kamailio import KamailioPresence
 from tests.peers.sipp import SippUAS
 
@@ -52,3 +53,18 @@ def sipp_uas() -> Callable[[str], SippUAS]:
     yield start  # type: ignore[misc]
     for uas in started:
         uas.stop()
+
+
+@pytest.fixture
+def dnsmasq() -> Iterator[Callable[[list[str]], Dnsmasq]]:
+    """A factory for dnsmasq DNS servers serving the given records."""
+    started: list[Dnsmasq] = []
+
+    def start(records: list[str]) -> Dnsmasq:
+        server = peer_or_skip(lambda: Dnsmasq(records))
+        started.append(server)
+        return server.start()
+
+    yield start
+    for server in started:
+        server.stop()

@@ -134,6 +134,7 @@ def test_request_is_retransmitted_until_answered(slow_peer: tuple[int, list[byte
         (["--server", "sip:127.0.0.1", "--pres-uri", ALICE, "--body-file", "/etc/hostname"], "malformed XML"),
         (["--server", "sip:127.0.0.1", "--pres-uri", ALICE, "--event", "message-summary", "--body-file", "/etc/hostname"], "message summary"),
         (["--server", "sip:127.0.0.1", "--pres-uri", ALICE, "--basic", "open", "--event-package", "bad name=x/y"], "--event-package"),
+        (["--dns-server", "dns.example", "--pres-uri", ALICE, "--basic", "open"], "--dns-server"),
     ],
 )
 def test_bad_arguments_exit_2_with_a_clear_message(args: list[str], message: str) -> None:
@@ -148,7 +149,7 @@ def test_unresolvable_server_is_a_one_line_error() -> None:
     """A host name that does not resolve fails with exit 1 and one line."""
     result = pua("publish", "--server", "sip:no-such-host.invalid", "--pres-uri", ALICE, "--basic", "open")
     assert result.returncode == 1
-    assert result.stderr.startswith("pua: error: cannot resolve no-such-host.invalid")
+    assert result.stderr.startswith("pua: error: cannot locate no-such-host.invalid: NXDOMAIN")
 
 
 def test_a_summary_written_in_an_editor_goes_out_with_crlf(

@@ -169,3 +169,15 @@ def test_bad_event_flag_stops_pua_serve() -> None:
     )
     assert result.returncode == 2
     assert "events (from --event)" in result.stderr and "'reg'" in result.stderr
+
+
+def test_dns_servers_from_environment_and_flags() -> None:
+    """dns_servers takes IP and IP:PORT (IPv6 in brackets); a name or a bad
+    port stops the start naming the setting and its source."""
+    loaded = load_settings(environ={"PUA_DNS_SERVERS": "127.0.0.1:5353, [::1]:53, 10.0.0.1"})
+    assert loaded.dns_servers == ("127.0.0.1:5353", "[::1]:53", "10.0.0.1")
+    assert flag_of("dns_servers") == "--dns-server"
+    for bad in ("dns.example", "127.0.0.1:99999"):
+        with pytest.raises(ConfigError, match="dns_servers") as info:
+            load_settings(environ={}, flags={"dns_servers": (bad,)})
+        assert "(from --dns-server)" in str(info.value) and bad in str(info.value)

@@ -350,7 +350,9 @@ class Agent:
     are kept in a store (see the README's Storage) and taken back when the
     agent starts again.  Other settings are those of
     :class:`~pua.core.EngineConfig` (``default_expires``, ``min_expires``,
-    ``hash_size``, ``t1``...).  On a clean exit, publications are removed
+    ``hash_size``, ``t1``...).  Without a server, each request goes to its
+    Request-URI's host, located by RFC 3263 with ``dns_servers``
+    (``IP[:PORT]``; default: the system's resolver).  On a clean exit, publications are removed
     and subscriptions ended unless ``cleanup_on_exit`` is false.
     ``credentials`` (:class:`pua.sip.auth.Credential`) answer digest
     challenges (401/407); :meth:`publish` and :meth:`subscribe` take one
@@ -371,6 +373,7 @@ class Agent:
         config: EngineConfig | None = None,
         t1: float | None = None,
         credentials: Iterable[Credential] = (),
+        dns_servers: Iterable[str] = (),
         **settings: Any,
     ) -> None:
         if outbound_proxy is not None:
@@ -392,7 +395,9 @@ class Agent:
             if server is not None and parse_next_hop(server).transport == "tcp":
                 listens.append(Listen("tcp", "127.0.0.1", 0))  # a server reached over TCP
         self.registry = default_registry()
-        self.runtime = PresenceRuntime(config, listen=listens, registry=self.registry)
+        self.runtime = PresenceRuntime(
+            config, listen=listens, registry=self.registry, dns_servers=tuple(dns_servers)
+        )
         for credential in credentials:
             self.runtime.credentials.add(credential)
         self.cleanup_on_exit = cleanup_on_exit

@@ -21,6 +21,7 @@ from typing import Any
 from pua.core import default_registry
 from pua.core.packages import parse_event_spec
 from pua.errors import PuaError, RemoteProtocolError
+from pua.runtime.resolver import parse_dns_server
 from pua.runtime.transports import Listen
 from pua.sip.auth import Credential
 from pua.sip.uri import SipUri, parse_uri
@@ -91,6 +92,13 @@ class Settings:
         "Next hop of every request (the presence server or a proxy); "
         "unset: each Request-URI's host by DNS",
         metavar="URI",
+    )
+    dns_servers: tuple[str, ...] = _setting(
+        (),
+        "DNS server that locates SIP servers by NAPTR, SRV and A/AAAA (RFC 3263), "
+        "IP or IP:PORT (repeatable); unset: the system's resolver configuration",
+        metavar="IP[:PORT]",
+        flag="dns_server",
     )
     db_mode: str = _setting(
         "write-back",
@@ -387,6 +395,11 @@ def _check(settings: Settings, sources: Mapping[str, str]) -> None:
             raise fail("outbound_proxy", str(exc)) from None
         if not isinstance(uri, SipUri):
             raise fail("outbound_proxy", "must be a sip: or sips: URI")
+    for server in settings.dns_servers:
+        try:
+            parse_dns_server(server)
+        except ValueError as exc:
+            raise fail("dns_servers", str(exc)) from None
     try:
         _split_hostport(settings.api, "api")
     except ConfigError as exc:

@@ -93,6 +93,7 @@ class Service:
             listen=settings.listen_addresses,
             tls_server=tls_server,
             tls_client=tls_client,
+            dns_servers=settings.dns_servers,
         )
         # Before the store is read: a stored record names its event by flag.
         for credential in settings.all_credentials:

@@ -1,4 +1,5 @@
-"""``pua publish``: one PUBLISH sent by the command (``--server``), kept
+"""``pua publish``: one PUBLISH sent by the command (to ``--server``, or
+the presentity's domain found by DNS), kept
 alive by it (``--keep``), or asked of a running service (``--api``)."""
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pua import __version__
 from pua.bodies import basic_pidf
 from pua.core.packages import prepare_body
 from pua.core.requests import build_publish, parse_extra_headers
-from pua.errors import BodyError, PresenceError, SipError, UsageError
+from pua.errors import BodyError, PresenceError, SipError, TransportError, UsageError
 from pua.runtime import Listen, SipStack
 from pua.runtime.loop import run as run_loop
 from pua.sip import Request, Response, SipUri, TimerConfig
@@ -25,6 +26,7 @@ from .sending import (
     Target,
     auth_options,
     credential_option,
+    dns_server_option,
     event_package,
     event_package_option,
     listen_option,
@@ -41,8 +43,10 @@ from .sending import (
 @click.option(
     "--server",
     metavar="URI",
-    help="Next hop, e.g. sip:127.0.0.1:5070 (the presence server).",
+    help="Next hop, e.g. sip:127.0.0.1:5070 (the presence server); "
+    "default: the presentity's domain, found by DNS (RFC 3263).",
 )
+@dns_server_option
 @api_options
 @click.option(
     "--pres-uri",
@@ -119,7 +123,8 @@ from .sending import (
     help="With --api: wait for the outcome of the first PUBLISH, or only hand it over.",
 )
 def publish(
-    server: str,
+    server: str | None,
+    dns_servers: tuple[str, ...],
     pres_uri: str,
     event: str,
     body_file: Path | None,
@@ -212,10 +217,8 @@ def publish(
             wait=wait,
         )
         return
-    if server is None:
-        raise click.UsageError("give --server (send it ourselves) or --api (ask a pua service)")
     credential = credential_option(auth_user, auth_password_file)
-    target = Target.from_uri(server)
+    target = Target.from_uri(server) if server is not None else None
     if keep:
         if remove or etag is not None:
             raise click.UsageError("--keep starts a new publication: no --etag or --remove")
@@ -234,6 +237,7 @@ def publish(
                     listens,
                     event_packages,
                     credential,
+                    dns_servers,
                 )
             )
         )
@@ -250,6 +254,7 @@ def publish(
                 headers,
                 t1,
                 credential,
+                dns_servers,
             )
         )
     except SipError as exc:
@@ -266,7 +271,7 @@ def publish(
 
 
 async def _publish(
-    target: Target,
+    target: Target | None,
     presentity: SipUri,
     event: str,
     body: bytes,
@@ -276,48 +281,67 @@ async def _publish(
     extra: list[tuple[str, str]],
     t1: float,
     credential: Credential | None,
+    dns_servers: tuple[str, ...],
 ) -> Response:
-    address = await resolve_target(target)
-    host = "::" if ":" in address[0] else "0.0.0.0"
+    addresses = await resolve_target(target, str(presentity), dns_servers)
     timers = TimerConfig(t1=t1, t2=max(4.0, t1))
-    async with SipStack(listen=[Listen("udp", host, 0)], timers=timers) as stack:
-        request: Request = build_publish(
-            pres_uri=str(presentity),
-            event=event,
-            expires=expires,
-            via=stack.via_for(address),
-            ids=stack.ids,
-            call_id=call_id(stack.ids),
-            etag=etag,
-            body=body or None,
-            content_type=content_type,
-            extra_headers=extra,
-            user_agent=f"pua/{__version__}",
-        )
-        response = await stack.request(request, address)
-        if response.status not in (401, 407) or credential is None:
-            return response
-        # Challenged: the same PUBLISH again, a new transaction (new branch,
-        # CSeq 2), with the answer to the strongest challenge; once.
-        proxy = response.status == 407
-        challenges = response.proxy_authenticate if proxy else response.www_authenticate
-        allowed = [a for a in ALGORITHMS if credential.answers(a)]
-        challenge = choose_challenge(challenges, proxy=proxy, can_answer=allowed)
-        if challenge is None:
-            return response
-        request.headers.set("Via", str(stack.via_for(address)))
-        request.headers.set("CSeq", f"2 {request.method}")
-        answer = authorization(
-            challenge,
-            credential,
-            method=request.method,
-            uri=request.uri_text,
-            body=request.body,
-            nc=1,
-            cnonce=stack.ids.token(16),
-        )
-        request.headers.set(challenge.header, answer)
-        return await stack.request(request, address)
+    failures: list[str] = []
+    for address in addresses:
+        host = "::" if ":" in address[0] else "0.0.0.0"
+        async with SipStack(listen=[Listen("udp", host, 0)], timers=timers) as stack:
+            request: Request = build_publish(
+                pres_uri=str(presentity),
+                event=event,
+                expires=expires,
+                via=stack.via_for(address),
+                ids=stack.ids,
+                call_id=call_id(stack.ids),
+                etag=etag,
+                body=body or None,
+                content_type=content_type,
+                extra_headers=extra,
+                user_agent=f"pua/{__version__}",
+            )
+            try:
+                response = await stack.request(request, address)
+                if response.status in (401, 407) and credential is not None:
+                    response = await _authenticated(stack, request, response, address, credential)
+            except TransportError as exc:
+                # RFC 3263 §4.3: on to the next server after a transport error.
+                failures.append(f"{address[0]}:{address[1]}: {exc}")
+                continue
+        return response
+    raise TransportError(f"every server failed: {'; '.join(failures)}")
+
+
+async def _authenticated(
+    stack: SipStack,
+    request: Request,
+    response: Response,
+    address: tuple[str, int],
+    credential: Credential,
+) -> Response:
+    """The same PUBLISH again after a challenge, a new transaction (new
+    branch, CSeq 2), with the answer to the strongest challenge; once."""
+    proxy = response.status == 407
+    challenges = response.proxy_authenticate if proxy else response.www_authenticate
+    allowed = [a for a in ALGORITHMS if credential.answers(a)]
+    challenge = choose_challenge(challenges, proxy=proxy, can_answer=allowed)
+    if challenge is None:
+        return response
+    request.headers.set("Via", str(stack.via_for(address)))
+    request.headers.set("CSeq", f"2 {request.method}")
+    answer = authorization(
+        challenge,
+        credential,
+        method=request.method,
+        uri=request.uri_text,
+        body=request.body,
+        nc=1,
+        cnonce=stack.ids.token(16),
+    )
+    request.headers.set(challenge.header, answer)
+    return await stack.request(request, address)
 
 
 def _api_publish(
@@ -357,7 +381,7 @@ def _api_publish(
 
 
 async def _keep_publishing(
-    target: Target,
+    target: Target | None,
     pres_uri: str,
     event: str,
     body: bytes,
@@ -368,10 +392,13 @@ async def _keep_publishing(
     listen: list[Listen],
     declared: tuple[str, ...],
     credential: Credential | None,
+    dns_servers: tuple[str, ...],
 ) -> int:
     stop = stop_event()
     try:
-        async with make_agent(target, expires, t1, listen, declared, credential) as agent:
+        async with make_agent(
+            target, expires, t1, listen, declared, credential=credential, dns_servers=dns_servers
+        ) as agent:
             printer = asyncio.ensure_future(print_events(agent))
             try:
                 publication = await agent.publish(

@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import os
+import random
 import signal
-import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,10 +24,12 @@ from pua.core import (
 )
 from pua.core.packages import parse_event_spec
 from pua.core.requests import Destination, parse_next_hop
-from pua.errors import RemoteProtocolError, SipError, UsageError
+from pua.errors import RemoteProtocolError, SipError, TransportError, UsageError
 from pua.runtime import Listen
+from pua.runtime.resolver import Locator, Resolver, parse_dns_server
 from pua.sip import SipUri, parse_uri
 from pua.sip.auth import Credential
+from pua.sip.locate import hop_of
 
 from .app import say
 
@@ -85,18 +87,49 @@ def sip_uri_option(value: str, hint: str) -> SipUri:
     return uri
 
 
-async def resolve_target(target: Target) -> tuple[str, int]:
-    loop = asyncio.get_running_loop()
+async def resolve_target(
+    target: Target | None, request_uri: str, dns_servers: tuple[str, ...]
+) -> list[tuple[str, int]]:
+    """The UDP addresses to try, in order: the --server's, else the
+    Request-URI host's, located by RFC 3263 (NAPTR, SRV, A/AAAA)."""
+    hop_text = target.uri if target is not None else request_uri
     try:
-        infos = await loop.getaddrinfo(target.host, target.port, type=socket.SOCK_DGRAM)
-    except OSError as exc:
-        raise SipError(f"cannot resolve {target.host}: {exc}") from None
-    sockaddr = infos[0][4]
-    return (str(sockaddr[0]), int(sockaddr[1]))
+        hop = hop_of(hop_text)
+        locator = Locator(Resolver(dns_servers), random.random)
+        targets = await locator.locate(hop, ["udp"])
+    except (TransportError, RemoteProtocolError) as exc:
+        raise SipError(str(exc)) from None
+    return [(t.host, t.port) for t in targets]
 
 
-def listen_option(values: tuple[str, ...], target: Target) -> list[Listen]:
+def dns_server_option(fn: Any) -> Any:
+    """--dns-server IP[:PORT] (repeatable): the service's dns_servers setting."""
+    return click.option(
+        "--dns-server",
+        "dns_servers",
+        multiple=True,
+        metavar="IP[:PORT]",
+        callback=_check_dns_servers,
+        help="DNS server that finds the SIP server (NAPTR, SRV, A/AAAA; repeatable); "
+        "default: the system's resolver.",
+    )(fn)
+
+
+def _check_dns_servers(
+    _ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]
+) -> tuple[str, ...]:
+    for value in values:
+        try:
+            parse_dns_server(value)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--dns-server") from None
+    return values
+
+
+def listen_option(values: tuple[str, ...], target: Target | None) -> list[Listen]:
     if not values:
+        if target is None:
+            return [Listen("udp", "0.0.0.0", 0)]  # the server is found by DNS
         return [target.default_listen()]
     try:
         return [Listen.parse(value) for value in values]
@@ -183,15 +216,17 @@ def credential_option(user: str | None, password_file: str | None) -> Credential
 
 
 def make_agent(
-    target: Target,
+    target: Target | None,
     expires: int,
     t1: float,
     listen: list[Listen],
     declared: tuple[str, ...] = (),
     credential: Credential | None = None,
+    dns_servers: tuple[str, ...] = (),
 ) -> Agent:
     agent = Agent(
-        server=target.uri,
+        server=target.uri if target is not None else None,
+        dns_servers=dns_servers,
         listen=listen,
         default_expires=max(expires, 1),
         t1=t1,

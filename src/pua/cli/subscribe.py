@@ -1,5 +1,6 @@
 """``pua subscribe``: a subscription held by the command until stopped
-(``--server``), or asked of a running service (``--api``)."""
+(sent to ``--server``, or to the presentity's domain found by DNS), or
+asked of a running service (``--api``)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from .sending import (
     Target,
     auth_options,
     credential_option,
+    dns_server_option,
     event_package,
     event_package_option,
     listen_option,
@@ -34,8 +36,10 @@ from .sending import (
 @click.option(
     "--server",
     metavar="URI",
-    help="Next hop, e.g. sip:127.0.0.1:5070 (the presence server).",
+    help="Next hop, e.g. sip:127.0.0.1:5070 (the presence server); "
+    "default: the presentity's domain, found by DNS (RFC 3263).",
 )
+@dns_server_option
 @api_options
 @click.option("--pres-uri", required=True, metavar="URI", help="The resource to watch.")
 @click.option(
@@ -76,7 +80,8 @@ from .sending import (
     help="With --api: wait for the outcome of the first SUBSCRIBE, or only hand it over.",
 )
 def subscribe(
-    server: str,
+    server: str | None,
+    dns_servers: tuple[str, ...],
     pres_uri: str,
     watcher: str,
     event: str,
@@ -119,23 +124,30 @@ def subscribe(
         else:
             say(f"handed over: {record.get('id', '')} ({record.get('state', '')})")
         return
-    if server is None:
-        raise click.UsageError("give --server (subscribe ourselves) or --api (ask a pua service)")
     event_package(packages(event_packages), event)
     credential = credential_option(auth_user, auth_password_file)
-    target = Target.from_uri(server)
+    target = Target.from_uri(server) if server is not None else None
     listens = listen_option(listen, target)
     sys.exit(
         run_loop(
             _watch(
-                target, pres_uri, watcher, event, expires, t1, listens, event_packages, credential
+                target,
+                pres_uri,
+                watcher,
+                event,
+                expires,
+                t1,
+                listens,
+                event_packages,
+                credential,
+                dns_servers,
             )
         )
     )
 
 
 async def _watch(
-    target: Target,
+    target: Target | None,
     pres_uri: str,
     watcher: str,
     event: str,
@@ -144,10 +156,13 @@ async def _watch(
     listen: list[Listen],
     declared: tuple[str, ...],
     credential: Credential | None,
+    dns_servers: tuple[str, ...],
 ) -> int:
     stop = stop_event()
     try:
-        async with make_agent(target, expires, t1, listen, declared, credential) as agent:
+        async with make_agent(
+            target, expires, t1, listen, declared, credential=credential, dns_servers=dns_servers
+        ) as agent:
             printer = asyncio.ensure_future(print_events(agent))
             try:
                 subscription = agent.subscribe(pres_uri, watcher=watcher, event=event, expires=-1)

@@ -9,6 +9,8 @@ IO; the :class:`~pua.core.engine.PresenceEngine` owns it.
 
 from __future__ import annotations
 
+import functools
+import ipaddress
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -143,13 +145,17 @@ class Router:
     """Where requests go and where we are: the configured next hop, our
     listen address per transport (Via sent-by, default Contact)."""
 
-    __slots__ = ("_contacts", "_ids", "_local", "outbound_proxy")
+    __slots__ = ("_contacts", "_hops", "_ids", "_local", "outbound_proxy")
 
     def __init__(self, outbound_proxy: str | None, ids: Ids) -> None:
         self.outbound_proxy = outbound_proxy
         self._ids = ids
         self._local: dict[str, Address] = {}
         self._contacts: dict[str, str] = {}
+        # (host name, port, transport) -> the URI it came from: the runtime
+        # locates a name by the URI (RFC 3263 reads the port and transport
+        # as written, which the Destination has filled in).
+        self._hops: dict[tuple[str, int, str], str] = {}
 
     def set_local_address(self, transport: str, host: str, port: int) -> None:
         self._local[transport.lower()] = (host, port)
@@ -157,7 +163,20 @@ class Router:
 
     def destination(self, proxy: str | None, target: str) -> Destination:
         """The next hop: the record's proxy, else the configured one, else the target."""
-        return parse_next_hop(proxy or self.outbound_proxy or target)
+        text = proxy or self.outbound_proxy or target
+        hop = parse_next_hop(text)
+        if not _numeric(hop.host):
+            key = (hop.host, hop.port, hop.transport)
+            if self._hops.get(key) != text:
+                if len(self._hops) >= MAX_HOPS:
+                    self._hops.clear()
+                self._hops[key] = text
+        return hop
+
+    def next_hop(self, address: Address, transport: str) -> str | None:
+        """The URI a request to the host name in ``address`` was routed by
+        (the last one, should two URIs give the same address), or None."""
+        return self._hops.get((address[0], address[1], transport))
 
     def check_reachable(self, proxy: str | None, target: str, what: str) -> None:
         """A UsageError, before anything is sent or kept, when the next hop
@@ -189,6 +208,20 @@ class Router:
             host, port = self.local(transport)
             contact = self._contacts[transport] = Destination(host, port, transport).uri
         return contact
+
+
+# Host names remembered by Router.next_hop; past this the table starts over
+# (a name in use is remembered again at its next request).
+MAX_HOPS = 4096
+
+
+@functools.lru_cache(maxsize=4096)
+def _numeric(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 class EngineContext:

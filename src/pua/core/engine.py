@@ -226,6 +226,12 @@ class PresenceEngine:
         self._ctx.endpoint.fail_destination(address, transport, reason, now)
         self._settle(now)
 
+    def next_hop(self, address: Address, transport: str) -> str | None:
+        """The URI by which requests to the host name in ``address`` were
+        routed (an outbound proxy or a Request-URI), for the runtime to
+        locate by RFC 3263; None for an address the engine never used."""
+        return self._ctx.router.next_hop(address, transport)
+
     def handle_timer(self, now: float) -> None:
         """Run every timer due at ``now``."""
         ctx = self._ctx

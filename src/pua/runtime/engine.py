@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import socket
 import ssl
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -40,7 +41,7 @@ from pua.core import (
     SubscriptionTerminated,
 )
 from pua.core.events import NotifyReceived
-from pua.core.records import Record
+from pua.core.records import Record, SubscriptionRecord
 from pua.core.requests import parse_next_hop
 from pua.errors import PublishError, StateError, SubscribeError, UsageError
 from pua.sip.auth import Credentials
@@ -50,6 +51,7 @@ from pua.sip.transaction import Address
 
 from .failures import FailureLog
 from .ids import SystemIds
+from .resolver import Locator, Resolver
 from .timer import DeadlineTimer
 from .transports import Listen, Transports, route_source
 
@@ -79,12 +81,19 @@ class PresenceRuntime:
         tls_server: ssl.SSLContext | None = None,
         tls_client: ssl.SSLContext | None = None,
         engine: PresenceEngine | None = None,
+        dns_servers: Sequence[str] = (),
+        locator: Locator | None = None,
     ) -> None:
         self.config = config or EngineConfig()
         # ``engine``: one made (and perhaps filled) elsewhere, e.g. by a
         # benchmark; by default a new one on the system's randomness.
         self._engine = engine or PresenceEngine(self.config, ids or SystemIds(), registry=registry)
         self.listen = listen or [Listen("udp", "127.0.0.1", 0)]
+        # Host names are located by RFC 3263: ``dns_servers`` (IP[:PORT])
+        # or the system's configuration, asked at the first name.
+        if locator is None and dns_servers:
+            locator = Locator(Resolver(dns_servers), self._engine.ids.uniform)
+        timers = self.config.timers
         self.transports = Transports(
             self.listen,
             self._on_datagram,
@@ -92,8 +101,14 @@ class PresenceRuntime:
             self._on_send_error,
             tls_server=tls_server,
             tls_client=tls_client,
+            locator=locator,
+            next_hop=self._engine.next_hop,
+            flight_seconds=timers.timer_f + timers.t4,
         )
-        self._listeners: list[EventListener] = [FailureLog(log, self._event_name, wall=self.now)]
+        self._listeners: list[EventListener] = [
+            FailureLog(log, self._event_name, wall=self.now),
+            self._learn_failures,
+        ]
         self._waiters: dict[RecordKey, list[EventListener]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer = DeadlineTimer(self.now, self._on_timer)
@@ -132,7 +147,8 @@ class PresenceRuntime:
     def _probe_target(self, family: int) -> Address:
         if self.config.outbound_proxy:
             hop = parse_next_hop(self.config.outbound_proxy)
-            return (hop.host, hop.port)
+            if _is_ip(hop.host):  # a name would be resolved here, blocking the loop
+                return (hop.host, hop.port)
         return ("192.0.2.1", 5060) if family == socket.AF_INET else ("2001:db8::1", 5060)
 
     async def close(self) -> None:
@@ -415,6 +431,29 @@ class PresenceRuntime:
         self._engine.fail_destination(address, transport, str(exc), self.now())
         self._pump()
 
+    def _learn_failures(self, event: EngineEvent) -> None:
+        """A timeout or a 503 from a located server: the engine's next try
+        goes to the next target (RFC 3263 §4.3)."""
+        if not isinstance(event, PublicationFailed | SubscriptionFailed):
+            return
+        if event.status not in (408, 503):
+            return
+        record = self._engine.record(event.key)
+        if record is None:
+            return
+        target_uri = (
+            record.remote_target if isinstance(record, SubscriptionRecord) else record.pres_uri
+        )
+        hop_text = record.outbound_proxy or self.config.outbound_proxy or target_uri
+        try:
+            hop = parse_next_hop(hop_text)
+        except UsageError:
+            return
+        target = self.transports.target_of((hop.host, hop.port), hop.transport)
+        if target is not None:
+            log.info("%s answered %s; later requests try another server", target, event.status)
+            self.transports.avoid(target)
+
     def _on_timer(self, now: float) -> None:
         self._engine.handle_timer(now)
         self._pump()
@@ -465,6 +504,14 @@ class _Settle:
     def cancel(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def _failure(
