@@ -11,7 +11,7 @@ DEV_STAMP := $(VENV)/.installed-dev
 RUN_EXTRAS := speed
 DEV_EXTRAS := dev,speed
 
-.PHONY: run test bench lint venv venv-dev debian-deps clean
+.PHONY: run test bench lint venv venv-dev debian-deps clean reliability
 
 define install
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -45,6 +45,11 @@ test: venv-dev debian-deps
 
 bench: venv-dev debian-deps
 	$(PY) -m benchmarks.run --output docs/benchmarks.md
+
+# The long fault campaigns (not part of make test; short versions are):
+# results in docs/reliability.md.
+reliability: venv-dev debian-deps
+	$(PY) -m reliability.kill 100 docs/reliability-kill.json
 
 lint: venv-dev
 	$(VENV)/bin/ruff check src tests benchmarks docs reliability
