@@ -97,6 +97,20 @@ class Client:
         self.threads = [threading.Thread(target=self._loop, daemon=True) for _ in range(threads)]
         self.counter = 0
         self.busy: set[str | tuple[str, str]] = set()  # one call per record at a time
+        self.paused = threading.Event()
+
+    def pause(self, seconds: float = 60.0) -> None:
+        """Stop making calls and wait for those under way to end."""
+        self.paused.set()
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            with self.expected.lock:
+                if not self.busy:
+                    return
+            time.sleep(0.02)
+
+    def resume(self) -> None:
+        self.paused.clear()
 
     def start(self) -> None:
         for thread in self.threads:
@@ -131,6 +145,9 @@ class Client:
 
     def _loop(self) -> None:
         while not self.stop.is_set():
+            if self.paused.is_set():
+                self.stop.wait(0.02)
+                continue
             picked = self._pick()
             if picked is None:
                 continue
@@ -248,8 +265,21 @@ def settle(svc: RunningService, seconds: float = 20.0) -> bool:
     return False
 
 
-def run(kills: int = 10, seed: int = 1, workdir: Path | None = None) -> dict[str, Any]:
-    """The campaign; returns its figures (and every disagreement found)."""
+def _record(figures: dict[str, Any], settled: bool, problems: dict[str, list[str]]) -> None:
+    """One comparison's counts; the problems of the last one kept whole,
+    every disagreement of any comparison summed in ``total``."""
+    figures["checks"].append({"settled": settled, **{k: len(v) for k, v in problems.items()}})
+    total = figures.setdefault("total", {})
+    for kind, found in problems.items():
+        total[kind] = total.get(kind, 0) + len(found)
+    figures["problems"] = problems
+
+
+def run(kills: int = 10, seed: int = 1, workdir: Path | None = None,
+        check_each: bool = True) -> dict[str, Any]:
+    """The campaign; returns its figures (and every disagreement found),
+    comparing with the server after each restart (``check_each``) and at
+    the end."""
     rng = random.Random(seed)
     workdir = workdir or Path(tempfile.mkdtemp(prefix="pua-kill-"))
     expected = Expected()
@@ -273,12 +303,15 @@ def run(kills: int = 10, seed: int = 1, workdir: Path | None = None) -> dict[str
                 svc = RunningService(*flags, data_dir=workdir / "var", sip_port=port)
                 figures["restarts"] += 1
                 client.url = svc.api_url
+                if check_each:
+                    # After each restart: the load paused, pua settled, the
+                    # server compared with what was acknowledged so far.
+                    client.pause()
+                    _record(figures, settle(svc), check(kam, expected))
+                    client.resume()
         finally:
             client.join()
-        settled = settle(svc)
-        problems = check(kam, expected)
-        figures["checks"].append({"settled": settled, **{k: len(v) for k, v in problems.items()}})
-        figures["problems"] = problems
+        _record(figures, settle(svc), check(kam, expected))
         svc.stop()
     figures.update(
         acknowledged=expected.acknowledged,

@@ -21,9 +21,11 @@ def test_nothing_acknowledged_is_lost_across_kills(tmp_path: Path) -> None:
     figures = peer_or_skip(lambda: run(kills=3, seed=7, workdir=tmp_path))
     problems = figures["problems"]
     assert figures["kills"] == 3 and figures["acknowledged"] > 100
-    assert figures["checks"][-1]["settled"]
+    assert len(figures["checks"]) == 4  # after each restart and at the end
+    assert all(check["settled"] for check in figures["checks"])
     for kind in ("lost", "stale", "revived", "duplicated"):
         assert problems[kind] == [], (kind, problems[kind])
+        assert figures["total"][kind] == 0, (kind, figures["checks"])
     assert set(figures["refusals"]) <= {
         "unpublish 404 No such publication", "unsubscribe 404 No such subscription",
     }, figures["refusals"]
