@@ -106,6 +106,12 @@ class Settings:
         choices=("write-back", "write-through"),
     )
     api: str = _setting("127.0.0.1:8765", "Management API address", metavar="IP:PORT")
+    api_max_waiting: int = _setting(
+        10_000,
+        "API calls that may wait for a SIP outcome at once; beyond, a call is refused "
+        "at once (JSON-RPC -32003, HTTP 503 with Retry-After) and nothing is done",
+        metavar="CALLS",
+    )
     api_token: str | None = _setting(
         None, "Bearer token of the API; required beyond loopback", metavar="TOKEN", secret=True
     )
@@ -332,6 +338,8 @@ def _check(settings: Settings, sources: Mapping[str, str]) -> None:
             settings.all_credentials  # noqa: B018 - building them is the check
         except ValueError as exc:
             raise fail("auth_ha1" if settings.auth_ha1 else "auth_password", str(exc)) from None
+    if settings.api_max_waiting < 1:
+        raise fail("api_max_waiting", f"must be 1 or more, not {settings.api_max_waiting}")
     if not 1 <= settings.hash_size <= 20:
         raise fail("hash_size", f"must be between 1 and 20, not {settings.hash_size}")
     if settings.min_expires < 0:

@@ -161,6 +161,7 @@ class Service:
             durable=self.sync.flush,
             store_timer=self.sync.timer,
             sock=api_socket,
+            max_waiting=settings.api_max_waiting,
         )
         host, port = await self.api.start()
         shown = f"[{host}]" if ":" in host else host

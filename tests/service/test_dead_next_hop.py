@@ -12,10 +12,14 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from typing import Any
+
+import pytest
 
 from tests.peers import find_free_port
 
@@ -160,3 +164,37 @@ def test_stopping_a_subscription_that_never_worked_says_so() -> None:
     assert status == 1
     assert "the subscription was never accepted (last: 408" in rest, rest
     assert "unsubscribed" not in process.stdout.read()  # type: ignore[union-attr]
+
+
+def test_too_many_waiting_calls_are_refused_early(service: Start) -> None:
+    """With api_max_waiting calls already waiting on a silent next hop, the
+    next call is refused at once (JSON-RPC -32003, REST 503 with
+    Retry-After), nothing is done; the waiting ones still get their answer."""
+    with black_hole() as port:
+        svc = service("--outbound-proxy", f"sip:127.0.0.1:{port}", "--api-max-waiting", "2",
+                      env={"PUA_T1": "0.1"})
+        answers: list[dict[str, Any]] = []
+        waiting = [
+            threading.Thread(target=lambda n=n: answers.append(svc.rpc(
+                "pua.publish", [f"sip:w{n}@example.com", 600, "presence", ".", ".", ".", ".",
+                                ".", PIDF]))) for n in range(2)
+        ]
+        for thread in waiting:
+            thread.start()
+        # Both are in flight once the engine holds two records sending.
+        deadline = time.monotonic() + 10
+        while svc.rpc("pua.stats")["result"]["by_state"].get("publication.sending", 0) < 2:
+            assert time.monotonic() < deadline, "the waiting calls never started"
+        refused = svc.rpc("pua.publish", [CAROL, 600, "presence", ".", ".", ".", ".", ".", PIDF])
+        assert refused["error"]["code"] == -32003, refused
+        assert refused["error"]["data"]["retry_after"] == 1
+        request = urllib.request.Request(
+            svc.api_url + "/publications", data=json.dumps({"pres_uri": CAROL, "body": PIDF})
+            .encode(), headers={"Content-Type": "application/json"}, method="POST")
+        with pytest.raises(urllib.error.HTTPError) as rest:
+            urllib.request.urlopen(request, timeout=30)
+        assert rest.value.code == 503 and rest.value.headers["Retry-After"] == "1"
+        assert CAROL not in json.dumps(svc.rpc("pua.list")["result"])
+        for thread in waiting:
+            thread.join(timeout=60)
+        assert [a["error"]["code"] for a in answers] == [408, 408]

@@ -44,6 +44,7 @@ from .openapi import OPENAPI
 from .page import add_page_routes
 from .rpc import (
     NOT_STORED,
+    OVERLOADED,
     PUBLISH_PARAMS,
     SUBSCRIBE_PARAMS,
     Durable,
@@ -136,11 +137,13 @@ def make_app(
     token: str | None = None,
     durable: Durable | None = None,
     store_timer: WriteTimer | None = None,
+    max_waiting: int = 10_000,
 ) -> web.Application:
     """The aiohttp application for ``runtime``; ``durable`` is awaited
     before a change is acknowledged (the store's flush); ``store_timer``
-    times the store's writes for the metrics."""
-    methods = PuaMethods(runtime, durable)
+    times the store's writes for the metrics; ``max_waiting`` calls may
+    wait for a SIP outcome at once (the rest are refused with 503)."""
+    methods = PuaMethods(runtime, durable, max_waiting=max_waiting)
     rpc = JsonRpc(methods.table())
     activity = Activity(runtime)
     hub = EventHub(runtime, activity)
@@ -219,6 +222,10 @@ def make_app(
                 values = named_params(data, SUBSCRIBE_PARAMS, required=2)
                 result = await methods.subscribe_values(values, wait=truth(values, "wait", True))
         except RpcError as exc:
+            if exc.code == OVERLOADED:
+                response = _problem(503, exc.message, retry_after=1)
+                response.headers["Retry-After"] = "1"
+                return response
             status = 503 if exc.code == NOT_STORED else 400
             return _problem(status, exc.message.removeprefix("Invalid params: "))
         except PresenceError as exc:
@@ -338,10 +345,17 @@ class ApiServer:
         durable: Durable | None = None,
         store_timer: WriteTimer | None = None,
         sock: socket.socket | None = None,
+        max_waiting: int = 10_000,
     ) -> None:
         """``sock``, when given, is a listening socket already bound to
         (host, port) (see :func:`bind_api`); otherwise ``start`` binds."""
-        self.app = make_app(runtime, token=token, durable=durable, store_timer=store_timer)
+        self.app = make_app(
+            runtime,
+            token=token,
+            durable=durable,
+            store_timer=store_timer,
+            max_waiting=max_waiting,
+        )
         self.host = host
         self.port = port
         self._sock = sock

@@ -15,7 +15,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from pua.core import PublishInfo, RecordKey, SourceFlag, SubscribeInfo
+from pua.core import EngineEvent, PublishInfo, RecordKey, SourceFlag, SubscribeInfo
 from pua.core.requests import parse_extra_headers
 from pua.errors import PresenceError, PuaError, PublishError, UnknownEventError, UsageError
 from pua.runtime import PresenceRuntime
@@ -238,6 +238,9 @@ def _text(values: dict[str, Any], name: str) -> str | None:
 # JSON-RPC error for a change made in memory whose write to the database
 # failed: the change stands and is written when the database is back.
 NOT_STORED = -32001
+# JSON-RPC error for a call refused because too many wait already: nothing
+# was done; ``data.retry_after`` says when to try again.
+OVERLOADED = -32003
 
 Durable = Callable[[], Awaitable[None]]
 
@@ -249,10 +252,37 @@ class PuaMethods:
     an acknowledged change is in the database.
     """
 
-    def __init__(self, runtime: PresenceRuntime, durable: Durable | None = None) -> None:
+    def __init__(
+        self,
+        runtime: PresenceRuntime,
+        durable: Durable | None = None,
+        *,
+        max_waiting: int = 10_000,
+    ) -> None:
         self.runtime = runtime
         self.registry = runtime.registry
         self.durable = durable
+        # Calls waiting for a SIP outcome at most; beyond, a call is refused
+        # at once (OVERLOADED) instead of queueing without bound.
+        self.max_waiting = max_waiting
+        self.waiting = 0
+
+    def _admit(self) -> None:
+        """Refuse a waiting call, early and clearly, when too many wait."""
+        if self.waiting >= self.max_waiting:
+            raise RpcError(
+                OVERLOADED,
+                f"overloaded: {self.waiting} calls are waiting for the SIP side; "
+                "nothing was done, retry in 1 s",
+                {"retry_after": 1, "waiting": self.waiting},
+            )
+
+    async def _wait_for(self, outcome: Awaitable[EngineEvent]) -> EngineEvent:
+        self.waiting += 1
+        try:
+            return await outcome
+        finally:
+            self.waiting -= 1
 
     async def _stored(self) -> None:
         if self.durable is None:
@@ -349,7 +379,8 @@ class PuaMethods:
                 raise PublishError("nothing to remove", status=404, reason="No such publication")
             await self._stored()
             return {"record": self._view(key)}
-        event = await self.runtime.publish(info)
+        self._admit()
+        event = await self._wait_for(self.runtime.publish(info))
         await self._stored()
         return {
             "SIP-ETag": getattr(event, "etag", None),
@@ -373,7 +404,8 @@ class PuaMethods:
             key = self.runtime.send_subscribe(info)
             await self._stored()
             return {"record": self._view(key)}
-        event = await self.runtime.subscribe(info)
+        self._admit()
+        event = await self._wait_for(self.runtime.subscribe(info))
         await self._stored()
         return {
             "state": getattr(event, "state", "accepted"),
@@ -393,7 +425,8 @@ class PuaMethods:
             expires=0,
             source_flag=SourceFlag.MI_PUBLISH,
         )
-        await self.runtime.publish(info)
+        self._admit()
+        await self._wait_for(self.runtime.publish(info))
         await self._stored()
         return {"removed": True}
 
@@ -413,7 +446,8 @@ class PuaMethods:
             expires=0,
             source_flag=SourceFlag.MI_SUBSCRIBE,
         )
-        await self.runtime.subscribe(info)
+        self._admit()
+        await self._wait_for(self.runtime.subscribe(info))
         await self._stored()
         return {"unsubscribed": True}
 
@@ -426,7 +460,8 @@ class PuaMethods:
         if record is None or bool(key.watcher_uri) != subscription:
             kind = "subscription" if subscription else "publication"
             raise RpcError(404, f"no such {kind}: {text}")
-        await self.runtime.end(key)
+        self._admit()
+        await self._wait_for(self.runtime.end(key))
         await self._stored()
         return True
 
