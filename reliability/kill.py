@@ -36,6 +36,8 @@ from typing import Any
 from tests.peers.kamailio import KamailioPresence
 from tests.service.running import RunningService
 
+from pua.runtime.persistence import SPREAD_MIN
+
 DOMAIN = "example.com"
 PRESENTITIES = [f"sip:p{n}@{DOMAIN}" for n in range(40)]
 WATCHERS = [f"sip:w{n}@{DOMAIN}" for n in range(4)]
@@ -272,6 +274,10 @@ def _record(figures: dict[str, Any], settled: bool, problems: dict[str, list[str
     total = figures.setdefault("total", {})
     for kind, found in problems.items():
         total[kind] = total.get(kind, 0) + len(found)
+        if found and kind != "orphans_of_cut_calls":
+            figures.setdefault("found", []).append(
+                {"check": len(figures["checks"]), "kind": kind, "what": found}
+            )
     figures["problems"] = problems
 
 
@@ -304,9 +310,12 @@ def run(kills: int = 10, seed: int = 1, workdir: Path | None = None,
                 figures["restarts"] += 1
                 client.url = svc.api_url
                 if check_each:
-                    # After each restart: the load paused, pua settled, the
-                    # server compared with what was acknowledged so far.
+                    # After each restart: the load paused, the restored
+                    # records' first requests sent (they are spread over
+                    # SPREAD_MIN), pua settled, the server compared with what
+                    # was acknowledged so far.
                     client.pause()
+                    time.sleep(SPREAD_MIN + 0.5)
                     _record(figures, settle(svc), check(kam, expected))
                     client.resume()
         finally:

@@ -125,7 +125,13 @@ class Subscriber:
 
     def resume(self, sub: SubscriptionRecord, now: float, due_at: float) -> bool:
         """Take back a subscription read from the store: refreshed in its
-        dialog while it is alive, else a new dialog at ``due_at``."""
+        dialog at ``due_at`` while it is alive, else a new dialog then.
+
+        A live dialog is refreshed at once (``due_at`` is soon, spread by the
+        caller) rather than at its usual time: while pua was down the
+        notifier may have dropped it, as RFC 6665 §4.2.2 lets a notifier do
+        when a NOTIFY goes unanswered, and the refresh finds out (481: a new
+        dialog) instead of leaving the watcher blind until then."""
         ctx = self._ctx
         alive = sub.expires_at > now + 1
         ctx.lifetimes.resume(sub, now)
@@ -136,7 +142,7 @@ class Subscriber:
         if sub.to_tag is not None and alive:
             sub.state = SubState.ACTIVE
             ctx.table.put(sub)
-            ctx.arm(sub, ctx.lifetimes.resume_at(sub, due_at))
+            ctx.arm(sub, due_at)
             return True
         sub.state = SubState.DONE
         ctx.table.put(sub)

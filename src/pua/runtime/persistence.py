@@ -49,7 +49,7 @@ WRITE_SLICE = 500
 RETRY_FIRST, RETRY_CAP = 1.0, 30.0
 # Due work after a restart is spread over at least this long (and more for
 # large tables: see restore), so a restart is no storm.
-SPREAD_MIN = 5.0
+SPREAD_MIN = 2.0
 SPREAD_RATE = 1000.0  # records per second
 
 
