@@ -26,27 +26,22 @@ from .sending import (
     Target,
     auth_options,
     credential_option,
-    dns_server_option,
     event_package,
     event_package_option,
     listen_option,
     make_agent,
+    next_hop_options,
     packages,
     print_events,
     resolve_target,
     sip_uri_option,
     stop_event,
+    wait_option,
 )
 
 
 @main.command()
-@click.option(
-    "--server",
-    metavar="URI",
-    help="Next hop, e.g. sip:127.0.0.1:5070 (the presence server); "
-    "default: the presentity's domain, found by DNS (RFC 3263).",
-)
-@dns_server_option
+@next_hop_options
 @api_options
 @click.option(
     "--pres-uri",
@@ -116,12 +111,7 @@ from .sending import (
 )
 @event_package_option
 @auth_options
-@click.option(
-    "--wait/--no-wait",
-    default=True,
-    show_default=True,
-    help="With --api: wait for the outcome of the first PUBLISH, or only hand it over.",
-)
+@wait_option("PUBLISH")
 def publish(
     server: str | None,
     dns_servers: tuple[str, ...],

@@ -8,6 +8,7 @@ import ipaddress
 import os
 import random
 import signal
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -100,6 +101,31 @@ async def resolve_target(
     except (TransportError, RemoteProtocolError) as exc:
         raise SipError(str(exc)) from None
     return [(t.host, t.port) for t in targets]
+
+
+def next_hop_options(fn: Any) -> Any:
+    """--server and --dns-server: where requests sent by the command go."""
+    fn = dns_server_option(fn)
+    return click.option(
+        "--server",
+        metavar="URI",
+        help="Next hop, e.g. sip:127.0.0.1:5070 (the presence server); "
+        "default: the presentity's domain, found by DNS (RFC 3263).",
+    )(fn)
+
+
+def wait_option(method: str) -> Callable[[Any], Any]:
+    """--wait/--no-wait for a command that can ask a service (--api)."""
+
+    def add(fn: Any) -> Any:
+        return click.option(
+            "--wait/--no-wait",
+            default=True,
+            show_default=True,
+            help=f"With --api: wait for the outcome of the first {method}, or only hand it over.",
+        )(fn)
+
+    return add
 
 
 def dns_server_option(fn: Any) -> Any:
