@@ -27,8 +27,7 @@ from typing import Any
 
 from aiohttp import web
 
-from pua.core import PublicationRecord, PublishInfo, Record, SubscribeInfo, SubscriptionRecord
-from pua.errors import PuaError
+from pua.core import PublicationRecord, Record, SubscriptionRecord
 from pua.runtime import PresenceRuntime
 
 from .activity import Activity
@@ -293,37 +292,16 @@ def add_page_routes(
 
     async def refresh(request: web.Request) -> web.Response:
         record = record_of(request)
-        expires = _remaining(record, runtime.now())
-        try:
-            if isinstance(record, PublicationRecord):
-                runtime.send_publish(
-                    PublishInfo(
-                        pres_uri=record.pres_uri,
-                        event=record.event,
-                        id=record.id,
-                        source_flag=record.source_flag,
-                        expires=expires,
-                        content_type=record.content_type,
-                        extra_headers=record.extra_headers,
-                        outbound_proxy=record.outbound_proxy,
-                    )
-                )
-            else:
-                runtime.send_subscribe(
-                    SubscribeInfo(
-                        pres_uri=record.pres_uri,
-                        watcher_uri=record.watcher_uri,
-                        event=record.event,
-                        id=record.id,
-                        source_flag=record.source_flag,
-                        expires=expires,
-                        extra_headers=record.extra_headers,
-                        outbound_proxy=record.outbound_proxy,
-                    )
-                )
-        except (PuaError, ValueError) as exc:
+        if not runtime.refresh(record.key):
+            state = record.state.value
             return web.json_response(
-                {"error": {"status": 409, "message": f"cannot refresh: {exc}"}}, status=409
+                {
+                    "error": {
+                        "status": 409,
+                        "message": f"nothing to refresh now: the record is {state}",
+                    }
+                },
+                status=409,
             )
         fresh = runtime.record(record.key)
         return web.json_response(
@@ -338,12 +316,3 @@ def add_page_routes(
     app.router.add_get("/subscriptions/{id}/body", body)
     app.router.add_post("/publications/{id}/refresh", refresh)
     app.router.add_post("/subscriptions/{id}/refresh", refresh)
-
-
-def _remaining(record: Record, now: float) -> int:
-    """The Expires that keeps the record's wanted lifetime: -1 (for ever)
-    or what is left of it.  A refresh now must not lengthen or shorten
-    what was asked for."""
-    if record.desired_until is None:
-        return -1
-    return max(1, math.ceil(record.desired_until - now))

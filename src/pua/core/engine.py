@@ -63,6 +63,11 @@ from .subscription import SubInput
 __all__ = ["Callback", "PresenceEngine"]
 
 
+# States in which a record waits for its deadline (a refresh or a retry).
+_PUB_WAITING = frozenset({PubState.PUBLISHED, PubState.BACKOFF})
+_SUB_WAITING = frozenset({SubState.ACTIVE, SubState.BACKOFF})
+
+
 class PresenceEngine:
     """The seed's pua API over a sans-IO SIP endpoint."""
 
@@ -371,6 +376,24 @@ class PresenceEngine:
         self._subscriber.step(record, SubInput.SUBSCRIBE, now)
         self._settle(now)
         return key
+
+    def refresh(self, key: RecordKey, now: float) -> bool:
+        """Refresh the record of ``key`` now, as if its refresh (or, backing
+        off, its retry) were due: a "refresh now" from the API; its wanted
+        lifetime stays as it is.  False when there is nothing to do now (no
+        such record, or a request of it in flight)."""
+        ctx = self._ctx
+        record = ctx.table.get(key)
+        if isinstance(record, PublicationRecord) and record.state in _PUB_WAITING:
+            ctx.disarm(record)
+            self._publisher.on_timer(record, now)
+        elif isinstance(record, SubscriptionRecord) and record.state in _SUB_WAITING:
+            ctx.disarm(record)
+            self._subscriber.on_timer(record, now)
+        else:
+            return False
+        self._settle(now)
+        return True
 
     # -- restart -----------------------------------------------------------------
     def resume(self, record: Record, now: float, due_at: float) -> bool:

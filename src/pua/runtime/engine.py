@@ -247,6 +247,13 @@ class PresenceRuntime:
             lambda: self._engine.send_subscribe(info, self.now()), outcome, missing, SubscribeError
         )
 
+    def refresh(self, key: RecordKey) -> bool:
+        """Refresh the record of ``key`` now (PresenceEngine.refresh); the
+        outcome comes as an event."""
+        done = self._engine.refresh(key, self.now())
+        self._pump()
+        return done
+
     async def end(self, key: RecordKey) -> EngineEvent:
         """Remove the publication, or end the subscription, of ``key`` (a
         request with Expires: 0) and wait for the answer."""
