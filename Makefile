@@ -11,7 +11,7 @@ DEV_STAMP := $(VENV)/.installed-dev
 RUN_EXTRAS := speed
 DEV_EXTRAS := dev,speed
 
-.PHONY: run test bench lint venv venv-dev debian-deps clean
+.PHONY: run test bench reliability lint venv venv-dev debian-deps clean
 
 define install
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -46,8 +46,16 @@ test: venv-dev debian-deps
 bench: venv-dev debian-deps
 	$(PY) -m benchmarks.run --output docs/benchmarks.md
 
+# Coverage-guided fuzzing of every reader of outside bytes (fuzz/), each
+# target for FUZZ_RUNS executions in turn; the figures go to
+# docs/reliability.md.  Not part of `make test`, which runs a short version.
+FUZZ_RUNS ?= 1000000
+
+reliability: venv-dev
+	$(PY) -m fuzz.run --runs $(FUZZ_RUNS) --report docs/reliability.md
+
 lint: venv-dev
-	$(VENV)/bin/ruff check src tests benchmarks docs
+	$(VENV)/bin/ruff check src tests benchmarks docs fuzz
 	$(VENV)/bin/ruff format --check src
 	$(VENV)/bin/mypy
 
