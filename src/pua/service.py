@@ -160,6 +160,8 @@ class Service:
             durable=self.sync.flush,
             store_timer=self.sync.timer,
             sock=api_socket,
+            max_body=settings.api_max_body,
+            max_records=settings.max_records,
         )
         host, port = await self.api.start()
         shown = f"[{host}]" if ":" in host else host
