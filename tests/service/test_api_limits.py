@@ -112,6 +112,23 @@ def test_records_beyond_max_records_are_refused(service: Start, black_hole: int)
     assert "result" in again, again
 
 
+def test_a_batch_cannot_pass_max_records(service: Start, black_hole: int) -> None:
+    """The calls of one JSON-RPC batch run together, yet make no more
+    records than max_records allows: each is counted before the next."""
+    svc = service("--max-records", "3")
+    target = f"sip:alice@127.0.0.1:{black_hole}"
+    batch = json.dumps([
+        {"jsonrpc": "2.0", "method": "pua.send_publish", "id": n,
+         "params": {"pres_uri": target, "id": f"p{n}", "body": PIDF}}
+        for n in range(5)
+    ]).encode()
+    status, answers = post_raw(svc, "/rpc", batch)
+    assert status == 200
+    codes = sorted(a["error"]["code"] for a in answers if "error" in a)
+    assert codes == [-32002, -32002]
+    assert len(svc.rpc("pua.list", ["."])["result"]) == 3
+
+
 def test_wrong_tokens_are_refused(service: Start) -> None:
     """A token of the right length, a prefix of it, and one longer are all
     401; the right one in the header or the query works."""
