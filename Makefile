@@ -49,10 +49,12 @@ bench: venv-dev debian-deps
 # Coverage-guided fuzzing of every reader of outside bytes (fuzz/), each
 # target for FUZZ_RUNS executions in turn; the figures go to
 # docs/reliability.md.  Not part of `make test`, which runs a short version.
+# FUZZ_JOBS=2 runs two targets at once.
 FUZZ_RUNS ?= 1000000
+FUZZ_JOBS ?= 1
 
 reliability: venv-dev
-	$(PY) -m fuzz.run --runs $(FUZZ_RUNS) --report docs/reliability.md
+	$(PY) -m fuzz.run --runs $(FUZZ_RUNS) --jobs $(FUZZ_JOBS) --report docs/reliability.md
 
 lint: venv-dev
 	$(VENV)/bin/ruff check src tests benchmarks docs fuzz

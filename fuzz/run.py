@@ -20,6 +20,7 @@ import shlex
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -189,13 +190,20 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m fuzz.run", description=__doc__)
     parser.add_argument("--runs", type=int, default=1_000_000, help="executions per target")
     parser.add_argument("--report", type=Path, help="Markdown file to write the figures to")
+    parser.add_argument(
+        "--jobs", type=int, default=1, help="targets run at once (default 1: one after another)"
+    )
     parser.add_argument("targets", nargs="*", choices=[*TARGET_NAMES, []], default=[])
     args = parser.parse_args(argv)
-    results = []
-    for target in args.targets or TARGET_NAMES:
+    names = args.targets or list(TARGET_NAMES)
+
+    def one(target: str) -> Result:
         result = run_target(target, args.runs)
-        results.append(result)
         print("\n".join(_table([result])[2:]), flush=True)
+        return result
+
+    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        results = list(pool.map(one, names))
     if args.report is not None:
         shown = " ".join(["python -m fuzz.run", *map(shlex.quote, (argv or sys.argv[1:]))])
         write_report(args.report, results, shown)
