@@ -143,9 +143,10 @@ def _table(results: list[Result]) -> list[str]:
     return lines
 
 
-def write_report(path: Path, results: list[Result], command: str) -> None:
+def write_report(path: Path, results: list[Result], command: str, note: str = "") -> None:
     """Put the figures of ``results`` between the markers of ``path``
-    (the section is added at the end the first time)."""
+    (the section is added at the end the first time); ``note`` follows
+    the command."""
     found = sum(len(r.findings) for r in results)
     total = sum(r.executions for r in results)
     atheris_version = _atheris_version()
@@ -154,7 +155,7 @@ def write_report(path: Path, results: list[Result], command: str) -> None:
         "",
         f"Produced by `{command}` on {datetime.date.today().isoformat()}"
         f" (Python {platform.python_version()}, atheris {atheris_version},"
-        f" {os.cpu_count()} cores).",
+        f" {os.cpu_count()} cores){note}.",
         "",
         *_table(results),
         "",
@@ -177,6 +178,27 @@ def write_report(path: Path, results: list[Result], command: str) -> None:
     path.write_text(text)
 
 
+def parse_row(line: str) -> Result | None:
+    """A result from a row as a run prints it (see ``_table``), or None."""
+    cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+    if len(cells) != 8 or cells[0] not in TARGET_NAMES:
+        return None
+
+    def number(text: str) -> int | None:
+        return None if text == "-" else int(text.replace(",", ""))
+
+    findings = [] if cells[7] == "none" else cells[7].split("; ")
+    return Result(
+        target=cells[0],
+        executions=number(cells[1]) or 0,
+        seconds=float(cells[2].replace(",", "")),
+        edges=number(cells[4]),
+        features=number(cells[5]),
+        corpus=number(cells[6]),
+        findings=findings,
+    )
+
+
 def _atheris_version() -> str:
     try:
         from importlib.metadata import version  # noqa: PLC0415
@@ -193,9 +215,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--jobs", type=int, default=1, help="targets run at once (default 1: one after another)"
     )
+    parser.add_argument(
+        "--from-log",
+        type=Path,
+        metavar="LOG",
+        help="write the report from the rows a run printed to LOG (a run that was stopped)",
+    )
+    parser.add_argument("--command", help="with --from-log: the command that printed LOG")
     parser.add_argument("targets", nargs="*", choices=[*TARGET_NAMES, []], default=[])
     args = parser.parse_args(argv)
     names = args.targets or list(TARGET_NAMES)
+    if args.from_log is not None and args.report is not None:
+        rows = [parse_row(line) for line in args.from_log.read_text().splitlines()]
+        results = [r for r in rows if r is not None]
+        done = {r.target for r in results}
+        missing = [name for name in names if name not in done]
+        note = f"; it was stopped before it finished {', '.join(missing)}" if missing else ""
+        write_report(args.report, results, str(args.command), note)
+        return 1 if any(r.findings for r in results) else 0
 
     def one(target: str) -> Result:
         result = run_target(target, args.runs)

@@ -120,3 +120,15 @@ def test_output_without_a_finding_gives_the_figures() -> None:
         1_000_000, 1277, 2520, 141)
     assert result.findings == []
     assert round(result.rate) == 1502
+
+
+def test_a_printed_row_reads_back() -> None:
+    """The row a run prints for a target reads back to the same figures
+    (how the report of a stopped run is written)."""
+    from fuzz.run import Result, _table, parse_row
+
+    result = Result(target="stream", executions=1_000_000, seconds=1234.0, edges=135,
+                    features=496, corpus=69, findings=["KeyError: 'x' (crash-1)"])
+    (row,) = _table([result])[2:]
+    assert parse_row(row) == result
+    assert parse_row("| not a target | 1 | 1 | 1 | 1 | 1 | 1 | none |") is None
