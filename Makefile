@@ -11,7 +11,7 @@ DEV_STAMP := $(VENV)/.installed-dev
 RUN_EXTRAS := speed
 DEV_EXTRAS := dev,speed
 
-.PHONY: run test bench lint venv venv-dev debian-deps clean reliability
+.PHONY: run test bench reliability lint venv venv-dev debian-deps clean
 
 define install
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -46,13 +46,20 @@ test: venv-dev debian-deps
 bench: venv-dev debian-deps
 	$(PY) -m benchmarks.run --output docs/benchmarks.md
 
-# The long fault campaigns (not part of make test; short versions are):
-# results in docs/reliability.md.
+# The long fault campaigns, not part of `make test` (which runs a short
+# version of each): kill -9 under load (reliability/), then coverage-guided
+# fuzzing of every reader of outside bytes (fuzz/), each target for
+# FUZZ_RUNS executions; the figures go to docs/reliability.md.
+# FUZZ_JOBS=2 runs two targets at once.
+FUZZ_RUNS ?= 1000000
+FUZZ_JOBS ?= 1
+
 reliability: venv-dev debian-deps
 	$(PY) -m reliability.kill 100 docs/reliability-kill.json
+	$(PY) -m fuzz.run --runs $(FUZZ_RUNS) --jobs $(FUZZ_JOBS) --report docs/reliability.md
 
 lint: venv-dev
-	$(VENV)/bin/ruff check src tests benchmarks docs reliability
+	$(VENV)/bin/ruff check src tests benchmarks docs reliability fuzz
 	$(VENV)/bin/ruff format --check src
 	$(VENV)/bin/mypy
 

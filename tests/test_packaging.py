@@ -1,5 +1,5 @@
 """`make run` installs what running needs; the dev tools come with test,
-lint and bench only."""
+lint, bench and reliability only."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 DEV_TOOLS = {"pytest", "pytest-asyncio", "pytest-timeout", "hypothesis", "ruff", "mypy",
-             "lxml-stubs", "selenium"}
+             "lxml-stubs", "selenium", "atheris"}
 
 
 def _names(requirements: list[str]) -> set[str]:
@@ -45,7 +45,7 @@ def test_make_run_installs_without_dev_and_test_with_it(tmp_path: Path) -> None:
     venv = tmp_path / "venv"
     run = _make_plan("run", venv)
     assert "-e '.[speed]'" in run and "dev" not in run
-    for target in ("test", "lint", "bench"):
+    for target in ("test", "lint", "bench", "reliability"):
         assert "-e '.[dev,speed]'" in _make_plan(target, venv), target
     venv.mkdir()
     (venv / ".installed-dev").touch()

@@ -115,6 +115,17 @@ class Settings:
     api_token: str | None = _setting(
         None, "Bearer token of the API; required beyond loopback", metavar="TOKEN", secret=True
     )
+    api_max_body: int = _setting(
+        1 << 20,
+        "Largest API request body in bytes (JSON-RPC and REST); a larger one is answered 413",
+        metavar="BYTES",
+    )
+    max_records: int = _setting(
+        1_000_000,
+        "Most records (publications and subscriptions) held; an API request for a new one "
+        "beyond it is refused (JSON-RPC error, HTTP 503) and nothing is made",
+        metavar="N",
+    )
     data_dir: str = _setting("./var", "Where the service keeps its files", metavar="DIR")
     refresh_margin: float = _setting(
         32.0,
@@ -340,6 +351,10 @@ def _check(settings: Settings, sources: Mapping[str, str]) -> None:
             raise fail("auth_ha1" if settings.auth_ha1 else "auth_password", str(exc)) from None
     if settings.api_max_waiting < 1:
         raise fail("api_max_waiting", f"must be 1 or more, not {settings.api_max_waiting}")
+    if settings.api_max_body < 1024:
+        raise fail("api_max_body", f"must be 1024 bytes or more, not {settings.api_max_body}")
+    if settings.max_records < 1:
+        raise fail("max_records", f"must be 1 or more, not {settings.max_records}")
     if not 1 <= settings.hash_size <= 20:
         raise fail("hash_size", f"must be between 1 and 20, not {settings.hash_size}")
     if settings.min_expires < 0:

@@ -162,6 +162,8 @@ class Service:
             store_timer=self.sync.timer,
             sock=api_socket,
             max_waiting=settings.api_max_waiting,
+            max_body=settings.api_max_body,
+            max_records=settings.max_records,
         )
         host, port = await self.api.start()
         shown = f"[{host}]" if ":" in host else host

@@ -90,9 +90,10 @@ class Harness:
         self, subscribe: Request, state: str, *, body: bytes = b"", content_type: str | None = None,
         cseq: int = 1, event: str | None = "presence", to_tag: str | None = None,
         from_tag: str = "srv1", contact: str | None = "<sip:ps@192.0.2.1:5060>",
-        extra: Iterable[tuple[str, str]] = (),
+        extra: Iterable[tuple[str, str]] = (), source: tuple[str, int] = SERVER,
     ) -> Response:
-        """A NOTIFY in the dialog of ``subscribe``; returns the engine's answer."""
+        """A NOTIFY in the dialog of ``subscribe`` (from ``source``); returns
+        the engine's answer."""
         our_tag = to_tag if to_tag is not None else subscribe.from_.tag
         lines = [
             f"NOTIFY {subscribe.headers.get('contact', '<sip:x@192.0.2.9>').strip('<>')} SIP/2.0",
@@ -115,7 +116,7 @@ class Harness:
         lines.append(f"Content-Length: {len(body)}")
         data = ("\r\n".join(lines) + "\r\n\r\n").encode() + body
         before = len(self.responses)
-        self.agent.receive_datagram(data, SERVER, "udp", self.now)
+        self.agent.receive_datagram(data, source, "udp", self.now)
         self.pump()
         assert len(self.responses) == before + 1, "the NOTIFY got no answer"
         return self.responses[-1]

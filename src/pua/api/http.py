@@ -15,6 +15,10 @@
 When a token is configured every path but ``/`` needs it, as
 ``Authorization: Bearer <token>`` or ``?token=<token>`` (EventSource cannot
 send headers); ``/`` shows records only to a request that presents it.
+
+Limits: a request body over ``max_body`` bytes is answered 413 before it is
+read; a publish or subscribe that would make a record beyond
+``max_records`` is answered 503 (JSON-RPC: error -32002) and makes nothing.
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ from .rpc import (
     OVERLOADED,
     PUBLISH_PARAMS,
     SUBSCRIBE_PARAMS,
+    TOO_MANY_RECORDS,
     Durable,
     JsonRpc,
     PuaMethods,
@@ -66,7 +71,8 @@ log = logging.getLogger("pua.api")
 EVENT_QUEUE_LIMIT = 10_000
 # An SSE comment this often keeps proxies from closing an idle stream.
 KEEPALIVE_SECONDS = 15.0
-# Largest request body accepted (a publication body plus JSON around it).
+# Largest request body accepted by default (a publication body plus JSON
+# around it); the api_max_body setting.
 MAX_REQUEST_BYTES = 1 << 20
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -138,12 +144,16 @@ def make_app(
     durable: Durable | None = None,
     store_timer: WriteTimer | None = None,
     max_waiting: int = 10_000,
+    max_body: int = MAX_REQUEST_BYTES,
+    max_records: int | None = None,
 ) -> web.Application:
     """The aiohttp application for ``runtime``; ``durable`` is awaited
     before a change is acknowledged (the store's flush); ``store_timer``
     times the store's writes for the metrics; ``max_waiting`` calls may
-    wait for a SIP outcome at once (the rest are refused with 503)."""
-    methods = PuaMethods(runtime, durable, max_waiting=max_waiting)
+    wait for a SIP outcome at once (the rest are refused with 503);
+    ``max_body`` is the largest request body read, ``max_records`` the
+    most records the API makes."""
+    methods = PuaMethods(runtime, durable, max_waiting=max_waiting, max_records=max_records)
     rpc = JsonRpc(methods.table())
     activity = Activity(runtime)
     hub = EventHub(runtime, activity)
@@ -164,6 +174,30 @@ def make_app(
         if request.path != "/" and not token_presented(request):
             return _problem(401, "a bearer token is required")
         return await handler(request)
+
+    @web.middleware
+    async def limit_body(request: web.Request, handler: Handler) -> web.StreamResponse:
+        # Refused on the announced length before anything is read; a body
+        # sent without one (chunked) is cut off by client_max_size as it
+        # is read, and answered the same way.
+        length = request.content_length
+        if length is not None and length > max_body:
+            return _too_large(length)
+        try:
+            return await handler(request)
+        except web.HTTPRequestEntityTooLarge:
+            return _too_large(None)
+
+    def _too_large(length: int | None) -> web.Response:
+        size = f"of {length} bytes " if length is not None else ""
+        response = _problem(
+            413,
+            f"request body {size}is over the limit of {max_body} bytes (api_max_body)",
+            max_body=max_body,
+        )
+        # What the client has not sent yet is not read: close after this.
+        response.force_close()
+        return response
 
     def view_of(record: Record) -> dict[str, Any]:
         """A record's view with, for a subscription, its last NOTIFY."""
@@ -226,8 +260,9 @@ def make_app(
                 response = _problem(503, exc.message, retry_after=1)
                 response.headers["Retry-After"] = "1"
                 return response
-            status = 503 if exc.code == NOT_STORED else 400
-            return _problem(status, exc.message.removeprefix("Invalid params: "))
+            status = 503 if exc.code in (NOT_STORED, TOO_MANY_RECORDS) else 400
+            extra = exc.data if exc.code == TOO_MANY_RECORDS else {}
+            return _problem(status, exc.message.removeprefix("Invalid params: "), **extra)
         except PresenceError as exc:
             return _sip_failure(exc)
         except (TypeError, ValueError) as exc:
@@ -286,7 +321,7 @@ def make_app(
     async def openapi(request: web.Request) -> web.Response:
         return _json(OPENAPI)
 
-    app = web.Application(middlewares=[authenticate], client_max_size=MAX_REQUEST_BYTES)
+    app = web.Application(middlewares=[authenticate, limit_body], client_max_size=max_body)
     app.router.add_post("/rpc", rpc_endpoint)
     app.router.add_get("/records", list_records)
     app.router.add_get("/publications", lambda r: _async_json({"records": records("publication")}))
@@ -346,15 +381,20 @@ class ApiServer:
         store_timer: WriteTimer | None = None,
         sock: socket.socket | None = None,
         max_waiting: int = 10_000,
+        max_body: int = MAX_REQUEST_BYTES,
+        max_records: int | None = None,
     ) -> None:
         """``sock``, when given, is a listening socket already bound to
-        (host, port) (see :func:`bind_api`); otherwise ``start`` binds."""
+        (host, port) (see :func:`bind_api`); otherwise ``start`` binds.
+        ``max_waiting``, ``max_body`` and ``max_records``: see :func:`make_app`."""
         self.app = make_app(
             runtime,
             token=token,
             durable=durable,
             store_timer=store_timer,
             max_waiting=max_waiting,
+            max_body=max_body,
+            max_records=max_records,
         )
         self.host = host
         self.port = port

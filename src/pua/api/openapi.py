@@ -115,6 +115,20 @@ _ERRORS = {
     },
 }
 
+# A POST that makes a record can also meet the API's limits.
+_CREATE_ERRORS = {
+    **_ERRORS,
+    "413": {
+        "description": "The request body is over api_max_body bytes (max_body says how many)",
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    },
+    "503": {
+        "description": "A new record would pass max_records (named, with the records held):"
+        " nothing was made; or the change is made but the database is unreachable",
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    },
+}
+
 
 def _body(summary: str) -> dict[str, Any]:
     return {
@@ -208,7 +222,10 @@ OPENAPI: dict[str, Any] = {
                         }
                     },
                 },
-                "responses": {**_ok({"$ref": "#/components/schemas/Record"}, "201"), **_ERRORS},
+                "responses": {
+                    **_ok({"$ref": "#/components/schemas/Record"}, "201"),
+                    **_CREATE_ERRORS,
+                },
             },
         },
         "/publications/{id}": {
@@ -249,7 +266,10 @@ OPENAPI: dict[str, Any] = {
                         }
                     },
                 },
-                "responses": {**_ok({"$ref": "#/components/schemas/Record"}, "201"), **_ERRORS},
+                "responses": {
+                    **_ok({"$ref": "#/components/schemas/Record"}, "201"),
+                    **_CREATE_ERRORS,
+                },
             },
         },
         "/subscriptions/{id}": {

@@ -23,8 +23,10 @@ from pua.runtime import PresenceRuntime
 from .views import key_from_id, record_id, record_view
 
 __all__ = [
+    "NOT_STORED",
     "PUBLISH_PARAMS",
     "SUBSCRIBE_PARAMS",
+    "TOO_MANY_RECORDS",
     "JsonRpc",
     "PuaMethods",
     "RpcError",
@@ -242,6 +244,10 @@ NOT_STORED = -32001
 # was done; ``data.retry_after`` says when to try again.
 OVERLOADED = -32003
 
+# JSON-RPC error for a request that would make a record beyond
+# max_records: nothing is made.
+TOO_MANY_RECORDS = -32002
+
 Durable = Callable[[], Awaitable[None]]
 
 
@@ -249,7 +255,9 @@ class PuaMethods:
     """The pua.* methods over a running engine.
 
     ``durable`` (the store's flush) runs before a change is acknowledged, so
-    an acknowledged change is in the database.
+    an acknowledged change is in the database.  ``max_records``: a publish
+    or subscribe that would make a record beyond this many is refused
+    (:data:`TOO_MANY_RECORDS`) before anything is made.
     """
 
     def __init__(
@@ -258,10 +266,12 @@ class PuaMethods:
         durable: Durable | None = None,
         *,
         max_waiting: int = 10_000,
+        max_records: int | None = None,
     ) -> None:
         self.runtime = runtime
         self.registry = runtime.registry
         self.durable = durable
+        self.max_records = max_records
         # Calls waiting for a SIP outcome at most; beyond, a call is refused
         # at once (OVERLOADED) instead of queueing without bound.
         self.max_waiting = max_waiting
@@ -283,6 +293,20 @@ class PuaMethods:
             return await outcome
         finally:
             self.waiting -= 1
+
+    def _check_room(self, key: RecordKey, expires: int) -> None:
+        """Refuse a request that would make a record beyond max_records
+        (a change to a record held, or a removal, always goes through)."""
+        if self.max_records is None or expires == 0 or self.runtime.record(key) is not None:
+            return
+        held = self.runtime.counts()["records"]
+        if held >= self.max_records:
+            raise RpcError(
+                TOO_MANY_RECORDS,
+                f"too many records: pua holds {held}, the limit (max_records) is"
+                f" {self.max_records}; nothing was made",
+                {"max_records": self.max_records, "records": held},
+            )
 
     async def _stored(self) -> None:
         if self.durable is None:
@@ -373,6 +397,9 @@ class PuaMethods:
     async def publish_values(self, values: dict[str, Any], *, wait: bool) -> dict[str, Any]:
         """Publish from checked values (what every route shares)."""
         info = self.publish_info(values)
+        self._check_room(
+            RecordKey(info.pres_uri, int(info.event), info.id, int(info.source_flag)), info.expires
+        )
         if not wait:
             key = self.runtime.send_publish(info)
             if key is None:
@@ -400,6 +427,12 @@ class PuaMethods:
     async def subscribe_values(self, values: dict[str, Any], *, wait: bool) -> dict[str, Any]:
         """Subscribe from checked values (what every route shares)."""
         info = self.subscribe_info(values)
+        self._check_room(
+            RecordKey(
+                info.pres_uri, int(info.event), info.id, int(info.source_flag), info.watcher_uri
+            ),
+            info.expires,
+        )
         if not wait:
             key = self.runtime.send_subscribe(info)
             await self._stored()

@@ -2,7 +2,8 @@
 
 :func:`check_notify` decides, without changing anything, what a request is
 answered (RFC 6665 §4.1.3 and RFC 3261 §12.2.2): 405 to anything but
-NOTIFY, 481 outside our dialogs, 489 for another event, 400 without
+NOTIFY, 481 outside our dialogs (and from an address family the dialog
+does not use), 489 for another event, 400 without
 Subscription-State or with a body the package cannot read, 500 for a CSeq
 out of order; otherwise 200 and the subscription it belongs to.
 :func:`classify_termination` turns a terminated Subscription-State into the
@@ -12,23 +13,33 @@ the dialog and feeds the subscriber.
 
 from __future__ import annotations
 
+import functools
+import ipaddress
 from dataclasses import dataclass
 from typing import Any
 
-from pua.errors import BodyError, RemoteProtocolError
+from pua.errors import BodyError, RemoteProtocolError, UsageError
 from pua.sip.endpoint import make_response, warning_value
-from pua.sip.headers import SubscriptionState
+from pua.sip.headers import NameAddress, SubscriptionState
 from pua.sip.ids import tag
 from pua.sip.message import Request
-from pua.sip.transaction import ServerTransaction
+from pua.sip.transaction import Address, ServerTransaction
 
 from .context import EngineContext
 from .events import NotifyReceived
 from .records import SubscriptionRecord, SubState, intern_text
+from .requests import parse_next_hop
 from .subscriber import Subscriber
 from .subscription import SubInput
 
-__all__ = ["NotifyCheck", "NotifyServer", "check_notify", "classify_termination"]
+__all__ = [
+    "NotifyCheck",
+    "NotifyServer",
+    "address_family",
+    "check_notify",
+    "classify_termination",
+    "dialog_family",
+]
 
 # Terminated reasons (RFC 6665 §4.1.3).
 RESUBSCRIBE_NOW = frozenset({"deactivated", "timeout"})
@@ -50,9 +61,46 @@ class NotifyCheck:
     route_set: tuple[str, ...] | None = None  # for a NOTIFY that creates the dialog
 
 
-def check_notify(ctx: EngineContext, request: Request) -> NotifyCheck:
-    """The answer to ``request`` and what it means; changes nothing.  A
-    malformed header raises RemoteProtocolError (answered with its status)."""
+def address_family(host: str) -> int | None:
+    """4 or 6 for an IP address (an IPv4-mapped IPv6 address is 4), None
+    for a name."""
+    try:
+        address = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return 4
+    return address.version
+
+
+def dialog_family(ctx: EngineContext, sub: SubscriptionRecord) -> int | None:
+    """The address family of the peer a subscription's requests go to (the
+    first route, else the next hop toward its target), or None when that
+    peer is a name: DNS may give either family."""
+    return _hop_family(
+        sub.route_set[0] if sub.route_set else None,
+        sub.options.outbound_proxy or ctx.router.outbound_proxy,
+        sub.remote_target,
+    )
+
+
+@functools.lru_cache(maxsize=4096)
+def _hop_family(route: str | None, proxy: str | None, target: str) -> int | None:
+    # Cached: every subscription of one notifier asks the same question,
+    # once per NOTIFY.
+    try:
+        hop = str(NameAddress.parse(route).uri) if route else proxy or target
+        return address_family(parse_next_hop(hop).host)
+    except (RemoteProtocolError, UsageError):
+        return None
+
+
+def check_notify(
+    ctx: EngineContext, request: Request, source: Address | None = None
+) -> NotifyCheck:
+    """The answer to ``request`` (received from ``source``) and what it
+    means; changes nothing.  A malformed header raises RemoteProtocolError
+    (answered with its status)."""
     if request.method != "NOTIFY":
         return NotifyCheck(405)
     local_tag = request.to.tag
@@ -62,6 +110,12 @@ def check_notify(ctx: EngineContext, request: Request) -> NotifyCheck:
         sub = ctx.table.by_dialog(request.call_id, local_tag, remote_tag)
     if sub is None or sub.state is SubState.DONE:
         return NotifyCheck(481)
+    if source is not None:
+        # A dialog lives on one address family: a NOTIFY in it from the
+        # other one is somebody who learned the dialog's ids, not its peer.
+        ours, theirs = dialog_family(ctx, sub), address_family(source[0])
+        if ours is not None and theirs is not None and ours != theirs:
+            return NotifyCheck(481, warning=f"NOTIFY over IPv{theirs} for a dialog over IPv{ours}")
     package = ctx.registry.by_flag(sub.event)
     event = request.event
     if event is None or event.name.lower() != package.event_type.lower():
@@ -123,7 +177,7 @@ class NotifyServer:
         if request.method == "NOTIFY":
             ctx.counters.notify_received += 1
         try:
-            check = check_notify(ctx, request)
+            check = check_notify(ctx, request, tx.address)
         except RemoteProtocolError as exc:
             check = NotifyCheck(exc.status, exc.reason, warning=str(exc))
         if check.status == 405:
