@@ -18,7 +18,7 @@ from pua.errors import BodyError, PresenceError, SipError, TransportError, Usage
 from pua.runtime import Listen, SipStack
 from pua.runtime.loop import run as run_loop
 from pua.sip import Request, Response, SipUri, TimerConfig
-from pua.sip.auth import ALGORITHMS, Credential, authorization, choose_challenge
+from pua.sip.auth import ALGORITHMS, Credential, choose_challenge, sign
 from pua.sip.ids import call_id
 
 from .app import api_options, call_api, main, say
@@ -321,16 +321,7 @@ async def _authenticated(
         return response
     request.headers.set("Via", str(stack.via_for(address)))
     request.headers.set("CSeq", f"2 {request.method}")
-    answer = authorization(
-        challenge,
-        credential,
-        method=request.method,
-        uri=request.uri_text,
-        body=request.body,
-        nc=1,
-        cnonce=stack.ids.token(16),
-    )
-    request.headers.set(challenge.header, answer)
+    sign(request, challenge, credential, nc=1, cnonce=stack.ids.token(16))
     return await stack.request(request, address)
 
 

@@ -26,8 +26,8 @@ from pua.sip.auth import (
     Credential,
     Credentials,
     NonceUse,
-    authorization,
     choose_challenge,
+    sign,
 )
 from pua.sip.headers import Challenge
 from pua.sip.ids import Ids
@@ -135,23 +135,15 @@ class Authenticator:
     def _answer(
         self, request: Request, use: NonceUse, credential: Credential, *, fresh: bool = False
     ) -> None:
-        """Put the answer in ``request``: added to a ``fresh`` request (it
-        has none yet), in place of the earlier one otherwise."""
-        challenge = use.challenge
-        value = authorization(
-            challenge,
+        sign(
+            request,
+            use.challenge,
             credential,
-            method=request.method,
-            uri=request.uri_text,
-            body=request.body,
             nc=use.next_count(),
             cnonce=self._ids.token(16),
             use=use,
+            fresh=fresh,
         )
-        if fresh:
-            request.headers.add(challenge.header, value)
-        else:
-            request.headers.set(challenge.header, value)
 
     @staticmethod
     def realm_of(response: Response) -> str | None:

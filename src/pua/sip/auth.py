@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 from .abnf import quote
 from .headers import Challenge
+from .message import Request
 
 __all__ = [
     "ALGORITHMS",
@@ -37,6 +38,7 @@ __all__ = [
     "NonceUse",
     "authorization",
     "choose_challenge",
+    "sign",
 ]
 
 # Supported algorithms, weakest first: the strongest one offered is chosen.
@@ -272,3 +274,32 @@ def authorization(
     if challenge.userhash:
         parts.append("userhash=true")
     return ", ".join(parts)
+
+
+def sign(
+    request: Request,
+    challenge: DigestChallenge,
+    credential: Credential,
+    *,
+    nc: int,
+    cnonce: str,
+    use: NonceUse | None = None,
+    fresh: bool = False,
+) -> None:
+    """Put the answer to ``challenge`` in ``request`` (Authorization, or
+    Proxy-Authorization for a proxy's): added to a ``fresh`` request, which
+    has none yet, in place of an earlier one otherwise."""
+    value = authorization(
+        challenge,
+        credential,
+        method=request.method,
+        uri=request.uri_text,
+        body=request.body,
+        nc=nc,
+        cnonce=cnonce,
+        use=use,
+    )
+    if fresh:
+        request.headers.add(challenge.header, value)
+    else:
+        request.headers.set(challenge.header, value)
