@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import logging
 import socket
 import ssl
@@ -46,6 +45,7 @@ from pua.core.requests import parse_next_hop
 from pua.errors import PublishError, StateError, SubscribeError, UsageError
 from pua.sip.auth import Credentials
 from pua.sip.ids import Ids
+from pua.sip.locate import is_ip
 from pua.sip.message import Message
 from pua.sip.transaction import Address
 
@@ -147,7 +147,7 @@ class PresenceRuntime:
     def _probe_target(self, family: int) -> Address:
         if self.config.outbound_proxy:
             hop = parse_next_hop(self.config.outbound_proxy)
-            if _is_ip(hop.host):  # a name would be resolved here, blocking the loop
+            if is_ip(hop.host):  # a name would be resolved here, blocking the loop
                 return (hop.host, hop.port)
         return ("192.0.2.1", 5060) if family == socket.AF_INET else ("2001:db8::1", 5060)
 
@@ -511,14 +511,6 @@ class _Settle:
     def cancel(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
-
-
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
 
 
 def _failure(

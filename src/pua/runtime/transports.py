@@ -29,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from pua.errors import AddressInUse, RemoteProtocolError, TransportError
-from pua.sip.locate import Hop, Target, hop_of
+from pua.sip.locate import Hop, Target, hop_of, is_ip
 from pua.sip.message import Message, Response
 from pua.sip.transaction import Address
 
@@ -236,7 +236,7 @@ class Transports:
         """Send ``data``; a host name is located first (in the background),
         and a request's retransmission goes where the request went."""
         host, port = address
-        if _is_ip(host):
+        if is_ip(host):
             self._send_now(data, (host, port), transport)
             return
         match = _BRANCH.search(data)
@@ -521,14 +521,6 @@ def address_in_use(exc: BaseException) -> bool:
             return True
         seen = seen.__cause__ or seen.__context__
     return False
-
-
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
 
 
 def _grow_buffers(sock: socket.socket) -> None:

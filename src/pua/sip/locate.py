@@ -44,6 +44,7 @@ __all__ = [
     "Step",
     "Target",
     "hop_of",
+    "is_ip",
     "naptr_services",
     "order_srv",
     "plan",
@@ -106,7 +107,7 @@ class Hop:
     @property
     def numeric(self) -> bool:
         """True when the host is an IP address (no DNS at all)."""
-        return _is_ip(self.host)
+        return is_ip(self.host)
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,7 +265,7 @@ def _addresses(places: list[tuple[str, int, str]], answers: Mapping[Query, Answe
     records of every host name among them are known (RFC 7984: both)."""
     missing: list[Query] = []
     for host, _, _ in places:
-        if _is_ip(host):
+        if is_ip(host):
             continue
         for rdtype in ("A", "AAAA"):
             query = Query(host, rdtype)
@@ -274,7 +275,7 @@ def _addresses(places: list[tuple[str, int, str]], answers: Mapping[Query, Answe
         return Step(queries=tuple(missing))
     targets: list[Target] = []
     for host, port, transport in places:
-        if _is_ip(host):
+        if is_ip(host):
             addresses: list[str] = [host]
         else:
             addresses = [
@@ -296,7 +297,8 @@ def _name(text: str) -> str:
     return text.lower().rstrip(".")
 
 
-def _is_ip(host: str) -> bool:
+def is_ip(host: str) -> bool:
+    """Whether ``host`` is an IP address (v4 or v6, no brackets), not a name."""
     try:
         ipaddress.ip_address(host)
     except ValueError:
