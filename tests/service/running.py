@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -74,6 +75,18 @@ class RunningService:
         with urllib.request.urlopen(request, timeout=60) as reply:
             text = reply.read()
             return json.loads(text) if text else None
+
+    def post_status(self, path: str, data: Any) -> tuple[int, Any]:
+        """A REST POST: the HTTP status and the decoded answer, errors included."""
+        request = urllib.request.Request(
+            self.api_url + path, data=json.dumps(data).encode(),
+            headers=self._headers(), method="POST",
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=60) as reply:
+                return reply.status, json.loads(reply.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read())
 
     def get(self, path: str) -> Any:
         request = urllib.request.Request(self.api_url + path, headers=self._headers())

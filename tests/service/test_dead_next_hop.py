@@ -54,19 +54,6 @@ def black_hole() -> Iterator[int]:
         sock.close()
 
 
-def post(svc: RunningService, path: str, data: Any) -> tuple[int, Any]:
-    """A REST call: the HTTP status and the decoded answer, errors included."""
-    request = urllib.request.Request(
-        svc.api_url + path, data=json.dumps(data).encode(),
-        headers={"Content-Type": "application/json"}, method="POST",
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=60) as reply:
-            return reply.status, json.loads(reply.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
-
-
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "pua", *args],
@@ -89,12 +76,11 @@ def test_a_silent_next_hop_is_a_bounded_408_on_every_route(service: Start) -> No
         fault = svc.rpc("pua.subscribe", [BOB, ALICE, "presence", 600])["error"]
         assert fault["code"] == 408 and fault["data"]["retrying"] is True, fault
 
-        status, answer = post(svc, "/publications", {"pres_uri": CAROL, "body": PIDF})
+        status, answer = svc.post_status("/publications", {"pres_uri": CAROL, "body": PIDF})
         assert status == 504, answer
         assert answer["error"]["sip_status"] == 408 and answer["error"]["retrying"] is True
 
-        status, answer = post(
-            svc, "/subscriptions", {"pres_uri": CAROL, "watcher_uri": ALICE}
+        status, answer = svc.post_status("/subscriptions", {"pres_uri": CAROL, "watcher_uri": ALICE}
         )
         assert status == 504 and answer["error"]["retrying"] is True, answer
 
@@ -105,8 +91,7 @@ def test_a_silent_next_hop_is_a_bounded_408_on_every_route(service: Start) -> No
         assert "keeps retrying" in done.stderr and "cannot reach" not in done.stderr
 
         # Fire and forget stays possible, and answers at once.
-        status, answer = post(
-            svc, "/publications", {"pres_uri": "sip:erin@example.com", "body": PIDF,
+        status, answer = svc.post_status("/publications", {"pres_uri": "sip:erin@example.com", "body": PIDF,
                                    "wait": False},
         )
         assert status == 201 and answer["state"] == "sending", answer

@@ -5,15 +5,11 @@ say the same thing, and nothing is sent or kept."""
 from __future__ import annotations
 
 import asyncio
-import json
 import socket
 import subprocess
 import sys
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -46,18 +42,6 @@ def received(sock: socket.socket) -> list[bytes]:
             return out
 
 
-def rest(svc: RunningService, path: str, data: Any) -> tuple[int, Any]:
-    request = urllib.request.Request(
-        svc.api_url + path, data=json.dumps(data).encode(),
-        headers={"Content-Type": "application/json"}, method="POST",
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=30) as reply:
-            return reply.status, json.loads(reply.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
-
-
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "pua", *args], capture_output=True, text=True,
                           timeout=60, check=False)
@@ -86,7 +70,7 @@ def test_a_bad_publication_is_refused_alike_everywhere(
     answer = svc.rpc("pua.publish", {"pres_uri": ALICE, "event": event, "body": body})
     assert answer["error"]["code"] == -32602 and words in answer["error"]["message"], answer
 
-    status, problem = rest(svc, "/publications", {"pres_uri": ALICE, "event": event,
+    status, problem = svc.post_status("/publications", {"pres_uri": ALICE, "event": event,
                                                   "body": body})
     assert status == 400 and words in problem["error"]["message"], problem
 
