@@ -76,6 +76,8 @@ async def test_412_on_refresh_is_recovered_with_the_stored_body(
         recovered = await second
         assert recovered.kind == "initial"  # type: ignore[union-attr]
         assert runtime.counters()["recoveries_412"] == 1
+        # the refresh was a record deadline: its lateness was measured
+        assert runtime.timer_lateness().count >= 1
     stats = uas.stop(timeout=2)
     assert stats.failed == 0, stats.errors
     assert stats.successful >= 1

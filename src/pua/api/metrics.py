@@ -57,6 +57,21 @@ class EngineCollector(Collector):
         for code, value in sorted(runtime.responses_by_status().items()):
             responses.add_metric([str(code)], value)
         yield responses
+        for name, help_text, histogram in (
+            (
+                "pua_timer_lateness_seconds",
+                "How late records' refreshes, retries and expiries were handled",
+                runtime.timer_lateness(),
+            ),
+            (
+                "pua_loop_lag_seconds",
+                "How late the event loop ran a periodic tick",
+                runtime.loop_lag.histogram,
+            ),
+        ):
+            yield HistogramMetricFamily(
+                name, help_text, buckets=histogram.buckets(), sum_value=histogram.total
+            )
         # The store writes (observed once persistence is configured).
         store = self.store_timer
         buckets = store.buckets() if store is not None else [("+Inf", 0)]

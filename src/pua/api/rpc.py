@@ -530,7 +530,9 @@ class PuaMethods:
         return {"records": self.runtime.counts()["records"]}
 
     async def stats(self, params: list[Any] | dict[str, Any]) -> dict[str, Any]:
-        """Records by kind and state, and the engine's and SIP layer's counters."""
+        """Records by kind and state, the engine's and SIP layer's counters,
+        and how late timers ran (count, mean, p50/p99/p99.9 in seconds, as
+        bucket upper bounds)."""
         named_params(params, (), required=0)
         by_state = {
             f"{kind}.{state}": count
@@ -543,4 +545,6 @@ class PuaMethods:
             "engine": self.runtime.counters(),
             "sip": self.runtime.sip_counters(),
             "responses": self.runtime.responses_by_status(),
+            "timer_lateness": self.runtime.timer_lateness().summary(),
+            "loop_lag": self.runtime.loop_lag.histogram.summary(),
         }

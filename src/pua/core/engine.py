@@ -31,6 +31,7 @@ from pua.sip import MessageDropped, RequestReceived, ResponseReceived, SipUri
 from pua.sip.auth import Credentials
 from pua.sip.endpoint import Datagram, TransactionTimedOut, TransportFailed
 from pua.sip.ids import Ids
+from pua.sip.timers import Histogram
 from pua.sip.transaction import Address, ClientTransaction
 
 from .answers import Answer, read_answer
@@ -191,6 +192,11 @@ class PresenceEngine:
         """The oldest engine event not yet taken."""
         events = self._ctx.events
         return events.popleft() if events else None
+
+    def timer_lateness(self) -> Histogram:
+        """How late records' deadlines were handled (seconds after their
+        time, by the ``now`` the runtime passed)."""
+        return self._ctx.deadlines.lateness
 
     def get_timer(self) -> float | None:
         """When :meth:`handle_timer` must next run."""

@@ -47,12 +47,13 @@ from pua.sip.auth import Credentials
 from pua.sip.ids import Ids
 from pua.sip.locate import is_ip
 from pua.sip.message import Message
+from pua.sip.timers import Histogram
 from pua.sip.transaction import Address
 
 from .failures import FailureLog
 from .ids import SystemIds
 from .resolver import Locator, Resolver
-from .timer import DeadlineTimer
+from .timer import DeadlineTimer, LoopLag
 from .transports import Listen, Transports, route_source
 
 __all__ = ["EventListener", "PresenceRuntime"]
@@ -112,6 +113,7 @@ class PresenceRuntime:
         self._waiters: dict[RecordKey, list[EventListener]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer = DeadlineTimer(self.now, self._on_timer)
+        self.loop_lag = LoopLag()
         self._started = False
 
     async def __aenter__(self) -> PresenceRuntime:
@@ -142,6 +144,7 @@ class PresenceRuntime:
                     host = route_source(self._probe_target(family))
                 self._engine.set_local_address(transport, host, port)
                 break
+        self.loop_lag.start(self._loop)
         self._started = True
 
     def _probe_target(self, family: int) -> Address:
@@ -155,6 +158,7 @@ class PresenceRuntime:
         """Close the sockets (records stay as they are; see ``shutdown``)."""
         self._started = False
         self._timer.cancel()
+        self.loop_lag.stop()
         await self.transports.close()
 
     # -- the seed's API --------------------------------------------------------
@@ -394,6 +398,11 @@ class PresenceRuntime:
     def sip_counters(self) -> dict[str, int]:
         """The SIP layer's counters."""
         return self._engine.sip_counters()
+
+    def timer_lateness(self) -> Histogram:
+        """How late records' deadlines (refreshes, retries, expiries) were
+        handled, in seconds (see :class:`~pua.sip.timers.DeadlineQueue`)."""
+        return self._engine.timer_lateness()
 
     def run_timers(self) -> None:
         """Run every timer due now (what ``pua.cleanup`` asks for)."""

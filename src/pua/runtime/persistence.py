@@ -33,6 +33,7 @@ from pua.core import (
     SubscriptionTerminated,
 )
 from pua.core.persist import record_from_row, record_to_row
+from pua.sip.timers import Histogram
 from pua.store import Store, StoreError
 
 from .engine import PresenceRuntime
@@ -61,32 +62,13 @@ URGENT = (
 )
 
 
-class WriteTimer:
+class WriteTimer(Histogram):
     """Time spent writing, as a histogram for /metrics."""
 
     BOUNDS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0)
 
     def __init__(self) -> None:
-        self.counts = [0] * (len(self.BOUNDS) + 1)
-        self.total = 0.0
-
-    def observe(self, seconds: float) -> None:
-        """Add one write."""
-        self.total += seconds
-        for i, bound in enumerate(self.BOUNDS):
-            if seconds <= bound:
-                self.counts[i] += 1
-                return
-        self.counts[-1] += 1
-
-    def buckets(self) -> list[tuple[str, float]]:
-        """Cumulative buckets in Prometheus' form."""
-        out: list[tuple[str, float]] = []
-        running = 0
-        for bound, count in zip((*self.BOUNDS, float("inf")), self.counts, strict=True):
-            running += count
-            out.append(("+Inf" if bound == float("inf") else str(bound), running))
-        return out
+        super().__init__(self.BOUNDS)
 
 
 class StoreSync:

@@ -5,7 +5,39 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-__all__ = ["DeadlineTimer"]
+from pua.sip.timers import LATENESS_BOUNDS, Histogram
+
+__all__ = ["DeadlineTimer", "LoopLag"]
+
+
+class LoopLag:
+    """How late the event loop runs a callback: every ``period`` seconds a
+    tick is scheduled, and how long after its time it ran goes into
+    ``histogram`` (what a busy loop does to every answer and refresh)."""
+
+    def __init__(self, period: float = 0.25) -> None:
+        self.period = period
+        self.histogram = Histogram(LATENESS_BOUNDS)
+        self._handle: asyncio.TimerHandle | None = None
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Begin ticking on ``loop``."""
+        if self._handle is None:
+            self._schedule(loop)
+
+    def stop(self) -> None:
+        """Stop ticking."""
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+    def _schedule(self, loop: asyncio.AbstractEventLoop) -> None:
+        at = loop.time() + self.period
+        self._handle = loop.call_at(at, self._tick, loop, at)
+
+    def _tick(self, loop: asyncio.AbstractEventLoop, at: float) -> None:
+        self.histogram.observe(max(0.0, loop.time() - at))
+        self._schedule(loop)
 
 
 class DeadlineTimer:

@@ -10,9 +10,76 @@ heap, and stale entries are skipped when they surface.
 from __future__ import annotations
 
 import heapq
+from bisect import bisect_left
 from dataclasses import dataclass
 
-__all__ = ["DeadlineQueue", "Timed", "TimerConfig"]
+__all__ = ["LATENESS_BOUNDS", "DeadlineQueue", "Histogram", "Timed", "TimerConfig"]
+
+
+class Histogram:
+    """Counts of observed durations (seconds) in fixed buckets, with their
+    sum: what Prometheus calls a histogram, kept without allocating per
+    observation.  ``bounds`` are the buckets' upper bounds, increasing; a
+    last bucket holds what is above them."""
+
+    __slots__ = ("bounds", "count", "counts", "total")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        if list(bounds) != sorted(set(bounds)) or not bounds:
+            raise ValueError("histogram bounds must increase")
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)
+        self.total = 0.0
+        self.count = 0
+
+    def observe(self, seconds: float) -> None:
+        """Add one observation."""
+        self.counts[bisect_left(self.bounds, seconds)] += 1
+        self.total += seconds
+        self.count += 1
+
+    def buckets(self) -> list[tuple[str, float]]:
+        """Cumulative buckets in Prometheus' form (``le`` label, count)."""
+        out: list[tuple[str, float]] = []
+        running = 0
+        for bound, count in zip((*self.bounds, float("inf")), self.counts, strict=True):
+            running += count
+            out.append(("+Inf" if bound == float("inf") else str(bound), running))
+        return out
+
+    def quantile(self, q: float) -> float | None:
+        """The upper bound of the bucket holding quantile ``q`` (0 < q <= 1):
+        an upper estimate, as precise as the buckets; the largest bound when
+        the quantile falls above them.  None when nothing was observed."""
+        if not 0 < q <= 1:
+            raise ValueError("quantile must be in (0, 1]")
+        if not self.count:
+            return None
+        rank = q * self.count
+        running = 0
+        for i, count in enumerate(self.counts):
+            running += count
+            if running >= rank:
+                return self.bounds[min(i, len(self.bounds) - 1)]
+        return self.bounds[-1]  # pragma: no cover - running reaches count
+
+    def summary(self) -> dict[str, float | int | None]:
+        """Count, mean, p50, p99 and p99.9 (bucket upper bounds)."""
+        return {
+            "count": self.count,
+            "mean": self.total / self.count if self.count else None,
+            "p50": self.quantile(0.5),
+            "p99": self.quantile(0.99),
+            "p999": self.quantile(0.999),
+        }
+
+
+# How late a record's deadline (refresh, retry, expiry) is handled: from a
+# millisecond to a minute, fine where it matters (under a second).
+LATENESS_BOUNDS = (
+    0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5,
+    1.0, 2.0, 5.0, 10.0, 30.0, 60.0,
+)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -81,11 +148,16 @@ class DeadlineQueue:
     surface and go within that time; it is compacted only when they
     outnumber its live entries, so answering a transaction (which cancels
     E and F) costs no pass over it.  Work per tick is O(due timers · log n).
+
+    ``lateness`` is a :class:`Histogram` of how long after its time each
+    ``spread`` deadline (a record's refresh, retry or expiry) was popped:
+    the delay a busy process adds to its refreshes.
     """
 
-    __slots__ = ("_burst", "_heap", "_live_burst", "_live_spread", "_seq")
+    __slots__ = ("_burst", "_heap", "_live_burst", "_live_spread", "_seq", "lateness")
 
     def __init__(self) -> None:
+        self.lateness = Histogram(LATENESS_BOUNDS)
         self._heap: list[tuple[float, Timed, str]] = []
         self._burst: list[tuple[float, int, Timed, str]] = []
         self._live_spread = 0
@@ -152,8 +224,9 @@ class DeadlineQueue:
         while True:
             spread, burst = self._top()
             if spread is not None and spread <= now and (burst is None or spread <= burst):
-                _at, owner, name = heapq.heappop(self._heap)
+                at, owner, name = heapq.heappop(self._heap)
                 self._live_spread -= 1
+                self.lateness.observe(now - at)
             elif burst is not None and burst <= now:
                 _at, _seq, owner, name = heapq.heappop(self._burst)
                 self._live_burst -= 1

@@ -1,0 +1,85 @@
+"""The deadline queue's lateness histogram and the histogram itself."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from pua.runtime.timer import LoopLag
+from pua.sip.timers import LATENESS_BOUNDS, DeadlineQueue, Histogram, Timed
+
+
+class Record(Timed):
+    __slots__ = ("deadline",)
+    spread = True
+
+    def __init__(self) -> None:
+        self.deadline: float | None = None
+
+
+class Tx(Timed):
+    __slots__ = ("timer_e",)
+
+    def __init__(self) -> None:
+        self.timer_e: float | None = None
+
+
+def test_histogram_buckets_and_quantiles() -> None:
+    h = Histogram((0.01, 0.1, 1.0))
+    assert h.quantile(0.5) is None
+    assert h.summary()["count"] == 0
+    for value in [0.005] * 90 + [0.05] * 9 + [5.0]:
+        h.observe(value)
+    assert h.count == 100
+    assert h.total == pytest.approx(0.45 + 0.45 + 5.0)
+    assert h.buckets() == [("0.01", 90), ("0.1", 99), ("1.0", 99), ("+Inf", 100)]
+    assert h.quantile(0.5) == 0.01
+    assert h.quantile(0.99) == 0.1
+    # above the last bound: the largest bound, an honest "at least"
+    assert h.quantile(1.0) == 1.0
+    assert h.summary()["p99"] == 0.1
+    with pytest.raises(ValueError):
+        h.quantile(0)
+    with pytest.raises(ValueError):
+        Histogram((1.0, 0.5))
+
+
+def test_queue_records_how_late_record_deadlines_were_popped() -> None:
+    q = DeadlineQueue()
+    early, late = Record(), Record()
+    q.arm(early, "deadline", 100.0)
+    q.arm(late, "deadline", 103.0)
+    tx = Tx()
+    q.arm(tx, "timer_e", 100.5)
+    due = q.pop_due(103.25)
+    assert {id(o) for o, _ in due} == {id(early), id(late), id(tx)}
+    lateness = q.lateness
+    # transaction timers are not records' refreshes: two observations
+    assert lateness.count == 2
+    assert lateness.total == pytest.approx(3.25 + 0.25)
+    assert lateness.quantile(0.5) == 0.5  # 0.25 s falls in the 0.5 s bucket
+    assert lateness.quantile(1.0) == 5.0  # 3.25 s in the 5 s bucket
+    # a cancelled deadline is never popped, so never counted
+    gone = Record()
+    q.arm(gone, "deadline", 104.0)
+    q.cancel(gone, "deadline")
+    assert q.pop_due(200.0) == []
+    assert lateness.count == 2
+
+
+def test_loop_lag_observes_a_late_tick() -> None:
+    async def run() -> Histogram:
+        loop = asyncio.get_running_loop()
+        lag = LoopLag(period=60.0)
+        lag.start(loop)
+        # a tick that was due 0.3 s ago runs now: 0.3 s late
+        lag._tick(loop, loop.time() - 0.3)
+        lag.stop()
+        return lag.histogram
+
+    histogram = asyncio.run(run())
+    assert histogram.count == 1
+    assert 0.3 <= histogram.total < 5
+    assert histogram.bounds == LATENESS_BOUNDS
+    assert histogram.quantile(1.0) == 0.5
