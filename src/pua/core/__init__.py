@@ -24,6 +24,7 @@ from .events import (
 )
 from .flags import DialogState, EventFlag, SourceFlag, UpdateType
 from .info import Body, Document, PublishInfo, SubscribeInfo
+from .notify import IncomingRequest, RequestHandler
 from .packages import EventPackage, EventRegistry, default_registry
 from .records import (
     PublicationRecord,
@@ -49,6 +50,7 @@ __all__ = [
     "EventFlag",
     "EventPackage",
     "EventRegistry",
+    "IncomingRequest",
     "NotifyReceived",
     "PresenceEngine",
     "PubState",
@@ -60,6 +62,7 @@ __all__ = [
     "Record",
     "RecordKey",
     "RecordTable",
+    "RequestHandler",
     "RequestKind",
     "SourceFlag",
     "SubState",

@@ -31,6 +31,7 @@ from pua.sip import MessageDropped, RequestReceived, ResponseReceived, SipUri
 from pua.sip.auth import Credentials
 from pua.sip.endpoint import Datagram, TransactionTimedOut, TransportFailed
 from pua.sip.ids import Ids
+from pua.sip.message import Response
 from pua.sip.timers import Histogram
 from pua.sip.transaction import Address, ClientTransaction
 
@@ -41,7 +42,7 @@ from .context import Callback, ChangeTracker, EngineContext
 from .events import EngineEvent
 from .flags import DialogState, UpdateType
 from .info import PublishInfo, SubscribeInfo, as_body
-from .notify import NotifyServer
+from .notify import IncomingRequest, NotifyServer, RequestHandler
 from .packages import EventPackage, EventRegistry, default_registry, prepare_body
 from .publication import PubInput
 from .publisher import Publisher
@@ -107,6 +108,23 @@ class PresenceEngine:
         if source_flags <= 0:
             raise UsageError("source_flags must name at least one flag bit")
         self._ctx.callbacks.register(int(source_flags), fn, param)
+
+    def add_request_handler(
+        self, method: str, handler: RequestHandler, event: str | None = None
+    ) -> None:
+        """Hand requests of ``method`` (and ``event``; None: any) that are
+        not NOTIFYs of our own dialogs to ``handler`` (the adapters' hook;
+        see :mod:`pua.core.notify`).  UsageError if one is registered."""
+        self._notify.add_handler(method, handler, event)
+
+    def remove_request_handler(self, method: str, event: str | None = None) -> None:
+        """Undo :meth:`add_request_handler`."""
+        self._notify.remove_handler(method, event)
+
+    def respond(self, incoming: IncomingRequest, response: Response, now: float) -> None:
+        """Answer a request a handler kept (it returned None)."""
+        self._notify.respond(incoming, response, now)
+        self._settle(now)
 
     def is_dialog(self, call_id_value: str, to_tag: str | None, from_tag: str) -> DialogState:
         """Whether a stored subscription has this dialog: CONFIRMED, TEMPORARY

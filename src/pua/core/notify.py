@@ -9,12 +9,19 @@ out of order; otherwise 200 and the subscription it belongs to.
 :func:`classify_termination` turns a terminated Subscription-State into the
 subscription table's input.  :class:`NotifyServer` answers, then updates
 the dialog and feeds the subscriber.
+
+Requests that are not NOTIFYs of pua's own dialogs (a REGISTER copy, a
+phone's NOTIFY) go to the :data:`RequestHandler` registered for their method
+and event, if any (the one hook adapters have): it returns the response, or
+None and answers later through :meth:`NotifyServer.respond`.  What no handler
+takes is answered as above (405 with the methods taken in Allow, 481).
 """
 
 from __future__ import annotations
 
 import functools
 import ipaddress
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,18 +29,20 @@ from pua.errors import BodyError, RemoteProtocolError, UsageError
 from pua.sip.endpoint import make_response, warning_value
 from pua.sip.headers import NameAddress, SubscriptionState
 from pua.sip.ids import tag
-from pua.sip.message import Request
+from pua.sip.message import Request, Response
 from pua.sip.transaction import Address, ServerTransaction
 
 from .context import EngineContext
-from .events import NotifyReceived
+from .events import CallbackFailed, NotifyReceived
 from .records import SubscriptionRecord, SubState, intern_text
 from .requests import parse_next_hop
 from .subscriber import Subscriber
 from .subscription import SubInput
 
 __all__ = [
+    "IncomingRequest",
     "NotifyCheck",
+    "RequestHandler",
     "NotifyServer",
     "address_family",
     "check_notify",
@@ -59,6 +68,23 @@ class NotifyCheck:
     document: Any = None
     contact: str | None = None
     route_set: tuple[str, ...] | None = None  # for a NOTIFY that creates the dialog
+
+
+@dataclass(frozen=True, slots=True)
+class IncomingRequest:
+    """A request handed to a :data:`RequestHandler`: what came, from where,
+    and the server transaction its answer goes in."""
+
+    request: Request
+    source: Address
+    transport: str
+    transaction: ServerTransaction
+
+
+RequestHandler = Callable[[IncomingRequest, float], Response | None]
+"""Takes a request (and ``now``) and returns its response, or None when it
+answers later (:meth:`PresenceEngine.respond`).  A RemoteProtocolError it
+raises is answered with its status; anything else with 500."""
 
 
 def address_family(host: str) -> int | None:
@@ -170,6 +196,52 @@ class NotifyServer:
     def __init__(self, ctx: EngineContext, subscriber: Subscriber) -> None:
         self._ctx = ctx
         self._subscriber = subscriber
+        self._handlers: dict[tuple[str, str | None], RequestHandler] = {}
+
+    # -- the adapters' hook --------------------------------------------------------
+    def add_handler(self, method: str, handler: RequestHandler, event: str | None = None) -> None:
+        """Hand requests of ``method`` (with ``event``, or any event when
+        None) that are not NOTIFYs of our dialogs to ``handler``."""
+        key = (method.upper(), event.lower() if event else None)
+        if key in self._handlers:
+            raise UsageError(f"a handler for {method} {event or '(any event)'} is registered")
+        self._handlers[key] = handler
+
+    def remove_handler(self, method: str, event: str | None = None) -> None:
+        """Stop handing those requests over (no error when none was)."""
+        self._handlers.pop((method.upper(), event.lower() if event else None), None)
+
+    def _handler_for(self, request: Request) -> RequestHandler | None:
+        if not self._handlers:
+            return None
+        method = request.method
+        try:
+            event = request.event
+        except RemoteProtocolError:
+            event = None
+        if event is not None:
+            handler = self._handlers.get((method, event.name.lower()))
+            if handler is not None:
+                return handler
+        return self._handlers.get((method, None))
+
+    def _hand_over(self, handler: RequestHandler, incoming: IncomingRequest, now: float) -> None:
+        try:
+            response = handler(incoming, now)
+        except RemoteProtocolError as exc:
+            response = make_response(incoming.request, exc.status, exc.reason)
+            response.headers.add("Warning", warning_value(str(exc)))
+        except Exception as exc:
+            self._ctx.events.append(
+                CallbackFailed(key=None, error=f"{incoming.request.method} handler: {exc!r}")
+            )
+            response = make_response(incoming.request, 500, "Server Internal Error")
+        if response is not None:
+            self.respond(incoming, response, now)
+
+    def respond(self, incoming: IncomingRequest, response: Response, now: float) -> None:
+        """Send a handler's answer to ``incoming`` (once)."""
+        self._ctx.endpoint.respond(incoming.transaction, response, now)
 
     def on_request(self, tx: ServerTransaction, request: Request, now: float) -> None:
         """Answer ``request`` and act on it."""
@@ -180,9 +252,14 @@ class NotifyServer:
             check = check_notify(ctx, request, tx.address)
         except RemoteProtocolError as exc:
             check = NotifyCheck(exc.status, exc.reason, warning=str(exc))
+        if check.status in (405, 481) and (handler := self._handler_for(request)) is not None:
+            incoming = IncomingRequest(request, tx.address, tx.transport, tx)
+            self._hand_over(handler, incoming, now)
+            return
         if check.status == 405:
             response = make_response(request, 405, to_tag=tag(ctx.ids))
-            response.headers.add("Allow", "NOTIFY")
+            allowed = sorted({"NOTIFY", *(method for method, _ in self._handlers)})
+            response.headers.add("Allow", ", ".join(allowed))
         else:
             response = make_response(request, check.status, check.reason)
             if check.warning:

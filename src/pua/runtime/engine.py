@@ -27,12 +27,14 @@ from pua.core import (
     EngineEvent,
     EventPackage,
     EventRegistry,
+    IncomingRequest,
     PresenceEngine,
     PublicationFailed,
     PublicationRemoved,
     PublicationSucceeded,
     PublishInfo,
     RecordKey,
+    RequestHandler,
     SubscribeInfo,
     SubscriptionAccepted,
     SubscriptionFailed,
@@ -46,7 +48,7 @@ from pua.errors import PublishError, StateError, SubscribeError, UsageError
 from pua.sip.auth import Credentials
 from pua.sip.ids import Ids
 from pua.sip.locate import is_ip
-from pua.sip.message import Message
+from pua.sip.message import Message, Response
 from pua.sip.timers import Histogram
 from pua.sip.transaction import Address
 
@@ -366,6 +368,25 @@ class PresenceRuntime:
     def register_callback(self, source_flags: int, fn: Callback, param: Any = None) -> None:
         """The seed's register_puacb (see PresenceEngine.register_callback)."""
         self._engine.register_callback(source_flags, fn, param)
+
+    def add_request_handler(
+        self, method: str, handler: RequestHandler, event: str | None = None
+    ) -> None:
+        """Hand requests of ``method`` (and ``event``; None: any) that are
+        not NOTIFYs of pua's dialogs to ``handler`` (see
+        :meth:`PresenceEngine.add_request_handler`).  The handler runs
+        inside the engine's step: it must not call the runtime; it answers
+        at once or returns None and calls :meth:`respond` later."""
+        self._engine.add_request_handler(method, handler, event)
+
+    def remove_request_handler(self, method: str, event: str | None = None) -> None:
+        """Undo :meth:`add_request_handler`."""
+        self._engine.remove_request_handler(method, event)
+
+    def respond(self, incoming: IncomingRequest, response: Response) -> None:
+        """Answer a request a handler kept."""
+        self._engine.respond(incoming, response, self.now())
+        self._pump()
 
     def is_dialog(self, call_id: str, to_tag: str | None, from_tag: str) -> DialogState:
         """The seed's is_dialog."""
