@@ -12,6 +12,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -164,6 +165,37 @@ class Settings:
         flag="event",
     )
 
+    usrloc: bool = _setting(
+        False,
+        "Keep the bindings of REGISTERs sent to pua (copies from a registrar, "
+        "or phones) and publish presence for each (Kamailio's pua_usrloc)",
+    )
+    reginfo: bool = _setting(
+        False,
+        "Publish the reg state (RFC 3680) of each address of record with bindings "
+        "(Kamailio's pua_reginfo)",
+    )
+    usrloc_allow: tuple[str, ...] = _setting(
+        ("127.0.0.0/8", "::1/128"),
+        "Addresses or networks (CIDR) whose REGISTERs are taken (repeatable); others get 403",
+        metavar="NETWORK",
+    )
+    usrloc_default_expires: int = _setting(
+        3600,
+        "Lifetime of a binding whose REGISTER gives no expires parameter or Expires header",
+        metavar="SECONDS",
+    )
+    usrloc_publish_closed: bool = _setting(
+        False, "Publish a closed document before removing a binding's publication"
+    )
+    default_domain: str | None = _setting(
+        None, "Domain of addresses of record given without one", metavar="DOMAIN"
+    )
+    entity_prefix: str | None = _setting(
+        None,
+        "Scheme of the presentity published for a binding (default: sip)",
+        metavar="SCHEME",
+    )
     auth_username: str | None = _setting(
         None,
         "Username answering digest challenges (401/407) for every identity and realm; "
@@ -349,6 +381,20 @@ def _check(settings: Settings, sources: Mapping[str, str]) -> None:
             settings.all_credentials  # noqa: B018 - building them is the check
         except ValueError as exc:
             raise fail("auth_ha1" if settings.auth_ha1 else "auth_password", str(exc)) from None
+    for network in settings.usrloc_allow:
+        try:
+            ipaddress.ip_network(network, strict=False)
+        except ValueError:
+            raise fail("usrloc_allow", f"{network!r} is not an address or network") from None
+    if settings.usrloc_default_expires < 1:
+        raise fail(
+            "usrloc_default_expires",
+            f"must be 1 or more, not {settings.usrloc_default_expires}",
+        )
+    if settings.entity_prefix is not None and not re.fullmatch(
+        r"[A-Za-z][A-Za-z0-9+.-]*", settings.entity_prefix
+    ):
+        raise fail("entity_prefix", f"{settings.entity_prefix!r} is not a URI scheme")
     if settings.api_max_waiting < 1:
         raise fail("api_max_waiting", f"must be 1 or more, not {settings.api_max_waiting}")
     if settings.api_max_body < 1024:

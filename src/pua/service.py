@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from pua.adapters.registrations import Registrations, RegistrationSettings
 from pua.api import ApiServer
 from pua.api.http import bind_api
 from pua.config import ConfigError, Settings
@@ -102,6 +103,7 @@ class Service:
             self.runtime.registry.add_custom(name, content_type)
         self.api: ApiServer | None = None
         self.sync: StoreSync | None = None
+        self.registrations: Registrations | None = None
         self.api_url = ""
 
     async def start(self) -> None:
@@ -153,6 +155,22 @@ class Service:
         # collector from walking them again and again (a pause per pass).
         gc.freeze()
         self.sync.start()
+        if settings.usrloc or settings.reginfo:
+            self.registrations = Registrations(
+                self.runtime,
+                RegistrationSettings(
+                    usrloc=settings.usrloc,
+                    reginfo=settings.reginfo,
+                    allow=settings.usrloc_allow,
+                    default_expires=settings.usrloc_default_expires,
+                    publish_closed=settings.usrloc_publish_closed,
+                    default_domain=settings.default_domain,
+                    entity_prefix=settings.entity_prefix,
+                ),
+                store=store,
+            )
+            await self.registrations.start()
+            log.info("taking REGISTERs from %s", ", ".join(settings.usrloc_allow))
         self.api = ApiServer(
             self.runtime,
             host,
@@ -164,6 +182,7 @@ class Service:
             max_waiting=settings.api_max_waiting,
             max_body=settings.api_max_body,
             max_records=settings.max_records,
+            registrations=self.registrations,
         )
         host, port = await self.api.start()
         shown = f"[{host}]" if ":" in host else host
@@ -199,6 +218,8 @@ class Service:
         close the sockets."""
         if self.api is not None:
             await self.api.stop()
+        if self.registrations is not None:
+            await self.registrations.stop()
         if self.settings.cleanup_on_exit:
             await self._cleanup()
         if self.sync is not None:

@@ -34,6 +34,7 @@ from typing import Any
 
 from aiohttp import web
 
+from pua.adapters.registrations import Registrations
 from pua.core import (
     EngineEvent,
     Record,
@@ -50,6 +51,7 @@ from .rpc import (
     NOT_STORED,
     OVERLOADED,
     PUBLISH_PARAMS,
+    REGISTER_PARAMS,
     SUBSCRIBE_PARAMS,
     TOO_MANY_RECORDS,
     Durable,
@@ -146,6 +148,7 @@ def make_app(
     max_waiting: int = 10_000,
     max_body: int = MAX_REQUEST_BYTES,
     max_records: int | None = None,
+    registrations: Registrations | None = None,
 ) -> web.Application:
     """The aiohttp application for ``runtime``; ``durable`` is awaited
     before a change is acknowledged (the store's flush); ``store_timer``
@@ -153,7 +156,13 @@ def make_app(
     wait for a SIP outcome at once (the rest are refused with 503);
     ``max_body`` is the largest request body read, ``max_records`` the
     most records the API makes."""
-    methods = PuaMethods(runtime, durable, max_waiting=max_waiting, max_records=max_records)
+    methods = PuaMethods(
+        runtime,
+        durable,
+        max_waiting=max_waiting,
+        max_records=max_records,
+        registrations=registrations,
+    )
     rpc = JsonRpc(methods.table())
     activity = Activity(runtime)
     hub = EventHub(runtime, activity)
@@ -334,6 +343,28 @@ def make_app(
     app.router.add_post("/subscriptions", create)
     app.router.add_get("/subscriptions/{id}", show)
     app.router.add_delete("/subscriptions/{id}", remove)
+
+    async def registrations_list(request: web.Request) -> web.Response:
+        try:
+            result = await methods.list_registrations({"aor": request.query.get("aor")})
+        except RpcError as exc:
+            return _problem(400, exc.message.removeprefix("Invalid params: "))
+        return _json(result)
+
+    async def register(request: web.Request) -> web.Response:
+        data = await read_json(request)
+        try:
+            values = named_params(data, REGISTER_PARAMS, required=2)
+            result = await methods.register_values(values)
+        except RpcError as exc:
+            status = 503 if exc.code == NOT_STORED else 400
+            if isinstance(exc.data, dict) and exc.data.get("status") in (403, 500):
+                status = 409
+            return _problem(status, exc.message.removeprefix("Invalid params: "))
+        return _json(result, 200)
+
+    app.router.add_get("/registrations", registrations_list)
+    app.router.add_post("/registrations", register)
     app.router.add_get("/events", events)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/openapi.json", openapi)
@@ -383,6 +414,7 @@ class ApiServer:
         max_waiting: int = 10_000,
         max_body: int = MAX_REQUEST_BYTES,
         max_records: int | None = None,
+        registrations: Registrations | None = None,
     ) -> None:
         """``sock``, when given, is a listening socket already bound to
         (host, port) (see :func:`bind_api`); otherwise ``start`` binds.
@@ -395,6 +427,7 @@ class ApiServer:
             max_waiting=max_waiting,
             max_body=max_body,
             max_records=max_records,
+            registrations=registrations,
         )
         self.host = host
         self.port = port

@@ -15,10 +15,19 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from pua.adapters.registrations import Registrations
 from pua.core import EngineEvent, PublishInfo, RecordKey, SourceFlag, SubscribeInfo
 from pua.core.requests import parse_extra_headers
-from pua.errors import PresenceError, PuaError, PublishError, UnknownEventError, UsageError
+from pua.errors import (
+    PresenceError,
+    PuaError,
+    PublishError,
+    RemoteProtocolError,
+    UnknownEventError,
+    UsageError,
+)
 from pua.runtime import PresenceRuntime
+from pua.store import StoreError
 
 from .views import key_from_id, record_id, record_view
 
@@ -57,6 +66,7 @@ PUBLISH_PARAMS = (
     "wait",
 )
 SUBSCRIBE_PARAMS = ("pres_uri", "watcher_uri", "event", "expires", "id", "wait")
+REGISTER_PARAMS = ("aor", "contact", "expires", "q", "call_id", "cseq")
 # A batch larger than this is refused: each entry may start a transaction.
 MAX_BATCH = 1000
 
@@ -267,9 +277,11 @@ class PuaMethods:
         *,
         max_waiting: int = 10_000,
         max_records: int | None = None,
+        registrations: Registrations | None = None,
     ) -> None:
         self.runtime = runtime
         self.registry = runtime.registry
+        self.registrations = registrations
         self.durable = durable
         self.max_records = max_records
         # Calls waiting for a SIP outcome at most; beyond, a call is refused
@@ -333,7 +345,57 @@ class PuaMethods:
             "pua.show": self.show,
             "pua.cleanup": self.cleanup,
             "pua.stats": self.stats,
+            "pua.register": self.register,
+            "pua.registrations": self.list_registrations,
         }
+
+    def _registrations(self) -> Registrations:
+        if self.registrations is None:
+            raise RpcError(
+                INVALID_PARAMS, "Invalid params: registrations are off (usrloc or reginfo)"
+            )
+        return self.registrations
+
+    async def register(self, params: list[Any] | dict[str, Any]) -> dict[str, Any]:
+        """Bind ``contact`` to ``aor`` (expires 0: unbind) as a REGISTER
+        would, from a platform's own feed; the bindings of ``aor``, once
+        stored."""
+        values = named_params(params, REGISTER_PARAMS, required=2)
+        return await self.register_values(values)
+
+    async def register_values(self, values: dict[str, Any]) -> dict[str, Any]:
+        """:meth:`register` from named values (REST shares it)."""
+        registrations = self._registrations()
+        expires = values.get("expires")
+        cseq = values.get("cseq")
+        q = values.get("q")
+        try:
+            bindings = await registrations.register(
+                str(values["aor"]),
+                str(values["contact"]),
+                None if expires is None else _int(values, "expires", 0),
+                call_id=None if values.get("call_id") is None else str(values["call_id"]),
+                cseq=None if cseq is None else _int(values, "cseq", 1),
+                q=None if q is None else str(q),
+            )
+        except RemoteProtocolError as exc:
+            raise RpcError(
+                INVALID_PARAMS, f"Invalid params: {exc}", {"status": exc.status}
+            ) from None
+        except StoreError as exc:
+            raise RpcError(NOT_STORED, f"done, but not stored: {exc}") from None
+        return {"aor": values["aor"], "bindings": bindings}
+
+    async def list_registrations(self, params: list[Any] | dict[str, Any]) -> dict[str, Any]:
+        """The live bindings (of ``aor`` when given) and the counters."""
+        values = named_params(params, ("aor",), required=0)
+        registrations = self._registrations()
+        aor = values.get("aor")
+        try:
+            bindings = registrations.bindings(None if aor is None else str(aor))
+        except RemoteProtocolError as exc:
+            raise RpcError(INVALID_PARAMS, f"Invalid params: {exc}") from None
+        return {"bindings": bindings, "counters": dict(registrations.counters)}
 
     def _event(self, name: str | None, default: str = "presence") -> int:
         try:

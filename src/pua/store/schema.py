@@ -51,7 +51,9 @@ from sqlalchemy.dialects import mysql
 from sqlalchemy.types import TypeEngine
 
 __all__ = [
+    "BINDING_COLUMNS",
     "EXTRA_COLUMNS",
+    "bindings_table",
     "INDEXES",
     "KAMAILIO_COLUMNS",
     "SCHEMA_VERSION",
@@ -161,4 +163,27 @@ def version_table(metadata: MetaData, dialect: str) -> Table:
             "table_name",
             name="table_name_idx" if dialect in _MYSQL else "version_table_name_idx",
         ),
+    )
+
+
+BINDING_COLUMNS = ("aor", "contact", "call_id", "cseq", "expires", "q", "registered")
+
+
+def bindings_table(metadata: MetaData, pua_name: str) -> Table:
+    """pua's own table of registration bindings (``<pua table>_bindings``):
+    one row per contact bound to an address of record, written whole per
+    address of record."""
+    name = f"{pua_name}_bindings"
+    return Table(
+        name,
+        metadata,
+        Column("id", _unsigned_int(), primary_key=True, autoincrement=True),
+        Column("aor", String(255), nullable=False),
+        Column("contact", String(255), nullable=False),
+        Column("call_id", String(255), nullable=False),
+        Column("cseq", Integer, nullable=False),
+        Column("expires", Integer, nullable=False),
+        Column("q", String(8), nullable=True),
+        Column("registered", Integer, nullable=False),
+        Index(f"{name}_aor_idx", "aor"),
     )

@@ -56,10 +56,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from .errors import StoreError, mask_url, password_of
 from .schema import (
+    BINDING_COLUMNS,
     EXTRA_COLUMNS,
     INDEXES,
     KAMAILIO_COLUMNS,
     SCHEMA_VERSION,
+    bindings_table,
     index_name,
     pua_table,
     version_table,
@@ -144,6 +146,7 @@ class Store:
         self._closed = False
         self._table = pua_table(MetaData(), table, self._dialect)
         self._version = version_table(MetaData(), self._dialect)
+        self._bindings = bindings_table(MetaData(), table)
         self.columns = tuple(c.name for c in self._table.columns)
         self._data_columns = self.columns[1:]
         self._known = frozenset(self.columns)
@@ -275,6 +278,7 @@ class Store:
                 await self._complete_table(conn)
             else:
                 await conn.run_sync(table.create)
+            await conn.run_sync(lambda c: self._bindings.create(c, checkfirst=True))
             if not has_version:
                 await conn.run_sync(version.create)
             if found is None:
@@ -494,6 +498,43 @@ class Store:
             "deleting expired rows",
             lambda conn: conn.execute(stmt),
             lambda result: int(result.rowcount),
+            begin=True,
+        )
+
+    # -- registration bindings ---------------------------------------------------
+    async def load_bindings(self) -> list[dict[str, Any]]:
+        """Every stored registration binding (the columns of BINDING_COLUMNS)."""
+        table = self._bindings
+        query = select(*(table.c[name] for name in BINDING_COLUMNS)).order_by(table.c.id)
+        return await self._run(
+            "reading the bindings",
+            lambda conn: conn.execute(query),
+            lambda result: [dict(zip(BINDING_COLUMNS, row, strict=True)) for row in result],
+        )
+
+    async def save_bindings(self, aors: dict[str, list[dict[str, Any]]]) -> None:
+        """In one transaction: the bindings of each address of record in
+        ``aors`` become the rows given (none: all gone)."""
+        if not aors:
+            return
+        table = self._bindings
+
+        async def write(conn: AsyncConnection) -> None:
+            names = list(aors)
+            for chunk in _chunks(names, DELETE_BATCH):
+                await conn.execute(delete(table).where(table.c.aor.in_(chunk)))
+            rows = [
+                {name: row.get(name) for name in BINDING_COLUMNS}
+                for bindings in aors.values()
+                for row in bindings
+            ]
+            if rows:
+                await conn.execute(insert(table), rows)
+
+        await self._run(
+            f"writing the bindings of {len(aors)} addresses of record",
+            write,
+            lambda _: None,
             begin=True,
         )
 

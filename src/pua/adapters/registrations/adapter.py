@@ -1,0 +1,321 @@
+"""Registrations become presence and reg state: Kamailio's pua_usrloc and
+pua_reginfo as a user of :class:`~pua.runtime.PresenceRuntime`.
+
+REGISTERs reach :class:`Registrations` through the runtime's request hook
+(copies a registrar sends with ``t_replicate``, or phones registering with
+pua directly), only from the networks allowed; the API and the library
+feed it with :meth:`Registrations.register`.  Each change of the bindings
+is stored (when a store is attached) before it is answered, then published:
+presence per REGISTER Call-ID (``UL_PUBLISH.<Call-ID>``, a tuple per
+contact), and with ``reginfo`` the reg state of the address of record
+(``REGINFO_PUBLISH.<aor>``).  A binding that expires, or that a REGISTER
+ends, has its publication removed at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from email.utils import formatdate
+from typing import Any
+
+from pua.bodies import parse_reginfo
+from pua.core import IncomingRequest, PublishInfo, RecordKey
+from pua.errors import BodyError, PresenceError, RemoteProtocolError
+from pua.runtime import PresenceRuntime
+from pua.runtime.ids import SystemIds
+from pua.runtime.timer import DeadlineTimer
+from pua.sip import Response, make_response
+from pua.sip.ids import tag
+from pua.sip.uri import SipUri, parse_uri
+from pua.store import Store, StoreError
+
+from . import documents
+from .bindings import Binding, BindingTable, Change, ContactSpec, Register, aor_of, read_register
+
+__all__ = ["Registrations", "RegistrationSettings"]
+
+log = logging.getLogger("pua.registrations")
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RegistrationSettings:
+    """What the adapter does (the service's settings of the same names)."""
+
+    usrloc: bool = True
+    reginfo: bool = False
+    allow: Sequence[str] = ("127.0.0.0/8", "::1/128")
+    default_expires: int = 3600
+    publish_closed: bool = False
+    default_domain: str | None = None
+    entity_prefix: str | None = None
+
+
+class Registrations:
+    """The bindings of every address of record, and their publications."""
+
+    def __init__(
+        self,
+        runtime: PresenceRuntime,
+        settings: RegistrationSettings | None = None,
+        *,
+        store: Store | None = None,
+    ) -> None:
+        self.runtime = runtime
+        self.settings = settings or RegistrationSettings()
+        self.table = BindingTable(default_expires=self.settings.default_expires)
+        self.store = store
+        self._allow: list[Network] = [
+            ipaddress.ip_network(n, strict=False) for n in self.settings.allow
+        ]
+        self._timer = DeadlineTimer(runtime.now, self._on_expiry)
+        self._ids = SystemIds()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._dirty: set[str] = set()
+        self._write: asyncio.Lock = asyncio.Lock()
+        self.counters = {"registers": 0, "refused": 0, "publications": 0}
+
+    # -- life cycle ---------------------------------------------------------------
+    async def start(self) -> None:
+        """Take back the stored bindings (ending those that expired while
+        pua was down) and take REGISTERs."""
+        if self.store is not None:
+            rows = await self.store.load_bindings()
+            ended = self.table.restore((Binding.from_row(r) for r in rows), self.runtime.now())
+            if ended:
+                log.info("%d bindings expired while pua was down", len(ended))
+            self._changed(ended)
+        self.runtime.add_request_handler("REGISTER", self._on_register)
+        self._arm()
+
+    async def stop(self) -> None:
+        """Stop taking REGISTERs; store what is left to store."""
+        self.runtime.remove_request_handler("REGISTER")
+        self._timer.cancel()
+        await self.flush()
+        for task in list(self._tasks):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    # -- queries ------------------------------------------------------------------
+    def bindings(self, aor: str | None = None) -> list[dict[str, Any]]:
+        """The live bindings (of ``aor``, or all), as plain data."""
+        now = self.runtime.now()
+        chosen = self.table.bindings(self._aor(aor)) if aor else list(self.table)
+        return [
+            {
+                "aor": b.aor,
+                "contact": b.contact,
+                "expires": b.remaining(now),
+                "q": b.q,
+                "call_id": b.call_id,
+                "cseq": b.cseq,
+                "event": b.event,
+                "registered_at": b.registered_at,
+            }
+            for b in chosen
+        ]
+
+    def _aor(self, aor: str) -> str:
+        return aor_of(aor, self.settings.default_domain)
+
+    # -- the feeds ----------------------------------------------------------------
+    def allowed(self, host: str) -> bool:
+        """Whether REGISTERs from ``host`` are taken."""
+        try:
+            address = ipaddress.ip_address(host.strip("[]"))
+        except ValueError:
+            return False
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        return any(address in network for network in self._allow)
+
+    def _on_register(self, incoming: IncomingRequest, now: float) -> Response | None:
+        request = incoming.request
+        if not self.allowed(incoming.source[0]):
+            self.counters["refused"] += 1
+            log.warning("REGISTER from %s refused: not in usrloc_allow", incoming.source[0])
+            return make_response(
+                request, 403, "Forbidden (not in usrloc_allow)", to_tag=tag(self._ids)
+            )
+        register = read_register(request, default_domain=self.settings.default_domain)
+        changes = self.table.apply(register, now)
+        self.counters["registers"] += 1
+        self._changed(changes)
+        self._arm()
+        aor = register.aor
+
+        def answer() -> None:
+            response = make_response(request, 200, to_tag=tag(self._ids))
+            for binding in self.table.bindings(aor):
+                response.headers.add(
+                    "Contact",
+                    f"<{binding.contact}>;expires={binding.remaining(self.runtime.now())}",
+                )
+            response.headers.add("Date", formatdate(usegmt=True))
+            self.runtime.respond(incoming, response)
+
+        if self.store is None:
+            asyncio.get_running_loop().call_soon(answer)
+        else:
+            self._spawn(self._answer_when_stored(answer))
+        return None
+
+    async def _answer_when_stored(self, answer: Any) -> None:
+        try:
+            await self.flush()
+        except StoreError as exc:
+            log.error("bindings not stored: %s", exc)
+        answer()
+
+    async def register(
+        self,
+        aor: str,
+        contact: str,
+        expires: int | None = None,
+        *,
+        call_id: str | None = None,
+        cseq: int | None = None,
+        q: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """Bind (or with expires 0 unbind) ``contact`` to ``aor`` as a
+        REGISTER would, from a platform's own feed; returns the bindings of
+        ``aor`` once stored.  RemoteProtocolError (its status says why)
+        for what a registrar would refuse."""
+        key = self._aor(aor)
+        uri = parse_uri(contact.strip().strip("<>"))
+        if not isinstance(uri, SipUri):
+            raise RemoteProtocolError(f"contact {contact!r} is not a SIP URI", status=400)
+        current = {b.contact: b for b in self.table.bindings(key)}
+        held = current.get(str(uri))
+        if call_id is None:
+            call_id = held.call_id if held is not None else f"api-{self._ids.token(12)}"
+        if cseq is None:
+            cseq = held.cseq + 1 if held is not None and held.call_id == call_id else 1
+        if expires is not None and expires < 0:
+            raise RemoteProtocolError("expires must be 0 or more", status=400)
+        register = Register(key, call_id, cseq, (ContactSpec(uri, expires, q),), False, None)
+        changes = self.table.apply(register, self.runtime.now())
+        self.counters["registers"] += 1
+        self._changed(changes)
+        self._arm()
+        await self.flush()
+        return self.bindings(key)
+
+    # -- expiry -------------------------------------------------------------------
+    def _arm(self) -> None:
+        self._timer.arm(asyncio.get_running_loop(), self.table.next_expiry())
+
+    def _on_expiry(self, now: float) -> None:
+        self._changed(self.table.expire(now))
+        self._arm()
+
+    # -- what a change does -------------------------------------------------------
+    def _changed(self, changes: list[Change]) -> None:
+        if not changes:
+            return
+        now = self.runtime.now()
+        calls: dict[tuple[str, str], list[Change]] = {}
+        aors: dict[str, list[Change]] = {}
+        for change in changes:
+            binding = change.binding
+            calls.setdefault((binding.aor, binding.call_id), []).append(change)
+            if change.moved_from is not None:
+                calls.setdefault((binding.aor, change.moved_from), [])
+            aors.setdefault(binding.aor, []).append(change)
+            self._dirty.add(binding.aor)
+        if self.settings.usrloc:
+            for (aor, call_id), group in calls.items():
+                self._publish_presence(aor, call_id, group, now)
+        if self.settings.reginfo:
+            for aor, group in aors.items():
+                self._publish_reginfo(aor, [c for c in group if c.ended], now)
+
+    def _publish_presence(self, aor: str, call_id: str, group: list[Change], now: float) -> None:
+        prefix = self.settings.entity_prefix
+        live = [b for b in self.table.bindings(aor) if b.call_id == call_id]
+        if live:
+            info = documents.presence_info(aor, call_id, live, now, entity_prefix=prefix)
+            refresh_only = group and all(
+                c.event in ("refreshed", "shortened") and c.moved_from is None for c in group
+            )
+            held = self.runtime.record(
+                RecordKey(info.pres_uri, int(info.event), info.id, int(info.source_flag))
+            )
+            if refresh_only and held is not None:
+                info.body = None
+            self._send(info)
+            return
+        removal = documents.presence_removal(aor, call_id, entity_prefix=prefix)
+        if self.settings.publish_closed and group:
+            closed = documents.presence_info(
+                aor, call_id, [c.binding for c in group], now, entity_prefix=prefix, basic="closed"
+            )
+            closed.expires = 30
+            self._spawn(self._closed_then_removed(closed, removal))
+        else:
+            self._send(removal)
+
+    async def _closed_then_removed(self, closed: PublishInfo, removal: PublishInfo) -> None:
+        with contextlib.suppress(PresenceError, TimeoutError):
+            await self.runtime.publish(closed)
+        self._send(removal)
+
+    def _publish_reginfo(self, aor: str, ended: list[Change], now: float) -> None:
+        live = self.table.bindings(aor)
+        info = documents.reginfo_info(aor, None, 0)
+        key = RecordKey(info.pres_uri, int(info.event), info.id, int(info.source_flag))
+        version = self._next_version(key)
+        document = documents.reginfo_document(aor, live, ended, version, now)
+        if live:
+            expires = max(b.remaining(now) for b in live)
+            self._send(documents.reginfo_info(aor, document, max(1, expires)))
+        else:
+            final = documents.reginfo_info(aor, document, 30)
+            self._spawn(self._closed_then_removed(final, documents.reginfo_info(aor, None, 0)))
+
+    def _next_version(self, key: RecordKey) -> int:
+        record = self.runtime.record(key)
+        body = getattr(record, "body", None) if record is not None else None
+        if not body:
+            return 0
+        try:
+            return parse_reginfo(body).version + 1
+        except BodyError:
+            return 0
+
+    def _send(self, info: PublishInfo) -> None:
+        try:
+            self.runtime.send_publish(info)
+            self.counters["publications"] += 1
+        except (PresenceError, ValueError) as exc:
+            log.error("cannot publish %s for %s: %s", info.id, info.pres_uri, exc)
+
+    # -- storing ------------------------------------------------------------------
+    async def flush(self) -> None:
+        """Store the bindings of every address of record changed so far."""
+        if self.store is None:
+            self._dirty.clear()
+            return
+        async with self._write:
+            if not self._dirty:
+                return
+            dirty, self._dirty = self._dirty, set()
+            rows = {aor: [b.as_row() for b in self.table.bindings(aor)] for aor in dirty}
+            try:
+                await self.store.save_bindings(rows)
+            except StoreError:
+                self._dirty |= dirty
+                raise
+
+    def _spawn(self, job: Any) -> None:
+        task = asyncio.ensure_future(job)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)

@@ -1,0 +1,254 @@
+"""Registrations become presence and reg state (`pua serve --usrloc
+--reginfo`), checked in a real Kamailio presence server's tables: a phone's
+REGISTER (as a registrar's t_replicate copy would come) makes an open
+presentity for its address of record, a second phone a second tuple,
+unregistering and expiry remove them, a kill -9 loses no binding, and
+hostile REGISTERs change nothing."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import peer_or_skip
+from tests.peers.kamailio import KamailioPresence
+
+from .running import RunningService
+
+pytestmark = pytest.mark.interop
+
+AOR = "sip:alice@example.com"
+
+
+class Phone:
+    """A UDP socket that sends REGISTERs to pua and reads the answers."""
+
+    def __init__(self, pua_port: int, host: str = "127.0.0.1") -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind((host, 0))
+        self.sock.settimeout(10)
+        self.port = self.sock.getsockname()[1]
+        self.target = ("127.0.0.1", pua_port)
+        self.call_id = uuid.uuid4().hex
+        self.cseq = 0
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def register(self, contacts: list[str] | str, expires: int | str | None = 60, *,
+                 aor: str = AOR, cseq: int | None = None,
+                 call_id: str | None = None) -> tuple[int, list[str]]:
+        """Send a REGISTER; (status, Contact values of the answer)."""
+        self.cseq = cseq if cseq is not None else self.cseq + 1
+        branch = "z9hG4bK" + uuid.uuid4().hex[:12]
+        lines = [
+            f"REGISTER sip:{aor.partition('@')[2]} SIP/2.0",
+            f"Via: SIP/2.0/UDP 127.0.0.1:{self.port};branch={branch}",
+            "Max-Forwards: 70",
+            f"From: <{aor}>;tag=ph{self.port}",
+            f"To: <{aor}>",
+            f"Call-ID: {call_id or self.call_id}",
+            f"CSeq: {self.cseq} REGISTER",
+        ]
+        for contact in [contacts] if isinstance(contacts, str) else contacts:
+            lines.append(f"Contact: {contact}")
+        if expires is not None:
+            lines.append(f"Expires: {expires}")
+        lines.append("Content-Length: 0")
+        self.sock.sendto(("\r\n".join(lines) + "\r\n\r\n").encode(), self.target)
+        while True:
+            data = self.sock.recv(65535).decode()
+            if branch in data and not data.startswith("SIP/2.0 100"):
+                break
+        status = int(data.split(" ", 2)[1])
+        found = [line.split(":", 1)[1].strip() for line in data.split("\r\n")
+                 if line.lower().startswith("contact:")]
+        return status, found
+
+
+def wait_until(check: Callable[[], Any], seconds: float = 15.0, what: str = "") -> Any:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"not within {seconds} s: {what}")
+
+
+def presence_rows(kam: KamailioPresence) -> list[dict[str, Any]]:
+    now = int(time.time())
+    return [r for r in kam.presentity_rows("alice", "example.com", "presence")
+            if r["expires"] > now]
+
+
+@pytest.fixture
+def kam() -> Iterator[KamailioPresence]:
+    with peer_or_skip(KamailioPresence) as server:
+        yield server
+
+
+@pytest.fixture
+def start(kam: KamailioPresence, tmp_path: Path) -> Iterator[Callable[..., RunningService]]:
+    started: list[RunningService] = []
+
+    def run(*flags: str, sip_port: int | None = None) -> RunningService:
+        svc = RunningService("--usrloc", "--reginfo", "--outbound-proxy", kam.uri, *flags,
+                             data_dir=tmp_path / "data", sip_port=sip_port)
+        started.append(svc)
+        return svc
+
+    yield run
+    for svc in started:
+        if svc.process.poll() is None:
+            svc.stop()
+
+
+def test_phones_register_and_unregister(kam: KamailioPresence,
+                                        start: Callable[..., RunningService]) -> None:
+    svc = start()
+    desk, mobile = Phone(svc.sip_port), Phone(svc.sip_port)
+    try:
+        status, contacts = desk.register(f"<sip:alice@127.0.0.1:{desk.port}>;q=0.9", 120)
+        assert status == 200 and len(contacts) == 1 and "expires=" in contacts[0]
+        rows = wait_until(lambda: presence_rows(kam), what="the desk phone's presentity")
+        assert b"<basic>open</basic>" in rows[0]["body"]
+        assert f"127.0.0.1:{desk.port}".encode() in rows[0]["body"]
+        # a second phone: a second publication (its own Call-ID), two tuples for watchers
+        status, contacts = mobile.register(f"<sip:alice@127.0.0.1:{mobile.port}>", 120)
+        assert status == 200 and len(contacts) == 2
+        wait_until(lambda: len(presence_rows(kam)) == 2, what="two presentity rows")
+        listed = svc.rpc("pua.registrations", {"aor": AOR})["result"]["bindings"]
+        assert {b["contact"] for b in listed} == {
+            f"sip:alice@127.0.0.1:{desk.port}", f"sip:alice@127.0.0.1:{mobile.port}"}
+        # the reg state of the AOR is published too, with both contacts
+        reg = wait_until(lambda: kam.presentity_rows("alice", "example.com", "reg"),
+                         what="reginfo presentity")
+        wait_until(lambda: all(str(p.port).encode() in kam.presentity_rows(
+            "alice", "example.com", "reg")[0]["body"] for p in (desk, mobile)),
+            what="both contacts in reginfo")
+        assert b"application" not in reg[0]["body"][:5]
+        # re-registering refreshes (same publication, no new row)
+        etags = {r["etag"] for r in presence_rows(kam)}
+        assert desk.register(f"<sip:alice@127.0.0.1:{desk.port}>", 120)[0] == 200
+        wait_until(lambda: {r["etag"] for r in presence_rows(kam)} != etags,
+                   what="the refreshed publication's new ETag")
+        assert len(presence_rows(kam)) == 2
+        # one unregisters: the other stays
+        status, contacts = desk.register(f"<sip:alice@127.0.0.1:{desk.port}>", 0)
+        assert status == 200 and len(contacts) == 1
+        wait_until(lambda: len(presence_rows(kam)) == 1, what="one row left")
+        assert str(mobile.port).encode() in presence_rows(kam)[0]["body"]
+        # the last one goes with a wildcard: no presentity, no reg state
+        status, contacts = mobile.register("*", 0)
+        assert status == 200 and contacts == []
+        wait_until(lambda: presence_rows(kam) == [], what="no presentity left")
+        wait_until(lambda: kam.presentity_rows("alice", "example.com", "reg") == [],
+                   what="reg state removed")
+        assert svc.rpc("pua.registrations")["result"]["bindings"] == []
+    finally:
+        desk.close()
+        mobile.close()
+
+
+def test_a_binding_left_to_expire_is_removed(kam: KamailioPresence,
+                                             start: Callable[..., RunningService]) -> None:
+    svc = start()
+    phone = Phone(svc.sip_port)
+    try:
+        assert phone.register(f"<sip:alice@127.0.0.1:{phone.port}>;expires=3")[0] == 200
+        wait_until(lambda: presence_rows(kam), what="the presentity")
+        wait_until(lambda: svc.rpc("pua.registrations")["result"]["bindings"] == [],
+                   what="the binding ended at its expiry")
+        wait_until(lambda: kam.presentity_rows("alice", "example.com", "presence") == [],
+                   what="the publication removed (the row gone, not only expired)")
+    finally:
+        phone.close()
+
+
+def test_a_kill_loses_no_binding(kam: KamailioPresence,
+                                 start: Callable[..., RunningService]) -> None:
+    svc = start()
+    port = svc.sip_port
+    stays, expires = Phone(port), Phone(port)
+    try:
+        assert stays.register(f"<sip:alice@127.0.0.1:{stays.port}>", 300)[0] == 200
+        assert expires.register(f"<sip:alice@127.0.0.1:{expires.port}>", 4)[0] == 200
+        wait_until(lambda: len(presence_rows(kam)) == 2, what="two rows")
+        svc.process.send_signal(signal.SIGKILL)
+        svc.process.wait(10)
+        # while pua is down, the short binding expires
+        wait_until(lambda: len(presence_rows(kam)) == 1, seconds=20,
+                   what="the short publication expired at the server")
+        again = start(sip_port=port)
+        listed = again.rpc("pua.registrations")["result"]["bindings"]
+        assert [b["contact"] for b in listed] == [f"sip:alice@127.0.0.1:{stays.port}"]
+        # the binding that lived on still answers to its phone: unregistering removes it
+        assert stays.register(f"<sip:alice@127.0.0.1:{stays.port}>", 0)[0] == 200
+        wait_until(lambda: presence_rows(kam) == [], what="removed after the restart")
+    finally:
+        stays.close()
+        expires.close()
+
+
+def test_hostile_registers_change_nothing(start: Callable[..., RunningService]) -> None:
+    svc = start()
+    phone = Phone(svc.sip_port)
+    try:
+        assert phone.register(f"<sip:alice@127.0.0.1:{phone.port}>", 300)[0] == 200
+        before = svc.rpc("pua.registrations")["result"]["bindings"]
+        assert len(before) == 1
+        many = [f"<sip:alice@10.0.{n // 250}.{n % 250}:5060>" for n in range(200)]
+        cases: list[tuple[Any, Any, int]] = [
+            ("<http://example.com/>", 60, 400),
+            ("<sip:alice@127.0.0.1:5999>;expires=-5", None, 400),
+            ("<sip:alice@127.0.0.1:5999>", "99999999999999", 400),
+            ("<sip:alice@127.0.0.1:5999", 60, 400),
+            ("*", 60, 400),
+            (many, 60, 403),
+        ]
+        for contacts, expires, status in cases:
+            assert phone.register(contacts, expires)[0] == status, (contacts, expires)
+        # a CSeq that is not higher in the same Call-ID: out of order, refused
+        assert phone.register(f"<sip:alice@127.0.0.1:{phone.port}>", 0, cseq=1)[0] == 500
+        after = svc.rpc("pua.registrations")["result"]["bindings"]
+        unchanging = ("aor", "contact", "call_id", "cseq", "q", "event")
+        assert [{k: b[k] for k in unchanging} for b in after] == [
+            {k: b[k] for k in unchanging} for b in before]
+    finally:
+        phone.close()
+
+
+def test_registers_from_elsewhere_are_refused(start: Callable[..., RunningService]) -> None:
+    svc = start("--usrloc-allow", "192.0.2.0/24")
+    phone = Phone(svc.sip_port)
+    try:
+        assert phone.register(f"<sip:alice@127.0.0.1:{phone.port}>", 60)[0] == 403
+        assert svc.rpc("pua.registrations")["result"]["bindings"] == []
+    finally:
+        phone.close()
+
+
+def test_the_api_registers_too(kam: KamailioPresence,
+                               start: Callable[..., RunningService]) -> None:
+    svc = start()
+    answer = svc.rpc("pua.register", {"aor": AOR, "contact": "sip:alice@192.0.2.7:5060",
+                                      "expires": 120})
+    assert [b["contact"] for b in answer["result"]["bindings"]] == ["sip:alice@192.0.2.7:5060"]
+    wait_until(lambda: presence_rows(kam), what="the API binding's presentity")
+    status, body = svc.post_status("/registrations", {"aor": AOR,
+                                                      "contact": "sip:alice@192.0.2.7:5060",
+                                                      "expires": 0})
+    assert status == 200 and body["bindings"] == []
+    wait_until(lambda: presence_rows(kam) == [], what="removed through REST")
+    assert json.loads(svc.get("/registrations"))["bindings"] == []
+    bad = svc.rpc("pua.register", {"aor": "not a uri", "contact": "sip:a@b"})
+    assert bad["error"]["code"] == -32602
