@@ -44,7 +44,9 @@ tests/peers/test_registrar_selfcheck.py):
   one, the same Request-URI, To, From, Call-ID, CSeq, Contact (with its
   parameters), Expires and body; no Record-Route.  The answer to the copy
   is absorbed by tm (the phone never sees it); with no answer tm
-  retransmits the copy until ``fr_timer`` (5 s), then gives up silently.
+  retransmits the copy (UDP: after 0.5, 1 and 2 s) until ``fr_timer``
+  (5 s), then drops it without a log line.  Queries (no Contact) and
+  unregisters are copied too.
 * ``Expires`` above ``max_expires`` is lowered, below ``min_expires`` raised
   (or ``423 Interval Too Brief`` with ``reject_short_expires=True``); the
   copy carries the phone's original value, not the one granted.
