@@ -38,10 +38,10 @@ Behaviour of Kamailio 5.6.3 worth knowing (verified by
 tests/peers/test_registrar_selfcheck.py):
 
 * The copy made by ``t_replicate`` leaves from the registrar's SIP socket
-  (``127.0.0.1:<sip_port>``, UDP unless the URI says otherwise), *after*
-  the 200 OK went to the phone.  It is the phone's REGISTER with one more
-  Via on top (Kamailio's, ``branch=z9hG4bK...``), Max-Forwards lowered by
-  one, the same Request-URI, To, From, Call-ID, CSeq, Contact (with its
+  (``127.0.0.1:<sip_port>``, UDP unless the URI says otherwise), just
+  *after* the 200 OK went to the phone.  It is the phone's REGISTER with
+  one more Via on top (Kamailio's, ``branch=z9hG4bK...``), ``received`` and
+  ``rport`` added to the phone's Via, Max-Forwards lowered by one, the same Request-URI, To, From, Call-ID, CSeq, Contact (with its
   parameters), Expires and body; no Record-Route.  The answer to the copy
   is absorbed by tm (the phone never sees it); with no answer tm
   retransmits the copy (UDP: after 0.5, 1 and 2 s) until ``fr_timer``
@@ -574,13 +574,17 @@ class KamailioRegistrar:
         return out
 
     def lookup(self, aor: str) -> list[Binding]:
-        """The bindings of one AOR (``ul.lookup location <aor>``); [] when
-        it has none."""
+        """The live bindings of one AOR (``ul.lookup location <aor>``); []
+        when it has none.  Expired contacts are left out at once, while
+        :meth:`bindings` and :meth:`binding_count` still show them until
+        the usrloc timer (``timer_interval``) removes them."""
         key = _aor_key(aor)
         reply = self.rpc("ul.lookup", ["location", key])
         if "error" in reply:
-            # Kamailio 5.6: 500 "AOR not found in location table"
-            if "not found" in str(reply["error"].get("message", "")).lower():
+            # Kamailio 5.6: 500 "AOR not found in location table", or
+            # "AOR has no contacts" (all expired, not yet removed)
+            msg = str(reply["error"].get("message", "")).lower()
+            if "not found" in msg or "no contacts" in msg:
                 return []
             raise PeerError(f"ul.lookup failed: {reply['error']!r}")
         res = reply.get("result") or {}

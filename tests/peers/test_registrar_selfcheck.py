@@ -162,6 +162,18 @@ def test_wildcard_unregister_removes_every_contact(start):
     assert reg.lookup(ALICE) == []
 
 
+def test_expired_binding_is_removed_by_the_timer(start):
+    reg = start(lambda: KamailioRegistrar(timer_interval=1))
+    with RawSipClient(*reg.address) as phone:
+        r = phone.register(ALICE, expires=1)
+        assert r is not None and r.status == 200
+        assert r.header("Contact").endswith(";expires=1")
+    assert reg.wait_bindings(ALICE, lambda found: not found, timeout=15) == []
+    # the timer removes the expired contact from the table
+    _poll("the usrloc timer", lambda: reg.binding_count() == 0, timeout=15)
+    assert reg.bindings(ALICE) == []
+
+
 def test_min_expires_rejected_with_423(start):
     reg = start(lambda: KamailioRegistrar(min_expires=60, reject_short_expires=True))
     with RawSipClient(*reg.address) as phone:
