@@ -119,7 +119,7 @@ def test_register_lists_binding_and_unregister_removes_it(start):
         assert (b.aor, b.contact, b.callid, b.cseq, b.user_agent) == \
             ("alice@example.com", contact, r.header("Call-ID"), 1, "rawphone")
         assert b.expires is not None and 3590 <= b.expires <= 3600
-        assert reg.lookup(ALICE) == [b]
+        assert [(x.contact, x.callid) for x in reg.lookup(ALICE)] == [(contact, b.callid)]
         assert reg.binding_count() == 1
 
         # re-register: same binding, new CSeq
@@ -244,6 +244,8 @@ def test_replicated_register_carries_the_phone_headers(start, sidecar):
         assert r2 is not None and r2.status == 200
         # a query REGISTER is saved (nothing changes) and copied as well
         q, _ = sidecar.recv()
+        while q.header("Call-ID") == copy.header("Call-ID"):  # a late retransmission
+            q, _ = sidecar.recv()
         assert q.header("Call-ID") == r2.header("Call-ID") and q.header("Contact") == ""
         sidecar.answer(q, addr)
 
