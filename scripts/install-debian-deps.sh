@@ -1,6 +1,6 @@
 #!/bin/sh
-# Install the Debian packages the pua test peers need (Kamailio presence
-# server with SQLite and TLS, SIPp, sqlite3, dnsmasq for a test DNS zone), Kamailio's MySQL and PostgreSQL schema
+# Install the Debian packages the pua test peers need (Kamailio presence server
+# and registrar with SQLite and TLS, SIPp, sqlite3, dnsmasq for a test DNS zone), Kamailio's MySQL and PostgreSQL schema
 # scripts (/usr/share/kamailio/{mysql,postgres}, for the store tests) and the
 # headless browser of the status page test (chromium, chromium-driver).
 # Idempotent:

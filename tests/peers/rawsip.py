@@ -251,3 +251,41 @@ class RawSipClient:
             headers.append(("Content-Type", content_type))
         return self.request("PUBLISH", aor, from_uri=aor, to_uri=aor, headers=headers,
                             body=body, timeout=timeout, **kw)
+
+    def register(self, aor: str, contacts: str | list[str] | None = "", *,
+                 expires: int | None = None, call_id: str | None = None, cseq: int = 1,
+                 ruri: str | None = None, headers: list[tuple[str, str]] | None = None,
+                 timeout: float = 5.0, **kw) -> SipMessage | None:
+        """REGISTER ``aor`` (``sip:alice@example.com``); returns the final
+        response (None on timeout).
+
+        ``contacts``: ``""`` (default) -> this client's own address
+        (``<sip:user@127.0.0.1:PORT>``); a string or a list of strings ->
+        one Contact header each (a bare URI is put in ``<>``, a value that
+        already has ``<`` or params is sent as is, e.g.
+        ``'<sip:a@h>;expires=60;+sip.instance="<urn:uuid:...>"'``); ``"*"``
+        -> the wildcard (use with ``expires=0``); ``None`` -> no Contact
+        (a query: the 200 lists the bindings).  ``expires``: the Expires
+        header, or None for none.  Re-register and unregister with the same
+        ``call_id`` and a higher ``cseq``.  The Request-URI defaults to
+        ``sip:<domain of aor>``.
+        """
+        if ruri is None:
+            ruri = "sip:" + aor.split("@", 1)[-1].split(";", 1)[0].split(">", 1)[0]
+        if contacts == "":
+            user = aor.split(":", 1)[-1].split("@", 1)[0]
+            t = ";transport=tcp" if self.transport == "tcp" else ""
+            contacts = [f"<sip:{user}@{self.local_host}:{self.local_port}{t}>"]
+        elif isinstance(contacts, str):
+            contacts = [contacts]
+        hdrs: list[tuple[str, str]] = []
+        for c in contacts or []:
+            c = c.strip()
+            if c != "*" and not c.startswith("<") and ";" not in c and '"' not in c:
+                c = f"<{c}>"
+            hdrs.append(("Contact", c))
+        if expires is not None:
+            hdrs.append(("Expires", str(int(expires))))
+        hdrs += headers or []
+        return self.request("REGISTER", ruri, from_uri=aor, to_uri=aor, call_id=call_id,
+                            cseq=cseq, headers=hdrs, timeout=timeout, **kw)

@@ -31,6 +31,7 @@ import fcntl
 import io
 import os
 import pty
+import re
 import select
 import shutil
 import signal
@@ -47,7 +48,8 @@ from pathlib import Path
 from . import PeerError, PeerUnavailable, _track, _untrack, find_free_port
 
 __all__ = ["SippUAS", "SippUAC", "SippStats", "SCENARIOS_DIR", "scenario_path",
-           "PeerUnavailable", "PeerError", "subscribe_terminated_uas"]
+           "PeerUnavailable", "PeerError", "subscribe_terminated_uas", "register_phone",
+           "register_phones", "split_trace"]
 
 HERE = Path(__file__).resolve().parent
 SCENARIOS_DIR = HERE / "scenarios"
@@ -411,6 +413,15 @@ class SippUAS:
             return self._f("messages.log").read_text(errors="replace")
         return self._messages
 
+    def received(self, method: str | None = None) -> list[str]:
+        """The SIP requests SIPp received so far, oldest first, each as the
+        text of the message (``trace_msg=True`` needed); only ``method``
+        ones when given (e.g. ``"REGISTER"``).  SIPp writes the trace as it
+        goes, so poll this to wait for a request."""
+        return [m for received, m in split_trace(self.messages_text())
+                if received and not m.startswith("SIP/2.0 ")
+                and (method is None or m.split(" ", 1)[0] == method)]
+
     def __repr__(self) -> str:
         return f"<SippUAS {self.scenario.name} {self.uri} pid={self.pid}>"
 
@@ -428,6 +439,23 @@ def subscribe_terminated_uas(reason: str = "deactivated", *,
     value = reason if retry_after is None else f"{reason};retry-after={int(retry_after)}"
     extra = ["-key", "reason", value, *kwargs.pop("extra_args", ())]
     return SippUAS("subscribe_terminated", extra_args=extra, **kwargs)
+
+
+_TRACE_SEP = re.compile(r"^-{10,}[^\n]*\n", re.MULTILINE)
+
+
+def split_trace(text: str) -> list[tuple[bool, str]]:
+    """Split a SIPp ``-trace_msg`` log into ``(received, message)`` pairs
+    (``received`` False for what SIPp sent); the message text starts at its
+    first line, with the CRLFs SIPp logged."""
+    out = []
+    for chunk in _TRACE_SEP.split(text):
+        head, _, msg = chunk.partition("\n\n")
+        if "message received" in head:
+            out.append((True, msg.lstrip("\r\n")))
+        elif "message sent" in head:
+            out.append((False, msg.lstrip("\r\n")))
+    return out
 
 
 class SippUAC:
@@ -517,3 +545,37 @@ class SippUAC:
             if not self.keep_workdir:
                 shutil.rmtree(wd, ignore_errors=True)
                 self.workdir = None
+
+
+def register_phone(remote_host: str, remote_port: int, user: str, *,
+                   domain: str = "example.com", expires: int = 3600,
+                   reregister: bool = True, hold_ms: int = 0, contact_params: str = "",
+                   **kwargs) -> SippUAC:
+    """A SippUAC (call ``.run()``) running ``scenarios/register_phone.xml``:
+    the phone ``sip:<user>@<domain>`` registers (Expires ``expires``),
+    re-registers when ``reregister`` (same Call-ID, next CSeq), then
+    unregisters (Expires 0), waiting ``hold_ms`` before each step.  Its
+    Contact is ``<sip:<user>@127.0.0.1:<its port>>`` + ``contact_params``
+    (e.g. ``';+sip.instance="<urn:uuid:...>";reg-id=1'``).  Other keyword
+    arguments go to :class:`SippUAC` (``extra_args`` are appended)."""
+    extra = ["-s", user, "-key", "domain", domain, "-key", "expires", str(int(expires)),
+             "-key", "contact_params", contact_params,
+             "-set", "rereg", "1" if reregister else "0", "-set", "hold", str(int(hold_ms)),
+             *kwargs.pop("extra_args", ())]
+    kwargs.setdefault("calls", 1)
+    return SippUAC("register_phone", remote_host, remote_port, extra_args=extra, **kwargs)
+
+
+def register_phones(remote_host: str, remote_port: int, *, calls: int,
+                    rate: float = 1_000_000, user_prefix: str = "phone",
+                    domain: str = "example.com", expires: int = 3600,
+                    **kwargs) -> SippUAC:
+    """A SippUAC (call ``.run()``) running ``scenarios/register_many.xml``:
+    ``calls`` phones ``sip:<user_prefix><n>@<domain>`` (n = SIPp's call
+    number, from 1) each send one REGISTER (distinct AOR, Contact and
+    Call-ID) at ``rate`` per second, at most ``limit`` outstanding.  Other
+    keyword arguments go to :class:`SippUAC`."""
+    extra = ["-key", "user_prefix", user_prefix, "-key", "domain", domain,
+             "-key", "expires", str(int(expires)), *kwargs.pop("extra_args", ())]
+    return SippUAC("register_many", remote_host, remote_port, calls=calls, rate=rate,
+                   extra_args=extra, **kwargs)
