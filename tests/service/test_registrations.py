@@ -20,6 +20,8 @@ import pytest
 
 from tests.conftest import peer_or_skip
 from tests.peers.kamailio import KamailioPresence
+from tests.peers.kamailio_registrar import KamailioRegistrar
+from tests.peers.rawsip import RawSipClient
 
 from .running import RunningService
 
@@ -252,3 +254,28 @@ def test_the_api_registers_too(kam: KamailioPresence,
     assert json.loads(svc.get("/registrations"))["bindings"] == []
     bad = svc.rpc("pua.register", {"aor": "not a uri", "contact": "sip:a@b"})
     assert bad["error"]["code"] == -32602
+
+
+def test_copies_from_a_kamailio_registrar(kam: KamailioPresence,
+                                          start: Callable[..., RunningService]) -> None:
+    """Phones register at a real Kamailio registrar that copies each
+    accepted REGISTER to pua (t_replicate): the presence server follows."""
+    svc = start()
+    registrar = peer_or_skip(lambda: KamailioRegistrar(
+        replicate_to=f"sip:127.0.0.1:{svc.sip_port}"))
+    with registrar, RawSipClient(registrar.host, registrar.sip_port) as desk, \
+            RawSipClient(registrar.host, registrar.sip_port) as mobile:
+        answer = desk.register(AOR, expires=120, call_id="desk-1", cseq=1)
+        assert answer is not None and answer.status == 200
+        wait_until(lambda: len(presence_rows(kam)) == 1, what="the desk phone's presentity")
+        answer = mobile.register(AOR, expires=120, call_id="mobile-1", cseq=1)
+        assert answer is not None and answer.status == 200
+        wait_until(lambda: len(presence_rows(kam)) == 2, what="two phones, two publications")
+        listed = svc.rpc("pua.registrations", {"aor": AOR})["result"]["bindings"]
+        assert {b["call_id"] for b in listed} == {"desk-1", "mobile-1"}
+        answer = desk.register(AOR, expires=0, call_id="desk-1", cseq=2)
+        assert answer is not None and answer.status == 200
+        wait_until(lambda: len(presence_rows(kam)) == 1, what="the desk phone gone")
+        answer = mobile.register(AOR, expires=0, call_id="mobile-1", cseq=2)
+        assert answer is not None and answer.status == 200
+        wait_until(lambda: presence_rows(kam) == [], what="no presentity left")
