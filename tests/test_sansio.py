@@ -53,3 +53,12 @@ def test_scanner_catches_a_forbidden_import(tmp_path: Path) -> None:
     sample = tmp_path / "sample.py"
     sample.write_text("import time\nfrom socket import socket\nfrom . import abnf\n")
     assert _imports(sample) == ["time", "socket"]
+
+
+@pytest.mark.parametrize(
+    "path", sorted((SRC / "runtime").rglob("*.py")) + sorted((SRC / "store").rglob("*.py")),
+    ids=lambda p: str(p.relative_to(SRC)),
+)
+def test_runtime_never_imports_an_adapter(path: Path) -> None:
+    """Adapters use the runtime; the runtime (and the store) never import them."""
+    assert [n for n in _imports(path) if n.startswith("pua.adapters")] == []
