@@ -175,6 +175,13 @@ class Settings:
         "Publish the reg state (RFC 3680) of each address of record with bindings "
         "(Kamailio's pua_reginfo)",
     )
+    reginfo_subscribe: tuple[str, ...] = _setting(
+        (),
+        "Address of record whose reg event (RFC 3680) pua subscribes to, AOR or "
+        "AOR=REGISTRAR-URI (repeatable); its NOTIFYs feed the bindings (Kamailio's "
+        "reginfo_subscribe)",
+        metavar="AOR[=URI]",
+    )
     usrloc_allow: tuple[str, ...] = _setting(
         ("127.0.0.0/8", "::1/128"),
         "Addresses or networks (CIDR) whose REGISTERs are taken (repeatable); others get 403",
@@ -240,6 +247,11 @@ class Settings:
         return out
 
     @property
+    def reginfo_subscriptions(self) -> list[tuple[str, str | None]]:
+        """The reg subscriptions as (address of record, registrar or None)."""
+        return [parse_reginfo_subscribe(item) for item in self.reginfo_subscribe]
+
+    @property
     def event_packages(self) -> list[tuple[str, str]]:
         """The extra event packages as (name, content type), in order."""
         return [parse_event_spec(item) for item in self.events]
@@ -259,6 +271,24 @@ class Settings:
         """True when the API is reachable from this machine only."""
         host = self.api_address[0]
         return host == "localhost" or ipaddress.ip_address(host).is_loopback
+
+
+def parse_reginfo_subscribe(item: str) -> tuple[str, str | None]:
+    """``AOR`` or ``AOR=REGISTRAR-URI`` as (aor, registrar or None);
+    ValueError naming what is wrong."""
+    aor, _, registrar = item.partition("=")
+    for what, text in (("address of record", aor), ("registrar", registrar)):
+        if what == "registrar" and not text:
+            continue
+        try:
+            uri = parse_uri(text.strip())
+        except RemoteProtocolError:
+            uri = None
+        if not isinstance(uri, SipUri) or (what == "address of record" and uri.user is None):
+            raise ValueError(
+                f"{item!r}: bad {what} {text!r} (want sip:user@domain[=sip:host:port])"
+            )
+    return aor.strip(), registrar.strip() or None
 
 
 _FIELDS = {f.name: f for f in fields(Settings)}
@@ -381,6 +411,11 @@ def _check(settings: Settings, sources: Mapping[str, str]) -> None:
             settings.all_credentials  # noqa: B018 - building them is the check
         except ValueError as exc:
             raise fail("auth_ha1" if settings.auth_ha1 else "auth_password", str(exc)) from None
+    for item in settings.reginfo_subscribe:
+        try:
+            parse_reginfo_subscribe(item)
+        except ValueError as exc:
+            raise fail("reginfo_subscribe", str(exc)) from None
     for network in settings.usrloc_allow:
         try:
             ipaddress.ip_network(network, strict=False)

@@ -155,7 +155,7 @@ class Service:
         # collector from walking them again and again (a pause per pass).
         gc.freeze()
         self.sync.start()
-        if settings.usrloc or settings.reginfo:
+        if settings.usrloc or settings.reginfo or settings.reginfo_subscribe:
             self.registrations = Registrations(
                 self.runtime,
                 RegistrationSettings(
@@ -166,6 +166,7 @@ class Service:
                     publish_closed=settings.usrloc_publish_closed,
                     default_domain=settings.default_domain,
                     entity_prefix=settings.entity_prefix,
+                    subscribe=settings.reginfo_subscriptions,
                 ),
                 store=store,
             )

@@ -98,3 +98,30 @@ def test_expiry_and_restore() -> None:
     again = BindingTable()
     assert again.restore([Binding.from_row(r) for r in rows], NOW + 50) == []
     assert again.next_expiry() == NOW + 100
+
+
+def test_reg_state_from_a_registrar() -> None:
+    from pua.adapters.registrations.bindings import RegState
+    from pua.sip.uri import parse_uri
+
+    def state(uri: str, active: bool = True, expires: int = 60, event: str = "registered",
+              call_id: str = "k1") -> RegState:
+        parsed = parse_uri(uri)
+        assert not isinstance(parsed, str)
+        return RegState(parsed, active, event, expires, call_id, 1)  # type: ignore[arg-type]
+
+    table = BindingTable(max_contacts=2)
+    changes = table.apply_state([state("sip:a@h"), state("sip:b@h")], AOR, True, NOW)
+    assert [c.event for c in changes] == ["registered", "registered"]
+    # the same state again changes nothing; a new expiry refreshes
+    assert table.apply_state([state("sip:a@h"), state("sip:b@h")], AOR, True, NOW) == []
+    [change] = table.apply_state([state("sip:a@h", expires=600)], AOR, False, NOW)
+    assert change.event == "refreshed" and len(table) == 2
+    # terminated with its reason; a full state without b ends b as deactivated
+    changes = table.apply_state([state("sip:a@h", active=False, event="expired")], AOR, True, NOW)
+    assert sorted((c.binding.contact, c.event) for c in changes) == [
+        ("sip:a@h", "expired"), ("sip:b@h", "deactivated")]
+    assert len(table) == 0
+    # no more than max_contacts are kept
+    many = [state(f"sip:p{n}@h") for n in range(5)]
+    assert len(table.apply_state(many, AOR, True, NOW)) == 2 and len(table) == 2

@@ -279,3 +279,29 @@ def test_copies_from_a_kamailio_registrar(kam: KamailioPresence,
         answer = mobile.register(AOR, expires=0, call_id="mobile-1", cseq=2)
         assert answer is not None and answer.status == 200
         wait_until(lambda: presence_rows(kam) == [], what="no presentity left")
+
+
+def test_reginfo_subscription_feeds_the_bindings(
+        kam: KamailioPresence, start: Callable[..., RunningService]) -> None:
+    """pua subscribes to the reg event of an AOR at a Kamailio registrar
+    that serves it (pua_reginfo + presence_reginfo); each NOTIFY becomes
+    bindings, published as presence."""
+    registrar = peer_or_skip(lambda: KamailioRegistrar(reginfo=True))
+    with registrar:
+        svc = start("--reginfo-subscribe", f"{AOR}={registrar.uri}")
+        with RawSipClient(registrar.host, registrar.sip_port) as phone:
+            answer = phone.register(AOR, expires=120, call_id="phone-1", cseq=1)
+            assert answer is not None and answer.status == 200
+            listed = wait_until(
+                lambda: svc.rpc("pua.registrations", {"aor": AOR})["result"]["bindings"],
+                what="the binding learnt from the reg event")
+            assert listed[0]["contact"].startswith("sip:alice@127.0.0.1:")
+            assert 60 < listed[0]["expires"] <= 120
+            wait_until(lambda: presence_rows(kam), what="presence published from reginfo")
+            counters = svc.rpc("pua.registrations")["result"]["counters"]
+            assert counters["reginfo_notifies"] >= 1 and counters["registers"] == 0
+            answer = phone.register(AOR, expires=0, call_id="phone-1", cseq=2)
+            assert answer is not None and answer.status == 200
+            wait_until(lambda: svc.rpc("pua.registrations")["result"]["bindings"] == [],
+                       what="the binding ended by the reg event")
+            wait_until(lambda: presence_rows(kam) == [], what="presence removed")

@@ -23,8 +23,16 @@ from dataclasses import dataclass
 from email.utils import formatdate
 from typing import Any
 
-from pua.bodies import parse_reginfo
-from pua.core import IncomingRequest, PublishInfo, RecordKey
+from pua.bodies import RegInfo, parse_reginfo
+from pua.core import (
+    EngineEvent,
+    IncomingRequest,
+    NotifyReceived,
+    PublishInfo,
+    RecordKey,
+    SourceFlag,
+    SubscribeInfo,
+)
 from pua.errors import BodyError, PresenceError, RemoteProtocolError
 from pua.runtime import PresenceRuntime
 from pua.runtime.ids import SystemIds
@@ -35,7 +43,16 @@ from pua.sip.uri import SipUri, parse_uri
 from pua.store import Store, StoreError
 
 from . import documents
-from .bindings import Binding, BindingTable, Change, ContactSpec, Register, aor_of, read_register
+from .bindings import (
+    Binding,
+    BindingTable,
+    Change,
+    ContactSpec,
+    Register,
+    RegState,
+    aor_of,
+    read_register,
+)
 
 __all__ = ["Registrations", "RegistrationSettings"]
 
@@ -55,6 +72,10 @@ class RegistrationSettings:
     publish_closed: bool = False
     default_domain: str | None = None
     entity_prefix: str | None = None
+    subscribe: Sequence[tuple[str, str | None]] = ()
+    """(address of record, registrar URI or None for the outbound proxy):
+    subscriptions to the reg event whose NOTIFYs feed the bindings."""
+    subscribe_expires: int = 3600
 
 
 class Registrations:
@@ -79,7 +100,8 @@ class Registrations:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._dirty: set[str] = set()
         self._write: asyncio.Lock = asyncio.Lock()
-        self.counters = {"registers": 0, "refused": 0, "publications": 0}
+        self.counters = {"registers": 0, "refused": 0, "publications": 0, "reginfo_notifies": 0}
+        self._watching: dict[RecordKey, int] = {}  # reg subscriptions: last version
 
     # -- life cycle ---------------------------------------------------------------
     async def start(self) -> None:
@@ -90,13 +112,31 @@ class Registrations:
             ended = self.table.restore((Binding.from_row(r) for r in rows), self.runtime.now())
             if ended:
                 log.info("%d bindings expired while pua was down", len(ended))
-            self._changed(ended)
+                self._changed(ended)
+                await self.flush()
         self.runtime.add_request_handler("REGISTER", self._on_register)
         self._arm()
+        if self.settings.subscribe:
+            self.runtime.add_listener(self._on_event)
+        for aor, registrar in self.settings.subscribe:
+            key = self.runtime.send_subscribe(
+                SubscribeInfo(
+                    pres_uri=self._aor(aor),
+                    watcher_uri=f"sip:pua@{self._aor(aor).partition('@')[2]}",
+                    event="reg",
+                    expires=self.settings.subscribe_expires,
+                    outbound_proxy=registrar,
+                    source_flag=SourceFlag.UL_PUBLISH,
+                )
+            )
+            if key is not None:
+                self._watching[key] = -1
 
     async def stop(self) -> None:
         """Stop taking REGISTERs; store what is left to store."""
         self.runtime.remove_request_handler("REGISTER")
+        if self.settings.subscribe:
+            self.runtime.remove_listener(self._on_event)
         self._timer.cancel()
         await self.flush()
         for task in list(self._tasks):
@@ -209,13 +249,76 @@ class Registrations:
         await self.flush()
         return self.bindings(key)
 
+    # -- the reg event --------------------------------------------------------------
+    def _on_event(self, event: EngineEvent) -> None:
+        if not isinstance(event, NotifyReceived) or event.key not in self._watching:
+            return
+        if isinstance(event.document, RegInfo):
+            # Acted on once the engine's step that delivered it is over.
+            asyncio.get_running_loop().call_soon(self._on_reginfo, event.key, event.document)
+
+    def _on_reginfo(self, key: RecordKey, document: RegInfo) -> None:
+        """Apply a reginfo NOTIFY: a full document always (Kamailio sends
+        every one with version 0), a partial one only when it is newer
+        than the last one seen."""
+        last = self._watching.get(key)
+        if last is None:
+            return
+        if document.state == "partial" and document.version <= last:
+            log.info("reginfo version %d after %d ignored", document.version, last)
+            return
+        self._watching[key] = max(last, document.version)
+        self.counters["reginfo_notifies"] += 1
+        now = self.runtime.now()
+        changes: list[Change] = []
+        for registration in document.registrations:
+            try:
+                aor = self._aor(registration.aor)
+            except RemoteProtocolError as exc:
+                log.warning("reginfo for %r ignored: %s", registration.aor, exc)
+                continue
+            entries = []
+            for contact in registration.contacts:
+                try:
+                    uri = parse_uri(contact.uri.strip().strip("<>"))
+                except RemoteProtocolError:
+                    continue
+                if not isinstance(uri, SipUri):
+                    continue
+                entries.append(
+                    RegState(
+                        uri,
+                        contact.state == "active" and registration.state != "terminated",
+                        contact.event,
+                        contact.expires or 0,
+                        contact.callid or contact.id,
+                        contact.cseq or 0,
+                        contact.q,
+                    )
+                )
+            full = document.state == "full" or registration.state == "terminated"
+            changes += self.table.apply_state(entries, aor, full, now)
+        self._changed(changes)
+        self._arm()
+        if changes and self.store is not None:
+            self._spawn(self._store_quietly())
+
+    async def _store_quietly(self) -> None:
+        try:
+            await self.flush()
+        except StoreError as exc:
+            log.error("bindings not stored: %s", exc)
+
     # -- expiry -------------------------------------------------------------------
     def _arm(self) -> None:
         self._timer.arm(asyncio.get_running_loop(), self.table.next_expiry())
 
     def _on_expiry(self, now: float) -> None:
-        self._changed(self.table.expire(now))
+        changes = self.table.expire(now)
+        self._changed(changes)
         self._arm()
+        if changes and self.store is not None:
+            self._spawn(self._store_quietly())
 
     # -- what a change does -------------------------------------------------------
     def _changed(self, changes: list[Change]) -> None:

@@ -27,6 +27,7 @@ __all__ = [
     "BindingTable",
     "Change",
     "ContactSpec",
+    "RegState",
     "Register",
     "aor_of",
     "read_register",
@@ -61,6 +62,20 @@ class ContactSpec:
     uri: SipUri
     expires: int | None  # the contact's ``expires`` parameter
     q: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class RegState:
+    """One contact of an address of record as a registrar reports it (a
+    reginfo ``<contact>``, RFC 3680)."""
+
+    uri: SipUri
+    active: bool
+    event: str
+    expires: int
+    call_id: str
+    cseq: int
+    q: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -291,6 +306,48 @@ class BindingTable:
                 binding = found
                 changes.append(Change(found, event, was if was != register.call_id else None))
             self._deadlines.arm(binding, "deadline", binding.expires_at)
+        return changes
+
+    def apply_state(
+        self, state: Iterable[RegState], aor: str, full: bool, now: float
+    ) -> list[Change]:
+        """Apply the reg state of ``aor`` a registrar reported (RFC 3680):
+        an active contact is bound for its ``expires``, a terminated one
+        ends with its event; with ``full`` state, bindings the registrar no
+        longer lists end too (``deactivated``)."""
+        current = self._by_aor.get(aor, {})
+        listed: set[SipUri] = set()
+        changes: list[Change] = []
+        for entry in state:
+            key = entry.uri.without_params()
+            listed.add(key)
+            found = current.get(key)
+            if not entry.active or entry.expires <= 0:
+                if found is not None:
+                    event = entry.event if entry.event not in ACTIVE_EVENTS else "unregistered"
+                    changes.append(self._end(found, event))
+                continue
+            at = now + entry.expires
+            if found is None:
+                if len(current) >= self.max_contacts:
+                    continue  # beyond the limit: not kept, as a REGISTER would not be
+                found = Binding(aor, str(entry.uri), entry.call_id, entry.cseq, at, entry.q, now)
+                current = self._by_aor.setdefault(aor, current)
+                current[key] = found
+                changes.append(Change(found, "registered"))
+            else:
+                if abs(found.expires_at - at) < 1 and found.call_id == entry.call_id:
+                    continue  # nothing new for this binding
+                was = found.call_id
+                event = "shortened" if at < found.expires_at - 1 else "refreshed"
+                found.call_id, found.cseq, found.expires_at = entry.call_id, entry.cseq, at
+                found.q, found.event = entry.q, event
+                changes.append(Change(found, event, was if was != entry.call_id else None))
+            self._deadlines.arm(found, "deadline", found.expires_at)
+        if full:
+            for key, binding in list(current.items()):
+                if key not in listed:
+                    changes.append(self._end(binding, "deactivated"))
         return changes
 
     def expire(self, now: float) -> list[Change]:
