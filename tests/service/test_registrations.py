@@ -305,3 +305,47 @@ def test_reginfo_subscription_feeds_the_bindings(
             wait_until(lambda: svc.rpc("pua.registrations")["result"]["bindings"] == [],
                        what="the binding ended by the reg event")
             wait_until(lambda: presence_rows(kam) == [], what="presence removed")
+
+
+def test_a_reg_watcher_sees_every_change_with_increasing_versions(
+        kam: KamailioPresence, start: Callable[..., RunningService]) -> None:
+    """A watcher subscribed to `reg` for the AOR at the presence server gets
+    a NOTIFY per binding change, each a reginfo document whose version is
+    higher than the last."""
+    svc = start()
+    with RawSipClient(kam.host, kam.port) as watcher:
+        headers = [("Event", "reg"), ("Accept", "application/reginfo+xml"),
+                   ("Contact", watcher.contact), ("Expires", "300")]
+        answer = watcher.request("SUBSCRIBE", AOR, from_uri="sip:w@example.com", to_uri=AOR,
+                                 from_tag="w1", call_id="reg-watch", cseq=1, headers=headers)
+        assert answer is not None and answer.status == 200
+        assert watcher.notifies or watcher.wait_notify() is not None
+        versions: list[int] = []
+        states: list[bytes] = []
+
+        def next_document() -> bytes:
+            while True:
+                notify = watcher.wait_notify(timeout=15)
+                assert notify is not None, "no NOTIFY for a binding change"
+                if notify.body:
+                    return notify.body
+
+        phones = [Phone(svc.sip_port) for _ in range(2)]
+        try:
+            steps = [(phones[0], 120), (phones[1], 120), (phones[0], 60), (phones[0], 0),
+                     (phones[1], 0)]
+            for phone, expires in steps:
+                watcher.notifies.clear()
+                assert phone.register(f"<sip:alice@127.0.0.1:{phone.port}>", expires)[0] == 200
+                body = next_document()
+                versions.append(int(body.split(b'version="', 1)[1].split(b'"', 1)[0]))
+                states.append(body)
+        finally:
+            for phone in phones:
+                phone.close()
+        assert versions == sorted(versions) and len(set(versions)) == len(versions), versions
+        assert b'event="registered"' in states[0]
+        assert states[1].count(b"<contact ") == 2
+        assert b'event="shortened"' in states[2]
+        assert b'event="unregistered"' in states[3]
+        assert b'state="terminated"' in states[4]
