@@ -20,6 +20,7 @@ class Server(asyncio.DatagramProtocol):
         self.status = status
         self.requests: list[Request] = []
         self.transport: asyncio.DatagramTransport | None = None
+        self.arrived = asyncio.Event()  # set at each request
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -29,6 +30,7 @@ class Server(asyncio.DatagramProtocol):
         if not isinstance(message, Request):
             return
         self.requests.append(message)
+        self.arrived.set()
         response = make_response(message, self.status, to_tag="srv")
         if self.status < 300:
             response.headers.add("SIP-ETag", f"e{len(self.requests)}")
@@ -161,3 +163,58 @@ async def test_a_failed_first_attempt_raises_with_retrying_and_the_record_stays(
         assert not sub.accepted and sub.last_failure == "503 Service Unavailable"
         assert agent.runtime.record(failed.value.key) is not None
     assert [r.method for r in peer.requests] == ["PUBLISH", "SUBSCRIBE"]
+
+
+async def publishes(peer: Server, count: int) -> None:
+    """Wait (10 s at most) until ``peer`` got ``count`` PUBLISHes."""
+    async with asyncio.timeout(10):
+        while len([r for r in peer.requests if r.method == "PUBLISH"]) < count:
+            peer.arrived.clear()
+            await peer.arrived.wait()
+
+
+async def test_registrations_from_python_and_from_a_register(tmp_path: object) -> None:
+    """Agent(registrations=True): agent.registrations.register() and a REGISTER
+    sent to the agent's SIP address make bindings, published as presence per
+    Call-ID; unbinding removes the publication."""
+    peer, uri = await server(200)
+    async with pua.Agent(uri, registrations=True) as agent:
+        bindings = await agent.registrations.register(
+            "sip:carol@example.com", "sip:carol@192.0.2.8:5060", 120, q="0.8")
+        assert [(b["contact"], b["q"]) for b in bindings] == [("sip:carol@192.0.2.8:5060", "0.8")]
+        loop = asyncio.get_running_loop()
+        await publishes(peer, 1)
+        publish = next(r for r in peer.requests if r.method == "PUBLISH")
+        assert b"sip:carol@192.0.2.8:5060" in publish.body and b'priority="0.8"' in publish.body
+        assert str(publish.to.uri) == "sip:carol@example.com"
+        # a REGISTER to the agent's own SIP address
+        host, port = agent.runtime.transports.bound()[("udp", 2)]
+        reply: asyncio.Future[bytes] = loop.create_future()
+
+        class Phone(asyncio.DatagramProtocol):
+            def datagram_received(self, data: bytes, addr: object) -> None:
+                if not reply.done():
+                    reply.set_result(data)
+
+        transport, _ = await loop.create_datagram_endpoint(Phone, local_addr=("127.0.0.1", 0))
+        try:
+            lines = [
+                "REGISTER sip:example.com SIP/2.0",
+                "Via: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKagent1",
+                "From: <sip:carol@example.com>;tag=p", "To: <sip:carol@example.com>",
+                "Call-ID: agent-reg-1", "CSeq: 1 REGISTER",
+                "Contact: <sip:carol@192.0.2.9:5062>;expires=60", "Content-Length: 0",
+            ]
+            transport.sendto(("\r\n".join(lines) + "\r\n\r\n").encode(), (host, port))
+            async with asyncio.timeout(10):
+                answer = parse_message(await reply)
+        finally:
+            transport.close()
+        assert getattr(answer, "status", None) == 200
+        assert len(agent.registrations.bindings("sip:carol@example.com")) == 2
+        before = len([r for r in peer.requests if r.method == "PUBLISH"])
+        await agent.registrations.register("sip:carol@example.com", "sip:carol@192.0.2.8:5060", 0)
+        await publishes(peer, before + 1)
+        removal = [r for r in peer.requests if r.method == "PUBLISH"][-1]
+        assert removal.headers.get("expires") == "0"
+        assert [b["contact"] for b in agent.registrations.bindings()] == ["sip:carol@192.0.2.9:5062"]

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from pua.adapters.registrations import Registrations
 from pua.api.metrics import metrics_text
 from pua.cli import serve
 from pua.config import Settings, load_settings
@@ -152,7 +153,7 @@ def _metrics_of_a_running_runtime() -> str:
         async with PresenceRuntime(EngineConfig(), listen=[Listen("udp", "127.0.0.1", 0)]) as runtime:
             timer = WriteTimer()
             timer.observe(0.002)
-            return metrics_text(runtime, timer)[0].decode()
+            return metrics_text(runtime, timer, Registrations(runtime))[0].decode()
 
     return asyncio.run(scrape())
 

@@ -26,6 +26,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from pua.adapters.registrations import Registrations, RegistrationSettings
 from pua.core import (
     Body,
     EngineConfig,
@@ -47,7 +48,7 @@ from pua.core import (
     default_registry,
 )
 from pua.core.requests import parse_next_hop
-from pua.errors import PublishError, SubscribeError, UsageError
+from pua.errors import PublishError, StateError, SubscribeError, UsageError
 from pua.runtime import Listen, PresenceRuntime
 from pua.runtime.persistence import StoreSync
 from pua.sip.auth import Credential
@@ -356,7 +357,11 @@ class Agent:
     and subscriptions ended unless ``cleanup_on_exit`` is false.
     ``credentials`` (:class:`pua.sip.auth.Credential`) answer digest
     challenges (401/407); :meth:`publish` and :meth:`subscribe` take one
-    for their own identity too.
+    for their own identity too.  ``registrations`` (True, or a
+    :class:`~pua.adapters.registrations.RegistrationSettings`) turns on the
+    registrations adapter as :attr:`registrations`: REGISTERs sent to the
+    agent's SIP address, and ``await agent.registrations.register(aor,
+    contact, expires)``, become bindings published as presence.
     """
 
     def __init__(
@@ -374,6 +379,7 @@ class Agent:
         t1: float | None = None,
         credentials: Iterable[Credential] = (),
         dns_servers: Iterable[str] = (),
+        registrations: RegistrationSettings | bool = False,
         **settings: Any,
     ) -> None:
         if outbound_proxy is not None:
@@ -407,6 +413,17 @@ class Agent:
         self._subscriptions: dict[RecordKey, Subscription] = {}
         self._streams: list[asyncio.Queue[EngineEvent | None]] = []
         self.runtime.add_listener(self._dispatch)
+        if registrations is True:
+            registrations = RegistrationSettings()
+        self._registration_settings = registrations or None
+        self._registrations: Registrations | None = None
+
+    @property
+    def registrations(self) -> Registrations:
+        """The registrations adapter (``registrations=`` given, agent started)."""
+        if self._registrations is None:
+            raise StateError("registrations are off, or the agent is not started")
+        return self._registrations
 
     async def __aenter__(self) -> Agent:
         db_url, data_dir, db_mode, update_period = self._store_args
@@ -418,6 +435,11 @@ class Agent:
             self.sync = StoreSync(self.runtime, store, mode=db_mode, update_period=update_period)
             await self.sync.restore()
             self.sync.start()
+        if self._registration_settings is not None:
+            self._registrations = Registrations(
+                self.runtime, self._registration_settings, store=store
+            )
+            await self._registrations.start()
         return self
 
     async def __aexit__(
@@ -438,6 +460,9 @@ class Agent:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(EXIT_GRACE + 64 * self.config.timers.t1):
                         await asyncio.gather(*jobs, return_exceptions=True)
+        if self._registrations is not None:
+            await self._registrations.stop()
+            self._registrations = None
         for sub in list(self._subscriptions.values()):
             sub._finish("agent closed")
         for stream in self._streams:

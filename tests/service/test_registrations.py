@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import signal
 import socket
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -254,6 +256,19 @@ def test_the_api_registers_too(kam: KamailioPresence,
     assert json.loads(svc.get("/registrations"))["bindings"] == []
     bad = svc.rpc("pua.register", {"aor": "not a uri", "contact": "sip:a@b"})
     assert bad["error"]["code"] == -32602
+    # the command line, through the same API
+    pua = [sys.executable, "-m", "pua"]
+    made = subprocess.run([*pua, "register", "--api", svc.api_url, AOR, "sip:alice@192.0.2.8",
+                           "--expires", "90", "--q", "0.5"],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert made.returncode == 0, made.stderr
+    assert "1 binding(s) for sip:alice@example.com" in made.stdout
+    listed = subprocess.run([*pua, "registrations", "--api", svc.api_url],
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert listed.returncode == 0, listed.stderr
+    assert "sip:alice@192.0.2.8" in listed.stdout and "q=0.5" in listed.stdout
+    metrics = svc.get("/metrics").decode()
+    assert "pua_registration_bindings 1.0" in metrics
 
 
 def test_copies_from_a_kamailio_registrar(kam: KamailioPresence,

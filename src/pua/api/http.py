@@ -324,7 +324,7 @@ def make_app(
         return response
 
     async def metrics(request: web.Request) -> web.Response:
-        body, content_type = metrics_text(runtime, store_timer)
+        body, content_type = metrics_text(runtime, store_timer, registrations)
         return web.Response(body=body, headers={"Content-Type": content_type})
 
     async def openapi(request: web.Request) -> web.Response:

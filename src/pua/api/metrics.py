@@ -10,6 +10,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
+from pua.adapters.registrations import Registrations
 from pua.runtime import PresenceRuntime
 from pua.runtime.persistence import WriteTimer
 
@@ -19,9 +20,15 @@ __all__ = ["metrics_text"]
 class EngineCollector(Collector):
     """Turns the engine's counters and table into metric families."""
 
-    def __init__(self, runtime: PresenceRuntime, store_timer: WriteTimer | None) -> None:
+    def __init__(
+        self,
+        runtime: PresenceRuntime,
+        store_timer: WriteTimer | None,
+        registrations: Registrations | None = None,
+    ) -> None:
         self.runtime = runtime
         self.store_timer = store_timer
+        self.registrations = registrations
 
     def collect(self) -> Iterator[Metric]:
         runtime = self.runtime
@@ -72,6 +79,25 @@ class EngineCollector(Collector):
             yield HistogramMetricFamily(
                 name, help_text, buckets=histogram.buckets(), sum_value=histogram.total
             )
+        # Registrations (pua_usrloc), when they are on.
+        if self.registrations is not None:
+            counters = self.registrations.counters
+            yield GaugeMetricFamily(
+                "pua_registration_bindings",
+                "Registration bindings held",
+                value=len(self.registrations.table),
+            )
+            for name, help_text, value in (
+                ("pua_registers", "REGISTERs taken", counters["registers"]),
+                ("pua_registers_refused", "REGISTERs refused (usrloc_allow)", counters["refused"]),
+                (
+                    "pua_registration_publications",
+                    "PUBLISHes started for bindings",
+                    counters["publications"],
+                ),
+                ("pua_reginfo_notifies", "reg NOTIFYs applied", counters["reginfo_notifies"]),
+            ):
+                yield CounterMetricFamily(name, help_text, value=value)
         # The store writes (observed once persistence is configured).
         store = self.store_timer
         buckets = store.buckets() if store is not None else [("+Inf", 0)]
@@ -85,10 +111,13 @@ class EngineCollector(Collector):
 
 
 def metrics_text(
-    runtime: PresenceRuntime, store_timer: WriteTimer | None = None
+    runtime: PresenceRuntime,
+    store_timer: WriteTimer | None = None,
+    registrations: Registrations | None = None,
 ) -> tuple[bytes, str]:
     """The exposition text and its content type; ``store_timer`` is the
-    store sync's, when one is attached."""
+    store sync's, when one is attached; ``registrations`` the registrations
+    adapter, when it runs."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(EngineCollector(runtime, store_timer))
+    registry.register(EngineCollector(runtime, store_timer, registrations))
     return generate_latest(registry), CONTENT_TYPE_LATEST

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import publish, remote, subscribe  # noqa: F401 - their commands join the group
+from . import publish, registrations, remote, subscribe  # noqa: F401 - they join the group
 from .app import main
 from .serve import serve
 
