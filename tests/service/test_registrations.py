@@ -254,6 +254,9 @@ def test_the_api_registers_too(kam: KamailioPresence,
     assert status == 200 and body["bindings"] == []
     wait_until(lambda: presence_rows(kam) == [], what="removed through REST")
     assert json.loads(svc.get("/registrations"))["bindings"] == []
+    spec = json.loads(svc.get("/openapi.json"))
+    assert set(spec["paths"]["/registrations"]) == {"get", "post"}
+    assert "Binding" in spec["components"]["schemas"]
     bad = svc.rpc("pua.register", {"aor": "not a uri", "contact": "sip:a@b"})
     assert bad["error"]["code"] == -32602
     # the command line, through the same API
@@ -269,6 +272,10 @@ def test_the_api_registers_too(kam: KamailioPresence,
     assert "sip:alice@192.0.2.8" in listed.stdout and "q=0.5" in listed.stdout
     metrics = svc.get("/metrics").decode()
     assert "pua_registration_bindings 1.0" in metrics
+    # the status page shows the bindings as the server renders it (no script needed)
+    page = svc.get("/").decode()
+    table = page.split('id="registrations"', 1)[1].split("</table>", 1)[0]
+    assert "sip:alice@192.0.2.8" in table and "0.5" in table and "registered" in table
 
 
 def test_copies_from_a_kamailio_registrar(kam: KamailioPresence,

@@ -368,7 +368,14 @@ def make_app(
     app.router.add_get("/events", events)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/openapi.json", openapi)
-    add_page_routes(app, runtime, activity, view_of, token_presented)
+    add_page_routes(
+        app,
+        runtime,
+        activity,
+        view_of,
+        token_presented,
+        registrations.bindings if registrations is not None else None,
+    )
     app.on_shutdown.append(lambda app: _close_hub(hub))
     return app
 

@@ -173,6 +173,75 @@ def _refresh(summary: str) -> dict[str, Any]:
     }
 
 
+_BINDING = {
+    "type": "object",
+    "properties": {
+        "aor": {"type": "string", "description": "Address of record, sip:user@domain"},
+        "contact": {"type": "string", "description": "The contact URI bound"},
+        "expires": {"type": "integer", "description": "Seconds left"},
+        "q": {"type": ["string", "null"]},
+        "call_id": {"type": "string", "description": "Call-ID of the REGISTER that bound it"},
+        "cseq": {"type": "integer"},
+        "event": {
+            "type": "string",
+            "description": "Last RFC 3680 event: registered, refreshed, shortened",
+        },
+        "registered_at": {"type": "number", "description": "Unix time"},
+    },
+    "required": ["aor", "contact", "expires", "call_id", "cseq", "event"],
+}
+_BINDINGS = {
+    "type": "object",
+    "properties": {
+        "bindings": {"type": "array", "items": {"$ref": "#/components/schemas/Binding"}}
+    },
+}
+_REGISTRATIONS: dict[str, Any] = {
+    "get": {
+        "summary": "Registration bindings (of one address of record with ?aor=), with the "
+        "adapter's counters; 400 when registrations are off",
+        "parameters": [{"name": "aor", "in": "query", "schema": {"type": "string"}}],
+        "responses": {**_ok(_BINDINGS), "400": {"description": "Registrations are off"}},
+    },
+    "post": {
+        "summary": "Bind a contact to an address of record (expires 0: unbind) as a REGISTER "
+        "would, for platforms with their own feed; answered once the bindings are stored, "
+        "and published as presence (and reg state) like a REGISTER's",
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["aor", "contact"],
+                        "properties": {
+                            "aor": {"type": "string"},
+                            "contact": {"type": "string"},
+                            "expires": {
+                                "type": "integer",
+                                "minimum": 0,
+                                "description": "Default: usrloc_default_expires",
+                            },
+                            "q": {"type": "string"},
+                            "call_id": {"type": "string"},
+                            "cseq": {"type": "integer"},
+                        },
+                    }
+                }
+            },
+        },
+        "responses": {
+            **_ok(_BINDINGS),
+            "400": {"description": "Malformed, or registrations are off"},
+            "409": {
+                "description": "Refused as a registrar would: CSeq out of order, too many contacts"
+            },
+            "503": {"description": "Done, but not stored"},
+        },
+    },
+}
+
+
 OPENAPI: dict[str, Any] = {
     "openapi": "3.1.0",
     "info": {
@@ -182,12 +251,18 @@ OPENAPI: dict[str, Any] = {
         "JSON-RPC 2.0 with Kamailio's pua method names is at POST /rpc.",
     },
     "components": {
-        "schemas": {"Record": _RECORD, "LastNotify": _LAST_NOTIFY, "Error": _ERROR},
+        "schemas": {
+            "Record": _RECORD,
+            "LastNotify": _LAST_NOTIFY,
+            "Error": _ERROR,
+            "Binding": _BINDING,
+        },
         "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
     },
     "security": [{"bearer": []}],
     "paths": {
         "/records": {"get": {"summary": "Every record", "responses": _ok(_LIST)}},
+        "/registrations": _REGISTRATIONS,
         "/publications": {
             "get": {"summary": "Publications", "responses": _ok(_LIST)},
             "post": {

@@ -187,12 +187,15 @@ def render_page(
     now: float,
     *,
     authorized: bool,
+    bindings: list[dict[str, Any]] | None = None,
 ) -> str:
     """The status page with ``views`` (record views), the ``recent`` history
-    (oldest first) and the counts in it.  Not ``authorized``: the page
+    (oldest first) and the counts in it, and the registration ``bindings``
+    when registrations are on (None: off).  Not ``authorized``: the page
     without any record, saying that a token is needed."""
     if not authorized:
         views, recent = [], []
+        bindings = [] if bindings is not None else None
     views = sorted(views, key=_sort_key)
     publications = sum(1 for v in views if v["kind"] == "publication")
     trouble = sum(1 for v in views if v["state"] == "backoff")
@@ -217,10 +220,39 @@ def render_page(
         "ROWS": empty + "".join(_row(v, now) for v in views),
         "LOG_ROWS": log_empty + "".join(_log_row(e) for e in reversed(recent)),
         "INITIAL": _script_json(initial),
+        "REGISTRATIONS": _registrations_section(bindings),
     }
     # One pass: a filled text is never searched again, so a record's text
     # that looks like a marker stays text.
     return _MARKER.sub(lambda m: fills[m.group(1)], template)
+
+
+def _registrations_section(bindings: list[dict[str, Any]] | None) -> str:
+    """The bindings as a table (as of the page's load), or nothing when
+    registrations are off."""
+    if bindings is None:
+        return ""
+    rows = "".join(
+        "<tr>"
+        f'<td class="mono">{_e(b["aor"])}</td>'
+        f'<td class="mono">{_e(b["contact"])}</td>'
+        f'<td class="num">{_e(_duration(b["expires"]))}</td>'
+        f"<td>{_e(b['q']) if b.get('q') else _DASH}</td>"
+        f"<td>{_e(b['event'])}</td>"
+        f'<td class="mono faint">{_e(b["call_id"])}</td>'
+        "</tr>"
+        for b in sorted(bindings, key=lambda b: (b["aor"], b["contact"]))
+    )
+    if not rows:
+        rows = '<tr><td class="empty" colspan="6">No bindings.</td></tr>'
+    return (
+        '<h2 style="margin-top:26px">Registrations '
+        f'<span class="sub">{len(bindings)} binding(s), as of this page\'s load</span></h2>'
+        '<div class="panel scroll"><table id="registrations"><thead><tr>'
+        '<th>Address of record</th><th>Contact</th><th class="num">Expires in</th>'
+        "<th>q</th><th>Last event</th><th>Call-ID</th>"
+        f"</tr></thead><tbody>{rows}</tbody></table></div>"
+    )
 
 
 def _template() -> str:
@@ -240,6 +272,7 @@ def add_page_routes(
     activity: Activity,
     view_of: Callable[[Record], dict[str, Any]],
     authorized: Callable[[web.Request], bool],
+    bindings: Callable[[], list[dict[str, Any]]] | None = None,
 ) -> None:
     """Add the status page and its routes to ``app``.  ``view_of`` makes a
     record's JSON view (with its last NOTIFY); ``authorized`` tells whether
@@ -260,7 +293,14 @@ def add_page_routes(
     async def page(request: web.Request) -> web.Response:
         allowed = authorized(request)
         views = [view_of(r) for r in runtime.records()] if allowed else []
-        text = render_page(template, views, activity.recent(), runtime.now(), authorized=allowed)
+        text = render_page(
+            template,
+            views,
+            activity.recent(),
+            runtime.now(),
+            authorized=allowed,
+            bindings=bindings() if bindings is not None else None,
+        )
         return web.Response(
             text=text,
             content_type="text/html",
