@@ -24,6 +24,7 @@ from tests.conftest import peer_or_skip
 from tests.peers.kamailio import KamailioPresence
 from tests.peers.kamailio_registrar import KamailioRegistrar
 from tests.peers.rawsip import RawSipClient
+from tests.peers.sipp import register_phones
 
 from .running import RunningService
 
@@ -371,3 +372,28 @@ def test_a_reg_watcher_sees_every_change_with_increasing_versions(
         assert b'event="shortened"' in states[2]
         assert b'event="unregistered"' in states[3]
         assert b'state="terminated"' in states[4]
+
+
+def test_sipp_phones_through_a_kamailio_registrar(
+        kam: KamailioPresence, start: Callable[..., RunningService]) -> None:
+    """Fifty SIPp phones register at a Kamailio registrar that copies each
+    REGISTER to pua: fifty bindings, fifty open presentities."""
+    svc = start()
+    registrar = peer_or_skip(lambda: KamailioRegistrar(
+        replicate_to=f"sip:127.0.0.1:{svc.sip_port}"))
+    with registrar:
+        stats = peer_or_skip(lambda: register_phones(
+            registrar.host, registrar.sip_port, calls=50, rate=100, expires=300,
+            user_prefix="desk").run())
+        assert stats.successful == 50 and stats.failed == 0
+        wait_until(lambda: len(svc.rpc("pua.registrations")["result"]["bindings"]) == 50,
+                   what="fifty bindings")
+        now = int(time.time())
+
+        def open_presentities() -> int:
+            rows = kam.query("SELECT username, expires, body FROM presentity "
+                             "WHERE event = 'presence'")
+            return sum(1 for r in rows if r["username"].startswith("desk")
+                       and r["expires"] > now and b"<basic>open</basic>" in r["body"])
+
+        wait_until(lambda: open_presentities() == 50, seconds=30, what="fifty presentities")
