@@ -7,6 +7,7 @@ import asyncio
 import pytest
 
 import pua
+from pua.adapters.registrations import RegistrationSettings
 from pua.bodies import basic_pidf
 from pua.core import EventPackage, PublicationSucceeded
 from pua.errors import UnknownEventError, UsageError
@@ -218,3 +219,21 @@ async def test_registrations_from_python_and_from_a_register(tmp_path: object) -
         removal = [r for r in peer.requests if r.method == "PUBLISH"][-1]
         assert removal.headers.get("expires") == "0"
         assert [b["contact"] for b in agent.registrations.bindings()] == ["sip:carol@192.0.2.9:5062"]
+
+
+async def test_registration_closed_before_removed_and_entity_prefix() -> None:
+    """publish_closed: an unbinding sends a closed document, then the
+    removal; entity_prefix changes the PIDF entity, not where requests go."""
+    peer, uri = await server(200)
+    settings = RegistrationSettings(publish_closed=True, entity_prefix="pres")
+    async with pua.Agent(uri, registrations=settings) as agent:
+        await agent.registrations.register("sip:dan@example.com", "sip:dan@192.0.2.4", 60)
+        await publishes(peer, 1)
+        await agent.registrations.register("sip:dan@example.com", "sip:dan@192.0.2.4", 0)
+        await publishes(peer, 3)
+        sent = [r for r in peer.requests if r.method == "PUBLISH"]
+        assert [str(r.to.uri) for r in sent] == ["sip:dan@example.com"] * 3
+        assert b'entity="pres:dan@example.com"' in sent[0].body
+        assert b"<basic>open</basic>" in sent[0].body
+        assert b"<basic>closed</basic>" in sent[1].body
+        assert sent[2].headers.get("expires") == "0" and not sent[2].body

@@ -200,7 +200,8 @@ class Settings:
     )
     entity_prefix: str | None = _setting(
         None,
-        "Scheme of the presentity published for a binding (default: sip)",
+        "Scheme of the entity in the PIDF published for a binding, e.g. pres "
+        "(default: sip, the AOR's); requests still go to the AOR",
         metavar="SCHEME",
     )
     auth_username: str | None = _setting(

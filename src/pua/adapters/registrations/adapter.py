@@ -356,7 +356,7 @@ class Registrations:
                 info.body = None
             self._send(info)
             return
-        removal = documents.presence_removal(aor, call_id, entity_prefix=prefix)
+        removal = documents.presence_removal(aor, call_id)
         if self.settings.publish_closed and group:
             closed = documents.presence_info(
                 aor, call_id, [c.binding for c in group], now, entity_prefix=prefix, basic="closed"

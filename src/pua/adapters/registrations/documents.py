@@ -24,8 +24,9 @@ REGINFO_ID_PREFIX = "REGINFO_PUBLISH."
 
 
 def entity_of(aor: str, entity_prefix: str | None) -> str:
-    """The presentity for ``aor`` (``sip:user@host``): ``entity_prefix``
-    replaces the scheme when set, as Kamailio's pua_usrloc does."""
+    """The PIDF ``entity`` for ``aor`` (``sip:user@host``): ``entity_prefix``
+    replaces the scheme when set, as in Kamailio's pua_usrloc (the request
+    itself still goes to the AOR)."""
     if not entity_prefix:
         return aor
     return f"{entity_prefix}:{aor.partition(':')[2]}"
@@ -57,7 +58,7 @@ def presence_info(
     )
     expires = max((b.remaining(now) for b in held), default=0)
     return PublishInfo(
-        pres_uri=entity,
+        pres_uri=aor,
         event=EventFlag.PRESENCE_EVENT,
         body=presence.to_bytes(),
         expires=max(1, expires),
@@ -66,10 +67,10 @@ def presence_info(
     )
 
 
-def presence_removal(aor: str, call_id: str, *, entity_prefix: str | None = None) -> PublishInfo:
+def presence_removal(aor: str, call_id: str) -> PublishInfo:
     """The removal (Expires 0) of one Call-ID's publication."""
     return PublishInfo(
-        pres_uri=entity_of(aor, entity_prefix),
+        pres_uri=aor,
         event=EventFlag.PRESENCE_EVENT,
         expires=0,
         id=UL_ID_PREFIX + call_id,
