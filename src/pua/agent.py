@@ -437,7 +437,10 @@ class Agent:
             self.sync.start()
         if self._registration_settings is not None:
             self._registrations = Registrations(
-                self.runtime, self._registration_settings, store=store
+                self.runtime,
+                self._registration_settings,
+                store=store,
+                durable=self.sync.flush if self.sync is not None else None,
             )
             await self._registrations.start()
         return self

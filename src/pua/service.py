@@ -169,6 +169,7 @@ class Service:
                     subscribe=settings.reginfo_subscriptions,
                 ),
                 store=store,
+                durable=self.sync.flush,
             )
             await self.registrations.start()
             log.info("taking REGISTERs from %s", ", ".join(settings.usrloc_allow))

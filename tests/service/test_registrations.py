@@ -7,9 +7,11 @@ hostile REGISTERs change nothing."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -179,21 +181,43 @@ def test_a_binding_left_to_expire_is_removed(kam: KamailioPresence,
         phone.close()
 
 
-def test_a_kill_loses_no_binding(kam: KamailioPresence,
+def stored_etags(data_dir: Path) -> set[str]:
+    """The ETags of the UL_PUBLISH publications in pua's own database."""
+    try:
+        with contextlib.closing(sqlite3.connect(data_dir / "pua.db", timeout=5)) as db:
+            rows = db.execute("SELECT etag FROM pua WHERE pres_id LIKE 'UL_PUBLISH.%'").fetchall()
+    except sqlite3.Error:
+        return set()
+    return {etag for (etag,) in rows if etag}
+
+
+def test_a_kill_loses_no_binding(kam: KamailioPresence, tmp_path: Path,
                                  start: Callable[..., RunningService]) -> None:
     svc = start()
+    data_dir = tmp_path / "data"
     port = svc.sip_port
     stays, expires = Phone(port), Phone(port)
     try:
         assert stays.register(f"<sip:alice@127.0.0.1:{stays.port}>", 300)[0] == 200
         assert expires.register(f"<sip:alice@127.0.0.1:{expires.port}>", 4)[0] == 200
         wait_until(lambda: len(presence_rows(kam)) == 2, what="two rows")
+        # pua writes a publication's first ETag as soon as it comes; a kill
+        # in the milliseconds before would leave an entity it cannot reach
+        # (counted apart by the kill campaign), so the kill waits for it.
+        wait_until(lambda: stored_etags(data_dir) >= {r["etag"] for r in presence_rows(kam)},
+                   what="the ETags stored")
         svc.process.send_signal(signal.SIGKILL)
         svc.process.wait(10)
         # while pua is down, the short binding expires
         wait_until(lambda: len(presence_rows(kam)) == 1, seconds=20,
                    what="the short publication expired at the server")
+        server_etags = {r["etag"] for r in presence_rows(kam)}
         again = start(sip_port=port)
+        # the publication came back with the ETag the server gave it (stored
+        # when its answer came, not at the next update_period)
+        held = [r for r in again.rpc("pua.list")["result"]
+                if r["record_id"].startswith("UL_PUBLISH.") and r["event"] == "presence"]
+        assert any(r["etag"] in server_etags for r in held), (held, server_etags)
         listed = again.rpc("pua.registrations")["result"]["bindings"]
         assert [b["contact"] for b in listed] == [f"sip:alice@127.0.0.1:{stays.port}"]
         # the binding that lived on still answers to its phone: unregistering removes it

@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from email.utils import formatdate
 from typing import Any
@@ -87,8 +87,13 @@ class Registrations:
         settings: RegistrationSettings | None = None,
         *,
         store: Store | None = None,
+        durable: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.runtime = runtime
+        # The store sync's flush: a change is answered once the publications
+        # it made are in the database (their first ETags follow as the store
+        # sync writes them at once).
+        self._durable = durable
         self.settings = settings or RegistrationSettings()
         self.table = BindingTable(default_expires=self.settings.default_expires)
         self.store = store
@@ -211,6 +216,8 @@ class Registrations:
     async def _answer_when_stored(self, answer: Any) -> None:
         try:
             await self.flush()
+            if self._durable is not None:
+                await self._durable()
         except StoreError as exc:
             log.error("bindings not stored: %s", exc)
         answer()
@@ -247,6 +254,8 @@ class Registrations:
         self._changed(changes)
         self._arm()
         await self.flush()
+        if self._durable is not None:
+            await self._durable()
         return self.bindings(key)
 
     # -- the reg event --------------------------------------------------------------
