@@ -10,7 +10,10 @@ server (Kamailio) is compared with what was acknowledged:
 - every acknowledged publication is live there with its last acknowledged
   body, every acknowledged removal is gone, no presentity has two rows;
 - every acknowledged subscription is active there with one dialog, every
-  acknowledged end is gone.
+  acknowledged end is gone;
+- every acknowledged registration binding is listed by pua and published
+  there (a presentity of its address of record naming its contact), every
+  acknowledged unbinding is gone from both.
 
 A call that got no answer (pua was killed under it) leaves its record
 uncertain until the next acknowledged call on it.
@@ -42,6 +45,9 @@ DOMAIN = "example.com"
 PRESENTITIES = [f"sip:p{n}@{DOMAIN}" for n in range(40)]
 WATCHERS = [f"sip:w{n}@{DOMAIN}" for n in range(4)]
 TARGETS = [f"sip:p{n}@{DOMAIN}" for n in range(10)]  # what the watchers watch
+# Registration bindings (pua --usrloc): addresses of record and contacts.
+AORS = [f"sip:r{n}@{DOMAIN}" for n in range(10)]
+CONTACTS = [f"192.0.2.{m}:5060" for m in range(1, 4)]
 
 
 def pidf(uri: str, note: str) -> str:
@@ -59,6 +65,7 @@ class Expected:
 
     publications: dict[str, str | bool | None] = field(default_factory=dict)
     subscriptions: dict[tuple[str, str], bool | None] = field(default_factory=dict)
+    bindings: dict[tuple[str, str], bool | None] = field(default_factory=dict)
     acknowledged: int = 0
     unanswered: int = 0
     cut: set[Any] = field(default_factory=set)  # records a kill cut a call of
@@ -127,7 +134,18 @@ class Client:
         with self.expected.lock:
             self.counter += 1
             n = self.counter
-            if self.random.random() < 0.7:
+            if self.random.random() < 0.15:
+                aor = self.random.choice(AORS)
+                host = self.random.choice(CONTACTS)
+                binding = (aor, f"sip:{aor[4:].partition('@')[0]}@{host}")
+                if binding in self.busy:
+                    return None
+                self.busy.add(binding)
+                expires = 600 if self.random.random() < 0.7 else 0
+                call_id = f"kill-{binding[0]}-{host}"
+                return ("register", {"aor": aor, "contact": binding[1], "expires": expires,
+                                     "call_id": call_id}, binding)
+            if self.random.random() < 0.7 / 0.85:
                 uri = self.random.choice(PRESENTITIES)
                 if uri in self.busy:
                     return None
@@ -170,7 +188,9 @@ class Client:
             if answer is None:
                 exp.unanswered += 1
                 exp.cut.add(record)
-                if method in ("publish", "unpublish"):
+                if method == "register":
+                    exp.bindings[record] = None
+                elif method in ("publish", "unpublish"):
                     exp.publications[record] = None
                 else:
                     exp.subscriptions[record] = None
@@ -180,7 +200,9 @@ class Client:
                 code = answer["error"].get("code")
                 what = f"{method} {code} {str(answer['error'].get('message'))[:60]}"
                 exp.refusals[what] = exp.refusals.get(what, 0) + 1
-                if method == "unpublish" and code == 404:
+                if method == "register":
+                    exp.bindings[record] = None
+                elif method == "unpublish" and code == 404:
                     exp.publications[record] = False  # nothing to remove: none there
                 elif method == "unsubscribe" and code == 404:
                     exp.subscriptions[record] = False
@@ -190,7 +212,9 @@ class Client:
                     exp.subscriptions[record] = None
                 return
             exp.acknowledged += 1
-            if method == "publish":
+            if method == "register":
+                exp.bindings[record] = params["expires"] > 0
+            elif method == "publish":
                 exp.publications[record] = params[-1].split("<note>")[1].split("</note>")[0]
             elif method == "unpublish":
                 exp.publications[record] = False
@@ -200,8 +224,10 @@ class Client:
                 exp.subscriptions[record] = False
 
 
-def check(kam: KamailioPresence, expected: Expected) -> dict[str, list[str]]:
-    """What the server disagrees with: lost, wrong, back from the dead, duplicated."""
+def check(kam: KamailioPresence, expected: Expected,
+          listed: list[dict[str, Any]] | None = None) -> dict[str, list[str]]:
+    """What the server disagrees with: lost, wrong, back from the dead,
+    duplicated; ``listed`` is what pua.registrations answered."""
     now = time.time()
     problems: dict[str, list[str]] = {
         "lost": [], "stale": [], "revived": [], "duplicated": [], "orphans_of_cut_calls": [],
@@ -250,7 +276,30 @@ def check(kam: KamailioPresence, expected: Expected) -> dict[str, list[str]]:
         if not want and have:
             kind = "orphans_of_cut_calls" if pair in expected.cut else "revived"
             problems[kind].append(f"{pair}: end acknowledged, still active")
+    held = {(b["aor"], b["contact"]) for b in listed or []}
+    with expected.lock:
+        bindings = dict(expected.bindings)
+    for binding, want in bindings.items():
+        if want is None:
+            continue
+        aor, contact = binding
+        published = [r for r in by_uri.get(aor, []) if contact.encode() in bytes(r["body"])]
+        cut = binding in expected.cut
+        if len(published) > 1:
+            kind = "orphans_of_cut_calls" if cut else "duplicated"
+            problems[kind].append(f"{binding}: {len(published)} publications")
+        if want and (binding not in held or not published):
+            where = "pua" if binding not in held else "the server"
+            problems["lost"].append(f"{binding}: binding acknowledged, not at {where}")
+        if not want and (binding in held or published):
+            kind = "orphans_of_cut_calls" if cut and binding not in held else "revived"
+            problems[kind].append(f"{binding}: unbinding acknowledged, still there")
     return problems
+
+
+def registrations(svc: RunningService) -> list[dict[str, Any]]:
+    answer = _call(svc.api_url, "pua.registrations", [], timeout=10)
+    return [] if answer is None else answer["result"]["bindings"]
 
 
 def settle(svc: RunningService, seconds: float = 20.0) -> bool:
@@ -292,7 +341,7 @@ def run(kills: int = 10, seed: int = 1, workdir: Path | None = None,
     figures: dict[str, Any] = {"kills": 0, "restarts": 0, "checks": [], "seed": seed}
     started = time.monotonic()
     with KamailioPresence(max_expires=3600) as kam:
-        flags = ("--outbound-proxy", kam.uri, "--t1", "0.1")
+        flags = ("--outbound-proxy", kam.uri, "--t1", "0.1", "--usrloc")
         svc = RunningService(*flags, data_dir=workdir / "var")
         port = svc.sip_port
         client = Client(svc.api_url, expected, seed)
@@ -316,11 +365,13 @@ def run(kills: int = 10, seed: int = 1, workdir: Path | None = None,
                     # was acknowledged so far.
                     client.pause()
                     time.sleep(SPREAD_MIN + 0.5)
-                    _record(figures, settle(svc), check(kam, expected))
+                    settled = settle(svc)
+                    _record(figures, settled, check(kam, expected, registrations(svc)))
                     client.resume()
         finally:
             client.join()
-        _record(figures, settle(svc), check(kam, expected))
+        settled = settle(svc)
+        _record(figures, settled, check(kam, expected, registrations(svc)))
         svc.stop()
     figures.update(
         acknowledged=expected.acknowledged,
@@ -329,6 +380,7 @@ def run(kills: int = 10, seed: int = 1, workdir: Path | None = None,
         refusals=expected.refusals,
         publications_checked=sum(1 for v in expected.publications.values() if v is not None),
         subscriptions_checked=sum(1 for v in expected.subscriptions.values() if v is not None),
+        bindings_checked=sum(1 for v in expected.bindings.values() if v is not None),
         seconds=round(time.monotonic() - started, 1),
     )
     return figures

@@ -21,6 +21,7 @@ def test_nothing_acknowledged_is_lost_across_kills(tmp_path: Path) -> None:
     figures = peer_or_skip(lambda: run(kills=3, seed=7, workdir=tmp_path))
     problems = figures["problems"]
     assert figures["kills"] == 3 and figures["acknowledged"] > 100
+    assert figures["bindings_checked"] > 0  # registrations (--usrloc) are in the load
     assert len(figures["checks"]) == 4  # after each restart and at the end
     assert all(check["settled"] for check in figures["checks"])
     for kind in ("lost", "stale", "revived", "duplicated"):
