@@ -272,6 +272,9 @@ def test_the_api_registers_too(kam: KamailioPresence,
     answer = svc.rpc("pua.register", {"aor": AOR, "contact": "sip:alice@192.0.2.7:5060",
                                       "expires": 120})
     assert [b["contact"] for b in answer["result"]["bindings"]] == ["sip:alice@192.0.2.7:5060"]
+    # answered once the PUBLISHes it made got their first answers (presence and reg)
+    assert {(p["id"].split(".")[0], p["status"]) for p in answer["result"]["publications"]} == {
+        ("UL_PUBLISH", 200), ("REGINFO_PUBLISH", 200)}
     wait_until(lambda: presence_rows(kam), what="the API binding's presentity")
     status, body = svc.post_status("/registrations", {"aor": AOR,
                                                       "contact": "sip:alice@192.0.2.7:5060",

@@ -370,7 +370,7 @@ class PuaMethods:
         cseq = values.get("cseq")
         q = values.get("q")
         try:
-            bindings = await registrations.register(
+            report = await registrations.register_report(
                 str(values["aor"]),
                 str(values["contact"]),
                 None if expires is None else _int(values, "expires", 0),
@@ -384,7 +384,7 @@ class PuaMethods:
             ) from None
         except StoreError as exc:
             raise RpcError(NOT_STORED, f"done, but not stored: {exc}") from None
-        return {"aor": values["aor"], "bindings": bindings}
+        return {"aor": values["aor"], **report}
 
     async def list_registrations(self, params: list[Any] | dict[str, Any]) -> dict[str, Any]:
         """The live bindings (of ``aor`` when given) and the counters."""

@@ -58,6 +58,13 @@ __all__ = ["Registrations", "RegistrationSettings"]
 
 log = logging.getLogger("pua.registrations")
 
+Job = tuple[PublishInfo, ...]
+"""PUBLISHes sent one after the other's first answer."""
+REGISTER_WAIT = 5.0
+"""Seconds a REGISTER's answer waits at most for its PUBLISHes' answers."""
+CLOSED_SECONDS = 30
+"""Expires of a closed document sent before a removal."""
+
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
@@ -107,6 +114,7 @@ class Registrations:
         self._write: asyncio.Lock = asyncio.Lock()
         self.counters = {"registers": 0, "refused": 0, "publications": 0, "reginfo_notifies": 0}
         self._watching: dict[RecordKey, int] = {}  # reg subscriptions: last version
+        self._versions: dict[str, int] = {}  # last reginfo version made, by AOR
 
     # -- life cycle ---------------------------------------------------------------
     async def start(self) -> None:
@@ -117,7 +125,7 @@ class Registrations:
             ended = self.table.restore((Binding.from_row(r) for r in rows), self.runtime.now())
             if ended:
                 log.info("%d bindings expired while pua was down", len(ended))
-                self._changed(ended)
+                self._start(self._changed(ended))
                 await self.flush()
         self.runtime.add_request_handler("REGISTER", self._on_register)
         self._arm()
@@ -193,34 +201,55 @@ class Registrations:
         register = read_register(request, default_domain=self.settings.default_domain)
         changes = self.table.apply(register, now)
         self.counters["registers"] += 1
-        self._changed(changes)
-        self._arm()
-        aor = register.aor
-
-        def answer() -> None:
-            response = make_response(request, 200, to_tag=tag(self._ids))
-            for binding in self.table.bindings(aor):
-                response.headers.add(
-                    "Contact",
-                    f"<{binding.contact}>;expires={binding.remaining(self.runtime.now())}",
-                )
-            response.headers.add("Date", formatdate(usegmt=True))
-            self.runtime.respond(incoming, response)
-
-        if self.store is None:
-            asyncio.get_running_loop().call_soon(answer)
-        else:
-            self._spawn(self._answer_when_stored(answer))
+        # Only pure work here, inside the engine's step: the publishing,
+        # storing and answering run once the step is over.
+        jobs = self._changed(changes)
+        self._spawn(self._answer_register(incoming, register.aor, jobs))
         return None
 
-    async def _answer_when_stored(self, answer: Any) -> None:
+    async def _answer_register(self, incoming: IncomingRequest, aor: str, jobs: list[Job]) -> None:
+        """Publish what the REGISTER changed, store it, then answer 200 with
+        the bindings: an answered REGISTER is in the database with the
+        first answers to its PUBLISHes (at most REGISTER_WAIT seconds are
+        waited for those, so a presence server that is down does not
+        leave the registrar without an answer)."""
+        self._arm()
         try:
-            await self.flush()
-            if self._durable is not None:
-                await self._durable()
+            await self._complete(jobs, REGISTER_WAIT)
         except StoreError as exc:
             log.error("bindings not stored: %s", exc)
-        answer()
+        response = make_response(incoming.request, 200, to_tag=tag(self._ids))
+        now = self.runtime.now()
+        for binding in self.table.bindings(aor):
+            response.headers.add("Contact", f"<{binding.contact}>;expires={binding.remaining(now)}")
+        response.headers.add("Date", formatdate(usegmt=True))
+        self.runtime.respond(incoming, response)
+
+    async def _complete(self, jobs: list[Job], wait: float) -> list[dict[str, Any]]:
+        """Send ``jobs``, wait (``wait`` seconds at most) for the first
+        answer to each, and store the bindings and the records; what each
+        job's last PUBLISH got."""
+        results = [asyncio.ensure_future(self._run(job)) for job in jobs]
+        if results:
+            await asyncio.wait(results, timeout=wait)
+        await self.flush()
+        if self._durable is not None:
+            await self._durable()
+        outcomes = []
+        for job, result in zip(jobs, results, strict=True):
+            info = job[-1]
+            outcome: dict[str, Any] = {"pres_uri": info.pres_uri, "id": info.id}
+            if not result.done():
+                outcome.update(status=None, reason="no answer yet; pua keeps trying")
+            elif (error := result.exception()) is not None:
+                outcome.update(
+                    status=getattr(error, "status", None),
+                    reason=getattr(error, "reason", str(error)),
+                )
+            else:
+                outcome.update(status=200, reason="OK")
+            outcomes.append(outcome)
+        return outcomes
 
     async def register(
         self,
@@ -234,8 +263,26 @@ class Registrations:
     ) -> list[dict[str, Any]]:
         """Bind (or with expires 0 unbind) ``contact`` to ``aor`` as a
         REGISTER would, from a platform's own feed; returns the bindings of
-        ``aor`` once stored.  RemoteProtocolError (its status says why)
-        for what a registrar would refuse."""
+        ``aor`` once they and the first answers to their PUBLISHes are
+        stored.  RemoteProtocolError (its status says why) for what a
+        registrar would refuse."""
+        report = await self.register_report(aor, contact, expires, call_id=call_id, cseq=cseq, q=q)
+        return list(report["bindings"])
+
+    async def register_report(
+        self,
+        aor: str,
+        contact: str,
+        expires: int | None = None,
+        *,
+        call_id: str | None = None,
+        cseq: int | None = None,
+        q: str | None = None,
+    ) -> dict[str, Any]:
+        """:meth:`register`, answering ``{"bindings": [...], "publications":
+        [...]}``: the latter says what each PUBLISH the change made got
+        (``status`` 200, the failure's status and reason, or None when no
+        answer came within the bound; pua keeps trying then)."""
         key = self._aor(aor)
         uri = parse_uri(contact.strip().strip("<>"))
         if not isinstance(uri, SipUri):
@@ -251,12 +298,10 @@ class Registrations:
         register = Register(key, call_id, cseq, (ContactSpec(uri, expires, q),), False, None)
         changes = self.table.apply(register, self.runtime.now())
         self.counters["registers"] += 1
-        self._changed(changes)
+        jobs = self._changed(changes)
         self._arm()
-        await self.flush()
-        if self._durable is not None:
-            await self._durable()
-        return self.bindings(key)
+        outcomes = await self._complete(jobs, self.runtime.answer_within)
+        return {"bindings": self.bindings(key), "publications": outcomes}
 
     # -- the reg event --------------------------------------------------------------
     def _on_event(self, event: EngineEvent) -> None:
@@ -307,7 +352,7 @@ class Registrations:
                 )
             full = document.state == "full" or registration.state == "terminated"
             changes += self.table.apply_state(entries, aor, full, now)
-        self._changed(changes)
+        self._start(self._changed(changes))
         self._arm()
         if changes and self.store is not None:
             self._spawn(self._store_quietly())
@@ -324,15 +369,17 @@ class Registrations:
 
     def _on_expiry(self, now: float) -> None:
         changes = self.table.expire(now)
-        self._changed(changes)
+        self._start(self._changed(changes))
         self._arm()
         if changes and self.store is not None:
             self._spawn(self._store_quietly())
 
     # -- what a change does -------------------------------------------------------
-    def _changed(self, changes: list[Change]) -> None:
+    def _changed(self, changes: list[Change]) -> list[Job]:
+        """The PUBLISHes ``changes`` call for (each job a chain: a closed
+        document, then the removal), in order; marks the AORs to store."""
         if not changes:
-            return
+            return []
         now = self.runtime.now()
         calls: dict[tuple[str, str], list[Change]] = {}
         aors: dict[str, list[Change]] = {}
@@ -343,14 +390,16 @@ class Registrations:
                 calls.setdefault((binding.aor, change.moved_from), [])
             aors.setdefault(binding.aor, []).append(change)
             self._dirty.add(binding.aor)
+        jobs: list[Job] = []
         if self.settings.usrloc:
             for (aor, call_id), group in calls.items():
-                self._publish_presence(aor, call_id, group, now)
+                jobs.append(self._presence_job(aor, call_id, group, now))
         if self.settings.reginfo:
             for aor, group in aors.items():
-                self._publish_reginfo(aor, [c for c in group if c.ended], now)
+                jobs.append(self._reginfo_job(aor, [c for c in group if c.ended], now))
+        return jobs
 
-    def _publish_presence(self, aor: str, call_id: str, group: list[Change], now: float) -> None:
+    def _presence_job(self, aor: str, call_id: str, group: list[Change], now: float) -> Job:
         prefix = self.settings.entity_prefix
         live = [b for b in self.table.bindings(aor) if b.call_id == call_id]
         if live:
@@ -363,45 +412,65 @@ class Registrations:
             )
             if refresh_only and held is not None:
                 info.body = None
-            self._send(info)
-            return
+            return (info,)
         removal = documents.presence_removal(aor, call_id)
         if self.settings.publish_closed and group:
             closed = documents.presence_info(
                 aor, call_id, [c.binding for c in group], now, entity_prefix=prefix, basic="closed"
             )
-            closed.expires = 30
-            self._spawn(self._closed_then_removed(closed, removal))
-        else:
-            self._send(removal)
+            closed.expires = CLOSED_SECONDS
+            return (closed, removal)
+        return (removal,)
 
-    async def _closed_then_removed(self, closed: PublishInfo, removal: PublishInfo) -> None:
-        with contextlib.suppress(PresenceError, TimeoutError):
-            await self.runtime.publish(closed)
-        self._send(removal)
-
-    def _publish_reginfo(self, aor: str, ended: list[Change], now: float) -> None:
+    def _reginfo_job(self, aor: str, ended: list[Change], now: float) -> Job:
         live = self.table.bindings(aor)
-        info = documents.reginfo_info(aor, None, 0)
-        key = RecordKey(info.pres_uri, int(info.event), info.id, int(info.source_flag))
-        version = self._next_version(key)
+        version = self._next_version(aor)
         document = documents.reginfo_document(aor, live, ended, version, now)
         if live:
             expires = max(b.remaining(now) for b in live)
-            self._send(documents.reginfo_info(aor, document, max(1, expires)))
-        else:
-            final = documents.reginfo_info(aor, document, 30)
-            self._spawn(self._closed_then_removed(final, documents.reginfo_info(aor, None, 0)))
+            return (documents.reginfo_info(aor, document, max(1, expires)),)
+        final = documents.reginfo_info(aor, document, CLOSED_SECONDS)
+        return (final, documents.reginfo_info(aor, None, 0))
 
-    def _next_version(self, key: RecordKey) -> int:
-        record = self.runtime.record(key)
-        body = getattr(record, "body", None) if record is not None else None
-        if not body:
-            return 0
-        try:
-            return parse_reginfo(body).version + 1
-        except BodyError:
-            return 0
+    def _next_version(self, aor: str) -> int:
+        """The next reginfo version of ``aor``: one more than the last one
+        made (after a restart: than the stored publication's)."""
+        last = self._versions.get(aor)
+        if last is None:
+            info = documents.reginfo_info(aor, None, 0)
+            key = RecordKey(info.pres_uri, int(info.event), info.id, int(info.source_flag))
+            record = self.runtime.record(key)
+            body = getattr(record, "body", None) if record is not None else None
+            last = -1
+            if body:
+                with contextlib.suppress(BodyError):
+                    last = parse_reginfo(body).version
+        self._versions[aor] = last + 1
+        if len(self._versions) > 4 * len(self.table.aors()) + 1024:
+            # forget the versions of AORs without bindings (their
+            # publication is gone or going; a new one may start anew)
+            held = set(self.table.aors())
+            self._versions = {a: v for a, v in self._versions.items() if a in held}
+            self._versions[aor] = last + 1
+        return last + 1
+
+    def _start(self, jobs: list[Job]) -> None:
+        """Send ``jobs`` without waiting for their answers."""
+        for job in jobs:
+            if len(job) == 1:
+                self._send(job[0])
+            else:
+                self._spawn(self._run(job))
+
+    async def _run(self, job: Job) -> None:
+        """Send a job's PUBLISHes one after the other's first answer; the
+        last one's failure is raised."""
+        for info in job[:-1]:
+            with contextlib.suppress(PresenceError, TimeoutError):
+                await self.runtime.publish(info)
+                self.counters["publications"] += 1
+        self.counters["publications"] += 1
+        await self.runtime.publish(job[-1])
 
     def _send(self, info: PublishInfo) -> None:
         try:
