@@ -47,7 +47,11 @@ from .sipp.run_sipp_reference import UAC_SCENARIO
 
 RATES = (200, 300, 500, 1000, 2000)
 SECONDS = 10.0          # of REGISTERs at each rate
-QUIET = 3.0             # no PUBLISH for this long ends the wait for the last ones
+# The wait for the last PUBLISHes ends after QUIET seconds with no PUBLISH
+# and the chain idle (under IDLE_CPU of CPU a second): longer than tm's
+# fr_timer (5 s), so a copy the registrar retransmits late still counts.
+QUIET = 6.0
+IDLE_CPU = 0.05
 LONGEST_WAIT = 60.0     # after the phones stop, whatever still arrives
 WORKERS = 2             # Kamailio SIP workers, on both sides (one per core here)
 PHONES_IN_FLIGHT = 2000  # SIPp -l: REGISTERs waiting for their 200 at once
@@ -188,17 +192,19 @@ def _group(leader: int) -> list[int]:
     return found
 
 
-def _wait_for_publishes(uas: SippUAS, expected: int) -> None:
+def _wait_for_publishes(uas: SippUAS, expected: int, pids: Sequence[int]) -> None:
     """Until ``expected`` PUBLISHes reached the UAS, or none came for
-    QUIET seconds, or LONGEST_WAIT passed."""
+    QUIET seconds and ``pids`` used less than IDLE_CPU in the last second,
+    or LONGEST_WAIT passed."""
     assert uas.workdir is not None
     path = uas.workdir / "messages.log"
     marker = b"bytes :\n\nPUBLISH "
     seen = offset = 0
     carry = b""
-    quiet_since = time.monotonic()
-    deadline = quiet_since + LONGEST_WAIT
-    while time.monotonic() < deadline:
+    last_publish = last_busy = checked = time.monotonic()
+    deadline = last_publish + LONGEST_WAIT
+    cpu = _cpu_seconds(pids)
+    while (now := time.monotonic()) < deadline:
         with open(path, "rb") as trace:
             trace.seek(offset)
             chunk = trace.read()
@@ -207,8 +213,13 @@ def _wait_for_publishes(uas: SippUAS, expected: int) -> None:
             data = carry + chunk
             seen += data.count(marker)
             carry = data[-len(marker) + 1:]
-            quiet_since = time.monotonic()
-        if seen >= expected or time.monotonic() - quiet_since > QUIET:
+            last_publish = now
+        if now - checked >= 1.0:
+            used, cpu = _cpu_seconds(pids) - cpu, _cpu_seconds(pids)
+            if used > IDLE_CPU * (now - checked):
+                last_busy = now
+            checked = now
+        if seen >= expected or (now - last_publish > QUIET and now - last_busy > 1.0):
             return
         time.sleep(0.2)
 
@@ -305,7 +316,7 @@ def step(side: str, rate: int, seconds: float) -> dict[str, Any]:
                                      rate=rate, limit=PHONES_IN_FLIGHT, trace_msg=True,
                                      timeout=seconds * 3 + 30)
             stats = phones.run()
-            _wait_for_publishes(uas, calls)
+            _wait_for_publishes(uas, calls, [*chain.registrar, *chain.pua])
             registrar_cpu = _cpu_seconds(chain.registrar) - cpu_before[0]
             pua_cpu = _cpu_seconds(chain.pua) - cpu_before[1]
             counters = chain.pua_counters()
@@ -330,7 +341,7 @@ def check_sink(rate: int, seconds: float) -> dict[str, Any]:
         uac = SippUAC(UAC_SCENARIO, uas.host, uas.port, calls=calls, rate=rate,
                       limit=PHONES_IN_FLIGHT, trace_msg=True, timeout=seconds * 3 + 30)
         uac.run()
-        _wait_for_publishes(uas, calls)
+        _wait_for_publishes(uas, calls, [])
     row = compare(traced_requests(uac.messages, "PUBLISH", received=False),
                   traced_requests(uas.messages_text(), "PUBLISH", received=True))
     row.update(rate=rate, calls=calls)
@@ -352,7 +363,7 @@ def run(rates: Sequence[int] = RATES, seconds: float = SECONDS) -> dict[str, Any
             "ratio_lag_p50": ours["lag_p50_ms"] / ref["lag_p50_ms"],
             "ratio_lag_p99": ours["lag_p99_ms"] / ref["lag_p99_ms"],
         })
-    return {"seconds": seconds, "workers": WORKERS, "sink": sink, "steps": steps,
+    return {"seconds": seconds, "workers": WORKERS, "quiet_s": QUIET, "sink": sink, "steps": steps,
             "cpus": os.cpu_count()}
 
 

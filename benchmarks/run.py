@@ -376,6 +376,8 @@ def _backlog(row: dict[str, Any]) -> str:
                      "after the phones stopped")
     if row["missing"]:
         parts.append(f"{row['missing']:,} never published")
+    if row["phones_failed"]:
+        parts.append(f"{row['phones_failed']:,} phones without a 200")
     return "grows: " + "; ".join(parts)
 
 
@@ -406,7 +408,10 @@ def render_registrations(result: dict[str, Any]) -> list[str]:
         "",
         "*processed/s*: PUBLISHes that reached the UAS (first copy of each) divided by the "
         "time from the first REGISTER to the last PUBLISH, so a tail after the phones stop "
-        "lowers it. *Keeps up*: every REGISTER published, the median lag of the last tenth "
+        "lowers it. The wait for the last PUBLISHes ends once none came for "
+        f"{result.get('quiet_s', 6):.0f} s and the registrar and pua are idle (longer than "
+        "the registrar's 5 s `fr_timer`, so a copy retransmitted late still counts); "
+        "*never published* means lost. *Keeps up*: every REGISTER published, the median lag of the last tenth "
         "of the REGISTERs within 100 ms of the first tenth's, and the last PUBLISH within "
         "0.5 s of the last REGISTER.",
         "",
