@@ -156,14 +156,23 @@ def keeps_up(row: dict[str, Any]) -> bool:
 
 
 def _cpu_seconds(pids: Sequence[int]) -> float:
-    """User + system CPU of these processes so far."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0
+    """Time these processes (all their threads) have spent on a CPU."""
+    return _sched(pids)[0]
+
+
+def _sched(pids: Sequence[int]) -> tuple[float, float]:
+    """Seconds these processes (all their threads) have spent on a CPU, and
+    runnable but waiting for one (``/proc/PID/task/TID/schedstat``): the
+    second says how much the machine's other work held them back."""
+    running = waiting = 0
     for pid in pids:
         with contextlib.suppress(OSError):
-            fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-            total += int(fields[11]) + int(fields[12])
-    return total / ticks
+            for task in os.scandir(f"/proc/{pid}/task"):
+                with contextlib.suppress(OSError):
+                    on_cpu, queued, _ = Path(task.path, "schedstat").read_text().split()
+                    running += int(on_cpu)
+                    waiting += int(queued)
+    return running / 1e9, waiting / 1e9
 
 
 def udp_drops(port: int) -> int:
@@ -311,15 +320,18 @@ def step(side: str, rate: int, seconds: float) -> dict[str, Any]:
     uas = SippUAS("publish_200", trace_msg=True).start()
     try:
         with SIDES[side](uas) as chain:
-            cpu_before = _cpu_seconds(chain.registrar), _cpu_seconds(chain.pua)
+            before = _sched(chain.registrar), _sched(chain.pua)
             load = os.getloadavg()[0]
+            started = time.monotonic()
             phones = register_phones(chain.host, chain.port, calls=calls,
                                      rate=rate, limit=PHONES_IN_FLIGHT, trace_msg=True,
                                      timeout=seconds * 3 + 30)
             stats = phones.run()
             _wait_for_publishes(uas, calls, [*chain.registrar, *chain.pua])
-            registrar_cpu = _cpu_seconds(chain.registrar) - cpu_before[0]
-            pua_cpu = _cpu_seconds(chain.pua) - cpu_before[1]
+            wall = time.monotonic() - started
+            after = _sched(chain.registrar), _sched(chain.pua)
+            registrar_cpu = after[0][0] - before[0][0]
+            pua_cpu, pua_waiting = after[1][0] - before[1][0], after[1][1] - before[1][1]
             counters = chain.pua_counters()
             drops = {name: udp_drops(port) for name, port in chain.ports.items()}
     finally:
@@ -329,7 +341,8 @@ def step(side: str, rate: int, seconds: float) -> dict[str, Any]:
     row.update(side=side, rate=rate, calls=calls, load_1min=load,
                phones_ok=stats.successful, phones_failed=stats.failed,
                registrar_cpu_us=registrar_cpu / calls * 1e6,
-               pua_cpu_us=pua_cpu / calls * 1e6, pua_sip=counters,
+               pua_cpu_us=pua_cpu / calls * 1e6, pua_sip=counters, wall_s=wall,
+               pua_on_cpu_share=pua_cpu / wall, pua_waiting_share=pua_waiting / wall,
                udp_drops=drops)
     row["keeps_up"] = keeps_up(row)
     return row

@@ -446,13 +446,17 @@ def render_registrations(result: dict[str, Any]) -> list[str]:
         "address of record already published (retransmissions: the sender had not seen "
         "the 200 within T1). *Dropped at pua*: datagrams the kernel dropped at pua's UDP "
         "socket because its receive buffer was full (`/proc/net/udp`; none were dropped at "
-        "the registrar's or the UAS's socket unless said). *CPU*: user + system time of the "
-        "registrar's processes, and of pua, over the step, per REGISTER sent. *Load*: the "
-        "machine's 1-minute load average as the step started.",
+        "the registrar's or the UAS's socket unless said). *CPU*: time on a CPU of the "
+        "registrar's processes, and of pua, from the first REGISTER to the end of the wait, "
+        "per REGISTER sent. *pua on / waiting*: pua's time on a CPU, and runnable but "
+        "waiting for one (`schedstat`), as shares of that time: pua is one process, so "
+        "their sum near 1 means it wanted a whole core, and the waiting share is what the "
+        "machine's other work took from it. *Load*: the 1-minute load average as the step "
+        "started.",
         "",
         "| rate | side | backlog | PUBLISH repeats | dropped at pua | CPU µs/REGISTER: "
-        "registrar | pua | load |",
-        "|---:|---|---|---:|---:|---:|---:|---:|",
+        "registrar | pua | pua on / waiting | load |",
+        "|---:|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for step in steps:
         for side in ("kamailio", "pua"):
@@ -460,6 +464,8 @@ def render_registrations(result: dict[str, Any]) -> list[str]:
             drops = row["udp_drops"]
             other = {k: v for k, v in drops.items() if k != "pua" and v}
             at_pua = f"{drops['pua']:,}" if "pua" in drops else ""
+            share = (f"{row['pua_on_cpu_share']:.2f} / {row['pua_waiting_share']:.2f}"
+                     if side == "pua" else "")
             lines.append(
                 f"| {step['rate']:,} | {'Kamailio pua_usrloc' if side == 'kamailio' else 'pua'} "
                 f"| {_backlog(row)}"
@@ -468,7 +474,7 @@ def render_registrations(result: dict[str, Any]) -> list[str]:
                 f"{at_pua} | "
                 f"{_fmt(row['registrar_cpu_us'])} | "
                 f"{_fmt(row['pua_cpu_us']) if side == 'pua' else ''} | "
-                f"{row['load_1min']:.1f} |"
+                f"{share} | {row['load_1min']:.1f} |"
             )
     def rates(side: str, kept: bool) -> str:
         chosen = [f"{s['rate']:,}" for s in steps if s[side]["keeps_up"] is kept]
