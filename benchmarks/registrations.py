@@ -80,7 +80,8 @@ class Traced:
 
 def traced_requests(text: str, method: str, *, received: bool) -> Traced:
     """The ``method`` requests SIPp sent (or received) in a ``-trace_msg``
-    log, by the user part of their To."""
+    log, by the user part of their To; ``method`` "SIP/2.0 200" takes the
+    200 responses instead."""
     first: dict[str, float] = {}
     repeats = 0
     entries = list(_ENTRY.finditer(text))
@@ -110,8 +111,10 @@ def _percentile(sorted_values: Sequence[float], fraction: float) -> float:
     return sorted_values[min(rank, len(sorted_values)) - 1]
 
 
-def compare(sent: Traced, published: Traced) -> dict[str, Any]:
-    """Offered and processed rates, lag and backlog of one step."""
+def compare(sent: Traced, published: Traced, answered: Traced | None = None) -> dict[str, Any]:
+    """Offered and processed rates, lag and backlog of one step; with
+    ``answered`` (the 200s the phones got), how many REGISTERs the
+    registrar answered but that were never published."""
     starts = sorted(sent.first.values())
     first_register, last_register = starts[0], starts[-1]
     window = max(last_register - first_register, 1e-9)
@@ -131,6 +134,10 @@ def compare(sent: Traced, published: Traced) -> dict[str, Any]:
         "publish_repeats": published.repeats,
         "unmatched_publishes": len(published.first) - len(matched),
         "missing": len(sent.first) - len(matched),
+        "answered": len(answered.first) if answered is not None else len(sent.first),
+        "answered_not_published": (
+            sum(1 for user in answered.first if user not in published.first)
+            if answered is not None else len(sent.first) - len(matched)),
         "offered_per_s": len(starts) / window,
         # PUBLISHes from the first REGISTER to the last PUBLISH: the rate
         # the whole chain sustained, tail included.
@@ -337,7 +344,8 @@ def step(side: str, rate: int, seconds: float) -> dict[str, Any]:
     finally:
         uas.stop()
     row = compare(traced_requests(phones.messages, "REGISTER", received=False),
-                  traced_requests(uas.messages_text(), "PUBLISH", received=True))
+                  traced_requests(uas.messages_text(), "PUBLISH", received=True),
+                  traced_requests(phones.messages, "SIP/2.0 200", received=True))
     row.update(side=side, rate=rate, calls=calls, load_1min=load,
                phones_ok=stats.successful, phones_failed=stats.failed,
                registrar_cpu_us=registrar_cpu / calls * 1e6,

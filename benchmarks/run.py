@@ -374,10 +374,12 @@ def _backlog(row: dict[str, Any]) -> str:
     if row["after_last_register"]:
         parts.append(f"{row['after_last_register']:,} PUBLISHes up to {row['tail_s']:.1f} s "
                      "after the phones stopped")
-    if row["missing"]:
-        parts.append(f"{row['missing']:,} never published")
-    if row["phones_failed"]:
-        parts.append(f"{row['phones_failed']:,} phones without a 200")
+    if row["answered_not_published"]:
+        parts.append(f"{row['answered_not_published']:,} registered (the phone had its 200) "
+                     "but never published")
+    unanswered = row["registers"] - row["answered"]
+    if unanswered:
+        parts.append(f"{unanswered:,} phones never had a 200 from the registrar")
     return "grows: " + "; ".join(parts)
 
 
