@@ -369,7 +369,7 @@ def _ms(value: float) -> str:
 def _backlog(row: dict[str, Any]) -> str:
     if row["keeps_up"]:
         return "none"
-    parts = [f"median lag {_ms(row['lag_first_tenth_p50_ms'])} → "
+    parts = [f"median lag, first tenth → last tenth: {_ms(row['lag_first_tenth_p50_ms'])} → "
              f"{_ms(row['lag_last_tenth_p50_ms'])} ms"]
     if row["after_last_register"]:
         parts.append(f"{row['after_last_register']:,} PUBLISHes up to {row['tail_s']:.1f} s "
@@ -380,7 +380,7 @@ def _backlog(row: dict[str, Any]) -> str:
     unanswered = row["registers"] - row["answered"]
     if unanswered:
         parts.append(f"{unanswered:,} phones never had a 200 from the registrar")
-    return "grows: " + "; ".join(parts)
+    return "behind: " + "; ".join(parts)
 
 
 def render_registrations(result: dict[str, Any]) -> list[str]:
