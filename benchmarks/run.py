@@ -26,6 +26,7 @@ from . import (
     parse,
     persistence,
     publish_rate,
+    registrations,
     service_memory,
     service_rpc,
 )
@@ -361,6 +362,137 @@ def render_digest(result: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _ms(value: float) -> str:
+    return f"{value:,.1f}" if value < 100 else f"{value:,.0f}"
+
+
+def _backlog(row: dict[str, Any]) -> str:
+    if row["keeps_up"]:
+        return "none"
+    parts = [f"median lag, first tenth → last tenth: {_ms(row['lag_first_tenth_p50_ms'])} → "
+             f"{_ms(row['lag_last_tenth_p50_ms'])} ms"]
+    if row["after_last_register"]:
+        parts.append(f"{row['after_last_register']:,} PUBLISHes up to {row['tail_s']:.1f} s "
+                     "after the phones stopped")
+    if row["answered_not_published"]:
+        parts.append(f"{row['answered_not_published']:,} registered (the phone had its 200) "
+                     "but never published")
+    unanswered = row["registers"] - row["answered"]
+    if unanswered:
+        parts.append(f"{unanswered:,} phones never had a 200 from the registrar")
+    return "behind: " + "; ".join(parts)
+
+
+def render_registrations(result: dict[str, Any]) -> list[str]:
+    """The section on REGISTERs turned into PUBLISHes."""
+    sink, steps = result["sink"], result["steps"]
+    lines = [
+        "",
+        "## REGISTERs turned into PUBLISHes: pua behind a registrar, and Kamailio's pua_usrloc",
+        "",
+        f"`benchmarks/registrations.py`: SIPp phones (`register_many.xml`, one REGISTER per "
+        f"distinct address of record, {result['seconds']:.0f} s at each offered rate) register "
+        "with (a) Kamailio 5.6 registrar + `pua` + `pua_usrloc`, which PUBLISHes from inside "
+        "`save()` (the reference), and (b) a Kamailio 5.6 registrar that copies each accepted "
+        "REGISTER to `pua serve --usrloc` (`t_replicate`; pua stores the bindings in its "
+        "SQLite store on tmpfs, answers the copy once they are stored, and PUBLISHes "
+        f"`UL_PUBLISH.<Call-ID>`). Both registrars run {result['workers']} SIP workers and "
+        "keep usrloc in memory. Each step starts fresh processes; the side that goes first "
+        "alternates from one rate to the next. Both sides publish to a SIPp UAS "
+        "(`publish_200.xml`, 200 with SIP-ETag) that traces every message with its time, "
+        "as the phones do: each PUBLISH is matched to its REGISTER by the user part of To, "
+        "and the lag is its arrival at the UAS minus the REGISTER's departure from the phone.",
+        "",
+        f"The UAS is not the limit: SIPp's PUBLISH UAC sending straight to it at "
+        f"{sink['rate']:,}/s got {sink['publishes']:,} of {sink['registers']:,} through, "
+        f"{_fmt(sink['processed_per_s'])}/s, lag p50 {_ms(sink['lag_p50_ms'])} ms, "
+        f"p99 {_ms(sink['lag_p99_ms'])} ms.",
+        "",
+        "*processed/s*: PUBLISHes that reached the UAS (first copy of each) divided by the "
+        "time from the first REGISTER to the last PUBLISH, so a tail after the phones stop "
+        "lowers it. The wait for the last PUBLISHes ends once none came for "
+        f"{result.get('quiet_s', 6):.0f} s and the registrar and pua are idle (longer than "
+        "the registrar's 5 s `fr_timer`, so a copy retransmitted late still counts); "
+        "*never published* means lost. *Keeps up*: every REGISTER published, the median lag of the last tenth "
+        "of the REGISTERs within 100 ms of the first tenth's, and the last PUBLISH within "
+        "0.5 s of the last REGISTER.",
+        "",
+        "| rate | offered/s (Kamailio run, pua run) | Kamailio processed/s | pua processed/s "
+        "| pua / Kamailio | Kamailio keeps up | pua keeps up |",
+        "|---:|---:|---:|---:|---:|---|---|",
+    ]
+    for step in steps:
+        ref, ours = step["kamailio"], step["pua"]
+        lines.append(
+            f"| {step['rate']:,} | {_fmt(ref['offered_per_s'])}, {_fmt(ours['offered_per_s'])} | "
+            f"{_fmt(ref['processed_per_s'])} | {_fmt(ours['processed_per_s'])} | "
+            f"**{step['ratio_processed']:.2f}** | {'yes' if ref['keeps_up'] else 'no'} | "
+            f"{'yes' if ours['keeps_up'] else 'no'} |"
+        )
+    lines += [
+        "",
+        "| rate | Kamailio lag p50 ms | p99 ms | pua lag p50 ms | p99 ms "
+        "| pua / Kamailio p50 | p99 |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for step in steps:
+        ref, ours = step["kamailio"], step["pua"]
+        lines.append(
+            f"| {step['rate']:,} | {_ms(ref['lag_p50_ms'])} | {_ms(ref['lag_p99_ms'])} | "
+            f"{_ms(ours['lag_p50_ms'])} | {_ms(ours['lag_p99_ms'])} | "
+            f"{step['ratio_lag_p50']:,.1f} | {step['ratio_lag_p99']:,.1f} |"
+        )
+    lines += [
+        "",
+        "Backlog, losses and CPU. *PUBLISH repeats*: PUBLISHes the UAS got again for an "
+        "address of record already published (retransmissions: the sender had not seen "
+        "the 200 within T1). *Dropped at pua*: datagrams the kernel dropped at pua's UDP "
+        "socket because its receive buffer was full (`/proc/net/udp`; none were dropped at "
+        "the registrar's or the UAS's socket unless said). *CPU*: time on a CPU of the "
+        "registrar's processes, and of pua, from the first REGISTER to the end of the wait, "
+        "per REGISTER sent. *pua on / waiting*: pua's time on a CPU, and runnable but "
+        "waiting for one (`schedstat`), as shares of that time: pua is one process, so "
+        "their sum near 1 means it wanted a whole core, and the waiting share is what the "
+        "machine's other work took from it. *Load*: the 1-minute load average as the step "
+        "started.",
+        "",
+        "| rate | side | backlog | PUBLISH repeats | dropped at pua | CPU µs/REGISTER: "
+        "registrar | pua | pua on / waiting | load |",
+        "|---:|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for step in steps:
+        for side in ("kamailio", "pua"):
+            row = step[side]
+            drops = row["udp_drops"]
+            other = {k: v for k, v in drops.items() if k != "pua" and v}
+            at_pua = f"{drops['pua']:,}" if "pua" in drops else ""
+            share = (f"{row['pua_on_cpu_share']:.2f} / {row['pua_waiting_share']:.2f}"
+                     if side == "pua" else "")
+            lines.append(
+                f"| {step['rate']:,} | {'Kamailio pua_usrloc' if side == 'kamailio' else 'pua'} "
+                f"| {_backlog(row)}"
+                f"{''.join(f'; {v:,} dropped at the {k}' for k, v in other.items())} | "
+                f"{row['publish_repeats']:,} | "
+                f"{at_pua} | "
+                f"{_fmt(row['registrar_cpu_us'])} | "
+                f"{_fmt(row['pua_cpu_us']) if side == 'pua' else ''} | "
+                f"{share} | {row['load_1min']:.1f} |"
+            )
+    def rates(side: str, kept: bool) -> str:
+        chosen = [f"{s['rate']:,}" for s in steps if s[side]["keeps_up"] is kept]
+        return ", ".join(chosen) or "none"
+
+    verdict = (f"pua keeps up at {rates('pua', True)} REGISTER/s and falls behind at "
+               f"{rates('pua', False)}; Kamailio's pua_usrloc keeps up at "
+               f"{rates('kamailio', True)} and falls behind at {rates('kamailio', False)}.")
+    lines += [
+        "",
+        f"**{verdict}** The phones, both SIPps, the registrar and pua share the machine's "
+        f"{result['cpus']} cores with whatever else runs (the load column).",
+    ]
+    return lines
+
+
 def _sizes(text: str) -> tuple[int, ...]:
     return tuple(int(x) for x in text.split(",") if x)
 
@@ -400,6 +532,12 @@ BENCHMARKS = (
               run=lambda a: churn.run(a.churn_cycles, warmup=a.churn_warmup,
                                       concurrency=a.churn_concurrency),
               render=render_churn),
+    Benchmark(name="registrations",
+              progress="REGISTERs turned into PUBLISHes against Kamailio's pua_usrloc",
+              key="registrations",
+              run=lambda a: registrations.run(_sizes(a.registration_rates),
+                                              a.registration_seconds),
+              render=render_registrations),
 )
 BY_NAME = {b.name: b for b in BENCHMARKS}
 
@@ -476,6 +614,11 @@ def main(argv: list[str] | None = None) -> int:
                     help="churn cycles before the first memory reading")
     ap.add_argument("--churn-concurrency", type=int, default=200,
                     help="churn cycles in flight at a time")
+    ap.add_argument("--registration-rates", default="200,300,500,1000,2000",
+                    help="offered REGISTER rates for the registrations benchmark, "
+                         "comma-separated")
+    ap.add_argument("--registration-seconds", type=float, default=10.0,
+                    help="seconds of REGISTERs at each rate")
     args = ap.parse_args(argv)
     if args.only is None:
         chosen = list(BENCHMARKS)
