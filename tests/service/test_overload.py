@@ -1,0 +1,45 @@
+"""A short run of the overload campaign (reliability/overload.py; `make
+reliability` runs the long one): the API driven at three and ten times
+what pua completes, then the SIP port flooded with NOTIFYs for unknown
+dialogs and garbage, against a real Kamailio presence server."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from reliability.overload import CLIENT_TIMEOUT, OVERLOADED, run
+
+from tests.conftest import peer_or_skip
+
+pytestmark = pytest.mark.interop
+
+
+def test_overload_is_refused_clearly_and_the_standing_records_survive(tmp_path: Path) -> None:
+    """Beyond capacity pua refuses with -32003 and a retry hint, never
+    anything else and never beyond the bound; memory stays under its limit;
+    the NOTIFY flood is answered 481 and the API answers through it; every
+    standing record is still live at the server."""
+    figures = peer_or_skip(lambda: run(
+        4, publications=100, subscriptions=50, load_pool=100, max_waiting=50,
+        connections=400, workdir=tmp_path,
+    ))
+    assert figures["standing_failed"] == 0
+    phases = {p["phase"]: p for p in figures["phases"]}
+    assert phases["capacity"]["answered"] > 0
+    for name in ("overload x3", "overload x10"):
+        load = phases[name]
+        assert load["answered"] > 0, load
+        assert load["refused"], load  # beyond what it serves, pua refused
+        assert set(load["refused"]) == {str(OVERLOADED)}, load["refused"]
+        assert set(load["retry_hints"]) == {"1"}, load["retry_hints"]
+        assert load["other"] == {}, load["other"]  # no 500, no cut, no timeout
+        assert load["max_latency"] < CLIENT_TIMEOUT
+    assert figures["rss_peak_kib"] < figures["rss_limit_kib"], figures
+    flood = phases["SIP flood x10"]
+    assert flood["notifies"] > 0 and flood["garbage"] > 0
+    assert set(flood["answers"]) == {"481"}, flood["answers"]  # garbage gets nothing
+    assert flood["answers"]["481"] >= 0.95 * flood["notifies"], flood
+    assert flood["stats_failures"] == 0 and flood["stats_latency"]["max"] is not None
+    assert figures["missing_at_server"] == {"publications": [], "subscriptions": []}
+    assert figures["alive"] and figures["tracebacks"] == 0
