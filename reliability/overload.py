@@ -153,6 +153,36 @@ def tree_cpu_seconds(pid: int) -> float:
     return total
 
 
+class Drain:
+    """Reads pua's stdout and stderr as they come (a pipe nobody reads
+    fills, and a process writing to it stops), counting the log lines and
+    tracebacks and keeping the first few of each kind of line."""
+
+    def __init__(self, svc: RunningService) -> None:
+        self.lines = 0
+        self.tracebacks = 0
+        self.kinds: dict[str, int] = {}
+        self.samples: list[str] = []
+        self.threads = [threading.Thread(target=self._read, args=(stream,), daemon=True)
+                        for stream in (svc.process.stdout, svc.process.stderr) if stream]
+        for thread in self.threads:
+            thread.start()
+
+    def _read(self, stream: Any) -> None:
+        for line in stream:
+            self.lines += 1
+            if line.startswith("Traceback"):
+                self.tracebacks += 1
+            kind = " ".join(line.split()[:4])[:80]
+            self.kinds[kind] = self.kinds.get(kind, 0) + 1
+            if self.kinds[kind] <= 2 and len(self.samples) < 40:
+                self.samples.append(line.rstrip()[:300])
+
+    def join(self) -> None:
+        for thread in self.threads:
+            thread.join(timeout=30)
+
+
 class Sampler:
     """pua's VmRSS every 0.2 s, and, when ``probe`` is set, the latency of
     ``pua.stats`` every 0.5 s, from a thread of the campaign's process."""
@@ -566,6 +596,7 @@ def run(seconds: float = 60.0, *, publications: int = 1000, subscriptions: int =
             "--outbound-proxy", kam.uri, "--api-max-waiting", str(max_waiting),
             "--max-records", str(max_records), data_dir=workdir / "var",
         )
+        drain = Drain(svc)
         try:
             figures["rss_start_kib"] = rss_kib(svc.process.pid)
             figures["standing_failed"] = make_standing(svc.api_url, pubs, subs)
@@ -598,9 +629,14 @@ def run(seconds: float = 60.0, *, publications: int = 1000, subscriptions: int =
             figures["rss_peak_kib"] = max(p["rss_peak_kib"] for p in phases)
             figures["alive"] = svc.process.poll() is None
         finally:
-            svc.stop()
-        log = svc.stderr()
-        figures["tracebacks"] = log.count("Traceback")
+            stop_started = time.monotonic()
+            figures["exit_status"] = svc.stop()
+            figures["stop_seconds"] = round(time.monotonic() - stop_started, 1)
+            drain.join()
+        figures["tracebacks"] = drain.tracebacks
+        figures["log_lines"] = drain.lines
+        figures["log_kinds"] = dict(sorted(drain.kinds.items(), key=lambda kv: -kv[1])[:15])
+        figures["log_samples"] = drain.samples
     figures["seconds"] = round(time.monotonic() - started, 1)
     return figures
 
