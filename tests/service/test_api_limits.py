@@ -140,6 +140,29 @@ def test_bodies_held_beyond_api_max_buffered_are_refused_before_reading(
     assert status == 200 and "result" in answer
 
 
+def test_a_client_leaving_mid_body_is_no_error(service: Start) -> None:
+    """A client that announces a body, sends part of it and closes is no
+    fault of pua's: no 500 and no traceback in its log, and the API goes on
+    answering."""
+    svc = service("--api-max-body", "60000", "--api-max-buffered", "60000")
+    holder = held_body(svc, 60_000)
+    # Its body is being read once a second body finds no room (503).
+    deadline = time.monotonic() + 20
+    status, _ = post_raw(svc, "/rpc", padded(rpc_call("pua.stats", []), 50_000))
+    while status == 200 and time.monotonic() < deadline:
+        status, _ = post_raw(svc, "/rpc", padded(rpc_call("pua.stats", []), 50_000))
+    assert status == 503
+    holder.close()
+    # Its room comes back once pua has seen it leave.
+    status, answer = post_raw(svc, "/rpc", padded(rpc_call("pua.stats", []), 50_000))
+    while status == 503 and time.monotonic() < deadline:
+        status, answer = post_raw(svc, "/rpc", padded(rpc_call("pua.stats", []), 50_000))
+    assert status == 200 and "result" in answer
+    assert svc.stop() == 0
+    log = svc.stderr()
+    assert "Traceback" not in log and "Error handling request" not in log, log
+
+
 def test_records_beyond_max_records_are_refused(service: Start, black_hole: int) -> None:
     """With max_records 2, a third publication or subscription is refused
     (JSON-RPC error -32002, REST 503) naming the limit, and nothing is

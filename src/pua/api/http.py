@@ -201,6 +201,16 @@ def make_app(
             return await handler(request)
         except web.HTTPRequestEntityTooLarge:
             return _too_large(None)
+        except ConnectionResetError:
+            # The client left while its body was read: nobody is there to
+            # answer, and it is no fault of ours (left to aiohttp, it is a
+            # 500 and a traceback in the log for every such client).
+            if request.transport is not None and not request.transport.is_closing():
+                raise
+            log.debug("client left before sending its whole request: %s", request.path)
+            response = web.Response(status=400)
+            response.force_close()
+            return response
 
     buffered = 0  # bytes of the bodies of requests being handled
 
