@@ -36,11 +36,13 @@ import json
 import multiprocessing
 import os
 import random
+import selectors
 import socket
 import sys
 import tempfile
 import threading
 import time
+import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Callable
@@ -192,6 +194,7 @@ class Sampler:
         self.rss: list[int] = []
         self.stats_latency: list[float] = []
         self.stats_failures = 0
+        self.stats_refused = 0  # 503 with Retry-After: the API's limits
         self.stop = threading.Event()
         self.threads = [threading.Thread(target=self._memory, daemon=True)]
         if probe:
@@ -218,6 +221,11 @@ class Sampler:
             try:
                 rpc(self.url, "pua.stats", [], timeout=CLIENT_TIMEOUT)
                 self.stats_latency.append(time.monotonic() - started)
+            except urllib.error.HTTPError as exc:
+                if exc.code == 503 and exc.headers.get("Retry-After"):
+                    self.stats_refused += 1
+                else:
+                    self.stats_failures += 1
             except OSError:
                 self.stats_failures += 1
             self.stop.wait(0.5)
@@ -483,6 +491,56 @@ def flood(port: int, rate: float, seconds: float, seed: int) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------
+# Bodies announced large and held half sent
+# ---------------------------------------------------------------------------
+
+
+def hold_bodies(port: int, count: int, announced: int, sent: int,
+                seconds: float) -> dict[str, Any]:
+    """``count`` connections each announce a JSON-RPC body of ``announced``
+    bytes, send ``sent`` of them and hold on for ``seconds``; how many pua
+    refused (503) at once and how many it kept reading."""
+    head = (b"POST /rpc HTTP/1.1\r\nHost: pua\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n" % announced)
+    socks: list[socket.socket] = []
+    tally: dict[str, Any] = {"connections": count, "announced": announced, "sent": sent,
+                             "refused_503": 0, "retry_after": 0, "other_answers": 0,
+                             "send_errors": 0}
+    started = time.monotonic()
+    for _ in range(count):
+        sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+        try:
+            sock.sendall(head + b"[" + b" " * (sent - 1))
+        except OSError:
+            tally["send_errors"] += 1
+        socks.append(sock)
+    deadline = started + seconds
+    answered: set[socket.socket] = set()
+    with selectors.DefaultSelector() as selector:
+        for sock in socks:
+            selector.register(sock, selectors.EVENT_READ)
+        while (left := deadline - time.monotonic()) > 0:
+            for key, _ in selector.select(timeout=left):
+                sock = key.fileobj  # type: ignore[assignment]
+                selector.unregister(sock)
+                answered.add(sock)
+                try:
+                    data = sock.recv(65_536)
+                except OSError:
+                    data = b""
+                if data.startswith(b"HTTP/1.1 503"):
+                    tally["refused_503"] += 1
+                    tally["retry_after"] += b"\r\nRetry-After: " in data
+                else:
+                    tally["other_answers"] += 1
+    tally["held"] = count - len(answered)
+    for sock in socks:
+        sock.close()
+    tally["seconds"] = round(time.monotonic() - started, 1)
+    return tally
+
+
+# ---------------------------------------------------------------------------
 # The campaign
 # ---------------------------------------------------------------------------
 
@@ -561,6 +619,7 @@ def phase(svc: RunningService, kam: KamailioPresence, name: str,
     if probe:
         figures["stats_latency"] = _percentiles(sorted(sampler.stats_latency))
         figures["stats_failures"] = sampler.stats_failures
+        figures["stats_refused"] = sampler.stats_refused
     return figures
 
 
@@ -573,7 +632,8 @@ def idle(seconds: float) -> Callable[[], dict[str, Any]]:
 
 def run(seconds: float = 60.0, *, publications: int = 1000, subscriptions: int = 500,
         load_pool: int = 500, max_waiting: int = 200, connections: int = 1000,
-        multiples: tuple[float, ...] = (3, 10),
+        multiples: tuple[float, ...] = (3, 10), held: int = 1000,
+        max_buffered: int = 64 << 20,
         flood_multiple: float = 10.0, seed: int = 1,
         workdir: Path | None = None) -> dict[str, Any]:
     """The campaign; returns its figures."""
@@ -585,7 +645,8 @@ def run(seconds: float = 60.0, *, publications: int = 1000, subscriptions: int =
                      "subscriptions": subscriptions, "load_pool": load_pool,
                      "api_max_waiting": max_waiting, "max_records": max_records,
                      "max_expires": MAX_EXPIRES, "client_timeout": CLIENT_TIMEOUT,
-                     "connections": connections,
+                     "connections": connections, "held": held,
+                     "api_max_buffered": max_buffered,
                      "cpus": os.cpu_count()},
         "phases": [],
         "overloaded_code": OVERLOADED,
@@ -594,7 +655,8 @@ def run(seconds: float = 60.0, *, publications: int = 1000, subscriptions: int =
     with KamailioPresence(max_expires=MAX_EXPIRES) as kam:
         svc = RunningService(
             "--outbound-proxy", kam.uri, "--api-max-waiting", str(max_waiting),
-            "--max-records", str(max_records), data_dir=workdir / "var",
+            "--max-records", str(max_records), "--api-max-buffered", str(max_buffered),
+            data_dir=workdir / "var",
         )
         drain = Drain(svc)
         try:
@@ -621,6 +683,9 @@ def run(seconds: float = 60.0, *, publications: int = 1000, subscriptions: int =
             figures["normal_notify_per_s"] = normal
             phases.append(phase(svc, kam, f"SIP flood x{flood_multiple:g}", lambda: flood(
                 svc.sip_port, flood_multiple * normal, seconds, seed), probe=True))
+            api_port = int(svc.api_url.rsplit(":", 1)[1])
+            phases.append(phase(svc, kam, "bodies held", lambda: hold_bodies(
+                api_port, held, 1 << 20, 256 << 10, min(seconds, 10.0)), probe=True))
             # Let what the load and the flood left in flight settle, then
             # compare the standing population with the server.
             time.sleep(3)
@@ -665,7 +730,8 @@ def report(figures: dict[str, Any], command: str) -> str:
         "",
         f"Standing population: {s['publications']} publications and {s['subscriptions']}"
         f" subscriptions, Kamailio `max_expires` {s['max_expires']} s; pua started with "
-        f"`--api-max-waiting {s['api_max_waiting']} --max-records {s['max_records']}`; load "
+        f"`--api-max-waiting {s['api_max_waiting']} --max-records {s['max_records']} "
+        f"--api-max-buffered {s['api_max_buffered']}`; load "
         f"calls publish over {s['load_pool']} other presentities; clients give up after "
         f"{s['client_timeout']:g} s, and open at most {s['connections']} keep-alive "
         "connections (an arrival that finds them all busy is counted in \"offered\", not "
@@ -692,11 +758,20 @@ def report(figures: dict[str, Any], command: str) -> str:
         else:
             st = p["stats_latency"]
             stats = f"pua.stats {_ms(st['p50'])} / {_ms(st['p99'])} / {_ms(st['max'])}"
+            if p["stats_refused"]:
+                stats += f" ({p['stats_refused']} refused: 503)"
             if "notifies" in p:
                 answers = ", ".join(f"{k}: {n:,}" for k, n in sorted(p["answers"].items()))
                 cells = [f"{p['notifies'] / p['seconds']:.0f} NOTIFYs + "
                          f"{p['garbage'] / p['seconds']:.0f} garbage", "-", "-", "-",
                          f"answers to the flood: {answers}", stats, "-"]
+            elif "held" in p:
+                cells = [f"{p['connections']:,} connections, each 1 MiB announced, "
+                         f"{p['sent'] >> 10} KiB sent", "-",
+                         f"{p['refused_503']:,} refused at once (503)",
+                         f"Retry-After: {p['retry_after']:,}",
+                         f"read and held: {p['held']:,}, other answers: {p['other_answers']}",
+                         stats, "-"]
             else:
                 cells = ["-", "-", "-", "-", "-", stats, "-"]
         lines.append(

@@ -18,11 +18,12 @@ pytestmark = pytest.mark.interop
 def test_overload_is_refused_clearly_and_the_standing_records_survive(tmp_path: Path) -> None:
     """Beyond capacity pua refuses with -32003 and a retry hint, never
     anything else and never beyond the bound; memory stays under its limit;
-    the NOTIFY flood is answered 481 and the API answers through it; every
+    the NOTIFY flood is answered 481 and the API answers through it; bodies
+    held half sent beyond api_max_buffered are refused at once; every
     standing record is still live at the server."""
     figures = peer_or_skip(lambda: run(
         4, publications=100, subscriptions=50, load_pool=100, max_waiting=50,
-        connections=400, workdir=tmp_path,
+        connections=400, held=200, max_buffered=8 << 20, workdir=tmp_path,
     ))
     assert figures["standing_failed"] == 0
     phases = {p["phase"]: p for p in figures["phases"]}
@@ -40,6 +41,13 @@ def test_overload_is_refused_clearly_and_the_standing_records_survive(tmp_path: 
     assert flood["notifies"] > 0 and flood["garbage"] > 0
     assert set(flood["answers"]) == {"481"}, flood["answers"]  # garbage gets nothing
     assert flood["answers"]["481"] >= 0.95 * flood["notifies"], flood
-    assert flood["stats_failures"] == 0 and flood["stats_latency"]["max"] is not None
+    assert flood["stats_failures"] == flood["stats_refused"] == 0
+    assert flood["stats_latency"]["max"] is not None
+    held = phases["bodies held"]  # 1 MiB announced, 256 KiB sent, by 200
+    assert held["held"] <= 8  # api_max_buffered 8 MiB: eight bodies of 1 MiB
+    assert held["refused_503"] == held["retry_after"] >= 200 - 8 - held["send_errors"]
+    # While the held bodies fill api_max_buffered, any call with a body
+    # (pua.stats too) is refused with 503 and Retry-After, never left hanging.
+    assert held["other_answers"] == 0 and held["stats_failures"] == 0
     assert figures["missing_at_server"] == {"publications": [], "subscriptions": []}
     assert figures["alive"] and figures["tracebacks"] == 0
