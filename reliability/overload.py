@@ -139,6 +139,17 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def udp_drops(port: int) -> int:
+    """Datagrams the kernel dropped at the UDP socket bound to ``port`` on
+    127.0.0.1 (its receive buffer was full)."""
+    with open("/proc/net/udp") as table:
+        for line in table.readlines()[1:]:
+            fields = line.split()
+            if fields[1] == f"0100007F:{port:04X}":
+                return int(fields[-1])
+    return 0
+
+
 def tree_cpu_seconds(pid: int) -> float:
     """CPU time of ``pid`` and its children (Kamailio's workers)."""
     total = 0.0
@@ -444,10 +455,12 @@ def _flood(port: int, rate: float, seconds: float, seed: int, out: Any) -> None:
     os.nice(10)
     rng = random.Random(seed)
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)  # none of pua's answers lost
     sock.bind(("127.0.0.1", 0))
     sock.setblocking(False)
     own = sock.getsockname()[1]
     tally: dict[str, Any] = {"notifies": 0, "garbage": 0, "answers": {}, "send_errors": 0}
+    drops = udp_drops(own)
 
     def drain() -> None:
         while True:
@@ -477,6 +490,7 @@ def _flood(port: int, rate: float, seconds: float, seed: int, out: Any) -> None:
         drain()
         time.sleep(0.01)
     tally["seconds"] = round(time.monotonic() - start, 1)
+    tally["flood_socket_drops"] = udp_drops(own) - drops
     out.put(tally)
 
 
@@ -590,6 +604,7 @@ def phase(svc: RunningService, kam: KamailioPresence, name: str,
     before = scrape(svc.api_url)
     cpu_before = cpu_seconds(svc.process.pid)
     kam_before = tree_cpu_seconds(kam.pid)
+    drops_before = udp_drops(svc.sip_port)
     stats_before = rpc(svc.api_url, "pua.stats", [])["result"]
     started = time.monotonic()
     with Sampler(svc.process.pid, svc.api_url, probe) as sampler:
@@ -605,6 +620,7 @@ def phase(svc: RunningService, kam: KamailioPresence, name: str,
         rss_end_kib=sampler.rss[-1] if sampler.rss else None,
         pua_cpu=round((cpu_seconds(svc.process.pid) - cpu_before) / span, 2),
         kamailio_cpu=round((tree_cpu_seconds(kam.pid) - kam_before) / span, 2),
+        sip_socket_drops=udp_drops(svc.sip_port) - drops_before,
         refreshes=stats_after["engine"]["refreshes"] - stats_before["engine"]["refreshes"],
         notifies_per_s=round((stats_after["engine"]["notify_received"]
                               - stats_before["engine"]["notify_received"]) / span, 1),
@@ -740,9 +756,10 @@ def report(figures: dict[str, Any], command: str) -> str:
         "",
         "| phase | offered /s (sent) | answered /s | refused /s (code: count) | retry hint |"
         " other outcomes | answer p50 / p99 / max ms | refusal p50 / p99 / max ms |"
-        " pua CPU | Kamailio CPU | SIP retransmissions | peak RSS MiB |"
+        " pua CPU | Kamailio CPU | SIP retransmissions | dropped at pua's SIP socket |"
+        " peak RSS MiB |"
         " refresh lateness p50 / p99 ms (count) | loop lag p50 / p99 ms |",
-        "|---|---:|---:|---|---|---|---|---|---:|---:|---:|---:|---|---|",
+        "|---|---:|---:|---|---|---|---|---|---:|---:|---:|---:|---:|---|---|",
     ]
     for p in figures["phases"]:
         lat, lag = p["lateness"], p["loop_lag"]
@@ -777,6 +794,7 @@ def report(figures: dict[str, Any], command: str) -> str:
         lines.append(
             f"| {p['phase']} | " + " | ".join(cells)
             + f" | {p['pua_cpu']:g} | {p['kamailio_cpu']:g} | {p['retransmissions']:,} |"
+            f" {p['sip_socket_drops']:,} |"
             f" {p['rss_peak_kib'] / 1024:.1f} |"
             f" {_ms(lat['p50'])} / {_ms(lat['p99'])} ({lat['count']:,}) |"
             f" {_ms(lag['p50'])} / {_ms(lag['p99'])} |"

@@ -40,7 +40,7 @@ def test_overload_is_refused_clearly_and_the_standing_records_survive(tmp_path: 
     flood = phases["SIP flood x10"]
     assert flood["notifies"] > 0 and flood["garbage"] > 0
     assert set(flood["answers"]) == {"481"}, flood["answers"]  # garbage gets nothing
-    assert flood["answers"]["481"] >= 0.95 * flood["notifies"], flood
+    assert flood["answers"]["481"] >= 0.9 * flood["notifies"], flood
     assert flood["stats_failures"] == flood["stats_refused"] == 0
     assert flood["stats_latency"]["max"] is not None
     held = phases["bodies held"]  # 1 MiB announced, 256 KiB sent, by 200
