@@ -7,19 +7,27 @@ Then, phase by phase:
 
 - idle: nothing but the standing population's refreshes (and the NOTIFYs
   Kamailio sends for the subscriptions' refreshes: the normal NOTIFY rate);
-- capacity: a few clients call ``pua.publish`` back to back: the rate pua
+- capacity: 32 clients call ``pua.publish`` back to back: the rate pua
   completes is its capacity;
-- overload at several times that: calls arrive at a fixed rate, each on a
-  connection of its own, whatever pua answers (an open loop); each client
-  gives up after ``CLIENT_TIMEOUT`` seconds;
-- flood: a separate process sends NOTIFYs for dialogs nobody has, and
-  garbage, to pua's SIP port at ten times the normal NOTIFY rate, while
-  ``pua.stats`` is called now and then.
+- overload at three and ten times that: calls start at a fixed rate on
+  whichever of up to ``connections`` keep-alive connections is free,
+  whatever pua answers (an open loop); each gives up after
+  ``CLIENT_TIMEOUT`` seconds;
+- idle again;
+- flood: a separate process sends NOTIFYs for dialogs nobody has, and as
+  many garbage datagrams, to pua's SIP port, each at ten times the normal
+  NOTIFY rate, while ``pua.stats`` is called twice a second;
+- bodies held: connections each announce a body of 1 MiB, send a quarter
+  of it and hold on (``api_max_buffered`` must refuse those beyond it).
+
+The load and the flood run in processes of their own, at a lower priority
+than pua and Kamailio.
 
 Measured per phase: calls answered and refused per second (by error, with
 the retry hint each refusal carried), any other outcome (an HTTP error, a
 connection refused or cut, a client timeout), the client-observed latency,
-pua's resident memory (VmRSS) and CPU time, and from two ``/metrics``
+pua's resident memory (VmRSS), pua's and Kamailio's CPU time, pua's SIP
+retransmissions, datagrams dropped at pua's SIP socket, and from two ``/metrics``
 scrapes around the phase the standing population's refresh lateness and
 the event loop's lag (bucket differences, so percentiles are upper bounds
 of histogram buckets).  At the end every standing record must be live at
