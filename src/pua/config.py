@@ -121,6 +121,13 @@ class Settings:
         "Largest API request body in bytes (JSON-RPC and REST); a larger one is answered 413",
         metavar="BYTES",
     )
+    api_max_buffered: int = _setting(
+        64 << 20,
+        "Most bytes of API request bodies held at once (each counted at its announced "
+        "length, a chunked one at api_max_body); beyond, a request is refused before its "
+        "body is read (HTTP 503 with Retry-After; JSON-RPC -32003)",
+        metavar="BYTES",
+    )
     max_records: int = _setting(
         1_000_000,
         "Most records (publications and subscriptions) held; an API request for a new one "
@@ -435,6 +442,12 @@ def _check(settings: Settings, sources: Mapping[str, str]) -> None:
         raise fail("api_max_waiting", f"must be 1 or more, not {settings.api_max_waiting}")
     if settings.api_max_body < 1024:
         raise fail("api_max_body", f"must be 1024 bytes or more, not {settings.api_max_body}")
+    if settings.api_max_buffered < settings.api_max_body:
+        raise fail(
+            "api_max_buffered",
+            f"must be api_max_body ({settings.api_max_body}) or more,"
+            f" not {settings.api_max_buffered}",
+        )
     if settings.max_records < 1:
         raise fail("max_records", f"must be 1 or more, not {settings.max_records}")
     if not 1 <= settings.hash_size <= 20:

@@ -183,6 +183,7 @@ class Service:
             sock=api_socket,
             max_waiting=settings.api_max_waiting,
             max_body=settings.api_max_body,
+            max_buffered=settings.api_max_buffered,
             max_records=settings.max_records,
             registrations=self.registrations,
         )

@@ -8,6 +8,7 @@ import ast
 import http.client
 import json
 import socket
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -87,6 +88,79 @@ def test_chunked_body_over_the_limit_is_413(service: Start) -> None:
     assert reply.status == 413
     assert "api_max_body" in json.loads(reply.read())["error"]["message"]
     connection.close()
+
+
+def held_body(svc: RunningService, length: int) -> socket.socket:
+    """A connection that announced a JSON-RPC body of ``length`` bytes and
+    sent only its first bytes: pua holds its room until it is answered."""
+    sock = socket.create_connection(("127.0.0.1", svc.api_port), timeout=30)
+    sock.sendall(b"POST /rpc HTTP/1.1\r\nHost: pua\r\nContent-Type: application/json\r\n"
+                 b"Content-Length: %d\r\n\r\n" % length + rpc_call("pua.stats", [])[:-1])
+    return sock
+
+
+def test_bodies_held_beyond_api_max_buffered_are_refused_before_reading(
+        service: Start) -> None:
+    """With api_max_buffered 100000, while one client holds a body of 60000
+    bytes half sent, another body of 60000 is refused at once and unread:
+    503 with Retry-After, on JSON-RPC error -32003 with data.retry_after,
+    on REST a 503 naming the limit; a small call still goes through, and
+    once the held body is answered, the large one goes through too."""
+    svc = service("--api-max-body", "60000", "--api-max-buffered", "100000")
+    large = padded(rpc_call("pua.stats", []), 60_000 - len(rpc_call("pua.stats", [])))
+    assert len(large) == 60_000
+    holder = held_body(svc, 60_000)
+    # The holder's room is taken once pua has read its head; until then a
+    # large call passes (and changes nothing).
+    deadline = time.monotonic() + 20
+    status, answer = post_raw(svc, "/rpc", large)
+    while status == 200 and time.monotonic() < deadline:
+        status, answer = post_raw(svc, "/rpc", large)
+    assert status == 503, answer
+    assert answer["id"] is None
+    assert answer["error"]["code"] == -32003
+    assert answer["error"]["data"]["retry_after"] == 1
+    assert "api_max_buffered" in answer["error"]["message"]
+    request = urllib.request.Request(svc.api_url + "/publications", data=large, method="POST",
+                                     headers={"Content-Type": "application/json"})
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=30)
+    assert refused.value.code == 503
+    assert refused.value.headers["Retry-After"] == "1"
+    problem = json.loads(refused.value.read())["error"]
+    assert problem["retry_after"] == 1 and problem["max_buffered"] == 100_000
+    status, answer = post_raw(svc, "/rpc", rpc_call("pua.stats", []))
+    assert status == 200 and "result" in answer
+    # The holder sends the rest of its body and is answered: its room is free.
+    sent = len(rpc_call("pua.stats", [])) - 1
+    holder.sendall(b" " * (60_000 - sent - 1) + b"}")
+    assert b"200 OK" in holder.recv(65_536).split(b"\r\n", 1)[0]
+    holder.close()
+    status, answer = post_raw(svc, "/rpc", large)
+    assert status == 200 and "result" in answer
+
+
+def test_a_client_leaving_mid_body_is_no_error(service: Start) -> None:
+    """A client that announces a body, sends part of it and closes is no
+    fault of pua's: no 500 and no traceback in its log, and the API goes on
+    answering."""
+    svc = service("--api-max-body", "60000", "--api-max-buffered", "60000")
+    holder = held_body(svc, 60_000)
+    # Its body is being read once a second body finds no room (503).
+    deadline = time.monotonic() + 20
+    status, _ = post_raw(svc, "/rpc", padded(rpc_call("pua.stats", []), 50_000))
+    while status == 200 and time.monotonic() < deadline:
+        status, _ = post_raw(svc, "/rpc", padded(rpc_call("pua.stats", []), 50_000))
+    assert status == 503
+    holder.close()
+    # Its room comes back once pua has seen it leave.
+    status, answer = post_raw(svc, "/rpc", padded(rpc_call("pua.stats", []), 50_000))
+    while status == 503 and time.monotonic() < deadline:
+        status, answer = post_raw(svc, "/rpc", padded(rpc_call("pua.stats", []), 50_000))
+    assert status == 200 and "result" in answer
+    assert svc.stop() == 0
+    log = svc.stderr()
+    assert "Traceback" not in log and "Error handling request" not in log, log
 
 
 def test_records_beyond_max_records_are_refused(service: Start, black_hole: int) -> None:

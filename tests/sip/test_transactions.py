@@ -230,6 +230,23 @@ def test_server_absorbs_retransmissions_then_resends_final_until_timer_j() -> No
     assert isinstance(ep.next_event(), RequestReceived)  # a new transaction now
 
 
+def test_completed_server_transaction_holds_only_its_answer() -> None:
+    """After the final response over UDP the transaction drops the request
+    it holds (it stays 64*T1, and a flood of requests would keep every one
+    of them), yet still answers a retransmission with the same response."""
+    ep = SipEndpoint()
+    ep.receive_datagram(notify_bytes(), PEER, "udp", 0.0)
+    event = ep.next_event()
+    assert isinstance(event, RequestReceived)
+    assert event.transaction.request is event.request
+    ep.respond(event.transaction, make_response(event.request, 481), 0.1)
+    final = ep.datagrams_to_send()
+    assert event.transaction.request is None
+    assert event.transaction.last_response == final[0].data
+    ep.receive_datagram(notify_bytes(), PEER, "udp", 1.0)
+    assert ep.datagrams_to_send() == final
+
+
 def test_server_over_tcp_ends_at_once_after_final() -> None:
     """Timer J is zero on a reliable transport."""
     ep = SipEndpoint()

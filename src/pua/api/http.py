@@ -17,8 +17,11 @@ When a token is configured every path but ``/`` needs it, as
 send headers); ``/`` shows records only to a request that presents it.
 
 Limits: a request body over ``max_body`` bytes is answered 413 before it is
-read; a publish or subscribe that would make a record beyond
-``max_records`` is answered 503 (JSON-RPC: error -32002) and makes nothing.
+read; a request whose body would take the bodies held at once beyond
+``max_buffered`` bytes is answered 503 with Retry-After before it is read
+(JSON-RPC: error -32003, as when too many calls wait); a publish or
+subscribe that would make a record beyond ``max_records`` is answered 503
+(JSON-RPC: error -32002) and makes nothing.
 """
 
 from __future__ import annotations
@@ -76,6 +79,15 @@ KEEPALIVE_SECONDS = 15.0
 # Largest request body accepted by default (a publication body plus JSON
 # around it); the api_max_body setting.
 MAX_REQUEST_BYTES = 1 << 20
+# Most bytes of request bodies held at once by default (the api_max_buffered
+# setting): without a bound, clients that each send most of a large body and
+# hold it make pua hold them all (300 such connections of 1 MiB took it from
+# 75 MiB to 500 MiB), whatever api_max_waiting says, since a body is read
+# before the call is admitted.  64 MiB is room for tens of thousands of
+# calls of ordinary size at once.
+MAX_BUFFERED_BYTES = 64 << 20
+# Seconds a client refused for load is asked to wait (Retry-After).
+RETRY_AFTER = 1
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -147,6 +159,7 @@ def make_app(
     store_timer: WriteTimer | None = None,
     max_waiting: int = 10_000,
     max_body: int = MAX_REQUEST_BYTES,
+    max_buffered: int = MAX_BUFFERED_BYTES,
     max_records: int | None = None,
     registrations: Registrations | None = None,
 ) -> web.Application:
@@ -154,8 +167,9 @@ def make_app(
     before a change is acknowledged (the store's flush); ``store_timer``
     times the store's writes for the metrics; ``max_waiting`` calls may
     wait for a SIP outcome at once (the rest are refused with 503);
-    ``max_body`` is the largest request body read, ``max_records`` the
-    most records the API makes."""
+    ``max_body`` is the largest request body read, ``max_buffered`` the
+    most bytes of bodies held at once, ``max_records`` the most records the
+    API makes."""
     methods = PuaMethods(
         runtime,
         durable,
@@ -196,6 +210,58 @@ def make_app(
             return await handler(request)
         except web.HTTPRequestEntityTooLarge:
             return _too_large(None)
+        except ConnectionResetError:
+            # The client left while its body was read: nobody is there to
+            # answer, and it is no fault of ours (left to aiohttp, it is a
+            # 500 and a traceback in the log for every such client).
+            if request.transport is not None and not request.transport.is_closing():
+                raise
+            log.debug("client left before sending its whole request: %s", request.path)
+            response = web.Response(status=400)
+            response.force_close()
+            return response
+
+    buffered = 0  # bytes of the bodies of requests being handled
+
+    @web.middleware
+    async def limit_buffered(request: web.Request, handler: Handler) -> web.StreamResponse:
+        # A body's room is taken at its announced length (a chunked one may
+        # reach max_body) before any of it is read, and given back when its
+        # request is answered: the bodies held, and what is parsed from
+        # them, stay within max_buffered whatever clients send and hold.
+        nonlocal buffered
+        if not request.body_exists:
+            return await handler(request)
+        need = request.content_length if request.content_length is not None else max_body
+        if buffered + need > max_buffered:
+            return _overloaded(request)
+        buffered += need
+        try:
+            return await handler(request)
+        finally:
+            buffered -= need
+
+    def _overloaded(request: web.Request) -> web.Response:
+        message = (
+            f"overloaded: {buffered} bytes of requests are being handled, the limit "
+            f"(api_max_buffered) is {max_buffered}; nothing was done, retry in {RETRY_AFTER} s"
+        )
+        data = {"retry_after": RETRY_AFTER, "max_buffered": max_buffered}
+        if request.path == "/rpc":
+            # The body (and so the call's id) is not read: id null, as
+            # JSON-RPC 2.0 answers a call whose id cannot be known.
+            response = _json(
+                {
+                    "jsonrpc": "2.0",
+                    "id": None,
+                    "error": {"code": OVERLOADED, "message": message, "data": data},
+                },
+                503,
+            )
+        else:
+            response = _problem(503, message, **data)
+        response.headers["Retry-After"] = str(RETRY_AFTER)
+        return response
 
     def _too_large(length: int | None) -> web.Response:
         size = f"of {length} bytes " if length is not None else ""
@@ -266,8 +332,8 @@ def make_app(
                 result = await methods.subscribe_values(values, wait=truth(values, "wait", True))
         except RpcError as exc:
             if exc.code == OVERLOADED:
-                response = _problem(503, exc.message, retry_after=1)
-                response.headers["Retry-After"] = "1"
+                response = _problem(503, exc.message, retry_after=RETRY_AFTER)
+                response.headers["Retry-After"] = str(RETRY_AFTER)
                 return response
             status = 503 if exc.code in (NOT_STORED, TOO_MANY_RECORDS) else 400
             extra = exc.data if exc.code == TOO_MANY_RECORDS else {}
@@ -330,7 +396,9 @@ def make_app(
     async def openapi(request: web.Request) -> web.Response:
         return _json(OPENAPI)
 
-    app = web.Application(middlewares=[authenticate, limit_body], client_max_size=max_body)
+    app = web.Application(
+        middlewares=[authenticate, limit_body, limit_buffered], client_max_size=max_body
+    )
     app.router.add_post("/rpc", rpc_endpoint)
     app.router.add_get("/records", list_records)
     app.router.add_get("/publications", lambda r: _async_json({"records": records("publication")}))
@@ -420,12 +488,14 @@ class ApiServer:
         sock: socket.socket | None = None,
         max_waiting: int = 10_000,
         max_body: int = MAX_REQUEST_BYTES,
+        max_buffered: int = MAX_BUFFERED_BYTES,
         max_records: int | None = None,
         registrations: Registrations | None = None,
     ) -> None:
         """``sock``, when given, is a listening socket already bound to
         (host, port) (see :func:`bind_api`); otherwise ``start`` binds.
-        ``max_waiting``, ``max_body`` and ``max_records``: see :func:`make_app`."""
+        ``max_waiting``, ``max_body``, ``max_buffered`` and ``max_records``:
+        see :func:`make_app`."""
         self.app = make_app(
             runtime,
             token=token,
@@ -433,6 +503,7 @@ class ApiServer:
             store_timer=store_timer,
             max_waiting=max_waiting,
             max_body=max_body,
+            max_buffered=max_buffered,
             max_records=max_records,
             registrations=registrations,
         )

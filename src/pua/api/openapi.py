@@ -124,7 +124,10 @@ _CREATE_ERRORS = {
     },
     "503": {
         "description": "A new record would pass max_records (named, with the records held):"
-        " nothing was made; or the change is made but the database is unreachable",
+        " nothing was made; or too many calls wait for the SIP side (api_max_waiting) or"
+        " too many bytes of request bodies are held (api_max_buffered): nothing was done,"
+        " Retry-After says when to try again; or the change is made but the database is"
+        " unreachable",
         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
     },
 }

@@ -274,10 +274,12 @@ class CompletedTransaction(Timed):
 class ServerTransaction(Timed):
     """One incoming non-INVITE request and the responses we gave it.
 
-    ``key`` is what §17.2.3 matches retransmissions on.
+    ``key`` is what §17.2.3 matches retransmissions on.  Once the final
+    response is sent, ``request`` is None: in Completed the transaction
+    only answers retransmissions with ``last_response``.
     """
 
-    request: Request
+    request: Request | None
     address: Address
     transport: str
     key: tuple[str, ...]
