@@ -47,7 +47,8 @@ bench: venv-dev debian-deps
 	$(PY) -m benchmarks.run --output docs/benchmarks.md
 
 # The long fault campaigns, not part of `make test` (which runs a short
-# version of each): kill -9 under load and overload (reliability/), then coverage-guided
+# version of each): kill -9 under load, overload, and a lossy, duplicating,
+# reordering network between pua and the presence server (reliability/), then coverage-guided
 # fuzzing of every reader of outside bytes (fuzz/), each target for
 # FUZZ_RUNS executions; the figures go to docs/reliability.md.
 # FUZZ_JOBS=2 runs two targets at once.
@@ -57,6 +58,7 @@ FUZZ_JOBS ?= 1
 reliability: venv-dev debian-deps
 	$(PY) -m reliability.kill 100 docs/reliability-kill.json
 	$(PY) -m reliability.overload 60 docs/reliability-overload.json --report docs/reliability.md
+	$(PY) -m reliability.network --output docs/reliability-network.json --report docs/reliability.md
 	$(PY) -m fuzz.run --runs $(FUZZ_RUNS) --jobs $(FUZZ_JOBS) --report docs/reliability.md
 
 lint: venv-dev

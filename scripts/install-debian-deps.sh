@@ -1,6 +1,8 @@
 #!/bin/sh
-# Install the Debian packages the pua test peers need (Kamailio presence server
-# and registrar with SQLite and TLS, SIPp, sqlite3, dnsmasq for a test DNS zone), Kamailio's MySQL and PostgreSQL schema
+# Install the Debian packages the pua test peers need (Kamailio presence
+# server and registrar with SQLite and TLS, SIPp, sqlite3, dnsmasq for a test
+# DNS zone, iproute2 and nftables for the bad-network campaign's namespaces and
+# impairments), Kamailio's MySQL and PostgreSQL schema
 # scripts (/usr/share/kamailio/{mysql,postgres}, for the store tests) and the
 # headless browser of the status page test (chromium, chromium-driver).
 # Idempotent:
@@ -15,6 +17,7 @@ set -eu
 PACKAGES="kamailio kamailio-presence-modules kamailio-sqlite-modules sip-tester sqlite3 ncurses-base curl
           kamailio-tls-modules
           dnsmasq-base
+          iproute2 nftables
           kamailio-mysql-modules kamailio-postgres-modules
           chromium chromium-driver"
 

@@ -174,7 +174,8 @@ def _parse_response(data: bytes) -> tuple[int, dict[str, str]]:
 
 
 class KamailioPresence:
-    """Context manager running a real Kamailio presence server on 127.0.0.1.
+    """Context manager running a real Kamailio presence server on 127.0.0.1
+    (or on ``host``).
 
     Parameters (all keyword-only):
 
@@ -203,6 +204,11 @@ class KamailioPresence:
     ``tls``             a :class:`KamailioTls`: also listen for SIP over TLS
                         on ``tls_port`` (another free port), with the
                         ``tls`` module (Debian kamailio-tls-modules)
+    ``base_dir``        where the temporary directory is made (default: the
+                        system's); a tmpfs spares SQLite's fsyncs under load
+    ``host``            the IPv4 address to listen on (default 127.0.0.1);
+                        it must be one of this namespace's addresses (e.g.
+                        one end of a veth pair the caller made)
     """
 
     host = "127.0.0.1"
@@ -212,7 +218,11 @@ class KamailioPresence:
                  min_expires: int = 0, publish_min_expires: int = 0, debug: int = 2,
                  startup_timeout: float = 15.0, keep_workdir: bool = False,
                  shm_mb: int = 256, pkg_mb: int = 16, tls: KamailioTls | None = None,
-                 auth_users: dict[str, str] | None = None, nonce_expire: int = 30) -> None:
+                 auth_users: dict[str, str] | None = None, nonce_expire: int = 30,
+                 host: str | None = None, base_dir: str | None = None) -> None:
+        self.base_dir = base_dir
+        if host is not None:
+            self.host = host
         self._requested_port = port
         self.port: int = 0
         self.tls = tls
@@ -290,7 +300,7 @@ class KamailioPresence:
     def start(self) -> KamailioPresence:
         if self.proc is not None:
             raise PeerError("KamailioPresence already started")
-        self.workdir = Path(tempfile.mkdtemp(prefix="pua-kamailio-"))
+        self.workdir = Path(tempfile.mkdtemp(prefix="pua-kamailio-", dir=self.base_dir))
         _track(self)
         (self.workdir / "run").mkdir()
         try:

@@ -11,6 +11,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,18 +23,25 @@ class RunningService:
 
     ``sip_port`` takes UDP and TCP; ``api_url`` is the management API.
     Extra flags are passed through; environment variables PUA_* can be given.
+    ``host`` is the address to listen on (SIP and API), ``command_prefix``
+    what runs the command (e.g. ``ip netns exec NAME``): where the host is
+    not this namespace's, give ``sip_port`` and ``api_port`` (free ports
+    cannot be looked up from here), and a ``token`` beyond loopback.
     """
 
     def __init__(self, *flags: str, data_dir: Path, env: dict[str, str] | None = None,
-                 token: str | None = None, sip_port: int | None = None) -> None:
-        self.sip_port = sip_port or find_free_port()
-        self.api_port = find_free_port(udp=False)
+                 token: str | None = None, sip_port: int | None = None,
+                 host: str = "127.0.0.1", api_port: int | None = None,
+                 command_prefix: Sequence[str] = ()) -> None:
+        self.host = host
+        self.sip_port = sip_port or find_free_port(host)
+        self.api_port = api_port or find_free_port(host, udp=False)
         self.token = token
         args = [
-            sys.executable, "-m", "pua", "serve",
-            "--listen", f"udp:127.0.0.1:{self.sip_port}",
-            "--listen", f"tcp:127.0.0.1:{self.sip_port}",
-            "--api", f"127.0.0.1:{self.api_port}",
+            *command_prefix, sys.executable, "-m", "pua", "serve",
+            "--listen", f"udp:{host}:{self.sip_port}",
+            "--listen", f"tcp:{host}:{self.sip_port}",
+            "--api", f"{host}:{self.api_port}",
             "--data-dir", str(data_dir), *flags,
         ]
         if token:
@@ -42,7 +50,7 @@ class RunningService:
             args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             env={**os.environ, **(env or {})},
         )
-        self.api_url = f"http://127.0.0.1:{self.api_port}"
+        self.api_url = f"http://{host}:{self.api_port}"
         self._wait_ready()
 
     def _wait_ready(self, timeout: float = 20.0) -> None:
