@@ -8,6 +8,7 @@ import selectors
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -52,6 +53,24 @@ class RunningService:
         )
         self.api_url = f"http://{host}:{self.api_port}"
         self._wait_ready()
+        # What pua writes is read as it comes: a pipe nobody reads fills
+        # up and then stops pua at its next log line.
+        self._err: list[str] = []
+        self._err_taken = 0
+        self._err_lock = threading.Lock()
+        self._drains = [
+            threading.Thread(target=self._drain, args=(self.process.stderr, self._err),
+                             daemon=True),
+            threading.Thread(target=self._drain, args=(self.process.stdout, None), daemon=True),
+        ]
+        for thread in self._drains:
+            thread.start()
+
+    def _drain(self, stream: Any, into: list[str] | None) -> None:
+        for line in stream:
+            if into is not None:
+                with self._err_lock:
+                    into.append(line)
 
     def _wait_ready(self, timeout: float = 20.0) -> None:
         assert self.process.stdout is not None
@@ -119,5 +138,16 @@ class RunningService:
             raise
 
     def stderr(self) -> str:
-        assert self.process.stderr is not None
-        return self.process.stderr.read() if self.process.poll() is not None else ""
+        """Everything pua wrote on stderr after it started (all of it once
+        it has exited)."""
+        if self.process.poll() is not None:
+            self._drains[0].join(timeout=10)
+        with self._err_lock:
+            return "".join(self._err)
+
+    def new_stderr(self) -> str:
+        """What pua wrote on stderr since the last call."""
+        with self._err_lock:
+            text = "".join(self._err[self._err_taken:])
+            self._err_taken = len(self._err)
+        return text

@@ -10,7 +10,6 @@ dialog and can send NOTIFYs inside it.
 
 from __future__ import annotations
 
-import os
 import random
 import socket
 import uuid
@@ -252,17 +251,7 @@ class Env:
 
     def new_log(self) -> str:
         """What the service wrote on stderr since the last call."""
-        assert self.svc.process.stderr is not None
-        chunks = []
-        while True:
-            try:
-                chunk = os.read(self.svc.process.stderr.fileno(), 65_536)
-            except BlockingIOError:
-                break
-            if not chunk:
-                break
-            chunks.append(chunk)
-        text = b"".join(chunks).decode("utf-8", "replace")
+        text = self.svc.new_stderr()
         self.log.append(text)
         return text
 
@@ -316,8 +305,6 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
         "--outbound-proxy", f"sip:{LOCALHOST}:{proxy.getsockname()[1]}", data_dir=data_dir
     )
     try:
-        assert svc.process.stderr is not None
-        os.set_blocking(svc.process.stderr.fileno(), False)
         yield Env(svc, _establish(svc, proxy))
     finally:
         svc.stop()
@@ -813,8 +800,6 @@ def test_early_notify_with_a_malformed_record_route(service: Callable[..., Runni
     """An early NOTIFY (before the 2xx) with a bad Record-Route gets 400, and the dialog survives."""
     with udp_socket() as proxy:
         svc = service("--outbound-proxy", f"sip:{LOCALHOST}:{proxy.getsockname()[1]}")
-        assert svc.process.stderr is not None
-        os.set_blocking(svc.process.stderr.fileno(), False)
         assert "result" in svc.rpc("pua.subscribe", [ALICE, BOB, "presence", 600, ".", False])
         data = udp_receive(proxy)
         assert data is not None
