@@ -200,6 +200,10 @@ class KamailioPresence:
                         PUBLISH at full speed, hence 256 MB by default.
     ``keep_workdir``    keep the temp dir after stop (also when the env var
                         ``PUA_KEEP_PEER_DIRS=1`` is set)
+    ``directory``       where the temp dir (cfg, database, log) is made
+                        (default: the system's temp dir).  db_sqlite
+                        commits every request with a sync to disk: on
+                        ``/dev/shm`` Kamailio takes thousands per second.
     ``tls``             a :class:`KamailioTls`: also listen for SIP over TLS
                         on ``tls_port`` (another free port), with the
                         ``tls`` module (Debian kamailio-tls-modules)
@@ -212,8 +216,10 @@ class KamailioPresence:
                  min_expires: int = 0, publish_min_expires: int = 0, debug: int = 2,
                  startup_timeout: float = 15.0, keep_workdir: bool = False,
                  shm_mb: int = 256, pkg_mb: int = 16, tls: KamailioTls | None = None,
-                 auth_users: dict[str, str] | None = None, nonce_expire: int = 30) -> None:
+                 auth_users: dict[str, str] | None = None, nonce_expire: int = 30,
+                 directory: str | None = None) -> None:
         self._requested_port = port
+        self.directory = directory
         self.port: int = 0
         self.tls = tls
         self.tls_port: int = 0
@@ -290,7 +296,7 @@ class KamailioPresence:
     def start(self) -> KamailioPresence:
         if self.proc is not None:
             raise PeerError("KamailioPresence already started")
-        self.workdir = Path(tempfile.mkdtemp(prefix="pua-kamailio-"))
+        self.workdir = Path(tempfile.mkdtemp(prefix="pua-kamailio-", dir=self.directory))
         _track(self)
         (self.workdir / "run").mkdir()
         try:
