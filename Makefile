@@ -47,7 +47,8 @@ bench: venv-dev debian-deps
 	$(PY) -m benchmarks.run --output docs/benchmarks.md
 
 # The long fault campaigns, not part of `make test` (which runs a short
-# version of each): kill -9 under load (reliability/), then coverage-guided
+# version of each): kill -9 under load and the long run of a large population
+# (reliability/; the long run plots into docs/), then coverage-guided
 # fuzzing of every reader of outside bytes (fuzz/), each target for
 # FUZZ_RUNS executions; the figures go to docs/reliability.md.
 # FUZZ_JOBS=2 runs two targets at once.
@@ -56,6 +57,7 @@ FUZZ_JOBS ?= 1
 
 reliability: venv-dev debian-deps
 	$(PY) -m reliability.kill 100 docs/reliability-kill.json
+	$(PY) -m reliability.longrun --json docs/reliability-longrun.json --png docs/reliability-longrun.png
 	$(PY) -m fuzz.run --runs $(FUZZ_RUNS) --jobs $(FUZZ_JOBS) --report docs/reliability.md
 
 lint: venv-dev
