@@ -47,8 +47,9 @@ bench: venv-dev debian-deps
 	$(PY) -m benchmarks.run --output docs/benchmarks.md
 
 # The long fault campaigns, not part of `make test` (which runs a short
-# version of each): kill -9 under load, overload, and a lossy, duplicating,
-# reordering network between pua and the presence server (reliability/), then coverage-guided
+# version of each): kill -9 under load, overload, a lossy, duplicating,
+# reordering network between pua and the presence server, and the long run
+# of a large population (reliability/; the long run plots into docs/), then coverage-guided
 # fuzzing of every reader of outside bytes (fuzz/), each target for
 # FUZZ_RUNS executions; the figures go to docs/reliability.md.
 # FUZZ_JOBS=2 runs two targets at once.
@@ -59,6 +60,7 @@ reliability: venv-dev debian-deps
 	$(PY) -m reliability.kill 100 docs/reliability-kill.json
 	$(PY) -m reliability.overload 60 docs/reliability-overload.json --report docs/reliability.md
 	$(PY) -m reliability.network --output docs/reliability-network.json --report docs/reliability.md
+	$(PY) -m reliability.longrun --json docs/reliability-longrun.json --png docs/reliability-longrun.png
 	$(PY) -m fuzz.run --runs $(FUZZ_RUNS) --jobs $(FUZZ_JOBS) --report docs/reliability.md
 
 lint: venv-dev

@@ -113,6 +113,12 @@ class Settings:
         "at once (JSON-RPC -32003, HTTP 503 with Retry-After) and nothing is done",
         metavar="CALLS",
     )
+    max_in_flight: int = _setting(
+        1000,
+        "Most requests waiting for their answer at once; beyond, records whose refresh or "
+        "retry falls due wait for room (0: no limit)",
+        metavar="REQUESTS",
+    )
     api_token: str | None = _setting(
         None, "Bearer token of the API; required beyond loopback", metavar="TOKEN", secret=True
     )
@@ -440,6 +446,8 @@ def _check(settings: Settings, sources: Mapping[str, str]) -> None:
         raise fail("entity_prefix", f"{settings.entity_prefix!r} is not a URI scheme")
     if settings.api_max_waiting < 1:
         raise fail("api_max_waiting", f"must be 1 or more, not {settings.api_max_waiting}")
+    if settings.max_in_flight < 0:
+        raise fail("max_in_flight", f"must be 0 or more, not {settings.max_in_flight}")
     if settings.api_max_body < 1024:
         raise fail("api_max_body", f"must be 1024 bytes or more, not {settings.api_max_body}")
     if settings.api_max_buffered < settings.api_max_body:

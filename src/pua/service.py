@@ -67,6 +67,7 @@ def engine_config(settings: Settings) -> EngineConfig:
         default_expires=settings.default_expires,
         outbound_proxy=settings.outbound_proxy,
         refresh_margin=settings.refresh_margin,
+        max_in_flight=settings.max_in_flight,
         user_agent=settings.user_agent,
         timers=TimerConfig(t1=settings.t1, t2=settings.t2, t4=settings.t4),
     )

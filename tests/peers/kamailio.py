@@ -204,8 +204,10 @@ class KamailioPresence:
     ``tls``             a :class:`KamailioTls`: also listen for SIP over TLS
                         on ``tls_port`` (another free port), with the
                         ``tls`` module (Debian kamailio-tls-modules)
-    ``base_dir``        where the temporary directory is made (default: the
-                        system's); a tmpfs spares SQLite's fsyncs under load
+    ``base_dir``        where the temp dir (cfg, database, log) is made
+                        (default: the system's temp dir).  db_sqlite
+                        commits every request with a sync to disk: on
+                        ``/dev/shm`` Kamailio takes thousands per second.
     ``host``            the IPv4 address to listen on (default 127.0.0.1);
                         it must be one of this namespace's addresses (e.g.
                         one end of a veth pair the caller made)

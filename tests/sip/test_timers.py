@@ -83,3 +83,26 @@ def test_loop_lag_observes_a_late_tick() -> None:
     assert 0.3 <= histogram.total < 5
     assert histogram.bounds == LATENESS_BOUNDS
     assert histogram.quantile(1.0) == 0.5
+
+
+def test_queue_pops_at_most_spread_limit_record_deadlines() -> None:
+    """Held record deadlines stay due (transaction timers still fire), and
+    their lateness counts until they are popped."""
+    q = DeadlineQueue()
+    records = [Record() for _ in range(3)]
+    for n, record in enumerate(records):
+        q.arm(record, "deadline", 100.0 + n)
+    tx = Tx()
+    q.arm(tx, "timer_e", 101.5)
+    first = q.pop_due(110.0, spread_limit=1)
+    assert [id(o) for o, _ in first] == [id(records[0]), id(tx)]
+    assert q.pop_due(110.0, spread_limit=0) == []
+    # Only the transaction timers count while records are held.
+    assert q.next_deadline(spread_too=False) is None
+    assert q.next_deadline() == 101.0
+    q.arm(tx, "timer_e", 130.0)
+    assert q.next_deadline(spread_too=False) == 130.0
+    rest = q.pop_due(120.0)
+    assert [id(o) for o, _ in rest] == [id(records[1]), id(records[2])]
+    assert q.lateness.count == 3
+    assert q.lateness.total == pytest.approx(10.0 + 19.0 + 18.0)

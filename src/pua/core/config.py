@@ -24,6 +24,14 @@ class EngineConfig:
     refresh_margin: float = 32.0
     """Refresh at least this long before expiry: a UDP transaction can take
     64*T1 = 32 s to fail, and the refresh must still land in time."""
+    max_in_flight: int = 1000
+    """Most requests waiting for their answer at once before records whose
+    refresh or retry falls due wait too (0: no limit).  A server that slows
+    down then has this many transactions retransmitting at it, not one per
+    record: unbounded, their retransmissions (up to ten each over timer F)
+    take the CPU and the socket buffers that the answers need, and fewer
+    answers make more retransmissions.  Requests the API asks for are not
+    held (the API has its own limit)."""
     retry_base: float = 2.0
     """First retry delay after a failure (doubles, with jitter)."""
     retry_cap: float = 300.0
@@ -42,5 +50,7 @@ class EngineConfig:
             raise ValueError(f"min_expires must be >= 0, not {self.min_expires}")
         if self.default_expires <= 0:
             raise ValueError(f"default_expires must be > 0, not {self.default_expires}")
+        if self.max_in_flight < 0:
+            raise ValueError(f"max_in_flight must be >= 0, not {self.max_in_flight}")
         if not 0 < self.retry_base <= self.retry_cap:
             raise ValueError("retry_base must be > 0 and <= retry_cap")

@@ -217,8 +217,18 @@ class PresenceEngine:
         return self._ctx.deadlines.lateness
 
     def get_timer(self) -> float | None:
-        """When :meth:`handle_timer` must next run."""
-        return self._ctx.deadlines.next_deadline()
+        """When :meth:`handle_timer` must next run.  While ``max_in_flight``
+        requests wait for their answer, records' deadlines wait too: only
+        the transactions' timers count until an answer makes room."""
+        return self._ctx.deadlines.next_deadline(spread_too=self._room() != 0)
+
+    def _room(self) -> int | None:
+        """How many more records' deadlines may be handled now (each sends
+        at most one request); None: no limit."""
+        limit = self.config.max_in_flight
+        if not limit:
+            return None
+        return max(0, limit - self._ctx.endpoint.in_flight)
 
     def take_store_changes(self) -> tuple[set[RecordKey], list[int]]:
         """Keys of records changed, and row ids of records deleted, since
@@ -264,7 +274,7 @@ class PresenceEngine:
     def handle_timer(self, now: float) -> None:
         """Run every timer due at ``now``."""
         ctx = self._ctx
-        for owner, name in ctx.deadlines.pop_due(now):
+        for owner, name in ctx.deadlines.pop_due(now, self._room()):
             if isinstance(owner, PublicationRecord):
                 if ctx.table.holds(owner):
                     self._publisher.on_timer(owner, now)

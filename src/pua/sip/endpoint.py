@@ -169,6 +169,11 @@ class SipEndpoint:
         and absorbing retransmissions until timer K)."""
         return len(self._clients) + len(self._completed)
 
+    @property
+    def in_flight(self) -> int:
+        """Client transactions waiting for their final answer: O(1)."""
+        return len(self._clients)
+
     def waiting(self) -> list[ClientTransaction]:
         """Client transactions still waiting for their final answer."""
         return list(self._clients.values())

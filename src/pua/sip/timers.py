@@ -207,9 +207,12 @@ class DeadlineQueue:
             heapq.heappop(burst)
         return (heap[0][0] if heap else None, burst[0][0] if burst else None)
 
-    def next_deadline(self) -> float | None:
-        """The earliest live deadline, or None."""
+    def next_deadline(self, *, spread_too: bool = True) -> float | None:
+        """The earliest live deadline (of the short-lived timers alone when
+        not ``spread_too``), or None."""
         spread, burst = self._top()
+        if not spread_too:
+            spread = None
         if spread is None and burst is None:
             if not self._live_spread and not self._live_burst:
                 self._heap, self._burst = [], []  # give back what a burst grew
@@ -218,14 +221,20 @@ class DeadlineQueue:
             return burst
         return spread if burst is None or spread <= burst else burst
 
-    def pop_due(self, now: float) -> list[tuple[Timed, str]]:
-        """Disarm and return every live timer due at ``now``, earliest first."""
+    def pop_due(self, now: float, spread_limit: int | None = None) -> list[tuple[Timed, str]]:
+        """Disarm and return every live timer due at ``now``, earliest first;
+        at most ``spread_limit`` spread ones (the others stay due, and their
+        lateness goes on growing until they are popped)."""
         due: list[tuple[Timed, str]] = []
+        spread_left = -1 if spread_limit is None else spread_limit
         while True:
             spread, burst = self._top()
+            if spread_left == 0:
+                spread = None
             if spread is not None and spread <= now and (burst is None or spread <= burst):
                 at, owner, name = heapq.heappop(self._heap)
                 self._live_spread -= 1
+                spread_left -= 1
                 self.lateness.observe(now - at)
             elif burst is not None and burst <= now:
                 _at, _seq, owner, name = heapq.heappop(self._burst)
