@@ -125,3 +125,40 @@ def test_reg_state_from_a_registrar() -> None:
     # no more than max_contacts are kept
     many = [state(f"sip:p{n}@h") for n in range(5)]
     assert len(table.apply_state(many, AOR, True, NOW)) == 2 and len(table) == 2
+
+
+def test_reginfo_versions_partial_after_a_gap_asks_for_full_state() -> None:
+    """A partial reginfo with a version gap is not applied: the reg
+    subscription is refreshed for the full state; full documents always
+    apply, partial ones only in order."""
+    import asyncio
+
+    from pua.adapters.registrations import Registrations, RegistrationSettings
+    from pua.bodies import Contact, RegInfo, Registration
+    from pua.core import RecordKey
+    from pua.runtime import PresenceRuntime
+
+    def document(version: int, state: str, contacts: list[str]) -> RegInfo:
+        return RegInfo(version=version, state=state, registrations=(Registration(
+            aor=AOR, id="r1", state="active", contacts=tuple(
+                Contact(id=c, state="active", event="registered", uri=c, expires=60)
+                for c in contacts)),))  # type: ignore[arg-type]
+
+    async def run() -> tuple[list[RecordKey], list[str]]:
+        runtime = PresenceRuntime()
+        adapter = Registrations(runtime, RegistrationSettings(usrloc=False))
+        refreshed: list[RecordKey] = []
+        runtime.refresh = lambda key: refreshed.append(key) or True  # type: ignore[method-assign]
+        key = RecordKey(AOR, 64, "", 1, "sip:pua@example.com")
+        adapter._watching[key] = -1
+        adapter._on_reginfo(key, document(0, "full", ["sip:a@h"]))
+        adapter._on_reginfo(key, document(1, "partial", ["sip:b@h"]))
+        adapter._on_reginfo(key, document(1, "partial", ["sip:c@h"]))  # a repeat: ignored
+        adapter._on_reginfo(key, document(5, "partial", ["sip:d@h"]))  # a gap
+        assert adapter._watching[key] == -1
+        adapter._on_reginfo(key, document(6, "full", ["sip:a@h", "sip:b@h"]))
+        return refreshed, sorted(b.contact for b in adapter.table)
+
+    refreshed, contacts = asyncio.run(run())
+    assert len(refreshed) == 1
+    assert contacts == ["sip:a@h", "sip:b@h"]

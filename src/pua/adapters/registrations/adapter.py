@@ -321,6 +321,13 @@ class Registrations:
         if document.state == "partial" and document.version <= last:
             log.info("reginfo version %d after %d ignored", document.version, last)
             return
+        if document.state == "partial" and document.version > last + 1:
+            # A partial state after a gap (RFC 3680 §4.4): changes were
+            # missed; a refresh makes the registrar send the full state.
+            log.info("reginfo version %d after %d: asking for full state", document.version, last)
+            self._watching[key] = -1
+            self.runtime.refresh(key)
+            return
         self._watching[key] = max(last, document.version)
         self.counters["reginfo_notifies"] += 1
         now = self.runtime.now()
