@@ -180,9 +180,10 @@ async def test_registrations_from_python_and_from_a_register(tmp_path: object) -
     Call-ID; unbinding removes the publication."""
     peer, uri = await server(200)
     async with pua.Agent(uri, registrations=True) as agent:
-        bindings = await agent.registrations.register(
+        report = await agent.registrations.register(
             "sip:carol@example.com", "sip:carol@192.0.2.8:5060", 120, q="0.8")
-        assert [(b["contact"], b["q"]) for b in bindings] == [("sip:carol@192.0.2.8:5060", "0.8")]
+        assert [p["status"] for p in report["publications"]] == [200]
+        assert [(b["contact"], b["q"]) for b in report["bindings"]] == [("sip:carol@192.0.2.8:5060", "0.8")]
         loop = asyncio.get_running_loop()
         await publishes(peer, 1)
         publish = next(r for r in peer.requests if r.method == "PUBLISH")

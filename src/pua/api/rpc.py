@@ -370,7 +370,7 @@ class PuaMethods:
         cseq = values.get("cseq")
         q = values.get("q")
         try:
-            report = await registrations.register_report(
+            report = await registrations.register(
                 str(values["aor"]),
                 str(values["contact"]),
                 None if expires is None else _int(values, "expires", 0),

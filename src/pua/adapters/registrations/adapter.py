@@ -260,29 +260,15 @@ class Registrations:
         call_id: str | None = None,
         cseq: int | None = None,
         q: str | None = None,
-    ) -> list[dict[str, Any]]:
-        """Bind (or with expires 0 unbind) ``contact`` to ``aor`` as a
-        REGISTER would, from a platform's own feed; returns the bindings of
-        ``aor`` once they and the first answers to their PUBLISHes are
-        stored.  RemoteProtocolError (its status says why) for what a
-        registrar would refuse."""
-        report = await self.register_report(aor, contact, expires, call_id=call_id, cseq=cseq, q=q)
-        return list(report["bindings"])
-
-    async def register_report(
-        self,
-        aor: str,
-        contact: str,
-        expires: int | None = None,
-        *,
-        call_id: str | None = None,
-        cseq: int | None = None,
-        q: str | None = None,
     ) -> dict[str, Any]:
-        """:meth:`register`, answering ``{"bindings": [...], "publications":
-        [...]}``: the latter says what each PUBLISH the change made got
-        (``status`` 200, the failure's status and reason, or None when no
-        answer came within the bound; pua keeps trying then)."""
+        """Bind (or with expires 0 unbind) ``contact`` to ``aor`` as a
+        REGISTER would, from a platform's own feed.  Answers once the
+        bindings and the first answers to their PUBLISHes are stored:
+        ``{"bindings": [...], "publications": [...]}``, the latter saying
+        what each PUBLISH the change made got (``status`` 200, the
+        failure's status and reason, or None when no answer came within
+        the bound; pua keeps trying then).  RemoteProtocolError (its
+        status says why) for what a registrar would refuse."""
         key = self._aor(aor)
         uri = parse_uri(contact.strip().strip("<>"))
         if not isinstance(uri, SipUri):
