@@ -227,11 +227,8 @@ class KamailioPresence(KamailioProcess):
 
     def _cfg_values(self) -> dict[str, str]:
         return {
-            "HOST": self.host,
+            **super()._cfg_values(),
             "PORT": str(self.port),
-            "DB_URL": self.db_url,
-            "MODULES_DIR": self.modules_dir,
-            "DEBUG": str(self.debug),
             "CLEAN_PERIOD": str(self.clean_period),
             "DB_UPDATE_PERIOD": str(self.db_update_period),
             "MAX_EXPIRES": str(self.max_expires),

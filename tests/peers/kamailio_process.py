@@ -107,8 +107,8 @@ class KamailioProcess:
     """One Kamailio in a temporary work dir; a context manager.
 
     Subclasses set the class attributes below and implement
-    :meth:`_pick_ports`, :meth:`_cfg_values`, :meth:`_sip_port_probed` and
-    :meth:`_wait_ready`; they may override :meth:`_defines`,
+    :meth:`_pick_ports`, :meth:`_sip_port_probed` and :meth:`_wait_ready`,
+    add their markers to :meth:`_cfg_values`, and may override :meth:`_defines`,
     :meth:`_fill_db`, :meth:`_check_db` and :meth:`_needs_db`.
     """
 
@@ -275,8 +275,14 @@ class KamailioProcess:
         """Checks and settings after the schema is committed."""
 
     def _cfg_values(self) -> dict[str, str]:
-        """The ``@@NAME@@`` markers of the cfg template and their values."""
-        raise NotImplementedError
+        """The ``@@NAME@@`` markers of the cfg template and their values;
+        subclasses add theirs to these."""
+        return {
+            "HOST": self.host,
+            "DB_URL": self.db_url,
+            "MODULES_DIR": self.modules_dir,
+            "DEBUG": str(self.debug),
+        }
 
     def _write_cfg(self) -> None:
         text = self._cfg_template.read_text()
@@ -408,6 +414,13 @@ class KamailioRpcProcess(KamailioProcess):
 
     def _sip_port_probed(self) -> int:
         return self.sip_port
+
+    def _cfg_values(self) -> dict[str, str]:
+        return {
+            **super()._cfg_values(),
+            "SIP_PORT": str(self.sip_port),
+            "HTTP_PORT": str(self.http_port),
+        }
 
     def _next_id(self) -> int:
         with self._ids_lock:

@@ -224,12 +224,7 @@ class KamailioPua(KamailioRpcProcess):
 
     def _cfg_values(self) -> dict[str, str]:
         return {
-            "HOST": self.host,
-            "SIP_PORT": str(self.sip_port),
-            "HTTP_PORT": str(self.http_port),
-            "DB_URL": self.db_url,
-            "MODULES_DIR": self.modules_dir,
-            "DEBUG": str(self.debug),
+            **super()._cfg_values(),
             "CHILDREN": str(self.children),
             "TCP_CHILDREN": str(self.tcp_children),
             "OUTBOUND_PROXY": self.outbound_proxy,

@@ -252,12 +252,7 @@ class KamailioRegistrar(KamailioRpcProcess):
         prefix = ("" if self.entity_prefix is None else
                   f'modparam("pua_usrloc", "entity_prefix", "{self.entity_prefix}")')
         return {
-            "HOST": self.host,
-            "SIP_PORT": str(self.sip_port),
-            "HTTP_PORT": str(self.http_port),
-            "DB_URL": self.db_url,
-            "MODULES_DIR": self.modules_dir,
-            "DEBUG": str(self.debug),
+            **super()._cfg_values(),
             "CHILDREN": str(self.children),
             "TCP_CHILDREN": str(self.tcp_children),
             "DEFAULT_EXPIRES": str(self.default_expires),
