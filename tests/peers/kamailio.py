@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from . import PeerError, PeerUnavailable, find_free_port
-from .kamailio_process import SCHEMA_FILES, KamailioProcess, _parse_response
+from .kamailio_process import SCHEMA_FILES, KamailioProcess, _parse_response, _recv_before
 
 __all__ = ["KamailioPresence", "KamailioTls", "PeerUnavailable", "PeerError"]
 
@@ -282,15 +282,8 @@ class KamailioPresence(KamailioProcess):
             s.sendall(self._options_msg("TCP", s.getsockname()[1], call_id))
             buf = b""
             while True:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return 0
-                s.settimeout(remaining)
-                try:
-                    chunk = s.recv(65535)
-                except TimeoutError:
-                    return 0
-                if not chunk:
+                chunk = _recv_before(s, deadline)
+                if not chunk:  # timed out or closed
                     return 0
                 buf += chunk
                 while b"\r\n\r\n" in buf:

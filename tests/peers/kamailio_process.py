@@ -103,6 +103,19 @@ def _parse_response(data: bytes) -> tuple[int, dict[str, str]]:
     return code, headers
 
 
+def _recv_before(sock: socket.socket, deadline: float) -> bytes | None:
+    """What ``sock`` receives before ``deadline`` (time.monotonic()); None
+    once it has passed."""
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        return None
+    sock.settimeout(remaining)
+    try:
+        return sock.recv(65535)
+    except TimeoutError:
+        return None
+
+
 class KamailioProcess:
     """One Kamailio in a temporary work dir; a context manager.
 
@@ -365,18 +378,14 @@ class KamailioProcess:
                     (self.host, self._sip_port_probed()))
         deadline = time.monotonic() + timeout
         while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return 0
-            sock.settimeout(remaining)
             try:
-                data = sock.recv(65535)
-            except TimeoutError:
-                return 0
+                data = _recv_before(sock, deadline)
             except ConnectionRefusedError:
                 # ICMP port unreachable: not bound yet.  Keep waiting out this
                 # probe's timeout (no busy loop), the caller probes again.
                 continue
+            if data is None:
+                return 0
             code, hdrs = _parse_response(data)
             if hdrs.get("call-id") == call_id and code >= 200:
                 return code
