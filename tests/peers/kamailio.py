@@ -32,22 +32,17 @@ tests/peers/test_peers_selfcheck.py):
 
 from __future__ import annotations
 
-import contextlib
-import glob
 import os
-import shutil
-import signal
 import socket
 import sqlite3
-import subprocess
-import tempfile
 import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import PeerError, PeerUnavailable, _track, _untrack, find_free_port
+from . import PeerError, PeerUnavailable, find_free_port
+from .kamailio_process import SCHEMA_FILES, KamailioProcess, _parse_response, _recv_before
 
 __all__ = ["KamailioPresence", "KamailioTls", "PeerUnavailable", "PeerError"]
 
@@ -76,9 +71,6 @@ _AUTH_CHECK = """if (is_method("PUBLISH|SUBSCRIBE") && !auth_check("$fd", "subsc
 	}
 	consume_credentials();"""
 
-SCHEMA_FILES = ("standard-create.sql", "presence-create.sql", "auth_db-create.sql")
-INSTALL_HINT = "run scripts/install-debian-deps.sh (Debian packages kamailio, " \
-    "kamailio-presence-modules, kamailio-sqlite-modules)"
 TLS_INSTALL_HINT = "run scripts/install-debian-deps.sh (Debian package kamailio-tls-modules)"
 
 
@@ -112,68 +104,7 @@ class KamailioTls:
         return "\n".join(lines)
 
 
-def _find_kamailio_binary() -> str:
-    env = os.environ.get("KAMAILIO_BIN")
-    if env:
-        if os.access(env, os.X_OK):
-            return env
-        raise PeerUnavailable(f"KAMAILIO_BIN={env!r} is not an executable")
-    found = shutil.which("kamailio")
-    if found:
-        return found
-    for cand in ("/usr/sbin/kamailio", "/usr/local/sbin/kamailio", "/sbin/kamailio"):
-        if os.access(cand, os.X_OK):
-            return cand
-    raise PeerUnavailable(f"kamailio binary not found in PATH or /usr/sbin; {INSTALL_HINT}")
-
-
-def _find_modules_dir() -> str:
-    env = os.environ.get("KAMAILIO_MODULES_DIR")
-    candidates = [env] if env else []
-    candidates += sorted(glob.glob("/usr/lib/*/kamailio/modules"))
-    candidates += ["/usr/lib/kamailio/modules", "/usr/lib64/kamailio/modules",
-                   "/usr/local/lib/kamailio/modules", "/usr/local/lib64/kamailio/modules"]
-    checked = []
-    for cand in candidates:
-        if not cand or not os.path.isdir(cand):
-            continue
-        missing = [m for m in REQUIRED_MODULES if not os.path.exists(os.path.join(cand, m + ".so"))]
-        if not missing:
-            return cand
-        checked.append(f"{cand} lacks {', '.join(m + '.so' for m in missing)}")
-    detail = "; ".join(checked) if checked else "no kamailio modules directory found"
-    raise PeerUnavailable(f"Kamailio modules missing ({detail}); {INSTALL_HINT}")
-
-
-def _find_schema_dir() -> Path:
-    env = os.environ.get("KAMAILIO_DB_SQLITE_DIR")
-    cand = Path(env) if env else Path("/usr/share/kamailio/db_sqlite")
-    missing = [f for f in SCHEMA_FILES if not (cand / f).is_file()]
-    if missing:
-        raise PeerUnavailable(
-            f"Kamailio SQLite schema files {missing} not found in {cand}; {INSTALL_HINT}")
-    return cand
-
-
-def _parse_response(data: bytes) -> tuple[int, dict[str, str]]:
-    head = data.split(b"\r\n\r\n", 1)[0].decode("utf-8", "replace")
-    lines = head.split("\r\n")
-    parts = lines[0].split(" ", 2)
-    if len(parts) < 2 or not parts[0].startswith("SIP/2.0"):
-        return 0, {}
-    try:
-        code = int(parts[1])
-    except ValueError:
-        return 0, {}
-    headers: dict[str, str] = {}
-    for line in lines[1:]:
-        if ":" in line:
-            k, v = line.split(":", 1)
-            headers.setdefault(k.strip().lower(), v.strip())
-    return code, headers
-
-
-class KamailioPresence:
+class KamailioPresence(KamailioProcess):
     """Context manager running a real Kamailio presence server on 127.0.0.1
     (or on ``host``).
 
@@ -213,7 +144,12 @@ class KamailioPresence:
                         one end of a veth pair the caller made)
     """
 
-    host = "127.0.0.1"
+    _label = "KamailioPresence"
+    _workdir_prefix = "pua-kamailio-"
+    _db_name = "presence.db"
+    _cfg_template = CFG_TEMPLATE
+    _cfg_name = "kamailio.cfg template"
+    _schema_files = SCHEMA_FILES
 
     def __init__(self, *, port: int | None = None, clean_period: int = 5,
                  db_update_period: int = 5, max_expires: int = 3600,
@@ -234,24 +170,14 @@ class KamailioPresence:
         self.max_expires = int(max_expires)
         self.min_expires = int(min_expires)
         self.publish_min_expires = int(publish_min_expires)
-        self.debug = int(debug)
-        self.shm_mb = int(shm_mb)
-        self.pkg_mb = int(pkg_mb)
-        self.startup_timeout = float(startup_timeout)
+        super().__init__(debug=debug, startup_timeout=startup_timeout, shm_mb=shm_mb,
+                         pkg_mb=pkg_mb, keep_workdir=keep_workdir)
         # Digest authentication of PUBLISH and SUBSCRIBE (auth + auth_db,
         # 407 with qop=auth, MD5): username -> password, in realm From's
         # domain; None: no authentication.
         self.auth_users = dict(auth_users) if auth_users is not None else None
         self.nonce_expire = int(nonce_expire)
-        self.keep_workdir = keep_workdir or os.environ.get("PUA_KEEP_PEER_DIRS") == "1"
-        self.workdir: Path | None = None
-        self.proc: subprocess.Popen | None = None
-        self._log_file = None
-        self._final_log: str | None = None
-        # Resolve everything that can be missing up-front -> PeerUnavailable.
-        self.binary = _find_kamailio_binary()
-        self.modules_dir = _find_modules_dir()
-        self.schema_dir = _find_schema_dir()
+        self._resolve(REQUIRED_MODULES)
         if tls is not None and not os.path.exists(os.path.join(self.modules_dir, "tls.so")):
             raise PeerUnavailable(f"Kamailio TLS module missing ({self.modules_dir} lacks "
                                   f"tls.so); {TLS_INSTALL_HINT}")
@@ -268,131 +194,41 @@ class KamailioPresence:
         assert self.tls is not None, "KamailioPresence started without tls"
         return f"sip:{self.host}:{self.tls_port};transport=tls"
 
-    @property
-    def db_path(self) -> Path:
-        assert self.workdir is not None, "KamailioPresence not started"
-        return self.workdir / "presence.db"
-
-    @property
-    def cfg_path(self) -> Path:
-        assert self.workdir is not None, "KamailioPresence not started"
-        return self.workdir / "kamailio.cfg"
-
-    @property
-    def log_path(self) -> Path:
-        assert self.workdir is not None, "KamailioPresence not started"
-        return self.workdir / "kamailio.log"
-
-    @property
-    def pid(self) -> int | None:
-        return self.proc.pid if self.proc else None
-
-    @property
-    def db_url(self) -> str:
-        return "sqlite:///" + str(self.db_path)  # absolute path -> 4 slashes
-
     # -------------------------------------------------------------- lifecycle
-    def __enter__(self) -> KamailioPresence:
-        self.start()
-        return self
+    def _workdir_parent(self) -> str | None:
+        return self.base_dir
 
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()
+    def _start_attempts(self) -> int:
+        return 1 if self._requested_port else 3
 
-    def start(self) -> KamailioPresence:
-        if self.proc is not None:
-            raise PeerError("KamailioPresence already started")
-        self.workdir = Path(tempfile.mkdtemp(prefix="pua-kamailio-", dir=self.base_dir))
-        _track(self)
-        (self.workdir / "run").mkdir()
-        try:
-            self._create_db()
-            attempts = 1 if self._requested_port else 3
-            last_err: Exception | None = None
-            for _ in range(attempts):
-                self.port = self._requested_port or find_free_port(self.host)
-                if self.tls is not None:
-                    self.tls_port = find_free_port(self.host, udp=False)
-                    while self.tls_port == self.port:
-                        self.tls_port = find_free_port(self.host, udp=False)
-                self._write_cfg()
-                try:
-                    self._spawn()
-                    self._wait_ready()
-                    return self
-                except PeerError as e:  # e.g. lost a port race: try another
-                    last_err = e
-                    self._kill()
-            raise last_err  # type: ignore[misc]
-        except BaseException:
-            self.stop()
-            raise
-
-    def stop(self, timeout: float = 10.0) -> int | None:
-        """Terminate Kamailio (SIGTERM, wait, then SIGKILL) and clean up.
-
-        Returns Kamailio's exit status (None if it was never started).
-        """
-        rc = self._kill(timeout)
-        _untrack(self)
-        if self._log_file is not None:
-            self._log_file.close()
-            self._log_file = None
-        if self.workdir is not None and self.workdir.exists():
-            with contextlib.suppress(OSError):
-                self._final_log = self.log_path.read_text(errors="replace")
-            if not self.keep_workdir:
-                shutil.rmtree(self.workdir, ignore_errors=True)
-        return rc
-
-    def _kill(self, timeout: float = 10.0) -> int | None:
-        proc, self.proc = self.proc, None
-        if proc is None:
-            return None
-        if proc.poll() is None:
-            try:
-                proc.terminate()  # main process stops its children
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                pass
-        # Kamailio runs in its own session/process group (pgid == pid): make
-        # sure no child of OUR Kamailio survives.
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        try:
-            return proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            return None
+    def _pick_ports(self) -> bool:
+        self.port = self._requested_port or find_free_port(self.host)
+        if self.tls is not None:
+            self.tls_port = find_free_port(self.host, udp=False)
+            while self.tls_port == self.port:
+                self.tls_port = find_free_port(self.host, udp=False)
+        return True
 
     # ------------------------------------------------------------------ setup
-    def _create_db(self) -> None:
-        con = sqlite3.connect(str(self.db_path))
-        try:
-            for name in SCHEMA_FILES:
-                con.executescript((self.schema_dir / name).read_text())
-            for user, password in (self.auth_users or {}).items():
-                name, _, domain = user.partition("@")
-                con.execute(
-                    "INSERT INTO subscriber (username, domain, password) VALUES (?, ?, ?)",
-                    (name, domain or "example.com", password),
-                )
-            con.commit()
-            # WAL: our readers never block Kamailio's writer (no busy timeout
-            # in db_sqlite).  The mode is persistent in the file.
-            mode = con.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-            if str(mode).lower() != "wal":
-                raise PeerError(f"could not switch {self.db_path} to WAL (got {mode})")
-        finally:
-            con.close()
+    def _fill_db(self, con: sqlite3.Connection) -> None:
+        for user, password in (self.auth_users or {}).items():
+            name, _, domain = user.partition("@")
+            con.execute(
+                "INSERT INTO subscriber (username, domain, password) VALUES (?, ?, ?)",
+                (name, domain or "example.com", password),
+            )
 
-    def _write_cfg(self) -> None:
-        text = CFG_TEMPLATE.read_text()
-        values = {
-            "HOST": self.host,
+    def _check_db(self, con: sqlite3.Connection) -> None:
+        # WAL: our readers never block Kamailio's writer (no busy timeout
+        # in db_sqlite).  The mode is persistent in the file.
+        mode = con.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise PeerError(f"could not switch {self.db_path} to WAL (got {mode})")
+
+    def _cfg_values(self) -> dict[str, str]:
+        return {
+            **super()._cfg_values(),
             "PORT": str(self.port),
-            "DB_URL": self.db_url,
-            "MODULES_DIR": self.modules_dir,
-            "DEBUG": str(self.debug),
             "CLEAN_PERIOD": str(self.clean_period),
             "DB_UPDATE_PERIOD": str(self.db_update_period),
             "MAX_EXPIRES": str(self.max_expires),
@@ -404,53 +240,21 @@ class KamailioPresence:
             "TLS_PORT": str(self.tls_port),
             "TLS_CONFIG": str(self.workdir / "tls.cfg") if self.workdir else "",
         }
-        for k, v in values.items():
-            text = text.replace(f"@@{k}@@", v)
-        left = [ln for ln in text.splitlines()
-                if "@@" in ln and not ln.lstrip().startswith("#")]
-        if left:
-            raise PeerError(f"unrendered marker in kamailio.cfg template: {left[0]!r}")
-        self.cfg_path.write_text(text)
+
+    def _write_cfg(self) -> None:
+        super()._write_cfg()
         if self.tls is not None:
             (self.cfg_path.parent / "tls.cfg").write_text(self.tls.profile())
 
-    def _spawn(self) -> None:
-        assert self.workdir is not None
-        if self._log_file is not None:
-            self._log_file.close()
-        self._log_file = open(self.log_path, "ab")  # noqa: SIM115 - lives with the process
-        cmd = [
-            self.binary, "-f", str(self.cfg_path),
-            "-DD", "-E",                      # foreground, log to stderr
-            "-Y", str(self.workdir / "run"),  # runtime dir
-            "-w", str(self.workdir),
-            "-m", str(self.shm_mb), "-M", str(self.pkg_mb),
-        ]
-        if self.tls is not None:
-            cmd += ["-A", "WITH_TLS"]  # the cfg's #!ifdef WITH_TLS parts
-        self.proc = subprocess.Popen(
-            cmd, stdin=subprocess.DEVNULL, stdout=self._log_file,
-            stderr=subprocess.STDOUT, cwd=str(self.workdir),
-            start_new_session=True, close_fds=True)
+    def _defines(self) -> list[str]:
+        return ["WITH_TLS"] if self.tls is not None else []  # the cfg's #!ifdef WITH_TLS parts
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + self.startup_timeout
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         try:
             sock.bind((self.host, 0))
-            while True:
-                assert self.proc is not None
-                if self.proc.poll() is not None:
-                    raise PeerError(
-                        f"kamailio exited with {self.proc.returncode} during startup:\n"
-                        + self._log_tail())
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise PeerError("kamailio did not answer OPTIONS within "
-                                    f"{self.startup_timeout}s:\n" + self._log_tail())
-                code = self._options_udp(sock, min(0.25, remaining))
-                if code == 200:
-                    break
+            self._wait_options(sock, deadline, "OPTIONS")
         finally:
             sock.close()
         # TCP listener is opened by the main process before the workers; check it.
@@ -468,41 +272,8 @@ class KamailioPresence:
                                 + self._log_tail()) from None
 
     # ---------------------------------------------------------------- probing
-    def _options_msg(self, transport: str, lport: int, call_id: str) -> bytes:
-        branch = "z9hG4bK" + uuid.uuid4().hex
-        return (
-            f"OPTIONS {self.uri} SIP/2.0\r\n"
-            f"Via: SIP/2.0/{transport} {self.host}:{lport};rport;branch={branch}\r\n"
-            "Max-Forwards: 70\r\n"
-            f"From: <sip:probe@{self.host}>;tag={uuid.uuid4().hex[:10]}\r\n"
-            f"To: <{self.uri}>\r\n"
-            f"Call-ID: {call_id}\r\n"
-            "CSeq: 1 OPTIONS\r\n"
-            "Content-Length: 0\r\n\r\n"
-        ).encode()
-
-    def _options_udp(self, sock: socket.socket, timeout: float) -> int:
-        """One OPTIONS over UDP; returns the status code or 0 on timeout."""
-        call_id = "probe-" + uuid.uuid4().hex
-        sock.sendto(self._options_msg("UDP", sock.getsockname()[1], call_id),
-                    (self.host, self.port))
-        deadline = time.monotonic() + timeout
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return 0
-            sock.settimeout(remaining)
-            try:
-                data = sock.recv(65535)
-            except TimeoutError:
-                return 0
-            except ConnectionRefusedError:
-                # ICMP port unreachable: not bound yet.  Keep waiting out this
-                # probe's timeout (no busy loop), the caller probes again.
-                continue
-            code, hdrs = _parse_response(data)
-            if hdrs.get("call-id") == call_id and code >= 200:
-                return code
+    def _sip_port_probed(self) -> int:
+        return self.port
 
     def _options_tcp(self, timeout: float) -> int:
         call_id = "probe-" + uuid.uuid4().hex
@@ -511,15 +282,8 @@ class KamailioPresence:
             s.sendall(self._options_msg("TCP", s.getsockname()[1], call_id))
             buf = b""
             while True:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return 0
-                s.settimeout(remaining)
-                try:
-                    chunk = s.recv(65535)
-                except TimeoutError:
-                    return 0
-                if not chunk:
+                chunk = _recv_before(s, deadline)
+                if not chunk:  # timed out or closed
                     return 0
                 buf += chunk
                 while b"\r\n\r\n" in buf:
@@ -608,18 +372,6 @@ class KamailioPresence:
     def watchers_rows(self, *, sync: bool = True) -> list[dict[str, Any]]:
         """All columns of the ``watchers`` (authorisation state) table."""
         return self._table_rows("watchers", {}, sync)
-
-    # -------------------------------------------------------------------- log
-    def log_text(self) -> str:
-        """Everything Kamailio logged so far (also available after stop())."""
-        if self.workdir is not None and self.log_path.exists():
-            if self._log_file is not None:
-                self._log_file.flush()
-            return self.log_path.read_text(errors="replace")
-        return self._final_log or ""
-
-    def _log_tail(self, n: int = 40) -> str:
-        return "\n".join(self.log_text().splitlines()[-n:])
 
     def __repr__(self) -> str:
         state = "running" if self.proc and self.proc.poll() is None else "stopped"

@@ -101,26 +101,14 @@ JSON-RPC answer to the HTTP connection.
 
 from __future__ import annotations
 
-import contextlib
-import glob
 import http.client
-import itertools
 import json
-import os
-import shutil
-import signal
-import socket
 import sqlite3
-import subprocess
-import tempfile
-import threading
-import time
-import uuid
 from pathlib import Path
 from typing import Any
 
-from . import PeerError, PeerUnavailable, _track, _untrack, find_free_port
-from .kamailio import INSTALL_HINT, _find_kamailio_binary, _find_schema_dir, _parse_response
+from . import PeerError, PeerUnavailable, find_free_port
+from .kamailio_process import KamailioRpcProcess
 
 __all__ = ["KamailioPua", "PeerUnavailable", "PeerError", "publish_params",
            "PUBLISH_PARAM_NAMES"]
@@ -136,24 +124,6 @@ SCHEMA_FILES = ("standard-create.sql", "presence-create.sql")
 
 PUBLISH_PARAM_NAMES = ("pres_uri", "expires", "event", "content_type", "id", "etag",
                        "outbound_proxy", "extra_headers", "body")
-
-
-def _find_modules_dir() -> str:
-    env = os.environ.get("KAMAILIO_MODULES_DIR")
-    candidates = [env] if env else []
-    candidates += sorted(glob.glob("/usr/lib/*/kamailio/modules"))
-    candidates += ["/usr/lib/kamailio/modules", "/usr/lib64/kamailio/modules",
-                   "/usr/local/lib/kamailio/modules", "/usr/local/lib64/kamailio/modules"]
-    checked = []
-    for cand in candidates:
-        if not cand or not os.path.isdir(cand):
-            continue
-        missing = [m for m in REQUIRED_MODULES if not os.path.exists(os.path.join(cand, m + ".so"))]
-        if not missing:
-            return cand
-        checked.append(f"{cand} lacks {', '.join(m + '.so' for m in missing)}")
-    detail = "; ".join(checked) if checked else "no kamailio modules directory found"
-    raise PeerUnavailable(f"Kamailio modules missing ({detail}); {INSTALL_HINT}")
 
 
 def publish_params(pres_uri: str, body: str | None = None, *, expires: int | str = 3600,
@@ -174,7 +144,7 @@ def publish_params(pres_uri: str, body: str | None = None, *, expires: int | str
     return params
 
 
-class KamailioPua:
+class KamailioPua(KamailioRpcProcess):
     """Context manager running Kamailio (pua + pua_rpc + jsonrpcs/xhttp).
 
     ``outbound_proxy``  SIP URI every PUBLISH is sent to (pua modparam), e.g.
@@ -198,7 +168,12 @@ class KamailioPua:
     ``keep_workdir``    keep the temp dir (also with ``PUA_KEEP_PEER_DIRS=1``).
     """
 
-    host = "127.0.0.1"
+    _label = "KamailioPua"
+    _workdir_prefix = "pua-kamailio-pua-"
+    _db_name = "pua.db"
+    _cfg_template = CFG_TEMPLATE
+    _cfg_name = "kamailio_pua.cfg template"
+    _schema_files = SCHEMA_FILES
 
     def __init__(self, outbound_proxy: str, *, children: int = 4,
                  tcp_children: int | None = None, fr_timer_ms: int = 5000,
@@ -218,153 +193,38 @@ class KamailioPua:
         if 0 < self.update_period <= 5:
             raise ValueError("pua update_period must be 0 (disabled) or > 5")
         self.default_expires = int(default_expires)
-        self.debug = int(debug)
-        self.startup_timeout = float(startup_timeout)
+        super().__init__(debug=debug, startup_timeout=startup_timeout, shm_mb=shm_mb,
+                         pkg_mb=pkg_mb, keep_workdir=keep_workdir)
         self.rpc_timeout = (float(rpc_timeout) if rpc_timeout is not None
                             else self.fr_timer_ms / 1000 + 5.0)
-        self.shm_mb = int(shm_mb)
-        self.pkg_mb = int(pkg_mb)
-        self.keep_workdir = keep_workdir or os.environ.get("PUA_KEEP_PEER_DIRS") == "1"
-        self.sip_port: int = 0
-        self.http_port: int = 0
-        self.workdir: Path | None = None
-        self.proc: subprocess.Popen | None = None
-        self._log_file = None
-        self._final_log: str | None = None
-        self._ids = itertools.count(1)
-        self._ids_lock = threading.Lock()
-        # Resolve everything that can be missing up-front -> PeerUnavailable.
-        self.binary = _find_kamailio_binary()
-        self.modules_dir = _find_modules_dir()
-        self.schema_dir = _find_schema_dir()
+        self._resolve(REQUIRED_MODULES)
 
     # ------------------------------------------------------------------ props
-    @property
-    def http_url(self) -> str:
-        """``http://127.0.0.1:PORT/jsonrpc``."""
-        return f"http://{self.host}:{self.http_port}/jsonrpc"
-
     @property
     def sip_uri(self) -> str:
         return f"sip:{self.host}:{self.sip_port}"
 
-    @property
-    def cfg_path(self) -> Path:
-        assert self.workdir is not None, "KamailioPua not started"
-        return self.workdir / "kamailio.cfg"
-
-    @property
-    def db_path(self) -> Path:
-        assert self.workdir is not None, "KamailioPua not started"
-        return self.workdir / "pua.db"
-
-    @property
-    def log_path(self) -> Path:
-        assert self.workdir is not None, "KamailioPua not started"
-        return self.workdir / "kamailio.log"
-
-    @property
-    def db_url(self) -> str:
-        return "sqlite:///" + str(self.db_path)  # absolute path -> 4 slashes
-
-    @property
-    def pid(self) -> int | None:
-        return self.proc.pid if self.proc else None
-
     # -------------------------------------------------------------- lifecycle
-    def __enter__(self) -> KamailioPua:
-        self.start()
-        return self
+    def _pick_ports(self) -> bool:
+        self.sip_port = find_free_port(self.host, udp=True, tcp=False)
+        self.http_port = find_free_port(self.host, udp=False, tcp=True)
+        return self.http_port != self.sip_port
 
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()
-
-    def start(self) -> KamailioPua:
-        if self.proc is not None:
-            raise PeerError("KamailioPua already started")
-        self.workdir = Path(tempfile.mkdtemp(prefix="pua-kamailio-pua-"))
-        _track(self)
-        (self.workdir / "run").mkdir()
-        try:
-            self._create_db()
-            last_err: Exception | None = None
-            for _ in range(3):
-                self.sip_port = find_free_port(self.host, udp=True, tcp=False)
-                self.http_port = find_free_port(self.host, udp=False, tcp=True)
-                if self.http_port == self.sip_port:
-                    continue
-                self._write_cfg()
-                try:
-                    self._spawn()
-                    self._wait_ready()
-                    return self
-                except PeerError as e:
-                    self._kill()
-                    if "already in use" not in str(e):
-                        raise  # a real failure (config, module): do not retry
-                    last_err = e  # lost a port race: try other ports
-            raise last_err or PeerError("could not pick two free ports")
-        except BaseException:
-            self.stop()
-            raise
-
-    def stop(self, timeout: float = 10.0) -> int | None:
-        """Terminate Kamailio (SIGTERM, wait, then SIGKILL of its process
-        group) and clean up.  Returns Kamailio's exit status."""
-        rc = self._kill(timeout)
-        _untrack(self)
-        if self._log_file is not None:
-            self._log_file.close()
-            self._log_file = None
-        if self.workdir is not None and self.workdir.exists():
-            with contextlib.suppress(OSError):
-                self._final_log = self.log_path.read_text(errors="replace")
-            if not self.keep_workdir:
-                shutil.rmtree(self.workdir, ignore_errors=True)
-        return rc
-
-    def _kill(self, timeout: float = 10.0) -> int | None:
-        proc, self.proc = self.proc, None
-        if proc is None:
-            return None
-        if proc.poll() is None:
-            try:
-                proc.terminate()  # the main process stops its children
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                pass
-        # Kamailio runs in its own session (pgid == pid): no child of OUR
-        # Kamailio may survive.
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        try:
-            return proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            return None
+    def _retry_after(self, error: PeerError) -> bool:
+        # Only a lost port race is worth other ports; not a config or
+        # module failure.
+        return "already in use" in str(error)
 
     # ------------------------------------------------------------------ setup
-    def _create_db(self) -> None:
-        con = sqlite3.connect(str(self.db_path))
-        try:
-            for name in SCHEMA_FILES:
-                con.executescript((self.schema_dir / name).read_text())
-            con.commit()
-            if not con.execute("SELECT name FROM sqlite_master WHERE type='table' "
-                               "AND name='pua'").fetchone():
-                raise PeerUnavailable(f"no 'pua' table in {self.schema_dir}/presence-create.sql")
-            con.execute("PRAGMA journal_mode=WAL")
-        finally:
-            con.close()
+    def _check_db(self, con: sqlite3.Connection) -> None:
+        if not con.execute("SELECT name FROM sqlite_master WHERE type='table' "
+                           "AND name='pua'").fetchone():
+            raise PeerUnavailable(f"no 'pua' table in {self.schema_dir}/presence-create.sql")
+        con.execute("PRAGMA journal_mode=WAL")
 
-    def _write_cfg(self) -> None:
-        text = CFG_TEMPLATE.read_text()
-        values = {
-            "HOST": self.host,
-            "SIP_PORT": str(self.sip_port),
-            "HTTP_PORT": str(self.http_port),
-            "DB_URL": self.db_url,
-            "MODULES_DIR": self.modules_dir,
-            "DEBUG": str(self.debug),
+    def _cfg_values(self) -> dict[str, str]:
+        return {
+            **super()._cfg_values(),
             "CHILDREN": str(self.children),
             "TCP_CHILDREN": str(self.tcp_children),
             "OUTBOUND_PROXY": self.outbound_proxy,
@@ -372,105 +232,8 @@ class KamailioPua:
             "FR_TIMER": str(self.fr_timer_ms),
             "DEFAULT_EXPIRES": str(self.default_expires),
         }
-        for k, v in values.items():
-            text = text.replace(f"@@{k}@@", v)
-        left = [ln for ln in text.splitlines()
-                if "@@" in ln and not ln.lstrip().startswith("#")]
-        if left:
-            raise PeerError(f"unrendered marker in kamailio_pua.cfg template: {left[0]!r}")
-        self.cfg_path.write_text(text)
-
-    def _spawn(self) -> None:
-        assert self.workdir is not None
-        if self._log_file is not None:
-            self._log_file.close()
-        self._log_file = open(self.log_path, "ab")  # noqa: SIM115 - lives with the process
-        cmd = [
-            self.binary, "-f", str(self.cfg_path),
-            "-DD", "-E",                      # foreground, log to stderr
-            "-Y", str(self.workdir / "run"),  # runtime dir
-            "-w", str(self.workdir),
-            "-m", str(self.shm_mb), "-M", str(self.pkg_mb),
-        ]
-        self.proc = subprocess.Popen(
-            cmd, stdin=subprocess.DEVNULL, stdout=self._log_file,
-            stderr=subprocess.STDOUT, cwd=str(self.workdir),
-            start_new_session=True, close_fds=True)
-
-    def _wait_ready(self) -> None:
-        """UDP OPTIONS answered (a SIP worker runs), then one JSON-RPC call
-        over HTTP answered (a TCP worker runs jsonrpcs)."""
-        deadline = time.monotonic() + self.startup_timeout
-        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        try:
-            sock.bind((self.host, 0))
-            sip_ok = False
-            while True:
-                self._check_alive("during startup")
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    what = "HTTP JSON-RPC" if sip_ok else "SIP OPTIONS"
-                    raise PeerError(f"kamailio did not answer {what} within "
-                                    f"{self.startup_timeout}s:\n" + self._log_tail())
-                if not sip_ok:
-                    sip_ok = self._options_udp(sock, min(0.25, remaining)) == 200
-                    continue
-                try:
-                    reply = self.rpc("core.version", timeout=min(2.0, remaining))
-                except (OSError, http.client.HTTPException):
-                    # Not accepting yet: pace the next attempt with a bounded
-                    # wait on a SIP probe (a socket read), not a sleep.
-                    self._options_udp(sock, min(0.1, max(0.01, deadline - time.monotonic())))
-                    continue
-                if "result" in reply:
-                    return
-                raise PeerError(f"unexpected core.version reply {reply!r}")
-        finally:
-            sock.close()
-
-    def _check_alive(self, when: str = "") -> None:
-        if self.proc is None:
-            raise PeerError("KamailioPua is not running")
-        if self.proc.poll() is not None:
-            raise PeerError(f"kamailio exited with {self.proc.returncode} {when}:\n"
-                            + self._log_tail())
-
-    def _options_udp(self, sock: socket.socket, timeout: float) -> int:
-        """One OPTIONS over UDP; returns the status code or 0 on timeout."""
-        call_id = "probe-" + uuid.uuid4().hex
-        lport = sock.getsockname()[1]
-        msg = (
-            f"OPTIONS {self.sip_uri} SIP/2.0\r\n"
-            f"Via: SIP/2.0/UDP {self.host}:{lport};rport;branch=z9hG4bK{uuid.uuid4().hex}\r\n"
-            "Max-Forwards: 70\r\n"
-            f"From: <sip:probe@{self.host}>;tag={uuid.uuid4().hex[:10]}\r\n"
-            f"To: <{self.sip_uri}>\r\n"
-            f"Call-ID: {call_id}\r\n"
-            "CSeq: 1 OPTIONS\r\n"
-            "Content-Length: 0\r\n\r\n"
-        ).encode()
-        sock.sendto(msg, (self.host, self.sip_port))
-        deadline = time.monotonic() + timeout
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return 0
-            sock.settimeout(remaining)
-            try:
-                data = sock.recv(65535)
-            except TimeoutError:
-                return 0
-            except ConnectionRefusedError:
-                continue  # ICMP port unreachable: not bound yet, keep waiting
-            code, hdrs = _parse_response(data)
-            if hdrs.get("call-id") == call_id and code >= 200:
-                return code
 
     # -------------------------------------------------------------------- RPC
-    def _next_id(self) -> int:
-        with self._ids_lock:
-            return next(self._ids)
-
     def connection(self, timeout: float | None = None) -> http.client.HTTPConnection:
         """A new (keep-alive capable) HTTP connection to the JSON-RPC port."""
         return http.client.HTTPConnection(
@@ -535,18 +298,6 @@ class KamailioPua:
             return [dict(r) for r in con.execute("SELECT * FROM pua ORDER BY id")]
         finally:
             con.close()
-
-    # -------------------------------------------------------------------- log
-    def log_text(self) -> str:
-        """Everything Kamailio logged so far (also available after stop())."""
-        if self.workdir is not None and self.log_path.exists():
-            if self._log_file is not None:
-                self._log_file.flush()
-            return self.log_path.read_text(errors="replace")
-        return self._final_log or ""
-
-    def _log_tail(self, n: int = 40) -> str:
-        return "\n".join(self.log_text().splitlines()[-n:])
 
     def __repr__(self) -> str:
         state = "running" if self.proc and self.proc.poll() is None else "stopped"

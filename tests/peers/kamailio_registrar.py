@@ -54,27 +54,17 @@ tests/peers/test_registrar_selfcheck.py):
 
 from __future__ import annotations
 
-import contextlib
-import glob
 import http.client
-import itertools
 import json
-import os
-import shutil
-import signal
 import socket
-import sqlite3
-import subprocess
-import tempfile
 import threading
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import PeerError, PeerUnavailable, _track, _untrack, find_free_port
-from .kamailio import INSTALL_HINT, _find_kamailio_binary, _find_schema_dir, _parse_response
+from . import PeerError, PeerUnavailable, find_free_port
+from .kamailio_process import KamailioRpcProcess
 
 __all__ = ["KamailioRegistrar", "Binding", "PeerUnavailable", "PeerError"]
 
@@ -87,24 +77,6 @@ PUA_MODULES = ("db_sqlite", "pua")
 PUA_USRLOC_MODULES = ("pua_usrloc",)
 REGINFO_MODULES = ("presence", "presence_reginfo", "pua_reginfo")
 SCHEMA_FILES = ("standard-create.sql", "presence-create.sql")
-
-
-def _find_modules_dir(required: tuple[str, ...]) -> str:
-    env = os.environ.get("KAMAILIO_MODULES_DIR")
-    candidates = [env] if env else []
-    candidates += sorted(glob.glob("/usr/lib/*/kamailio/modules"))
-    candidates += ["/usr/lib/kamailio/modules", "/usr/lib64/kamailio/modules",
-                   "/usr/local/lib/kamailio/modules", "/usr/local/lib64/kamailio/modules"]
-    checked = []
-    for cand in candidates:
-        if not cand or not os.path.isdir(cand):
-            continue
-        missing = [m for m in required if not os.path.exists(os.path.join(cand, m + ".so"))]
-        if not missing:
-            return cand
-        checked.append(f"{cand} lacks {', '.join(m + '.so' for m in missing)}")
-    detail = "; ".join(checked) if checked else "no kamailio modules directory found"
-    raise PeerUnavailable(f"Kamailio modules missing ({detail}); {INSTALL_HINT}")
 
 
 @dataclass(frozen=True)
@@ -151,7 +123,7 @@ def _to_binding(aor: str, c: dict[str, Any]) -> Binding:
                    user_agent=str(c.get("User-Agent", "")), raw=dict(c))
 
 
-class KamailioRegistrar:
+class KamailioRegistrar(KamailioRpcProcess):
     """Context manager running a real Kamailio registrar on 127.0.0.1.
 
     Keyword-only parameters:
@@ -184,7 +156,12 @@ class KamailioRegistrar:
     ``keep_workdir``    keep the temp dir (also with ``PUA_KEEP_PEER_DIRS=1``)
     """
 
-    host = "127.0.0.1"
+    _label = "KamailioRegistrar"
+    _workdir_prefix = "pua-kamailio-registrar-"
+    _db_name = "registrar.db"
+    _cfg_template = CFG_TEMPLATE
+    _cfg_name = "kamailio_registrar.cfg"
+    _schema_files = SCHEMA_FILES
 
     def __init__(self, *, replicate_to: str | None = None, default_expires: int = 3600,
                  max_expires: int = 3600, min_expires: int = 0,
@@ -213,24 +190,10 @@ class KamailioRegistrar:
         self.tcp_children = int(tcp_children)
         if self.children < 1 or self.tcp_children < 1:
             raise ValueError("children and tcp_children must be >= 1")
-        self.debug = int(debug)
-        self.startup_timeout = float(startup_timeout)
+        super().__init__(debug=debug, startup_timeout=startup_timeout, shm_mb=shm_mb,
+                         pkg_mb=pkg_mb, keep_workdir=keep_workdir)
         self.rpc_timeout = float(rpc_timeout)
-        self.shm_mb = int(shm_mb)
-        self.pkg_mb = int(pkg_mb)
-        self.keep_workdir = keep_workdir or os.environ.get("PUA_KEEP_PEER_DIRS") == "1"
-        self.sip_port: int = 0
-        self.http_port: int = 0
-        self.workdir: Path | None = None
-        self.proc: subprocess.Popen | None = None
-        self._log_file = None
-        self._final_log: str | None = None
-        self._ids = itertools.count(1)
-        self._ids_lock = threading.Lock()
-        # Everything that can be missing is resolved now -> PeerUnavailable.
-        self.binary = _find_kamailio_binary()
-        self.modules_dir = _find_modules_dir(self._required_modules())
-        self.schema_dir = _find_schema_dir() if self._with_pua else None
+        self._resolve(self._required_modules(), schema=self._with_pua)
 
     @property
     def _with_pua(self) -> bool:
@@ -261,114 +224,17 @@ class KamailioRegistrar:
     def address(self) -> tuple[str, int]:
         return (self.host, self.sip_port)
 
-    @property
-    def http_url(self) -> str:
-        return f"http://{self.host}:{self.http_port}/jsonrpc"
-
-    def _path(self, name: str) -> Path:
-        assert self.workdir is not None, "KamailioRegistrar not started"
-        return self.workdir / name
-
-    @property
-    def cfg_path(self) -> Path:
-        return self._path("kamailio.cfg")
-
-    @property
-    def db_path(self) -> Path:
-        return self._path("registrar.db")
-
-    @property
-    def log_path(self) -> Path:
-        return self._path("kamailio.log")
-
-    @property
-    def db_url(self) -> str:
-        return "sqlite:///" + str(self.db_path)  # absolute path -> 4 slashes
-
-    @property
-    def pid(self) -> int | None:
-        return self.proc.pid if self.proc else None
-
     # -------------------------------------------------------------- lifecycle
-    def __enter__(self) -> KamailioRegistrar:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()
-
-    def start(self) -> KamailioRegistrar:
-        if self.proc is not None:
-            raise PeerError("KamailioRegistrar already started")
-        self.workdir = Path(tempfile.mkdtemp(prefix="pua-kamailio-registrar-"))
-        _track(self)
-        (self.workdir / "run").mkdir()
-        try:
-            if self._with_pua:
-                self._create_db()
-            last_err: Exception | None = None
-            for _ in range(3):
-                self.sip_port = find_free_port(self.host)
-                self.http_port = find_free_port(self.host, udp=False)
-                while self.http_port == self.sip_port:
-                    self.http_port = find_free_port(self.host, udp=False)
-                self._write_cfg()
-                try:
-                    self._spawn()
-                    self._wait_ready()
-                    return self
-                except PeerError as e:  # e.g. lost a port race: try again
-                    last_err = e
-                    self._kill()
-            raise last_err  # type: ignore[misc]
-        except BaseException:
-            self.stop()
-            raise
-
-    def stop(self, timeout: float = 10.0) -> int | None:
-        """Terminate Kamailio (SIGTERM, then SIGKILL on its process group)
-        and remove the temp dir; returns Kamailio's exit status."""
-        rc = self._kill(timeout)
-        _untrack(self)
-        if self._log_file is not None:
-            self._log_file.close()
-            self._log_file = None
-        if self.workdir is not None and self.workdir.exists():
-            with contextlib.suppress(OSError):
-                self._final_log = self.log_path.read_text(errors="replace")
-            if not self.keep_workdir:
-                shutil.rmtree(self.workdir, ignore_errors=True)
-        return rc
-
-    def _kill(self, timeout: float = 10.0) -> int | None:
-        proc, self.proc = self.proc, None
-        if proc is None:
-            return None
-        if proc.poll() is None:
-            try:
-                proc.terminate()
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                pass
-        # Kamailio runs in its own session (pgid == pid): none of OUR
-        # Kamailio's children may survive.
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        try:
-            return proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            return None
+    def _pick_ports(self) -> bool:
+        self.sip_port = find_free_port(self.host)
+        self.http_port = find_free_port(self.host, udp=False)
+        while self.http_port == self.sip_port:
+            self.http_port = find_free_port(self.host, udp=False)
+        return True
 
     # ------------------------------------------------------------------ setup
-    def _create_db(self) -> None:
-        assert self.schema_dir is not None
-        con = sqlite3.connect(str(self.db_path))
-        try:
-            for name in SCHEMA_FILES:
-                con.executescript((self.schema_dir / name).read_text())
-            con.commit()
-        finally:
-            con.close()
+    def _needs_db(self) -> bool:
+        return self._with_pua
 
     def _defines(self) -> list[str]:
         names = []
@@ -382,17 +248,11 @@ class KamailioRegistrar:
             names.append("WITH_REGINFO")
         return names
 
-    def _write_cfg(self) -> None:
-        text = CFG_TEMPLATE.read_text()
+    def _cfg_values(self) -> dict[str, str]:
         prefix = ("" if self.entity_prefix is None else
                   f'modparam("pua_usrloc", "entity_prefix", "{self.entity_prefix}")')
-        values = {
-            "HOST": self.host,
-            "SIP_PORT": str(self.sip_port),
-            "HTTP_PORT": str(self.http_port),
-            "DB_URL": self.db_url,
-            "MODULES_DIR": self.modules_dir,
-            "DEBUG": str(self.debug),
+        return {
+            **super()._cfg_values(),
             "CHILDREN": str(self.children),
             "TCP_CHILDREN": str(self.tcp_children),
             "DEFAULT_EXPIRES": str(self.default_expires),
@@ -407,101 +267,6 @@ class KamailioRegistrar:
             # reginfo only, pua_reginfo sets its own (this Kamailio).
             "PUBLISH_TO": self.publish_to or self.uri,
         }
-        for k, v in values.items():
-            text = text.replace(f"@@{k}@@", v)
-        left = [ln for ln in text.splitlines()
-                if "@@" in ln and not ln.lstrip().startswith("#")]
-        if left:
-            raise PeerError(f"unrendered marker in kamailio_registrar.cfg: {left[0]!r}")
-        self.cfg_path.write_text(text)
-
-    def _spawn(self) -> None:
-        assert self.workdir is not None
-        if self._log_file is not None:
-            self._log_file.close()
-        self._log_file = open(self.log_path, "ab")  # noqa: SIM115 - lives with the process
-        cmd = [
-            self.binary, "-f", str(self.cfg_path),
-            "-DD", "-E",
-            "-Y", str(self.workdir / "run"),
-            "-w", str(self.workdir),
-            "-m", str(self.shm_mb), "-M", str(self.pkg_mb),
-        ]
-        for name in self._defines():
-            cmd += ["-A", name]
-        self.proc = subprocess.Popen(
-            cmd, stdin=subprocess.DEVNULL, stdout=self._log_file,
-            stderr=subprocess.STDOUT, cwd=str(self.workdir),
-            start_new_session=True, close_fds=True)
-
-    def _wait_ready(self) -> None:
-        """UDP OPTIONS answered (a SIP worker runs), then one JSON-RPC call
-        answered (a TCP worker runs jsonrpcs)."""
-        deadline = time.monotonic() + self.startup_timeout
-        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        try:
-            sock.bind((self.host, 0))
-            sip_ok = False
-            while True:
-                self._check_alive("during startup")
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    what = "HTTP JSON-RPC" if sip_ok else "SIP OPTIONS"
-                    raise PeerError(f"kamailio did not answer {what} within "
-                                    f"{self.startup_timeout}s:\n" + self._log_tail())
-                if not sip_ok:
-                    sip_ok = self._options_udp(sock, min(0.25, remaining)) == 200
-                    continue
-                try:
-                    reply = self.rpc("core.version", timeout=min(2.0, remaining))
-                except (OSError, http.client.HTTPException):
-                    # not accepting yet: pace the next try with a bounded
-                    # wait for a SIP answer (a socket read)
-                    self._options_udp(sock, min(0.1, max(0.01, deadline - time.monotonic())))
-                    continue
-                if "result" in reply:
-                    return
-                raise PeerError(f"unexpected core.version reply {reply!r}")
-        finally:
-            sock.close()
-
-    def _check_alive(self, when: str = "") -> None:
-        if self.proc is None:
-            raise PeerError("KamailioRegistrar is not running")
-        if self.proc.poll() is not None:
-            raise PeerError(f"kamailio exited with {self.proc.returncode} {when}:\n"
-                            + self._log_tail())
-
-    def _options_udp(self, sock: socket.socket, timeout: float) -> int:
-        """One OPTIONS over UDP; returns the status code, 0 on timeout."""
-        call_id = "probe-" + uuid.uuid4().hex
-        lport = sock.getsockname()[1]
-        msg = (
-            f"OPTIONS {self.uri} SIP/2.0\r\n"
-            f"Via: SIP/2.0/UDP {self.host}:{lport};rport;branch=z9hG4bK{uuid.uuid4().hex}\r\n"
-            "Max-Forwards: 70\r\n"
-            f"From: <sip:probe@{self.host}>;tag={uuid.uuid4().hex[:10]}\r\n"
-            f"To: <{self.uri}>\r\n"
-            f"Call-ID: {call_id}\r\n"
-            "CSeq: 1 OPTIONS\r\n"
-            "Content-Length: 0\r\n\r\n"
-        ).encode()
-        sock.sendto(msg, (self.host, self.sip_port))
-        deadline = time.monotonic() + timeout
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return 0
-            sock.settimeout(remaining)
-            try:
-                data = sock.recv(65535)
-            except TimeoutError:
-                return 0
-            except ConnectionRefusedError:
-                continue  # ICMP port unreachable: not bound yet
-            code, hdrs = _parse_response(data)
-            if hdrs.get("call-id") == call_id and code >= 200:
-                return code
 
     def sync(self, timeout: float = 5.0) -> None:
         """Barrier: with one UDP worker (``children=1``) an OPTIONS answered
@@ -522,9 +287,7 @@ class KamailioRegistrar:
             timeout: float | None = None) -> dict[str, Any]:
         """One JSON-RPC 2.0 call over HTTP; returns the parsed reply
         (``{"jsonrpc": "2.0", "result"|"error": ..., "id": N}``)."""
-        with self._ids_lock:
-            rid = next(self._ids)
-        doc: dict[str, Any] = {"jsonrpc": "2.0", "method": method, "id": rid}
+        doc: dict[str, Any] = {"jsonrpc": "2.0", "method": method, "id": self._next_id()}
         if params is not None:
             doc["params"] = params
         conn = http.client.HTTPConnection(self.host, self.http_port,
@@ -616,18 +379,6 @@ class KamailioRegistrar:
                 raise TimeoutError(f"bindings of {aor} still {found!r}")
             ev = threading.Event()
             ev.wait(interval)
-
-    # -------------------------------------------------------------------- log
-    def log_text(self) -> str:
-        """Everything Kamailio logged so far (also after stop())."""
-        if self.workdir is not None and self.log_path.exists():
-            if self._log_file is not None:
-                self._log_file.flush()
-            return self.log_path.read_text(errors="replace")
-        return self._final_log or ""
-
-    def _log_tail(self, n: int = 40) -> str:
-        return "\n".join(self.log_text().splitlines()[-n:])
 
     def __repr__(self) -> str:
         state = "running" if self.proc and self.proc.poll() is None else "stopped"
