@@ -12,11 +12,63 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from tests.peers import find_free_port
+
+
+class EventStream:
+    """The service's /events, read in a thread; wait_for() blocks on a
+    condition until a matching event arrives (or the timeout), wait_until()
+    until a condition holds, tested again at each event."""
+
+    def __init__(self, url: str, *, token: str | None = None) -> None:
+        self.events: list[dict[str, Any]] = []
+        self._cond = threading.Condition()
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        request = urllib.request.Request(url + "/events", headers=headers)
+        self._reply = urllib.request.urlopen(request, timeout=60)
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        try:
+            for raw in self._reply:
+                line = raw.decode()
+                if line.startswith("data: "):
+                    with self._cond:
+                        self.events.append(json.loads(line[6:]))
+                        self._cond.notify_all()
+        except OSError:
+            pass
+
+    def wait_for(self, match: Callable[[dict[str, Any]], bool], timeout: float = 30) -> dict[str, Any]:
+        with self._cond:
+            found = self._cond.wait_for(lambda: next((e for e in self.events if match(e)), None),
+                                        timeout=timeout)
+        assert found, f"no matching event; saw {self.events}"
+        return next(e for e in self.events if match(e))
+
+    def wait_until(self, check: Callable[[], Any], timeout: float = 15.0, what: str = "") -> Any:
+        """``check()``'s first true value, tested now and again after each
+        event the service reports (what pua does to the outside world, a
+        PUBLISH answered, a NOTIFY, comes with an event); AssertionError
+        naming ``what`` when none comes within ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            seen = -1
+            while True:
+                if len(self.events) != seen:
+                    seen = len(self.events)
+                    value = check()
+                    if value:
+                        return value
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(f"not within {timeout} s: {what}")
+                self._cond.wait(timeout=left)
 
 
 class RunningService:
@@ -65,6 +117,13 @@ class RunningService:
         ]
         for thread in self._drains:
             thread.start()
+        self._events: EventStream | None = None
+
+    def event_stream(self) -> EventStream:
+        """The service's /events, opened at the first call."""
+        if self._events is None:
+            self._events = EventStream(self.api_url, token=self.token)
+        return self._events
 
     def _drain(self, stream: Any, into: list[str] | None) -> None:
         for line in stream:

@@ -81,14 +81,11 @@ class Phone:
         return status, found
 
 
-def wait_until(check: Callable[[], Any], seconds: float = 15.0, what: str = "") -> Any:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"not within {seconds} s: {what}")
+def wait_until(svc: RunningService, check: Callable[[], Any], seconds: float = 15.0,
+               what: str = "") -> Any:
+    """``check()``'s first true value, tested again at each event ``svc``
+    reports (each PUBLISH it makes is answered after the server changed)."""
+    return svc.event_stream().wait_until(check, seconds, what)
 
 
 def presence_rows(kam: KamailioPresence) -> list[dict[str, Any]]:
@@ -110,6 +107,7 @@ def start(kam: KamailioPresence, tmp_path: Path) -> Iterator[Callable[..., Runni
     def run(*flags: str, sip_port: int | None = None) -> RunningService:
         svc = RunningService("--usrloc", "--reginfo", "--outbound-proxy", kam.uri, *flags,
                              data_dir=tmp_path / "data", sip_port=sip_port)
+        svc.event_stream()  # open before anything happens
         started.append(svc)
         return svc
 
@@ -126,39 +124,39 @@ def test_phones_register_and_unregister(kam: KamailioPresence,
     try:
         status, contacts = desk.register(f"<sip:alice@127.0.0.1:{desk.port}>;q=0.9", 120)
         assert status == 200 and len(contacts) == 1 and "expires=" in contacts[0]
-        rows = wait_until(lambda: presence_rows(kam), what="the desk phone's presentity")
+        rows = wait_until(svc, lambda: presence_rows(kam), what="the desk phone's presentity")
         assert b"<basic>open</basic>" in rows[0]["body"]
         assert f"127.0.0.1:{desk.port}".encode() in rows[0]["body"]
         # a second phone: a second publication (its own Call-ID), two tuples for watchers
         status, contacts = mobile.register(f"<sip:alice@127.0.0.1:{mobile.port}>", 120)
         assert status == 200 and len(contacts) == 2
-        wait_until(lambda: len(presence_rows(kam)) == 2, what="two presentity rows")
+        wait_until(svc, lambda: len(presence_rows(kam)) == 2, what="two presentity rows")
         listed = svc.rpc("pua.registrations", {"aor": AOR})["result"]["bindings"]
         assert {b["contact"] for b in listed} == {
             f"sip:alice@127.0.0.1:{desk.port}", f"sip:alice@127.0.0.1:{mobile.port}"}
         # the reg state of the AOR is published too, with both contacts
-        reg = wait_until(lambda: kam.presentity_rows("alice", "example.com", "reg"),
+        reg = wait_until(svc, lambda: kam.presentity_rows("alice", "example.com", "reg"),
                          what="reginfo presentity")
-        wait_until(lambda: all(str(p.port).encode() in kam.presentity_rows(
+        wait_until(svc, lambda: all(str(p.port).encode() in kam.presentity_rows(
             "alice", "example.com", "reg")[0]["body"] for p in (desk, mobile)),
             what="both contacts in reginfo")
         assert b"application" not in reg[0]["body"][:5]
         # re-registering refreshes (same publication, no new row)
         etags = {r["etag"] for r in presence_rows(kam)}
         assert desk.register(f"<sip:alice@127.0.0.1:{desk.port}>", 120)[0] == 200
-        wait_until(lambda: {r["etag"] for r in presence_rows(kam)} != etags,
+        wait_until(svc, lambda: {r["etag"] for r in presence_rows(kam)} != etags,
                    what="the refreshed publication's new ETag")
         assert len(presence_rows(kam)) == 2
         # one unregisters: the other stays
         status, contacts = desk.register(f"<sip:alice@127.0.0.1:{desk.port}>", 0)
         assert status == 200 and len(contacts) == 1
-        wait_until(lambda: len(presence_rows(kam)) == 1, what="one row left")
+        wait_until(svc, lambda: len(presence_rows(kam)) == 1, what="one row left")
         assert str(mobile.port).encode() in presence_rows(kam)[0]["body"]
         # the last one goes with a wildcard: no presentity, no reg state
         status, contacts = mobile.register("*", 0)
         assert status == 200 and contacts == []
-        wait_until(lambda: presence_rows(kam) == [], what="no presentity left")
-        wait_until(lambda: kam.presentity_rows("alice", "example.com", "reg") == [],
+        wait_until(svc, lambda: presence_rows(kam) == [], what="no presentity left")
+        wait_until(svc, lambda: kam.presentity_rows("alice", "example.com", "reg") == [],
                    what="reg state removed")
         assert svc.rpc("pua.registrations")["result"]["bindings"] == []
     finally:
@@ -172,10 +170,10 @@ def test_a_binding_left_to_expire_is_removed(kam: KamailioPresence,
     phone = Phone(svc.sip_port)
     try:
         assert phone.register(f"<sip:alice@127.0.0.1:{phone.port}>;expires=3")[0] == 200
-        wait_until(lambda: presence_rows(kam), what="the presentity")
-        wait_until(lambda: svc.rpc("pua.registrations")["result"]["bindings"] == [],
+        wait_until(svc, lambda: presence_rows(kam), what="the presentity")
+        wait_until(svc, lambda: svc.rpc("pua.registrations")["result"]["bindings"] == [],
                    what="the binding ended at its expiry")
-        wait_until(lambda: kam.presentity_rows("alice", "example.com", "presence") == [],
+        wait_until(svc, lambda: kam.presentity_rows("alice", "example.com", "presence") == [],
                    what="the publication removed (the row gone, not only expired)")
     finally:
         phone.close()
@@ -199,30 +197,31 @@ def test_a_kill_loses_no_binding(kam: KamailioPresence, tmp_path: Path,
     stays, expires = Phone(port), Phone(port)
     try:
         assert stays.register(f"<sip:alice@127.0.0.1:{stays.port}>", 300)[0] == 200
-        assert expires.register(f"<sip:alice@127.0.0.1:{expires.port}>", 4)[0] == 200
-        wait_until(lambda: len(presence_rows(kam)) == 2, what="two rows")
-        # pua writes a publication's first ETag as soon as it comes; a kill
-        # in the milliseconds before would leave an entity it cannot reach
-        # (counted apart by the kill campaign), so the kill waits for it.
-        wait_until(lambda: stored_etags(data_dir) >= {r["etag"] for r in presence_rows(kam)},
-                   what="the ETags stored")
+        # a binding that ends about when pua is killed: its end is found
+        # after the restart (expired meanwhile, or expiring just after)
+        assert expires.register(f"<sip:alice@127.0.0.1:{expires.port}>", 1)[0] == 200
+        # A REGISTER is answered once its PUBLISHes' first answers (their
+        # ETags) are stored: pua.cleanup writes, and the database has them.
+        svc.rpc("pua.cleanup")
+        server_etags = {r["etag"] for r in kam.presentity_rows("alice", "example.com",
+                                                               "presence")}
+        assert len(server_etags) == 2 and stored_etags(data_dir) >= server_etags
         svc.process.send_signal(signal.SIGKILL)
         svc.process.wait(10)
-        # while pua is down, the short binding expires
-        wait_until(lambda: len(presence_rows(kam)) == 1, seconds=20,
-                   what="the short publication expired at the server")
-        server_etags = {r["etag"] for r in presence_rows(kam)}
         again = start(sip_port=port)
         # the publication came back with the ETag the server gave it (stored
         # when its answer came, not at the next update_period)
         held = [r for r in again.rpc("pua.list")["result"]
                 if r["record_id"].startswith("UL_PUBLISH.") and r["event"] == "presence"]
         assert any(r["etag"] in server_etags for r in held), (held, server_etags)
-        listed = again.rpc("pua.registrations")["result"]["bindings"]
-        assert [b["contact"] for b in listed] == [f"sip:alice@127.0.0.1:{stays.port}"]
+        wait_until(again, lambda: [b["contact"] for b in again.rpc("pua.registrations")[
+            "result"]["bindings"]] == [f"sip:alice@127.0.0.1:{stays.port}"],
+                   what="only the long binding after the restart")
+        wait_until(again, lambda: len(presence_rows(kam)) == 1,
+                   what="the short binding's publication gone")
         # the binding that lived on still answers to its phone: unregistering removes it
         assert stays.register(f"<sip:alice@127.0.0.1:{stays.port}>", 0)[0] == 200
-        wait_until(lambda: presence_rows(kam) == [], what="removed after the restart")
+        wait_until(again, lambda: presence_rows(kam) == [], what="removed after the restart")
     finally:
         stays.close()
         expires.close()
@@ -275,12 +274,12 @@ def test_the_api_registers_too(kam: KamailioPresence,
     # answered once the PUBLISHes it made got their first answers (presence and reg)
     assert {(p["id"].split(".")[0], p["status"]) for p in answer["result"]["publications"]} == {
         ("UL_PUBLISH", 200), ("REGINFO_PUBLISH", 200)}
-    wait_until(lambda: presence_rows(kam), what="the API binding's presentity")
+    wait_until(svc, lambda: presence_rows(kam), what="the API binding's presentity")
     status, body = svc.post_status("/registrations", {"aor": AOR,
                                                       "contact": "sip:alice@192.0.2.7:5060",
                                                       "expires": 0})
     assert status == 200 and body["bindings"] == []
-    wait_until(lambda: presence_rows(kam) == [], what="removed through REST")
+    wait_until(svc, lambda: presence_rows(kam) == [], what="removed through REST")
     assert json.loads(svc.get("/registrations"))["bindings"] == []
     spec = json.loads(svc.get("/openapi.json"))
     assert set(spec["paths"]["/registrations"]) == {"get", "post"}
@@ -317,18 +316,18 @@ def test_copies_from_a_kamailio_registrar(kam: KamailioPresence,
             RawSipClient(registrar.host, registrar.sip_port) as mobile:
         answer = desk.register(AOR, expires=120, call_id="desk-1", cseq=1)
         assert answer is not None and answer.status == 200
-        wait_until(lambda: len(presence_rows(kam)) == 1, what="the desk phone's presentity")
+        wait_until(svc, lambda: len(presence_rows(kam)) == 1, what="the desk phone's presentity")
         answer = mobile.register(AOR, expires=120, call_id="mobile-1", cseq=1)
         assert answer is not None and answer.status == 200
-        wait_until(lambda: len(presence_rows(kam)) == 2, what="two phones, two publications")
+        wait_until(svc, lambda: len(presence_rows(kam)) == 2, what="two phones, two publications")
         listed = svc.rpc("pua.registrations", {"aor": AOR})["result"]["bindings"]
         assert {b["call_id"] for b in listed} == {"desk-1", "mobile-1"}
         answer = desk.register(AOR, expires=0, call_id="desk-1", cseq=2)
         assert answer is not None and answer.status == 200
-        wait_until(lambda: len(presence_rows(kam)) == 1, what="the desk phone gone")
+        wait_until(svc, lambda: len(presence_rows(kam)) == 1, what="the desk phone gone")
         answer = mobile.register(AOR, expires=0, call_id="mobile-1", cseq=2)
         assert answer is not None and answer.status == 200
-        wait_until(lambda: presence_rows(kam) == [], what="no presentity left")
+        wait_until(svc, lambda: presence_rows(kam) == [], what="no presentity left")
 
 
 def test_reginfo_subscription_feeds_the_bindings(
@@ -342,19 +341,19 @@ def test_reginfo_subscription_feeds_the_bindings(
         with RawSipClient(registrar.host, registrar.sip_port) as phone:
             answer = phone.register(AOR, expires=120, call_id="phone-1", cseq=1)
             assert answer is not None and answer.status == 200
-            listed = wait_until(
+            listed = wait_until(svc,
                 lambda: svc.rpc("pua.registrations", {"aor": AOR})["result"]["bindings"],
                 what="the binding learnt from the reg event")
             assert listed[0]["contact"].startswith("sip:alice@127.0.0.1:")
             assert 60 < listed[0]["expires"] <= 120
-            wait_until(lambda: presence_rows(kam), what="presence published from reginfo")
+            wait_until(svc, lambda: presence_rows(kam), what="presence published from reginfo")
             counters = svc.rpc("pua.registrations")["result"]["counters"]
             assert counters["reginfo_notifies"] >= 1 and counters["registers"] == 0
             answer = phone.register(AOR, expires=0, call_id="phone-1", cseq=2)
             assert answer is not None and answer.status == 200
-            wait_until(lambda: svc.rpc("pua.registrations")["result"]["bindings"] == [],
+            wait_until(svc, lambda: svc.rpc("pua.registrations")["result"]["bindings"] == [],
                        what="the binding ended by the reg event")
-            wait_until(lambda: presence_rows(kam) == [], what="presence removed")
+            wait_until(svc, lambda: presence_rows(kam) == [], what="presence removed")
 
 
 def test_a_reg_watcher_sees_every_change_with_increasing_versions(
@@ -413,7 +412,7 @@ def test_sipp_phones_through_a_kamailio_registrar(
             registrar.host, registrar.sip_port, calls=50, rate=100, expires=300,
             user_prefix="desk").run())
         assert stats.successful == 50 and stats.failed == 0
-        wait_until(lambda: len(svc.rpc("pua.registrations")["result"]["bindings"]) == 50,
+        wait_until(svc, lambda: len(svc.rpc("pua.registrations")["result"]["bindings"]) == 50,
                    what="fifty bindings")
         now = int(time.time())
 
@@ -423,4 +422,4 @@ def test_sipp_phones_through_a_kamailio_registrar(
             return sum(1 for r in rows if r["username"].startswith("desk")
                        and r["expires"] > now and b"<basic>open</basic>" in r["body"])
 
-        wait_until(lambda: open_presentities() == 50, seconds=30, what="fifty presentities")
+        wait_until(svc, lambda: open_presentities() == 50, seconds=30, what="fifty presentities")

@@ -3,19 +3,15 @@ every publication with its ETag and every subscription in its dialog."""
 
 from __future__ import annotations
 
-import json
 import signal
-import threading
-import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from tests.peers.kamailio import KamailioPresence
 
-from .running import RunningService
+from .running import EventStream, RunningService
 
 pytestmark = pytest.mark.interop
 
@@ -26,36 +22,6 @@ PIDF = (
     '<presence xmlns="urn:ietf:params:xml:ns:pidf" entity="sip:alice@example.com">'
     "<tuple><status><basic>open</basic></status></tuple></presence>"
 )
-
-
-class EventStream:
-    """The service's /events, read in a thread; wait_for() blocks on a
-    condition until a matching event arrives (or the timeout)."""
-
-    def __init__(self, url: str) -> None:
-        self.events: list[dict[str, Any]] = []
-        self._cond = threading.Condition()
-        self._reply = urllib.request.urlopen(url + "/events", timeout=60)
-        self._thread = threading.Thread(target=self._read, daemon=True)
-        self._thread.start()
-
-    def _read(self) -> None:
-        try:
-            for raw in self._reply:
-                line = raw.decode()
-                if line.startswith("data: "):
-                    with self._cond:
-                        self.events.append(json.loads(line[6:]))
-                        self._cond.notify_all()
-        except OSError:
-            pass
-
-    def wait_for(self, match: Callable[[dict[str, Any]], bool], timeout: float = 30) -> dict[str, Any]:
-        with self._cond:
-            found = self._cond.wait_for(lambda: next((e for e in self.events if match(e)), None),
-                                        timeout=timeout)
-        assert found, f"no matching event; saw {self.events}"
-        return next(e for e in self.events if match(e))
 
 
 @pytest.fixture
