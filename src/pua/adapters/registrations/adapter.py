@@ -439,7 +439,7 @@ class Registrations:
                 with contextlib.suppress(BodyError):
                     last = parse_reginfo(body).version
         self._versions[aor] = last + 1
-        if len(self._versions) > 4 * len(self.table.aors()) + 1024:
+        if len(self._versions) > 4 * self.table.aor_count + 1024:
             # forget the versions of AORs without bindings (their
             # publication is gone or going; a new one may start anew)
             held = set(self.table.aors())

@@ -22,6 +22,7 @@ from pua.sip.timers import DeadlineQueue, Timed
 from pua.sip.uri import SipUri, parse_uri
 
 __all__ = [
+    "ACTIVE_EVENTS",
     "MAX_CONTACTS",
     "Binding",
     "BindingTable",
@@ -226,10 +227,16 @@ class BindingTable:
         self.default_expires = default_expires
         self.max_contacts = max_contacts
         self._by_aor: dict[str, dict[SipUri, Binding]] = {}
+        self._count = 0  # bindings held
         self._deadlines = DeadlineQueue()
 
     def __len__(self) -> int:
-        return sum(len(b) for b in self._by_aor.values())
+        return self._count
+
+    @property
+    def aor_count(self) -> int:
+        """How many addresses of record hold bindings."""
+        return len(self._by_aor)
 
     def aors(self) -> list[str]:
         """Addresses of record holding bindings."""
@@ -296,6 +303,7 @@ class BindingTable:
                     now,
                 )
                 self._by_aor.setdefault(register.aor, {})[key] = binding
+                self._count += 1
                 changes.append(Change(binding, "registered"))
             else:
                 event = "shortened" if at < found.expires_at - 1 else "refreshed"
@@ -334,6 +342,7 @@ class BindingTable:
                 found = Binding(aor, str(entry.uri), entry.call_id, entry.cseq, at, entry.q, now)
                 current = self._by_aor.setdefault(aor, current)
                 current[key] = found
+                self._count += 1
                 changes.append(Change(found, "registered"))
             else:
                 if abs(found.expires_at - at) < 1 and found.call_id == entry.call_id:
@@ -373,7 +382,9 @@ class BindingTable:
             key = parse_uri(binding.contact)
             assert isinstance(key, SipUri)
             key = key.without_params()
-            self._by_aor.setdefault(binding.aor, {})[key] = binding
+            table = self._by_aor.setdefault(binding.aor, {})
+            self._count += key not in table
+            table[key] = binding
             if binding.expires_at <= now:
                 ended.append(self._end(binding, "expired"))
             else:
@@ -391,6 +402,7 @@ class BindingTable:
         for key, held in list(table.items()):
             if held is binding:
                 del table[key]
+                self._count -= 1
         if not table:
             self._by_aor.pop(binding.aor, None)
         binding.event = event

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from pua.bodies import Contact, Presence, RegInfo, Registration, Tuple
 from pua.core import EventFlag, PublishInfo, SourceFlag
 
-from .bindings import Binding, Change, _token
+from .bindings import ACTIVE_EVENTS, Binding, Change, _token
 
 __all__ = [
     "REGINFO_ID_PREFIX",
@@ -79,7 +79,7 @@ def presence_removal(aor: str, call_id: str) -> PublishInfo:
 
 
 def _contact(binding: Binding, event: str, now: float) -> Contact:
-    active = event in ("registered", "created", "refreshed", "shortened")
+    active = event in ACTIVE_EVENTS
     return Contact(
         id=binding.id,
         state="active" if active else "terminated",
