@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.peers.kamailio import KamailioPresence
+from tests.peers.rawsip import pidf
 from tests.service.running import RunningService
 
 from pua.runtime.persistence import SPREAD_MIN
@@ -49,14 +50,6 @@ TARGETS = [f"sip:p{n}@{DOMAIN}" for n in range(10)]  # what the watchers watch
 AORS = [f"sip:r{n}@{DOMAIN}" for n in range(10)]
 CONTACTS = [f"192.0.2.{m}:5060" for m in range(1, 4)]
 
-
-def pidf(uri: str, note: str) -> str:
-    return (
-        '<?xml version="1.0" encoding="UTF-8"?>'
-        f'<presence xmlns="urn:ietf:params:xml:ns:pidf" entity="{uri}">'
-        f'<tuple id="t1"><status><basic>open</basic></status><note>{note}</note>'
-        "</tuple></presence>"
-    )
 
 
 @dataclass
@@ -153,7 +146,7 @@ class Client:
                 if self.random.random() < 0.75:
                     note = f"n{n}"
                     return ("publish", [uri, 600, "presence", ".", ".", ".", ".", ".",
-                                        pidf(uri, note)], uri)
+                                        pidf(uri, note=note)], uri)
                 return ("unpublish", [uri, "presence"], uri)
             pair = (self.random.choice(TARGETS), self.random.choice(WATCHERS))
             if pair in self.busy:

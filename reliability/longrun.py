@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from tests.peers.kamailio import KamailioPresence
+from tests.peers.rawsip import pidf
 from tests.service.running import RunningService
 
 DOMAIN = "example.com"
@@ -55,13 +56,6 @@ def presentity(n: int) -> str:
 def watcher(n: int) -> str:
     return f"sip:w{n}@{DOMAIN}"
 
-
-def pidf(uri: str) -> str:
-    return (
-        '<?xml version="1.0" encoding="UTF-8"?>'
-        f'<presence xmlns="urn:ietf:params:xml:ns:pidf" entity="{uri}">'
-        '<tuple id="t1"><status><basic>open</basic></status></tuple></presence>'
-    )
 
 
 def _post(url: str, payload: Any, timeout: float = 600.0) -> Any:

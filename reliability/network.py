@@ -46,6 +46,7 @@ from typing import Any
 
 from tests.peers import find_free_port
 from tests.peers.kamailio import KamailioPresence
+from tests.peers.rawsip import pidf
 from tests.service.running import RunningService
 
 from reliability.link import Impairment, Link, Probe, quantile, rates
@@ -66,13 +67,6 @@ CONDITIONS = {
     )
 }
 
-
-def pidf(uri: str) -> str:
-    return (
-        '<?xml version="1.0" encoding="UTF-8"?>'
-        f'<presence xmlns="urn:ietf:params:xml:ns:pidf" entity="{uri}">'
-        '<tuple id="t1"><status><basic>open</basic></status></tuple></presence>'
-    )
 
 
 def publication(n: int) -> str:

@@ -59,6 +59,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.peers.kamailio import KamailioPresence
+from tests.peers.rawsip import pidf
 from tests.service.running import RunningService
 
 from pua.api.rpc import OVERLOADED
@@ -77,14 +78,6 @@ RSS_ALLOWANCE_MIB = 128
 LATENESS = "pua_timer_lateness_seconds"
 LOOP_LAG = "pua_loop_lag_seconds"
 
-
-def pidf(uri: str, note: str) -> str:
-    return (
-        '<?xml version="1.0" encoding="UTF-8"?>'
-        f'<presence xmlns="urn:ietf:params:xml:ns:pidf" entity="{uri}">'
-        f'<tuple id="t1"><status><basic>open</basic></status><note>{note}</note>'
-        "</tuple></presence>"
-    )
 
 
 def rpc(url: str, method: str, params: Any, timeout: float = 30.0) -> Any:
@@ -310,7 +303,7 @@ def _load(url: str, rate: float | None, connections: int, seconds: float, pool: 
         uri = f"sip:load{rng.randrange(pool)}@{DOMAIN}"
         body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "pua.publish",
                            "params": [uri, 600, "presence", ".", ".", ".", ".", ".",
-                                      pidf(uri, uuid.uuid4().hex[:8])]}).encode()
+                                      pidf(uri, note=uuid.uuid4().hex[:8])]}).encode()
         tally["sent"] += 1
         started = time.monotonic()
         what = ""
@@ -580,7 +573,7 @@ def make_standing(url: str, pubs: list[str], subs: list[tuple[str, str]]) -> int
     for n, uri in enumerate(pubs):
         calls.append({"jsonrpc": "2.0", "id": n, "method": "pua.publish",
                       "params": [uri, 600, "presence", ".", ".", ".", ".", ".",
-                                 pidf(uri, "standing")]})
+                                 pidf(uri, note="standing")]})
     for n, (uri, watcher) in enumerate(subs):
         calls.append({"jsonrpc": "2.0", "id": len(pubs) + n, "method": "pua.subscribe",
                       "params": [uri, watcher, "presence", 600]})
