@@ -73,6 +73,23 @@ def engine_config(settings: Settings) -> EngineConfig:
     )
 
 
+def registration_settings(settings: Settings) -> RegistrationSettings | None:
+    """The registrations adapter's settings from the service's; None when
+    registrations are off (no usrloc, reginfo or reginfo_subscribe)."""
+    if not (settings.usrloc or settings.reginfo or settings.reginfo_subscribe):
+        return None
+    return RegistrationSettings(
+        usrloc=settings.usrloc,
+        reginfo=settings.reginfo,
+        allow=settings.usrloc_allow,
+        default_expires=settings.usrloc_default_expires,
+        publish_closed=settings.usrloc_publish_closed,
+        default_domain=settings.default_domain,
+        entity_prefix=settings.entity_prefix,
+        subscribe=settings.reginfo_subscriptions,
+    )
+
+
 class Service:
     """The running service: engine, SIP sockets, API."""
 
@@ -156,21 +173,10 @@ class Service:
         # collector from walking them again and again (a pause per pass).
         gc.freeze()
         self.sync.start()
-        if settings.usrloc or settings.reginfo or settings.reginfo_subscribe:
+        wanted = registration_settings(settings)
+        if wanted is not None:
             self.registrations = Registrations(
-                self.runtime,
-                RegistrationSettings(
-                    usrloc=settings.usrloc,
-                    reginfo=settings.reginfo,
-                    allow=settings.usrloc_allow,
-                    default_expires=settings.usrloc_default_expires,
-                    publish_closed=settings.usrloc_publish_closed,
-                    default_domain=settings.default_domain,
-                    entity_prefix=settings.entity_prefix,
-                    subscribe=settings.reginfo_subscriptions,
-                ),
-                store=store,
-                durable=self.sync.flush,
+                self.runtime, wanted, store=store, durable=self.sync.flush
             )
             await self.registrations.start()
             log.info("taking REGISTERs from %s", ", ".join(settings.usrloc_allow))
