@@ -1,6 +1,6 @@
 #!/bin/sh
 # Install the Debian packages the pua test peers need (Kamailio presence
-# server and registrar with SQLite and TLS, SIPp, sqlite3, dnsmasq for a test
+# server, registrar and call proxy (dialog, http_client) with SQLite and TLS, SIPp, sqlite3, dnsmasq for a test
 # DNS zone, iproute2 and nftables for the bad-network campaign's namespaces and
 # impairments), Kamailio's MySQL and PostgreSQL schema
 # scripts (/usr/share/kamailio/{mysql,postgres}, for the store tests) and the
@@ -14,7 +14,7 @@
 # exists), and a Kamailio service started anyway is stopped afterwards.
 set -eu
 
-PACKAGES="kamailio kamailio-presence-modules kamailio-sqlite-modules sip-tester sqlite3 ncurses-base curl
+PACKAGES="kamailio kamailio-presence-modules kamailio-sqlite-modules kamailio-utils-modules sip-tester sqlite3 ncurses-base curl
           kamailio-tls-modules
           dnsmasq-base
           iproute2 nftables
