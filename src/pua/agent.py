@@ -26,6 +26,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from pua.adapters.dialogs import DialogOptions, Dialogs
 from pua.adapters.registrations import Registrations, RegistrationSettings
 from pua.core import (
     Body,
@@ -362,6 +363,10 @@ class Agent:
     registrations adapter as :attr:`registrations`: REGISTERs sent to the
     agent's SIP address, and ``await agent.registrations.register(aor,
     contact, expires)``, become bindings published as presence.
+    ``dialogs`` (True, or a :class:`~pua.adapters.dialogs.DialogOptions`)
+    turns on the dialog state adapter as :attr:`dialogs`: ``await
+    agent.dialogs.report(CallEvent(...))`` publishes a call's state for
+    its caller and callee.
     """
 
     def __init__(
@@ -380,6 +385,7 @@ class Agent:
         credentials: Iterable[Credential] = (),
         dns_servers: Iterable[str] = (),
         registrations: RegistrationSettings | bool = False,
+        dialogs: DialogOptions | bool = False,
         **settings: Any,
     ) -> None:
         if outbound_proxy is not None:
@@ -417,6 +423,15 @@ class Agent:
             registrations = RegistrationSettings()
         self._registration_settings = registrations or None
         self._registrations: Registrations | None = None
+        self._dialog_options = DialogOptions() if dialogs is True else dialogs or None
+        self._dialogs: Dialogs | None = None
+
+    @property
+    def dialogs(self) -> Dialogs:
+        """The dialog state adapter (``dialogs=`` given, agent started)."""
+        if self._dialogs is None:
+            raise StateError("dialog state is off, or the agent is not started")
+        return self._dialogs
 
     @property
     def registrations(self) -> Registrations:
@@ -443,6 +458,13 @@ class Agent:
                 durable=self.sync.flush if self.sync is not None else None,
             )
             await self._registrations.start()
+        if self._dialog_options is not None:
+            self._dialogs = Dialogs(
+                self.runtime,
+                self._dialog_options,
+                durable=self.sync.flush if self.sync is not None else None,
+            )
+            await self._dialogs.start()
         return self
 
     async def __aexit__(
@@ -466,6 +488,9 @@ class Agent:
         if self._registrations is not None:
             await self._registrations.stop()
             self._registrations = None
+        if self._dialogs is not None:
+            await self._dialogs.stop()
+            self._dialogs = None
         for sub in list(self._subscriptions.values()):
             sub._finish("agent closed")
         for stream in self._streams:

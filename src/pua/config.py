@@ -217,6 +217,74 @@ class Settings:
         "(default: sip, the AOR's); requests still go to the AOR",
         metavar="SCHEME",
     )
+    dialoginfo: bool = _setting(
+        False,
+        "Publish the dialog state (RFC 4235) of calls reported to POST /dialogs or "
+        "pua.dialog, for caller and callee (Kamailio's pua_dialoginfo)",
+    )
+    include_tags: bool = _setting(True, "Put the calls' From and To tags in dialog documents")
+    include_localremote: bool = _setting(
+        True, "Put the local and remote identities and targets in dialog documents"
+    )
+    include_callid: bool = _setting(True, "Put the calls' Call-IDs in dialog documents")
+    caller_confirmed: bool = _setting(False, "Show the caller's ringing (early) calls as confirmed")
+    callee_trying: bool = _setting(
+        False, "Publish trying for the callee too (the caller always gets it)"
+    )
+    publish_to: str = _setting(
+        "both",
+        "Whose dialog state is published: the caller's, the callee's or both",
+        choices=("caller", "callee", "both"),
+    )
+    local_domains: tuple[str, ...] = _setting(
+        (),
+        "Publish dialog state only for addresses in these domains (repeatable; "
+        "unset: every domain)",
+        metavar="DOMAIN",
+    )
+    dialog_lifetime: int = _setting(
+        43200,
+        "Lifetime of a call whose events name none (the Expires of its dialog state)",
+        metavar="SECONDS",
+    )
+    override_lifetime: int = _setting(
+        0, "Every call's lifetime, whatever its events say (0: theirs)", metavar="SECONDS"
+    )
+    terminated_expires: int = _setting(
+        10,
+        "Expires of the dialog state that shows a user's last call ended; it then lapses",
+        metavar="SECONDS",
+    )
+    bla: bool = _setting(
+        False,
+        "Bridged line appearance (Kamailio's pua_bla): subscribe to dialog;sla of "
+        "phones that register a shared line and publish what they notify",
+    )
+    bla_lines: tuple[str, ...] = _setting(
+        (),
+        "Address of record of a shared line (repeatable; pua.bla_add adds more)",
+        metavar="AOR",
+    )
+    bla_register_header: str | None = _setting(
+        None,
+        "Header a proxy adds to the REGISTERs of shared lines (Kamailio's bla_set_flag)",
+        metavar="NAME",
+    )
+    server_address: str | None = _setting(
+        None,
+        "Contact of the SUBSCRIBEs sent to phones (default: a SIP address pua listens on)",
+        metavar="URI",
+    )
+    header_name: str = _setting(
+        "Sender",
+        "Header of a shared line's PUBLISH naming the phone that reported the state",
+        metavar="NAME",
+    )
+    bla_outbound_proxy: str | None = _setting(
+        None,
+        "Next hop of the SUBSCRIBEs to phones (default: the phone's contact itself)",
+        metavar="URI",
+    )
     auth_username: str | None = _setting(
         None,
         "Username answering digest challenges (401/407) for every identity and realm; "
@@ -285,6 +353,15 @@ class Settings:
         """True when the API is reachable from this machine only."""
         host = self.api_address[0]
         return host == "localhost" or ipaddress.ip_address(host).is_loopback
+
+
+def _sip_uri(text: str) -> SipUri | None:
+    """``text`` as a SIP URI, or None."""
+    try:
+        uri = parse_uri(text.strip().strip("<>"))
+    except RemoteProtocolError:
+        return None
+    return uri if isinstance(uri, SipUri) else None
 
 
 def parse_reginfo_subscribe(item: str) -> tuple[str, str | None]:
@@ -440,6 +517,26 @@ def _check(settings: Settings, sources: Mapping[str, str]) -> None:
             "usrloc_default_expires",
             f"must be 1 or more, not {settings.usrloc_default_expires}",
         )
+    for name in ("dialog_lifetime", "terminated_expires"):
+        if getattr(settings, name) < 1:
+            raise fail(name, f"must be 1 or more, not {getattr(settings, name)}")
+    if settings.override_lifetime < 0:
+        raise fail("override_lifetime", f"must be 0 or more, not {settings.override_lifetime}")
+    for domain in settings.local_domains:
+        if not re.fullmatch(r"[A-Za-z0-9.:\[\]-]+", domain):
+            raise fail("local_domains", f"{domain!r} is not a domain")
+    for aor in settings.bla_lines:
+        line = _sip_uri(aor)
+        if line is None or line.user is None:
+            raise fail("bla_lines", f"{aor!r} is not a sip: URI with a user")
+    for name in ("server_address", "bla_outbound_proxy"):
+        value = getattr(settings, name)
+        if value is not None and _sip_uri(value) is None:
+            raise fail(name, f"{value!r} is not a SIP URI")
+    for name in ("bla_register_header", "header_name"):
+        value = getattr(settings, name)
+        if value is not None and not re.fullmatch(r"[A-Za-z0-9!%*_+`'~.-]+", value):
+            raise fail(name, f"{value!r} is not a header name")
     if settings.entity_prefix is not None and not re.fullmatch(
         r"[A-Za-z][A-Za-z0-9+.-]*", settings.entity_prefix
     ):

@@ -14,6 +14,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from pua.adapters import Adapters
+from pua.adapters.dialogs import DialogOptions, Dialogs
 from pua.adapters.registrations import Registrations, RegistrationSettings
 from pua.api import ApiServer
 from pua.api.http import bind_api
@@ -90,6 +92,25 @@ def registration_settings(settings: Settings) -> RegistrationSettings | None:
     )
 
 
+def dialog_options(settings: Settings) -> DialogOptions | None:
+    """The dialog state adapter's settings from the service's; None when
+    it is off."""
+    if not settings.dialoginfo:
+        return None
+    return DialogOptions(
+        include_tags=settings.include_tags,
+        include_localremote=settings.include_localremote,
+        include_callid=settings.include_callid,
+        caller_confirmed=settings.caller_confirmed,
+        callee_trying=settings.callee_trying,
+        publish_to=settings.publish_to,
+        local_domains=tuple(d.lower() for d in settings.local_domains),
+        lifetime=settings.dialog_lifetime,
+        override_lifetime=settings.override_lifetime or None,
+        terminated_expires=settings.terminated_expires,
+    )
+
+
 class Service:
     """The running service: engine, SIP sockets, API."""
 
@@ -122,6 +143,7 @@ class Service:
         self.api: ApiServer | None = None
         self.sync: StoreSync | None = None
         self.registrations: Registrations | None = None
+        self.dialogs: Dialogs | None = None
         self.api_url = ""
 
     async def start(self) -> None:
@@ -180,6 +202,10 @@ class Service:
             )
             await self.registrations.start()
             log.info("taking REGISTERs from %s", ", ".join(settings.usrloc_allow))
+        options = dialog_options(settings)
+        if options is not None:
+            self.dialogs = Dialogs(self.runtime, options, durable=self.sync.flush)
+            await self.dialogs.start()
         self.api = ApiServer(
             self.runtime,
             host,
@@ -192,7 +218,7 @@ class Service:
             max_body=settings.api_max_body,
             max_buffered=settings.api_max_buffered,
             max_records=settings.max_records,
-            registrations=self.registrations,
+            adapters=Adapters(registrations=self.registrations, dialogs=self.dialogs),
         )
         host, port = await self.api.start()
         shown = f"[{host}]" if ":" in host else host
@@ -230,6 +256,8 @@ class Service:
             await self.api.stop()
         if self.registrations is not None:
             await self.registrations.stop()
+        if self.dialogs is not None:
+            await self.dialogs.stop()
         if self.settings.cleanup_on_exit:
             await self._cleanup()
         if self.sync is not None:

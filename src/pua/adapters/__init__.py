@@ -1,3 +1,20 @@
 """The users of pua that the seed names (pua_usrloc, pua_reginfo, ...), each
 a user of :class:`~pua.runtime.PresenceRuntime`; the runtime never imports
 them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .dialogs import Dialogs
+from .registrations import Registrations
+
+__all__ = ["Adapters"]
+
+
+@dataclass(frozen=True, slots=True)
+class Adapters:
+    """The adapters a service runs (None: off), for the API and the page."""
+
+    registrations: Registrations | None = None
+    dialogs: Dialogs | None = None

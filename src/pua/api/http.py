@@ -37,7 +37,7 @@ from typing import Any
 
 from aiohttp import web
 
-from pua.adapters.registrations import Registrations
+from pua.adapters import Adapters
 from pua.core import (
     EngineEvent,
     Record,
@@ -47,6 +47,7 @@ from pua.runtime import PresenceRuntime
 from pua.runtime.persistence import WriteTimer
 
 from .activity import Activity
+from .adapters import AdapterMethods, add_adapter_routes
 from .metrics import metrics_text
 from .openapi import OPENAPI
 from .page import add_page_routes
@@ -54,7 +55,6 @@ from .rpc import (
     NOT_STORED,
     OVERLOADED,
     PUBLISH_PARAMS,
-    REGISTER_PARAMS,
     SUBSCRIBE_PARAMS,
     TOO_MANY_RECORDS,
     Durable,
@@ -161,7 +161,7 @@ def make_app(
     max_body: int = MAX_REQUEST_BYTES,
     max_buffered: int = MAX_BUFFERED_BYTES,
     max_records: int | None = None,
-    registrations: Registrations | None = None,
+    adapters: Adapters | None = None,
 ) -> web.Application:
     """The aiohttp application for ``runtime``; ``durable`` is awaited
     before a change is acknowledged (the store's flush); ``store_timer``
@@ -175,9 +175,11 @@ def make_app(
         durable,
         max_waiting=max_waiting,
         max_records=max_records,
-        registrations=registrations,
     )
-    rpc = JsonRpc(methods.table())
+    adapters = adapters or Adapters()
+    registrations = adapters.registrations
+    adapter_methods = AdapterMethods(adapters, methods.stored)
+    rpc = JsonRpc({**methods.table(), **adapter_methods.table()})
     activity = Activity(runtime)
     hub = EventHub(runtime, activity)
     registry = runtime.registry
@@ -412,27 +414,7 @@ def make_app(
     app.router.add_get("/subscriptions/{id}", show)
     app.router.add_delete("/subscriptions/{id}", remove)
 
-    async def registrations_list(request: web.Request) -> web.Response:
-        try:
-            result = await methods.list_registrations({"aor": request.query.get("aor")})
-        except RpcError as exc:
-            return _problem(400, exc.message.removeprefix("Invalid params: "))
-        return _json(result)
-
-    async def register(request: web.Request) -> web.Response:
-        data = await read_json(request)
-        try:
-            values = named_params(data, REGISTER_PARAMS, required=2)
-            result = await methods.register_values(values)
-        except RpcError as exc:
-            status = 503 if exc.code == NOT_STORED else 400
-            if isinstance(exc.data, dict) and exc.data.get("status") in (403, 500):
-                status = 409
-            return _problem(status, exc.message.removeprefix("Invalid params: "))
-        return _json(result, 200)
-
-    app.router.add_get("/registrations", registrations_list)
-    app.router.add_post("/registrations", register)
+    add_adapter_routes(app, adapter_methods, read_json, _json, _problem)
     app.router.add_get("/events", events)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/openapi.json", openapi)
@@ -451,7 +433,7 @@ def make_app(
 async def _store(methods: PuaMethods) -> web.Response | None:
     """Make a change durable; a 503 response when the database cannot be reached."""
     try:
-        await methods._stored()
+        await methods.stored()
     except RpcError as exc:
         return _problem(503, exc.message)
     return None
@@ -490,7 +472,7 @@ class ApiServer:
         max_body: int = MAX_REQUEST_BYTES,
         max_buffered: int = MAX_BUFFERED_BYTES,
         max_records: int | None = None,
-        registrations: Registrations | None = None,
+        adapters: Adapters | None = None,
     ) -> None:
         """``sock``, when given, is a listening socket already bound to
         (host, port) (see :func:`bind_api`); otherwise ``start`` binds.
@@ -505,7 +487,7 @@ class ApiServer:
             max_body=max_body,
             max_buffered=max_buffered,
             max_records=max_records,
-            registrations=registrations,
+            adapters=adapters,
         )
         self.host = host
         self.port = port

@@ -15,19 +15,16 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from pua.adapters.registrations import Registrations
 from pua.core import EngineEvent, PublishInfo, RecordKey, SourceFlag, SubscribeInfo
 from pua.core.requests import parse_extra_headers
 from pua.errors import (
     PresenceError,
     PuaError,
     PublishError,
-    RemoteProtocolError,
     UnknownEventError,
     UsageError,
 )
 from pua.runtime import PresenceRuntime
-from pua.store import StoreError
 
 from .views import key_from_id, record_id, record_view
 
@@ -277,11 +274,9 @@ class PuaMethods:
         *,
         max_waiting: int = 10_000,
         max_records: int | None = None,
-        registrations: Registrations | None = None,
     ) -> None:
         self.runtime = runtime
         self.registry = runtime.registry
-        self.registrations = registrations
         self.durable = durable
         self.max_records = max_records
         # Calls waiting for a SIP outcome at most; beyond, a call is refused
@@ -320,7 +315,7 @@ class PuaMethods:
                 {"max_records": self.max_records, "records": held},
             )
 
-    async def _stored(self) -> None:
+    async def stored(self) -> None:
         if self.durable is None:
             return
         try:
@@ -345,57 +340,7 @@ class PuaMethods:
             "pua.show": self.show,
             "pua.cleanup": self.cleanup,
             "pua.stats": self.stats,
-            "pua.register": self.register,
-            "pua.registrations": self.list_registrations,
         }
-
-    def _registrations(self) -> Registrations:
-        if self.registrations is None:
-            raise RpcError(
-                INVALID_PARAMS, "Invalid params: registrations are off (usrloc or reginfo)"
-            )
-        return self.registrations
-
-    async def register(self, params: list[Any] | dict[str, Any]) -> dict[str, Any]:
-        """Bind ``contact`` to ``aor`` (expires 0: unbind) as a REGISTER
-        would, from a platform's own feed; the bindings of ``aor``, once
-        stored."""
-        values = named_params(params, REGISTER_PARAMS, required=2)
-        return await self.register_values(values)
-
-    async def register_values(self, values: dict[str, Any]) -> dict[str, Any]:
-        """:meth:`register` from named values (REST shares it)."""
-        registrations = self._registrations()
-        expires = values.get("expires")
-        cseq = values.get("cseq")
-        q = values.get("q")
-        try:
-            report = await registrations.register(
-                str(values["aor"]),
-                str(values["contact"]),
-                None if expires is None else _int(values, "expires", 0),
-                call_id=None if values.get("call_id") is None else str(values["call_id"]),
-                cseq=None if cseq is None else _int(values, "cseq", 1),
-                q=None if q is None else str(q),
-            )
-        except RemoteProtocolError as exc:
-            raise RpcError(
-                INVALID_PARAMS, f"Invalid params: {exc}", {"status": exc.status}
-            ) from None
-        except StoreError as exc:
-            raise RpcError(NOT_STORED, f"done, but not stored: {exc}") from None
-        return {"aor": values["aor"], **report}
-
-    async def list_registrations(self, params: list[Any] | dict[str, Any]) -> dict[str, Any]:
-        """The live bindings (of ``aor`` when given) and the counters."""
-        values = named_params(params, ("aor",), required=0)
-        registrations = self._registrations()
-        aor = values.get("aor")
-        try:
-            bindings = registrations.bindings(None if aor is None else str(aor))
-        except RemoteProtocolError as exc:
-            raise RpcError(INVALID_PARAMS, f"Invalid params: {exc}") from None
-        return {"bindings": bindings, "counters": dict(registrations.counters)}
 
     def _event(self, name: str | None, default: str = "presence") -> int:
         try:
@@ -466,11 +411,11 @@ class PuaMethods:
             key = self.runtime.send_publish(info)
             if key is None:
                 raise PublishError("nothing to remove", status=404, reason="No such publication")
-            await self._stored()
+            await self.stored()
             return {"record": self._view(key)}
         self._admit()
         event = await self._wait_for(self.runtime.publish(info))
-        await self._stored()
+        await self.stored()
         return {
             "SIP-ETag": getattr(event, "etag", None),
             "Expires": getattr(event, "expires", 0),
@@ -497,11 +442,11 @@ class PuaMethods:
         )
         if not wait:
             key = self.runtime.send_subscribe(info)
-            await self._stored()
+            await self.stored()
             return {"record": self._view(key)}
         self._admit()
         event = await self._wait_for(self.runtime.subscribe(info))
-        await self._stored()
+        await self.stored()
         return {
             "state": getattr(event, "state", "accepted"),
             "record": self._view(event.key),
@@ -522,7 +467,7 @@ class PuaMethods:
         )
         self._admit()
         await self._wait_for(self.runtime.publish(info))
-        await self._stored()
+        await self.stored()
         return {"removed": True}
 
     async def unsubscribe(self, params: list[Any] | dict[str, Any]) -> dict[str, Any]:
@@ -543,7 +488,7 @@ class PuaMethods:
         )
         self._admit()
         await self._wait_for(self.runtime.subscribe(info))
-        await self._stored()
+        await self.stored()
         return {"unsubscribed": True}
 
     async def _end_by_id(self, text: str | None, *, subscription: bool) -> bool:
@@ -557,7 +502,7 @@ class PuaMethods:
             raise RpcError(404, f"no such {kind}: {text}")
         self._admit()
         await self._wait_for(self.runtime.end(key))
-        await self._stored()
+        await self.stored()
         return True
 
     async def list_records(self, params: list[Any] | dict[str, Any]) -> list[dict[str, Any]]:
@@ -588,7 +533,7 @@ class PuaMethods:
         records go) and write the store; returns how many records remain."""
         named_params(params, (), required=0)
         self.runtime.run_timers()
-        await self._stored()
+        await self.stored()
         return {"records": self.runtime.counts()["records"]}
 
     async def stats(self, params: list[Any] | dict[str, Any]) -> dict[str, Any]:

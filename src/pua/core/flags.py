@@ -23,6 +23,11 @@ class SourceFlag(enum.IntFlag):
     MI_PUBLISH = 64
     MI_ASYN_PUBLISH = 128
     MI_SUBSCRIBE = 256
+    RLS_SUBSCRIBE = 512
+    DIALOG_PUBLISH = 1024
+    PURPLE_PUBLISH = 2048
+    REGINFO_PUBLISH = 4096
+    REGINFO_SUBSCRIBE = 8192
     # Kamailio renamed the MI flags RPC_*: same values.
     RPC_PUBLISH = 64
     RPC_ASYN_PUBLISH = 128

@@ -1,0 +1,196 @@
+"""The adapters' methods on the management API: registrations
+(``pua.register``, ``pua.registrations``, ``/registrations``) and calls
+(``pua.dialog``, ``pua.dialogs``, ``/dialogs``); one behaviour on JSON-RPC
+and REST, as for publications."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from pua.adapters import Adapters
+from pua.adapters.dialogs import CallEvent, Dialogs
+from pua.adapters.registrations import Registrations
+from pua.errors import RemoteProtocolError
+from pua.store import StoreError
+
+from .rpc import (
+    INVALID_PARAMS,
+    NOT_STORED,
+    REGISTER_PARAMS,
+    Method,
+    RpcError,
+    _int,
+    named_params,
+    truth,
+)
+
+__all__ = ["DIALOG_PARAMS", "AdapterMethods", "add_adapter_routes"]
+
+DIALOG_PARAMS = (
+    "call_id", "from_tag", "caller", "callee", "state", "to_tag", "direction",
+    "local_target", "remote_target", "lifetime", "reason", "code", "wait",
+)  # fmt: skip
+"""``pua.dialog``'s parameters; the first five are required."""
+
+Stored = Callable[[], Awaitable[None]]
+JsonReply = Callable[..., web.Response]
+
+
+class AdapterMethods:
+    """The pua.* methods of the adapters a service runs; ``stored`` (the
+    API's store flush, raising RpcError NOT_STORED) runs before a change
+    is acknowledged."""
+
+    def __init__(self, adapters: Adapters, stored: Stored) -> None:
+        self.adapters = adapters
+        self.stored = stored
+
+    def table(self) -> dict[str, Method]:
+        """Method name -> coroutine function."""
+        return {
+            "pua.register": self.register,
+            "pua.registrations": self.list_registrations,
+            "pua.dialog": self.dialog,
+            "pua.dialogs": self.list_dialogs,
+        }
+
+    # -- registrations --------------------------------------------------------------
+    def _registrations(self) -> Registrations:
+        if self.adapters.registrations is None:
+            raise RpcError(
+                INVALID_PARAMS, "Invalid params: registrations are off (usrloc or reginfo)"
+            )
+        return self.adapters.registrations
+
+    async def register(self, params: list[Any] | dict[str, Any]) -> dict[str, Any]:
+        """Bind ``contact`` to ``aor`` (expires 0: unbind) as a REGISTER
+        would, from a platform's own feed; the bindings of ``aor``, once
+        stored."""
+        values = named_params(params, REGISTER_PARAMS, required=2)
+        return await self.register_values(values)
+
+    async def register_values(self, values: dict[str, Any]) -> dict[str, Any]:
+        """:meth:`register` from named values (REST shares it)."""
+        registrations = self._registrations()
+        expires = values.get("expires")
+        cseq = values.get("cseq")
+        q = values.get("q")
+        try:
+            report = await registrations.register(
+                str(values["aor"]),
+                str(values["contact"]),
+                None if expires is None else _int(values, "expires", 0),
+                call_id=None if values.get("call_id") is None else str(values["call_id"]),
+                cseq=None if cseq is None else _int(values, "cseq", 1),
+                q=None if q is None else str(q),
+            )
+        except RemoteProtocolError as exc:
+            raise RpcError(
+                INVALID_PARAMS, f"Invalid params: {exc}", {"status": exc.status}
+            ) from None
+        except StoreError as exc:
+            raise RpcError(NOT_STORED, f"done, but not stored: {exc}") from None
+        return {"aor": values["aor"], **report}
+
+    async def list_registrations(self, params: list[Any] | dict[str, Any]) -> dict[str, Any]:
+        """The live bindings (of ``aor`` when given) and the counters."""
+        values = named_params(params, ("aor",), required=0)
+        registrations = self._registrations()
+        aor = values.get("aor")
+        try:
+            bindings = registrations.bindings(None if aor is None else str(aor))
+        except RemoteProtocolError as exc:
+            raise RpcError(INVALID_PARAMS, f"Invalid params: {exc}") from None
+        return {"bindings": bindings, "counters": dict(registrations.counters)}
+
+    # -- calls ----------------------------------------------------------------------
+    def _dialogs(self) -> Dialogs:
+        if self.adapters.dialogs is None:
+            raise RpcError(INVALID_PARAMS, "Invalid params: dialog state is off (dialoginfo)")
+        return self.adapters.dialogs
+
+    async def dialog(self, params: list[Any] | dict[str, Any]) -> dict[str, Any]:
+        """What happened to a call (trying, early, confirmed, terminated):
+        published as the dialog state of its caller and callee."""
+        values = named_params(params, DIALOG_PARAMS, required=5)
+        return await self.dialog_values(values)
+
+    async def dialog_values(self, values: dict[str, Any]) -> dict[str, Any]:
+        """:meth:`dialog` from named values (REST shares it).  With ``wait``
+        (the default) it answers once each PUBLISH's first answer is in
+        and stored; with ``wait`` false once they are sent."""
+        dialogs = self._dialogs()
+        wait = truth(values, "wait", True)
+        try:
+            event = CallEvent.from_values({k: v for k, v in values.items() if v is not None})
+        except RemoteProtocolError as exc:
+            raise RpcError(INVALID_PARAMS, f"Invalid params: {exc}") from None
+        report = await dialogs.report(event, wait=wait)
+        await self.stored()
+        return report
+
+    async def list_dialogs(self, params: list[Any] | dict[str, Any]) -> dict[str, Any]:
+        """The calls held (of ``presentity`` when given) and the counters."""
+        values = named_params(params, ("presentity",), required=0)
+        dialogs = self._dialogs()
+        uri = values.get("presentity")
+        return {
+            "presentities": dialogs.calls(None if uri is None else str(uri)),
+            "counters": dict(dialogs.counters),
+        }
+
+
+def add_adapter_routes(
+    app: web.Application,
+    methods: AdapterMethods,
+    read_json: Callable[[web.Request], Awaitable[dict[str, Any]]],
+    reply: JsonReply,
+    problem: JsonReply,
+) -> None:
+    """``/registrations`` and ``/dialogs``: GET lists, POST changes."""
+
+    def refusal(exc: RpcError) -> web.Response:
+        status = 503 if exc.code == NOT_STORED else 400
+        if isinstance(exc.data, dict) and exc.data.get("status") in (403, 500):
+            status = 409
+        return problem(status, exc.message.removeprefix("Invalid params: "))
+
+    async def registrations_list(request: web.Request) -> web.Response:
+        try:
+            result = await methods.list_registrations({"aor": request.query.get("aor")})
+        except RpcError as exc:
+            return refusal(exc)
+        return reply(result)
+
+    async def register(request: web.Request) -> web.Response:
+        data = await read_json(request)
+        try:
+            values = named_params(data, REGISTER_PARAMS, required=2)
+            result = await methods.register_values(values)
+        except RpcError as exc:
+            return refusal(exc)
+        return reply(result, 200)
+
+    async def dialogs_list(request: web.Request) -> web.Response:
+        try:
+            result = await methods.list_dialogs({"presentity": request.query.get("presentity")})
+        except RpcError as exc:
+            return refusal(exc)
+        return reply(result)
+
+    async def dialog(request: web.Request) -> web.Response:
+        data = await read_json(request)
+        try:
+            values = named_params(data, DIALOG_PARAMS, required=5)
+            result = await methods.dialog_values(values)
+        except RpcError as exc:
+            return refusal(exc)
+        return reply(result, 200)
+
+    app.router.add_get("/registrations", registrations_list)
+    app.router.add_post("/registrations", register)
+    app.router.add_get("/dialogs", dialogs_list)
+    app.router.add_post("/dialogs", dialog)
