@@ -244,6 +244,108 @@ _REGISTRATIONS: dict[str, Any] = {
     },
 }
 
+_URI = {"type": "string", "description": "A sip: URI"}
+_CALL_EVENT = {
+    "type": "object",
+    "required": ["call_id", "from_tag", "caller", "callee", "state"],
+    "additionalProperties": False,
+    "properties": {
+        "call_id": {"type": "string"},
+        "from_tag": {"type": "string"},
+        "to_tag": {"type": "string", "description": "Known from the first 1xx/2xx with a tag"},
+        "caller": {**_URI, "description": "The From address: published as initiator"},
+        "callee": {**_URI, "description": "The To address: published as recipient"},
+        "state": {"type": "string", "enum": ["trying", "early", "confirmed", "terminated"]},
+        "direction": {
+            "type": "string",
+            "enum": ["initiator", "recipient"],
+            "description": "Publish only the caller's (initiator) or the callee's side; "
+            "default both (as publish_to allows)",
+        },
+        "local_target": {**_URI, "description": "The caller's Contact"},
+        "remote_target": {**_URI, "description": "The callee's Contact"},
+        "lifetime": {
+            "type": "integer",
+            "minimum": 1,
+            "description": "Seconds the call may last: the Expires of its dialog state "
+            "(default dialog_lifetime; override_lifetime wins)",
+        },
+        "reason": {
+            "type": "string",
+            "enum": [
+                "cancelled",
+                "rejected",
+                "replaced",
+                "local-bye",
+                "remote-bye",
+                "error",
+                "timeout",
+            ],
+            "description": "Why a terminated call ended (RFC 4235 state event)",
+        },
+        "code": {"type": "integer", "minimum": 100, "maximum": 699},
+        "wait": {
+            "type": "boolean",
+            "default": True,
+            "description": "Answer once each PUBLISH's first answer is in and stored "
+            "(false: once sent; what a proxy feeding calls should use)",
+        },
+    },
+}
+_DIALOG_REPORT = {
+    "type": "object",
+    "properties": {
+        "call_id": {"type": "string"},
+        "state": {"type": "string"},
+        "publications": {
+            "type": "array",
+            "description": "One per user whose dialog state changed (none: the event "
+            "changed nothing, e.g. a late early after confirmed)",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "pres_uri": {"type": "string"},
+                    "id": {"type": "string", "description": "DIALOG_PUBLISH.<Call-ID>"},
+                    "version": {"type": ["integer", "null"]},
+                    "status": {
+                        "type": ["integer", "null"],
+                        "description": "200, the failure's status, or null: no answer yet "
+                        "(pua keeps trying) or not waited for",
+                    },
+                    "reason": {"type": "string"},
+                },
+            },
+        },
+    },
+}
+_DIALOGS: dict[str, Any] = {
+    "get": {
+        "summary": "The calls held per user (of one with ?presentity=), with counters; "
+        "400 when dialog state is off",
+        "parameters": [{"name": "presentity", "in": "query", "schema": {"type": "string"}}],
+        "responses": {
+            **_ok({"type": "object", "properties": {"presentities": {"type": "array"}}}),
+            "400": {"description": "Dialog state is off"},
+        },
+    },
+    "post": {
+        "summary": "What happened to a call: published as the dialog state (RFC 4235) of "
+        "its caller and callee, each user's calls in one document (pua_dialoginfo). A "
+        "state never moves back; terminated is final",
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": _CALL_EVENT}},
+        },
+        "responses": {
+            **_ok(_DIALOG_REPORT),
+            "400": {
+                "description": "Malformed (the message names the field), or dialog state is off"
+            },
+            "503": {"description": "Done, but not stored"},
+        },
+    },
+}
+
 
 OPENAPI: dict[str, Any] = {
     "openapi": "3.1.0",
@@ -266,6 +368,7 @@ OPENAPI: dict[str, Any] = {
     "paths": {
         "/records": {"get": {"summary": "Every record", "responses": _ok(_LIST)}},
         "/registrations": _REGISTRATIONS,
+        "/dialogs": _DIALOGS,
         "/publications": {
             "get": {"summary": "Publications", "responses": _ok(_LIST)},
             "post": {
