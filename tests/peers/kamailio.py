@@ -142,6 +142,14 @@ class KamailioPresence(KamailioProcess):
     ``host``            the IPv4 address to listen on (default 127.0.0.1);
                         it must be one of this namespace's addresses (e.g.
                         one end of a veth pair the caller made)
+    ``bla``             bridged line appearance (draft-anil-sipping-bla):
+                        ``presence_xml`` ``disable_bla=0`` serves the event
+                        ``dialog;sla``, and a PUBLISH that carries a
+                        ``Sender`` header is handled with
+                        ``handle_publish("$hdr(Sender)")``: its NOTIFYs
+                        skip the watcher whose Contact URI equals the
+                        Sender (a bare SIP URI; ``<...>`` gets 400).  See
+                        "BLA peers" in tests/peers/README.md
     """
 
     _label = "KamailioPresence"
@@ -157,8 +165,10 @@ class KamailioPresence(KamailioProcess):
                  startup_timeout: float = 15.0, keep_workdir: bool = False,
                  shm_mb: int = 256, pkg_mb: int = 16, tls: KamailioTls | None = None,
                  auth_users: dict[str, str] | None = None, nonce_expire: int = 30,
-                 host: str | None = None, base_dir: str | None = None) -> None:
+                 host: str | None = None, base_dir: str | None = None,
+                 bla: bool = False) -> None:
         self.base_dir = base_dir
+        self.bla = bool(bla)
         if host is not None:
             self.host = host
         self._requested_port = port
@@ -247,7 +257,12 @@ class KamailioPresence(KamailioProcess):
             (self.cfg_path.parent / "tls.cfg").write_text(self.tls.profile())
 
     def _defines(self) -> list[str]:
-        return ["WITH_TLS"] if self.tls is not None else []  # the cfg's #!ifdef WITH_TLS parts
+        names = []  # the cfg's #!ifdef parts
+        if self.tls is not None:
+            names.append("WITH_TLS")
+        if self.bla:
+            names.append("WITH_BLA")
+        return names
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + self.startup_timeout

@@ -18,6 +18,11 @@ answers it.  Options:
 * ``replicate_to``: a SIP URI; after a successful ``save()`` the REGISTER is
   copied there with ``t_replicate`` (a REGISTER that save() refused, e.g.
   423, is not copied).
+* ``bla_lines`` (with ``replicate_to``): shared lines (bridged line
+  appearance); the copy of a REGISTER whose To AOR is one of them carries
+  the header ``<bla_header>: yes`` (default ``X-BLA-Line``), added with
+  ``append_hf`` before ``t_replicate``.  Copies of other AORs, and the
+  reply to the phone, have no such header.
 * ``publish_to``: loads ``pua`` + ``pua_usrloc`` and calls
   ``pua_set_publish()`` before ``save()``: the binding a REGISTER touches is
   PUBLISHed (event presence) to this URI (pua's ``outbound_proxy``).  See
@@ -56,9 +61,11 @@ from __future__ import annotations
 
 import http.client
 import json
+import re
 import socket
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -110,6 +117,20 @@ def _aor_key(aor: str) -> str:
     return a.split(";", 1)[0]
 
 
+# what a shared line may be here: no quote, backslash or $ in the cfg strings
+_SAFE_AOR = re.compile(r"[A-Za-z0-9_.!~*'+%=-]+@[A-Za-z0-9.-]+")
+_TOKEN = re.compile(r"[A-Za-z0-9.!%*_+`'~-]+")
+
+
+def _bla_line_match(keys: tuple[str, ...]) -> str:
+    """The cfg condition true for a REGISTER whose To is one of ``keys``
+    (``user@domain``)."""
+    if not keys:
+        return "0"
+    return " || ".join('($tU == "{}" && $td == "{}")'.format(*k.rsplit("@", 1))
+                       for k in keys)
+
+
 def _to_binding(aor: str, c: dict[str, Any]) -> Binding:
     exp = c.get("Expires")
     expires = int(exp) if isinstance(exp, int) or (isinstance(exp, str) and exp.isdigit()) \
@@ -138,6 +159,10 @@ class KamailioRegistrar(KamailioRpcProcess):
                         below min_expires gets ``423 Interval Too Brief``
                         instead of being raised
     ``timer_interval``  usrloc timer (removal of expired contacts), seconds
+    ``bla_lines``       shared-line AORs (``sip:line1@example.com``): the
+                        ``t_replicate`` copy of their REGISTERs carries
+                        ``<bla_header>: yes`` (needs ``replicate_to``)
+    ``bla_header``      that header's name (default ``X-BLA-Line``)
     ``reginfo``         serve the ``reg`` event for the AORs (see module doc)
     ``publish_to``      pua_usrloc: PUBLISH presence for each REGISTER to
                         this SIP URI (see :mod:`.kamailio_pua_usrloc`)
@@ -170,7 +195,19 @@ class KamailioRegistrar(KamailioRpcProcess):
                  entity_prefix: str | None = None, default_domain: str = "example.com",
                  children: int = 1, tcp_children: int = 2, debug: int = 2,
                  startup_timeout: float = 15.0, rpc_timeout: float = 10.0,
-                 shm_mb: int = 128, pkg_mb: int = 16, keep_workdir: bool = False) -> None:
+                 shm_mb: int = 128, pkg_mb: int = 16, keep_workdir: bool = False,
+                 bla_lines: Sequence[str] = (), bla_header: str = "X-BLA-Line") -> None:
+        if isinstance(bla_lines, str):
+            bla_lines = [bla_lines]
+        self.bla_lines = tuple(_aor_key(a) for a in bla_lines)
+        for key in self.bla_lines:
+            if not _SAFE_AOR.fullmatch(key):
+                raise ValueError(f"bla_lines: {key!r} is not a plain user@domain AOR")
+        if self.bla_lines and replicate_to is None:
+            raise ValueError("bla_lines mark the t_replicate copies: give replicate_to too")
+        if not _TOKEN.fullmatch(bla_header):
+            raise ValueError(f"bla_header must be a header name, got {bla_header!r}")
+        self.bla_header = bla_header
         for name, uri in (("replicate_to", replicate_to), ("publish_to", publish_to)):
             if uri is not None and not uri.startswith(("sip:", "sips:")):
                 raise ValueError(f"{name} must be a SIP URI, got {uri!r}")
@@ -240,6 +277,8 @@ class KamailioRegistrar(KamailioRpcProcess):
         names = []
         if self.replicate_to is not None:
             names.append("WITH_REPLICATE")
+        if self.bla_lines:
+            names.append("WITH_BLA_LINES")
         if self._with_pua:
             names.append("WITH_PUA")
         if self.publish_to is not None:
@@ -263,6 +302,8 @@ class KamailioRegistrar(KamailioRpcProcess):
             "DEFAULT_DOMAIN": self.default_domain,
             "ENTITY_PREFIX": prefix,
             "REPLICATE_TO": self.replicate_to or "",
+            "BLA_LINE_MATCH": _bla_line_match(self.bla_lines),
+            "BLA_HEADER": self.bla_header,
             # pua's outbound_proxy: pua_usrloc's PUBLISHes go there; with
             # reginfo only, pua_reginfo sets its own (this Kamailio).
             "PUBLISH_TO": self.publish_to or self.uri,

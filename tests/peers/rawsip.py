@@ -165,6 +165,10 @@ class RawSipClient:
         self._buf = rest[clen:]
         return parse_message(head + b"\r\n\r\n" + rest[:clen])
 
+    def answer(self, req: SipMessage, code: int = 200, reason: str = "OK") -> None:
+        """Answer a request it received (e.g. a t_replicate copy)."""
+        self._answer(req, code, reason)
+
     def _answer(self, req: SipMessage, code: int = 200, reason: str = "OK") -> None:
         lines = [f"SIP/2.0 {code} {reason}"]
         for name in ("Via", "From", "To", "Call-ID", "CSeq"):
