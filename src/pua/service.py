@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from pua.adapters import Adapters
+from pua.adapters.bla import BlaSettings, SharedLines
 from pua.adapters.dialogs import DialogOptions, Dialogs
 from pua.adapters.registrations import Registrations, RegistrationSettings
 from pua.api import ApiServer
@@ -78,7 +79,7 @@ def engine_config(settings: Settings) -> EngineConfig:
 def registration_settings(settings: Settings) -> RegistrationSettings | None:
     """The registrations adapter's settings from the service's; None when
     registrations are off (no usrloc, reginfo or reginfo_subscribe)."""
-    if not (settings.usrloc or settings.reginfo or settings.reginfo_subscribe):
+    if not (settings.usrloc or settings.reginfo or settings.reginfo_subscribe or settings.bla):
         return None
     return RegistrationSettings(
         usrloc=settings.usrloc,
@@ -108,6 +109,21 @@ def dialog_options(settings: Settings) -> DialogOptions | None:
         lifetime=settings.dialog_lifetime,
         override_lifetime=settings.override_lifetime or None,
         terminated_expires=settings.terminated_expires,
+    )
+
+
+def bla_settings(settings: Settings) -> BlaSettings | None:
+    """The shared lines adapter's settings from the service's; None when
+    it is off."""
+    if not settings.bla:
+        return None
+    return BlaSettings(
+        lines=settings.bla_lines,
+        register_header=settings.bla_register_header,
+        server_address=settings.server_address,
+        header_name=settings.header_name,
+        outbound_proxy=settings.bla_outbound_proxy,
+        default_domain=settings.default_domain,
     )
 
 
@@ -144,6 +160,7 @@ class Service:
         self.sync: StoreSync | None = None
         self.registrations: Registrations | None = None
         self.dialogs: Dialogs | None = None
+        self.bla: SharedLines | None = None
         self.api_url = ""
 
     async def start(self) -> None:
@@ -202,6 +219,10 @@ class Service:
             )
             await self.registrations.start()
             log.info("taking REGISTERs from %s", ", ".join(settings.usrloc_allow))
+            lines = bla_settings(settings)
+            if lines is not None:
+                self.bla = SharedLines(self.runtime, self.registrations, lines, store=store)
+                await self.bla.start()
         options = dialog_options(settings)
         if options is not None:
             self.dialogs = Dialogs(self.runtime, options, durable=self.sync.flush)
@@ -218,7 +239,7 @@ class Service:
             max_body=settings.api_max_body,
             max_buffered=settings.api_max_buffered,
             max_records=settings.max_records,
-            adapters=Adapters(registrations=self.registrations, dialogs=self.dialogs),
+            adapters=Adapters(registrations=self.registrations, dialogs=self.dialogs, bla=self.bla),
         )
         host, port = await self.api.start()
         shown = f"[{host}]" if ":" in host else host
@@ -254,6 +275,8 @@ class Service:
         close the sockets."""
         if self.api is not None:
             await self.api.stop()
+        if self.bla is not None:
+            await self.bla.stop()
         if self.registrations is not None:
             await self.registrations.stop()
         if self.dialogs is not None:

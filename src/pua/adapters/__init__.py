@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .bla import SharedLines
 from .dialogs import Dialogs
 from .registrations import Registrations
 
@@ -18,3 +19,4 @@ class Adapters:
 
     registrations: Registrations | None = None
     dialogs: Dialogs | None = None
+    bla: SharedLines | None = None

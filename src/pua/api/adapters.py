@@ -1,7 +1,8 @@
 """The adapters' methods on the management API: registrations
-(``pua.register``, ``pua.registrations``, ``/registrations``) and calls
-(``pua.dialog``, ``pua.dialogs``, ``/dialogs``); one behaviour on JSON-RPC
-and REST, as for publications."""
+(``pua.register``, ``pua.registrations``, ``/registrations``), calls
+(``pua.dialog``, ``pua.dialogs``, ``/dialogs``) and shared lines
+(``pua.bla_add``, ``pua.bla_remove``, ``pua.bla_lines``, ``/bla/lines``);
+one behaviour on JSON-RPC and REST, as for publications."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any
 from aiohttp import web
 
 from pua.adapters import Adapters
+from pua.adapters.bla import SharedLines
 from pua.adapters.dialogs import CallEvent, Dialogs
 from pua.adapters.registrations import Registrations
 from pua.errors import RemoteProtocolError
@@ -55,6 +57,9 @@ class AdapterMethods:
             "pua.registrations": self.list_registrations,
             "pua.dialog": self.dialog,
             "pua.dialogs": self.list_dialogs,
+            "pua.bla_add": self.bla_add,
+            "pua.bla_remove": self.bla_remove,
+            "pua.bla_lines": self.bla_lines,
         }
 
     # -- registrations --------------------------------------------------------------
@@ -142,6 +147,42 @@ class AdapterMethods:
             "counters": dict(dialogs.counters),
         }
 
+    # -- shared lines ---------------------------------------------------------------
+    def _lines(self) -> SharedLines:
+        if self.adapters.bla is None:
+            raise RpcError(INVALID_PARAMS, "Invalid params: shared lines are off (bla)")
+        return self.adapters.bla
+
+    async def bla_add(self, params: list[Any] | dict[str, Any]) -> dict[str, Any]:
+        """Make ``aor`` a shared line: its phones are subscribed to."""
+        values = named_params(params, ("aor",), required=1)
+        return await self._line_change(values, add=True)
+
+    async def bla_remove(self, params: list[Any] | dict[str, Any]) -> dict[str, Any]:
+        """Stop sharing a line added at run time."""
+        values = named_params(params, ("aor",), required=1)
+        return await self._line_change(values, add=False)
+
+    async def _line_change(self, values: dict[str, Any], *, add: bool) -> dict[str, Any]:
+        lines = self._lines()
+        aor = values["aor"]
+        if not isinstance(aor, str):
+            raise RpcError(INVALID_PARAMS, "Invalid params: aor must be a string")
+        try:
+            return await (lines.add(aor) if add else lines.remove(aor))
+        except RemoteProtocolError as exc:
+            raise RpcError(
+                INVALID_PARAMS, f"Invalid params: {exc}", {"status": exc.status}
+            ) from None
+        except StoreError as exc:
+            raise RpcError(NOT_STORED, f"not stored, nothing changed: {exc}") from None
+
+    async def bla_lines(self, params: list[Any] | dict[str, Any]) -> dict[str, Any]:
+        """The shared lines, their phones, and the counters."""
+        named_params(params, (), required=0)
+        lines = self._lines()
+        return {"lines": lines.views(), "counters": dict(lines.counters)}
+
 
 def add_adapter_routes(
     app: web.Application,
@@ -150,12 +191,15 @@ def add_adapter_routes(
     reply: JsonReply,
     problem: JsonReply,
 ) -> None:
-    """``/registrations`` and ``/dialogs``: GET lists, POST changes."""
+    """``/registrations``, ``/dialogs`` and ``/bla/lines``: GET lists, POST
+    changes (DELETE ``/bla/lines/{aor}`` removes a line)."""
 
     def refusal(exc: RpcError) -> web.Response:
         status = 503 if exc.code == NOT_STORED else 400
         if isinstance(exc.data, dict) and exc.data.get("status") in (403, 500):
             status = 409
+        if isinstance(exc.data, dict) and exc.data.get("status") in (404, 409):
+            status = exc.data["status"]
         return problem(status, exc.message.removeprefix("Invalid params: "))
 
     async def registrations_list(request: web.Request) -> web.Response:
@@ -190,6 +234,31 @@ def add_adapter_routes(
             return refusal(exc)
         return reply(result, 200)
 
+    async def lines_list(request: web.Request) -> web.Response:
+        try:
+            result = await methods.bla_lines({})
+        except RpcError as exc:
+            return refusal(exc)
+        return reply(result)
+
+    async def line_add(request: web.Request) -> web.Response:
+        data = await read_json(request)
+        try:
+            result = await methods.bla_add(named_params(data, ("aor",), required=1))
+        except RpcError as exc:
+            return refusal(exc)
+        return reply(result, 200)
+
+    async def line_remove(request: web.Request) -> web.Response:
+        try:
+            result = await methods.bla_remove({"aor": request.match_info["aor"]})
+        except RpcError as exc:
+            return refusal(exc)
+        return reply(result)
+
+    app.router.add_get("/bla/lines", lines_list)
+    app.router.add_post("/bla/lines", line_add)
+    app.router.add_delete("/bla/lines/{aor}", line_remove)
     app.router.add_get("/registrations", registrations_list)
     app.router.add_post("/registrations", register)
     app.router.add_get("/dialogs", dialogs_list)

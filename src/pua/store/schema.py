@@ -54,6 +54,7 @@ __all__ = [
     "BINDING_COLUMNS",
     "EXTRA_COLUMNS",
     "bindings_table",
+    "lines_table",
     "INDEXES",
     "KAMAILIO_COLUMNS",
     "SCHEMA_VERSION",
@@ -186,4 +187,16 @@ def bindings_table(metadata: MetaData, pua_name: str) -> Table:
         Column("q", String(8), nullable=True),
         Column("registered", Integer, nullable=False),
         Index(f"{name}_aor_idx", "aor"),
+    )
+
+
+def lines_table(metadata: MetaData, pua_name: str) -> Table:
+    """pua's own table of shared lines added at run time (``<pua
+    table>_bla_lines``): one row per address of record."""
+    name = f"{pua_name}_bla_lines"
+    return Table(
+        name,
+        metadata,
+        Column("id", _unsigned_int(), primary_key=True, autoincrement=True),
+        Column("aor", String(255), nullable=False, unique=True),
     )

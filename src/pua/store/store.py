@@ -63,6 +63,7 @@ from .schema import (
     SCHEMA_VERSION,
     bindings_table,
     index_name,
+    lines_table,
     pua_table,
     version_table,
 )
@@ -147,6 +148,7 @@ class Store:
         self._table = pua_table(MetaData(), table, self._dialect)
         self._version = version_table(MetaData(), self._dialect)
         self._bindings = bindings_table(MetaData(), table)
+        self._lines = lines_table(MetaData(), table)
         self.columns = tuple(c.name for c in self._table.columns)
         self._data_columns = self.columns[1:]
         self._known = frozenset(self.columns)
@@ -279,6 +281,7 @@ class Store:
             else:
                 await conn.run_sync(table.create)
             await conn.run_sync(lambda c: self._bindings.create(c, checkfirst=True))
+            await conn.run_sync(lambda c: self._lines.create(c, checkfirst=True))
             if not has_version:
                 await conn.run_sync(version.create)
             if found is None:
@@ -498,6 +501,33 @@ class Store:
             "deleting expired rows",
             lambda conn: conn.execute(stmt),
             lambda result: int(result.rowcount),
+            begin=True,
+        )
+
+    # -- shared lines -------------------------------------------------------------
+    async def load_lines(self) -> list[str]:
+        """The shared lines added at run time."""
+        table = self._lines
+        query = select(table.c.aor).order_by(table.c.id)
+        return await self._run(
+            "reading the shared lines",
+            lambda conn: conn.execute(query),
+            lambda result: [str(row[0]) for row in result],
+        )
+
+    async def save_line(self, aor: str, *, present: bool) -> None:
+        """Add (``present``) or remove one shared line."""
+        table = self._lines
+
+        async def write(conn: AsyncConnection) -> None:
+            await conn.execute(delete(table).where(table.c.aor == aor))
+            if present:
+                await conn.execute(insert(table), [{"aor": aor}])
+
+        await self._run(
+            f"{'adding' if present else 'removing'} the shared line {aor}",
+            write,
+            lambda _: None,
             begin=True,
         )
 

@@ -37,7 +37,7 @@ from pua.errors import BodyError, PresenceError, RemoteProtocolError
 from pua.runtime import PresenceRuntime
 from pua.runtime.ids import SystemIds
 from pua.runtime.timer import DeadlineTimer
-from pua.sip import Response, make_response
+from pua.sip import Request, Response, make_response
 from pua.sip.ids import tag
 from pua.sip.uri import SipUri, parse_uri
 from pua.store import Store, StoreError
@@ -66,6 +66,8 @@ CLOSED_SECONDS = 30
 """Expires of a closed document sent before a removal."""
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+BindingListener = Callable[[list[Change], Request | None], None]
+"""Told of each change of the bindings (see Registrations.add_binding_listener)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -115,6 +117,17 @@ class Registrations:
         self.counters = {"registers": 0, "refused": 0, "publications": 0, "reginfo_notifies": 0}
         self._watching: dict[RecordKey, int] = {}  # reg subscriptions: last version
         self._versions: dict[str, int] = {}  # last reginfo version made, by AOR
+        self._binding_listeners: list[BindingListener] = []
+
+    def add_binding_listener(self, listener: BindingListener) -> None:
+        """Call ``listener(changes, request)`` for every change of the
+        bindings (``request``: the REGISTER that made it, or None for the
+        API, a reg NOTIFY or an expiry), before its PUBLISHes are made."""
+        self._binding_listeners.append(listener)
+
+    def remove_binding_listener(self, listener: BindingListener) -> None:
+        """Stop calling ``listener``."""
+        self._binding_listeners.remove(listener)
 
     # -- life cycle ---------------------------------------------------------------
     async def start(self) -> None:
@@ -203,7 +216,7 @@ class Registrations:
         self.counters["registers"] += 1
         # Only pure work here, inside the engine's step: the publishing,
         # storing and answering run once the step is over.
-        jobs = self._changed(changes)
+        jobs = self._changed(changes, request)
         self._spawn(self._answer_register(incoming, register.aor, jobs))
         return None
 
@@ -368,11 +381,17 @@ class Registrations:
             self._spawn(self._store_quietly())
 
     # -- what a change does -------------------------------------------------------
-    def _changed(self, changes: list[Change]) -> list[Job]:
+    def _changed(self, changes: list[Change], request: Request | None = None) -> list[Job]:
         """The PUBLISHes ``changes`` call for (each job a chain: a closed
-        document, then the removal), in order; marks the AORs to store."""
+        document, then the removal), in order; marks the AORs to store;
+        tells the binding listeners."""
         if not changes:
             return []
+        for listener in self._binding_listeners:
+            try:
+                listener(changes, request)
+            except Exception:
+                log.exception("a binding listener failed")
         now = self.runtime.now()
         calls: dict[tuple[str, str], list[Change]] = {}
         aors: dict[str, list[Change]] = {}
