@@ -15,6 +15,9 @@ from pathlib import Path
 import pytest
 
 from pua.adapters.registrations import Registrations
+from pua.adapters import Adapters
+from pua.adapters.bla import SharedLines
+from pua.adapters.dialogs import Dialogs
 from pua.api.metrics import metrics_text
 from pua.cli import serve
 from pua.config import Settings, load_settings
@@ -153,7 +156,10 @@ def _metrics_of_a_running_runtime() -> str:
         async with PresenceRuntime(EngineConfig(), listen=[Listen("udp", "127.0.0.1", 0)]) as runtime:
             timer = WriteTimer()
             timer.observe(0.002)
-            return metrics_text(runtime, timer, Registrations(runtime))[0].decode()
+            registrations = Registrations(runtime)
+            adapters = Adapters(registrations=registrations, dialogs=Dialogs(runtime),
+                                bla=SharedLines(runtime, registrations))
+            return metrics_text(runtime, timer, adapters)[0].decode()
 
     return asyncio.run(scrape())
 

@@ -392,7 +392,7 @@ def make_app(
         return response
 
     async def metrics(request: web.Request) -> web.Response:
-        body, content_type = metrics_text(runtime, store_timer, registrations)
+        body, content_type = metrics_text(runtime, store_timer, adapters)
         return web.Response(body=body, headers={"Content-Type": content_type})
 
     async def openapi(request: web.Request) -> web.Response:

@@ -10,7 +10,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
-from pua.adapters.registrations import Registrations
+from pua.adapters import Adapters
 from pua.runtime import PresenceRuntime
 from pua.runtime.persistence import WriteTimer
 
@@ -24,11 +24,12 @@ class EngineCollector(Collector):
         self,
         runtime: PresenceRuntime,
         store_timer: WriteTimer | None,
-        registrations: Registrations | None = None,
+        adapters: Adapters | None = None,
     ) -> None:
         self.runtime = runtime
         self.store_timer = store_timer
-        self.registrations = registrations
+        self.adapters = adapters or Adapters()
+        self.registrations = self.adapters.registrations
 
     def collect(self) -> Iterator[Metric]:
         runtime = self.runtime
@@ -98,6 +99,17 @@ class EngineCollector(Collector):
                 ("pua_reginfo_notifies", "reg NOTIFYs applied", counters["reginfo_notifies"]),
             ):
                 yield CounterMetricFamily(name, help_text, value=value)
+        dialogs, bla = self.adapters.dialogs, self.adapters.bla
+        if dialogs is not None:
+            yield GaugeMetricFamily(
+                "pua_dialog_presentities", "Users with calls held", value=dialogs.presentity_count
+            )
+            yield from _counters("pua_dialog", "Call events and their PUBLISHes", dialogs.counters)
+        if bla is not None:
+            yield GaugeMetricFamily("pua_bla_lines", "Shared lines", value=len(bla.lines()))
+            yield from _counters(
+                "pua_bla", "Shared line SUBSCRIBEs, NOTIFYs, PUBLISHes", bla.counters
+            )
         # The store writes (observed once persistence is configured).
         store = self.store_timer
         buckets = store.buckets() if store is not None else [("+Inf", 0)]
@@ -110,14 +122,18 @@ class EngineCollector(Collector):
         )
 
 
+def _counters(prefix: str, what: str, counters: dict[str, int]) -> Iterator[Metric]:
+    for name, value in sorted(counters.items()):
+        yield CounterMetricFamily(f"{prefix}_{name}", f"{what}: {name}", value=value)
+
+
 def metrics_text(
     runtime: PresenceRuntime,
     store_timer: WriteTimer | None = None,
-    registrations: Registrations | None = None,
+    adapters: Adapters | None = None,
 ) -> tuple[bytes, str]:
     """The exposition text and its content type; ``store_timer`` is the
-    store sync's, when one is attached; ``registrations`` the registrations
-    adapter, when it runs."""
+    store sync's, when one is attached; ``adapters`` those that run."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(EngineCollector(runtime, store_timer, registrations))
+    registry.register(EngineCollector(runtime, store_timer, adapters))
     return generate_latest(registry), CONTENT_TYPE_LATEST
