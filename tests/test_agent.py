@@ -7,6 +7,7 @@ import asyncio
 import pytest
 
 import pua
+from pua.adapters.dialogs import CallEvent
 from pua.adapters.registrations import RegistrationSettings
 from pua.bodies import basic_pidf
 from pua.core import EventPackage, PublicationSucceeded
@@ -238,3 +239,26 @@ async def test_registration_closed_before_removed_and_entity_prefix() -> None:
         assert b"<basic>open</basic>" in sent[0].body
         assert b"<basic>closed</basic>" in sent[1].body
         assert sent[2].headers.get("expires") == "0" and not sent[2].body
+
+
+async def test_dialog_state_from_python() -> None:
+    """Agent(dialogs=True): agent.dialogs.report() publishes a call's state
+    for caller and callee; a late early after confirmed publishes nothing."""
+    peer, uri = await server(200)
+    async with pua.Agent(uri, dialogs=True) as agent:
+        def event(state: str) -> CallEvent:
+            return CallEvent.from_values({
+                "call_id": "py-1", "from_tag": "f1", "to_tag": "t1", "state": state,
+                "caller": "sip:ann@example.com", "callee": "sip:ben@example.com"})
+
+        report = await agent.dialogs.report(event("confirmed"))
+        assert sorted(p["pres_uri"] for p in report["publications"]) == [
+            "sip:ann@example.com", "sip:ben@example.com"]
+        assert {p["status"] for p in report["publications"]} == {200}
+        await publishes(peer, 2)
+        sent = [r for r in peer.requests if r.method == "PUBLISH"]
+        assert {r.headers.get("event") for r in sent} == {"dialog"}
+        assert all(b"<state>confirmed</state>" in r.body for r in sent)
+        late = await agent.dialogs.report(event("early"))
+        assert late["publications"] == []
+        assert agent.dialogs.counters["ignored"] == 1
