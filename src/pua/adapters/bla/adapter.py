@@ -23,6 +23,7 @@ the header ``bla_register_header`` (a proxy's mark, Kamailio's
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -185,7 +186,9 @@ class SharedLines:
                 continue
             if change.ended:
                 self._unsubscribe(line, binding.contact)
-            elif change.event == "registered" or self._subscription(line, binding.contact) is None:
+            else:
+                # new, or re-registered: the subscription lasts as long as
+                # the binding now does (Kamailio's pua_bla does the same)
                 self._subscribe(line, binding.contact, binding.remaining(now))
         if header is not None:
             # a line known only by its REGISTERs' mark lasts while it has phones
@@ -233,11 +236,15 @@ class SharedLines:
 
     # -- the phones' NOTIFYs ------------------------------------------------------
     def _on_event(self, event: EngineEvent) -> None:
-        if not isinstance(event, NotifyReceived | SubscriptionTerminated):
-            return
+        if (
+            isinstance(event, NotifyReceived | SubscriptionTerminated)
+            and event.key.source_flag == SourceFlag.BLA_SUBSCRIBE
+        ):
+            # Acted on once the engine's step that delivered it is over.
+            asyncio.get_running_loop().call_soon(self._on_phone, event)
+
+    def _on_phone(self, event: NotifyReceived | SubscriptionTerminated) -> None:
         key = event.key
-        if key.source_flag != SourceFlag.BLA_SUBSCRIBE:
-            return
         if isinstance(event, SubscriptionTerminated):
             self._publish(key, None, 0)
             return
