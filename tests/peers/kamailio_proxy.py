@@ -20,9 +20,10 @@ Usage::
 Kamailio 5.6 runs ``tm`` + ``rr`` + ``dialog`` (in memory) on one UDP
 socket, 127.0.0.1:<free port> (``.sip_port``).  Every initial INVITE gets a
 transaction, a Record-Route and a dialog (``dlg_manage()``), and is relayed
-to ``callee`` (``$du``); in-dialog requests follow their Route
-(``loose_route()``); anything else but OPTIONS (the readiness probe, 200)
-gets 405.  Two publishers:
+to ``callee`` (``$du``); an INVITE without a From tag gets 400.  In-dialog
+requests follow their Route (``loose_route()``), a CANCEL its INVITE;
+anything else but OPTIONS (the readiness probe, 200) gets 405.  Two
+publishers:
 
 * ``publisher="http"`` (the default) loads ``http_client`` and POSTs each
   dialog state as JSON to ``feed_url`` (pua's ``POST /dialogs``), with
