@@ -49,7 +49,7 @@ from . import PeerError, PeerUnavailable, _track, _untrack, find_free_port
 
 __all__ = ["SippUAS", "SippUAC", "SippStats", "SCENARIOS_DIR", "scenario_path",
            "PeerUnavailable", "PeerError", "subscribe_terminated_uas", "register_phone",
-           "register_phones", "split_trace"]
+           "register_phones", "split_trace", "call_uas", "call_uac", "run_calls"]
 
 HERE = Path(__file__).resolve().parent
 SCENARIOS_DIR = HERE / "scenarios"
@@ -579,3 +579,39 @@ def register_phones(remote_host: str, remote_port: int, *, calls: int,
              "-key", "expires", str(int(expires)), *kwargs.pop("extra_args", ())]
     return SippUAC("register_many", remote_host, remote_port, calls=calls, rate=rate,
                    extra_args=extra, **kwargs)
+
+
+def call_uas(callee: str = "bob", *, ring_ms: int = 200, busy: bool = False,
+             **kwargs) -> SippUAS:
+    """A SippUAS (not started yet) answering calls: ``scenarios/call_uas.xml``
+    (100, 180 with a To-tag and a Contact, ``ring_ms`` of ringing, 200 with
+    Contact <sip:<callee>@127.0.0.1:<its port>> and the Record-Route, ACK,
+    then BYE -> 200), or with ``busy=True`` ``scenarios/call_uas_busy.xml``
+    (the same ringing, then 486 Busy Here instead of the 200).  Other
+    keyword arguments go to :class:`SippUAS` (``extra_args`` are appended)."""
+    extra = ["-s", callee, "-d", str(int(ring_ms)), *kwargs.pop("extra_args", ())]
+    return SippUAS("call_uas_busy" if busy else "call_uas", extra_args=extra, **kwargs)
+
+
+def call_uac(proxy_host: str, proxy_port: int, *, calls: int = 1, rate: float = 1_000_000,
+             caller: str = "alice", callee: str = "bob", domain: str = "example.com",
+             hold_ms: int = 0, numbered: bool = False, **kwargs) -> SippUAC:
+    """A SippUAC (call ``.run()``) running ``scenarios/call_uac.xml`` against
+    a proxy: ``calls`` calls from ``sip:<caller>@<domain>`` to
+    ``sip:<callee>@<domain>`` (with ``numbered``: ``<caller><n>`` to
+    ``<callee><n>``, n = SIPp's call number from 1), each INVITE -> 200 ->
+    ACK, ``hold_ms`` of talk, BYE -> 200 (a final error is ACKed instead), at
+    ``rate`` calls per second, at most ``limit`` at once.  Other keyword
+    arguments go to :class:`SippUAC` (``extra_args`` are appended)."""
+    extra = ["-key", "caller", caller, "-s", callee, "-key", "domain", domain,
+             "-set", "numbered", "1" if numbered else "0", "-d", str(int(hold_ms)),
+             *kwargs.pop("extra_args", ())]
+    return SippUAC("call_uac", proxy_host, proxy_port, calls=calls, rate=rate,
+                   extra_args=extra, **kwargs)
+
+
+def run_calls(proxy_host: str, proxy_port: int, *, calls: int = 1, rate: float = 1_000_000,
+              caller: str = "alice", callee: str = "bob", **kwargs) -> SippStats:
+    """Make the calls of :func:`call_uac` and return SIPp's statistics."""
+    return call_uac(proxy_host, proxy_port, calls=calls, rate=rate, caller=caller,
+                    callee=callee, **kwargs).run()
