@@ -18,7 +18,9 @@ import pytest
 from pua.bodies import DialogInfo, parse_dialog_info
 from tests.conftest import peer_or_skip
 from tests.peers.kamailio import KamailioPresence
+from tests.peers.kamailio_proxy import KamailioCallProxy
 from tests.peers.rawsip import RawSipClient
+from tests.peers.sipp import call_uas, run_calls
 
 from .running import RunningService
 
@@ -41,6 +43,7 @@ class Watcher:
                      ("Accept", "application/dialog-info+xml")])
         assert answer is not None and answer.status in (200, 202), answer
         self.documents: list[DialogInfo] = []
+        self._seen: set[tuple[str, str]] = set()
 
     def close(self) -> None:
         self.client.close()
@@ -56,6 +59,11 @@ class Watcher:
             notify = self.client.wait_notify(left)
             if notify is None:
                 break
+            # a NOTIFY sent again (its 200 came late) is the same document
+            sent = (notify.header("Call-ID"), notify.header("CSeq"))
+            if sent in self._seen:
+                continue
+            self._seen.add(sent)
             if notify.body.strip():
                 document = parse_dialog_info(notify.body)
                 self.documents.append(document)
@@ -215,3 +223,31 @@ def test_bad_events_are_refused_and_publish_nothing(
     assert reply["error"]["code"] == -32602
     assert svc.rpc("pua.list")["result"] == []
     assert svc.rpc("pua.dialogs")["result"]["presentities"] == []
+
+
+def test_a_kamailio_proxy_feeds_the_calls_it_routes(
+        start: Callable[..., RunningService], watchers: tuple[Watcher, Watcher]) -> None:
+    """SIPp caller -> Kamailio proxy (dialog + http_client) -> SIPp callee:
+    the proxy POSTs each state to pua, and a busy lamp watching the callee
+    at the presence server sees early, confirmed, terminated."""
+    svc = start("--api-token", "s3cret")
+    _, lamp = watchers
+    with call_uas("bob") as uas, peer_or_skip(lambda: KamailioCallProxy(
+            callee=uas.address, feed_url=f"{svc.api_url}/dialogs", api_token="s3cret")) as proxy:
+        stats = run_calls(proxy.host, proxy.sip_port, caller="alice", callee="bob", hold_ms=500)
+    assert stats.successful == 1, stats
+    # the lamp saw the call ring, be answered and end, in that order
+    seen: list[str] = []
+    for state in ("early", "confirmed", "terminated"):
+        lamp.wait(lambda d, s=state: any(x == s for x in states(d).values()))
+    for document in lamp.documents:
+        for value in states(document).values():
+            if not seen or seen[-1] != value:
+                seen.append(value)
+    assert seen == ["early", "confirmed", "terminated"], [
+        (d.version, states(d)) for d in lamp.documents]
+    (dialog,) = lamp.documents[-1].dialogs
+    assert dialog.direction == "recipient" and dialog.remote_identity == ALICE
+    assert dialog.local_tag and dialog.remote_tag
+    versions = [d.version for d in lamp.documents]
+    assert versions == sorted(set(versions))
