@@ -21,6 +21,7 @@ from pua.runtime.loop import GC_THRESHOLDS, tune_gc, uvloop_available
 
 from . import (
     churn,
+    dialogs,
     digest,
     engine,
     parse,
@@ -493,6 +494,39 @@ def render_registrations(result: dict[str, Any]) -> list[str]:
     return lines
 
 
+def render_dialogs(result: dict[str, Any]) -> list[str]:
+    """The section on calls turned into dialog PUBLISHes."""
+    lines = [
+        "",
+        "## Calls turned into dialog PUBLISHes: pua behind a proxy, and Kamailio's "
+        "pua_dialoginfo",
+        "",
+        f"`benchmarks/dialogs.py`: SIPp callers (`call_uac.xml`, {result['calls']:,} calls, "
+        "a distinct caller and callee each) call at a fixed offered rate through a Kamailio "
+        "5.6 proxy (`dialog`, 2 SIP workers) to a SIPp callee (`call_uas.xml`, 50 ms of "
+        "ringing, no hold). The proxy either (a) loads `pua` + `pua_dialoginfo` and "
+        "PUBLISHes from inside (the reference; `callee_trying` on: 8 documents a call), "
+        "or (b) POSTs each state (`trying`, `early`, `confirmed`, `terminated`) to `pua "
+        "serve --dialoginfo` with `http_client` (`\"wait\": false`; pua publishes trying "
+        "for the caller only: 7 documents a call). Both publish to one SIPp UAS "
+        "(`publish_200.xml`) tracing what it receives. A run ends when every completed "
+        "call's `terminated` reached the UAS for both parties, or when nothing new came "
+        "for 10 s; *seconds* is from the first INVITE to the last PUBLISH.",
+        "",
+        "| offered calls/s | chain | calls completed | calls failed | PUBLISHes | parties "
+        "shown ended | seconds | calls/s | PUBLISHes/s |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in result["rows"]:
+        chain = "Kamailio pua_dialoginfo" if row["chain"] == "pua_dialoginfo" else "pua"
+        lines.append(
+            f"| {row['offered_rate']:g} | {chain} | {row['completed']:,} | {row['failed']:,} "
+            f"| {row['publishes']:,} | {row['parties_ended']:,} of {2 * row['completed']:,} "
+            f"| {row['seconds']:.2f} | {row['calls_per_s']:.1f} | {row['publishes_per_s']:.1f} |"
+        )
+    return lines
+
+
 def _sizes(text: str) -> tuple[int, ...]:
     return tuple(int(x) for x in text.split(",") if x)
 
@@ -538,6 +572,9 @@ BENCHMARKS = (
               run=lambda a: registrations.run(_sizes(a.registration_rates),
                                               a.registration_seconds),
               render=render_registrations),
+    Benchmark(name="dialogs",
+              progress="calls turned into dialog PUBLISHes against Kamailio's pua_dialoginfo",
+              key="dialogs", run=lambda a: dialogs.run(), render=render_dialogs),
 )
 BY_NAME = {b.name: b for b in BENCHMARKS}
 

@@ -126,7 +126,7 @@ class AdapterMethods:
     async def dialog_values(self, values: dict[str, Any]) -> dict[str, Any]:
         """:meth:`dialog` from named values (REST shares it).  With ``wait``
         (the default) it answers once each PUBLISH's first answer is in
-        and stored; with ``wait`` false once they are sent."""
+        and stored; with ``wait`` false at once, the PUBLISHes sent."""
         dialogs = self._dialogs()
         wait = truth(values, "wait", True)
         try:
@@ -134,7 +134,10 @@ class AdapterMethods:
         except RemoteProtocolError as exc:
             raise RpcError(INVALID_PARAMS, f"Invalid params: {exc}") from None
         report = await dialogs.report(event, wait=wait)
-        await self.stored()
+        if wait:
+            # answered, so stored (not waited for: nothing is answered yet,
+            # and a proxy's worker waits on this call)
+            await self.stored()
         return report
 
     async def list_dialogs(self, params: list[Any] | dict[str, Any]) -> dict[str, Any]:
@@ -202,64 +205,38 @@ def add_adapter_routes(
             status = exc.data["status"]
         return problem(status, exc.message.removeprefix("Invalid params: "))
 
-    async def registrations_list(request: web.Request) -> web.Response:
-        try:
-            result = await methods.list_registrations({"aor": request.query.get("aor")})
-        except RpcError as exc:
-            return refusal(exc)
-        return reply(result)
+    Call = Callable[[web.Request], Awaitable[dict[str, Any]]]
 
-    async def register(request: web.Request) -> web.Response:
-        data = await read_json(request)
-        try:
-            values = named_params(data, REGISTER_PARAMS, required=2)
-            result = await methods.register_values(values)
-        except RpcError as exc:
-            return refusal(exc)
-        return reply(result, 200)
+    def route(call: Call) -> Callable[[web.Request], Awaitable[web.Response]]:
+        async def handle(request: web.Request) -> web.Response:
+            try:
+                return reply(await call(request))
+            except RpcError as exc:
+                return refusal(exc)
 
-    async def dialogs_list(request: web.Request) -> web.Response:
-        try:
-            result = await methods.list_dialogs({"presentity": request.query.get("presentity")})
-        except RpcError as exc:
-            return refusal(exc)
-        return reply(result)
+        return handle
 
-    async def dialog(request: web.Request) -> web.Response:
-        data = await read_json(request)
-        try:
-            values = named_params(data, DIALOG_PARAMS, required=5)
-            result = await methods.dialog_values(values)
-        except RpcError as exc:
-            return refusal(exc)
-        return reply(result, 200)
+    async def posted(request: web.Request, names: tuple[str, ...], required: int) -> dict[str, Any]:
+        return named_params(await read_json(request), names, required=required)
 
-    async def lines_list(request: web.Request) -> web.Response:
-        try:
-            result = await methods.bla_lines({})
-        except RpcError as exc:
-            return refusal(exc)
-        return reply(result)
+    async def register(request: web.Request) -> dict[str, Any]:
+        return await methods.register_values(await posted(request, REGISTER_PARAMS, 2))
 
-    async def line_add(request: web.Request) -> web.Response:
-        data = await read_json(request)
-        try:
-            result = await methods.bla_add(named_params(data, ("aor",), required=1))
-        except RpcError as exc:
-            return refusal(exc)
-        return reply(result, 200)
+    async def dialog(request: web.Request) -> dict[str, Any]:
+        return await methods.dialog_values(await posted(request, DIALOG_PARAMS, 5))
 
-    async def line_remove(request: web.Request) -> web.Response:
-        try:
-            result = await methods.bla_remove({"aor": request.match_info["aor"]})
-        except RpcError as exc:
-            return refusal(exc)
-        return reply(result)
+    async def line_add(request: web.Request) -> dict[str, Any]:
+        return await methods.bla_add(await posted(request, ("aor",), 1))
 
-    app.router.add_get("/bla/lines", lines_list)
-    app.router.add_post("/bla/lines", line_add)
-    app.router.add_delete("/bla/lines/{aor}", line_remove)
-    app.router.add_get("/registrations", registrations_list)
-    app.router.add_post("/registrations", register)
-    app.router.add_get("/dialogs", dialogs_list)
-    app.router.add_post("/dialogs", dialog)
+    get = app.router.add_get
+    get("/registrations", route(lambda r: methods.list_registrations({"aor": r.query.get("aor")})))
+    app.router.add_post("/registrations", route(register))
+    get(
+        "/dialogs", route(lambda r: methods.list_dialogs({"presentity": r.query.get("presentity")}))
+    )
+    app.router.add_post("/dialogs", route(dialog))
+    get("/bla/lines", route(lambda r: methods.bla_lines({})))
+    app.router.add_post("/bla/lines", route(line_add))
+    app.router.add_delete(
+        "/bla/lines/{aor}", route(lambda r: methods.bla_remove({"aor": r.match_info["aor"]}))
+    )
