@@ -15,6 +15,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from tests.conftest import peer_or_skip
+
 from .bla_phone import (
     DIALOG_INFO_TYPE,
     SLA_EVENT,
@@ -33,28 +35,6 @@ pytestmark = pytest.mark.interop
 LINE = "sip:line1@example.com"
 ALICE = "sip:alice@example.com"
 
-
-def _peer_or_skip(factory):
-    from tests.conftest import peer_or_skip
-
-    return peer_or_skip(factory)
-
-
-@pytest.fixture
-def start() -> Callable:
-    """Start peers (Kamailio factories); all stopped at the end of the test,
-    last started first."""
-    started: list = []
-
-    def run(factory):
-        peer = _peer_or_skip(factory)
-        peer.start()
-        started.append(peer)
-        return peer
-
-    yield run
-    for peer in reversed(started):
-        peer.stop()
 
 
 @pytest.fixture
@@ -280,14 +260,14 @@ def test_registrar_marks_the_copies_of_shared_line_registers(start, phones):
 
 def test_registrar_bla_header_name_and_checks(start, phones):
     with pytest.raises(ValueError, match="replicate_to"):
-        _peer_or_skip(lambda: KamailioRegistrar(bla_lines=[LINE]))
+        peer_or_skip(lambda: KamailioRegistrar(bla_lines=[LINE]))
     with pytest.raises(ValueError, match="AOR"):
-        _peer_or_skip(lambda: KamailioRegistrar(replicate_to="sip:127.0.0.1:9",
+        peer_or_skip(lambda: KamailioRegistrar(replicate_to="sip:127.0.0.1:9",
                                                 bla_lines=['sip:a"b@example.com']))
     with pytest.raises(ValueError, match="header name"):
-        _peer_or_skip(lambda: KamailioRegistrar(replicate_to="sip:127.0.0.1:9",
+        peer_or_skip(lambda: KamailioRegistrar(replicate_to="sip:127.0.0.1:9",
                                                 bla_lines=[LINE], bla_header="X Bad"))
-    plain = _peer_or_skip(lambda: KamailioRegistrar(replicate_to="sip:127.0.0.1:9"))
+    plain = peer_or_skip(lambda: KamailioRegistrar(replicate_to="sip:127.0.0.1:9"))
     assert "WITH_BLA_LINES" not in plain._defines()
 
     with RawSipClient("127.0.0.1", 9) as stub:

@@ -22,6 +22,8 @@ from typing import Any
 
 import pytest
 
+from tests.peers.conftest import poll
+
 from . import find_free_port
 from .kamailio_proxy import KamailioCallProxy
 from .rawsip import SipMessage, parse_message
@@ -32,28 +34,6 @@ pytestmark = pytest.mark.interop
 DIALOG_NS = "{urn:ietf:params:xml:ns:dialog-info}"
 ALL_KEYS = {"call_id", "from_tag", "to_tag", "caller", "callee", "state", "wait"}
 
-
-def _peer_or_skip(factory):
-    from tests.conftest import peer_or_skip
-
-    return peer_or_skip(factory)
-
-
-@pytest.fixture
-def start() -> Callable:
-    """Start peers (a KamailioCallProxy / SippUAS factory); all stopped at
-    the end of the test, last started first."""
-    started: list = []
-
-    def run(factory):
-        peer = _peer_or_skip(factory)
-        peer.start()
-        started.append(peer)
-        return peer
-
-    yield run
-    for peer in reversed(started):
-        peer.stop()
 
 
 # --------------------------------------------------------------- the feed
@@ -164,18 +144,6 @@ def _call_seen(messages: str, call_id: str | None = None) -> CallSeen:
                     _uri(answer.header("Contact")) if answer and answer.header("Contact")
                     else None)
 
-
-def _poll(what: str, fn: Callable, timeout: float = 10.0, interval: float = 0.05):
-    """Call ``fn`` until it returns something true; return that value."""
-    deadline = time.monotonic() + timeout
-    pause = threading.Event()
-    while True:
-        value = fn()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        pause.wait(interval)
 
 
 def _states(docs: list[dict[str, Any]]) -> list[str]:
@@ -405,7 +373,7 @@ def test_pua_dialoginfo_publishes_for_caller_and_callee(start):
     seen = _call_seen(uac.messages)
 
     # pua sends them from dialog callbacks; the last two during the BYE
-    _poll("eight PUBLISHes", lambda: len(pub.received("PUBLISH")) >= 8)
+    poll("eight PUBLISHes", lambda: len(pub.received("PUBLISH")) >= 8)
     publishes = [_traced(m) for m in pub.received("PUBLISH")]
     assert len(publishes) == 8, [m.raw for m in publishes]
     by_entity: dict[str, list[tuple[str, str]]] = {}

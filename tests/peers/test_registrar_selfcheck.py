@@ -9,12 +9,11 @@ these tests in CI and skips them elsewhere (see tests/conftest.py).
 from __future__ import annotations
 
 import socket
-import threading
-import time
 import xml.etree.ElementTree as ET
-from collections.abc import Callable
 
 import pytest
+
+from tests.peers.conftest import poll
 
 from . import PeerUnavailable
 from .kamailio_pua_usrloc import KamailioPuaUsrloc
@@ -29,40 +28,6 @@ REGINFO_NS = "{urn:ietf:params:xml:ns:reginfo}"
 PIDF_NS = "{urn:ietf:params:xml:ns:pidf}"
 
 
-def _peer_or_skip(factory):
-    from tests.conftest import peer_or_skip
-
-    return peer_or_skip(factory)
-
-
-@pytest.fixture
-def start() -> Callable:
-    """Start peers (a KamailioRegistrar / SippUAS factory); all stopped at
-    the end of the test, last started first."""
-    started: list = []
-
-    def run(factory):
-        peer = _peer_or_skip(factory)
-        peer.start()
-        started.append(peer)
-        return peer
-
-    yield run
-    for peer in reversed(started):
-        peer.stop()
-
-
-def _poll(what: str, fn: Callable, timeout: float = 10.0, interval: float = 0.05):
-    """Call ``fn`` until it returns something true; return that value."""
-    deadline = time.monotonic() + timeout
-    pause = threading.Event()
-    while True:
-        value = fn()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        pause.wait(interval)
 
 
 def _traced(msg: str) -> SipMessage:
@@ -170,7 +135,7 @@ def test_expired_binding_is_removed_by_the_timer(start):
         assert r.header("Contact").endswith(";expires=1")
     assert reg.wait_bindings(ALICE, lambda found: not found, timeout=15) == []
     # the timer removes the expired contact from the table
-    _poll("the usrloc timer", lambda: reg.binding_count() == 0, timeout=15)
+    poll("the usrloc timer", lambda: reg.binding_count() == 0, timeout=15)
     assert reg.bindings(ALICE) == []
 
 
@@ -272,7 +237,7 @@ def test_replicate_to_sipp_uas(start):
         assert r is not None and r.status == 200
         r2 = phone.register(ALICE, expires=0, call_id=r.header("Call-ID"), cseq=2)
         assert r2 is not None and r2.status == 200
-    copies = _poll("two REGISTER copies at SIPp", lambda: len(uas.received("REGISTER")) >= 2
+    copies = poll("two REGISTER copies at SIPp", lambda: len(uas.received("REGISTER")) >= 2
                    and uas.received("REGISTER"))
     assert [_header(m, "CSeq") for m in copies] == ["1 REGISTER", "2 REGISTER"]
     assert {_header(m, "Call-ID") for m in copies} == {r.header("Call-ID")}
@@ -333,7 +298,7 @@ def test_pua_usrloc_publishes_presence_for_a_register(start):
     with RawSipClient(*reg.address) as phone:
         r = phone.register(ALICE, expires=600)
         assert r is not None and r.status == 200
-        [pub] = _poll("a PUBLISH at SIPp", lambda: uas.received("PUBLISH"))
+        [pub] = poll("a PUBLISH at SIPp", lambda: uas.received("PUBLISH"))
         assert pub.startswith(f"PUBLISH {ALICE} SIP/2.0")
         assert _header(pub, "Event") == "presence"
         assert _header(pub, "To") == f"<{ALICE}>"
@@ -345,7 +310,7 @@ def test_pua_usrloc_publishes_presence_for_a_register(start):
 
         r = phone.register(ALICE, expires=0, call_id=r.header("Call-ID"), cseq=2)
         assert r is not None and r.status == 200
-        pubs = _poll("the removing PUBLISH", lambda: len(uas.received("PUBLISH")) >= 2
+        pubs = poll("the removing PUBLISH", lambda: len(uas.received("PUBLISH")) >= 2
                      and uas.received("PUBLISH"))
         assert _header(pubs[1], "Expires") == "0"
         assert _header(pubs[1], "SIP-If-Match")  # the ETag SIPp gave
