@@ -26,6 +26,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from pua.adapters.answers import answer_of
 from pua.bodies import parse_dialog_info
 from pua.core import EventFlag, PublishInfo, SourceFlag
 from pua.core.records import PublicationRecord
@@ -175,20 +176,10 @@ class Dialogs:
             await asyncio.wait(results, timeout=self.runtime.answer_within)
         if self._durable is not None:
             await self._durable()
-        outcomes = []
-        for info, result in zip(infos, results, strict=True):
-            if not result.done():
-                result.add_done_callback(_quiet)
-                outcomes.append(self._outcome(info, None, "no answer yet; pua keeps trying"))
-            elif (error := result.exception()) is not None:
-                outcomes.append(
-                    self._outcome(
-                        info, getattr(error, "status", None), getattr(error, "reason", str(error))
-                    )
-                )
-            else:
-                outcomes.append(self._outcome(info, 200, "OK"))
-        return outcomes
+        return [
+            self._outcome(info, *answer_of(result))
+            for info, result in zip(infos, results, strict=True)
+        ]
 
     def _send(self, info: PublishInfo) -> None:
         try:
@@ -268,8 +259,3 @@ class Dialogs:
             else:
                 del self._presentities[uri]
         self._timer.arm(asyncio.get_running_loop(), self._heap[0][0] if self._heap else None)
-
-
-def _quiet(future: asyncio.Future[Any]) -> None:
-    if not future.cancelled():
-        future.exception()

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from email.utils import formatdate
 from typing import Any
 
+from pua.adapters.answers import answer_of
 from pua.bodies import RegInfo, parse_reginfo
 from pua.core import (
     EngineEvent,
@@ -250,18 +251,11 @@ class Registrations:
             await self._durable()
         outcomes = []
         for job, result in zip(jobs, results, strict=True):
+            status, reason = answer_of(result)
             info = job[-1]
-            outcome: dict[str, Any] = {"pres_uri": info.pres_uri, "id": info.id}
-            if not result.done():
-                outcome.update(status=None, reason="no answer yet; pua keeps trying")
-            elif (error := result.exception()) is not None:
-                outcome.update(
-                    status=getattr(error, "status", None),
-                    reason=getattr(error, "reason", str(error)),
-                )
-            else:
-                outcome.update(status=200, reason="OK")
-            outcomes.append(outcome)
+            outcomes.append(
+                {"pres_uri": info.pres_uri, "id": info.id, "status": status, "reason": reason}
+            )
         return outcomes
 
     async def register(
