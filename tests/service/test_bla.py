@@ -7,6 +7,7 @@ unregister are unsubscribed."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -118,6 +119,10 @@ def test_lines_added_at_run_time_are_kept(tmp_path: Path, kam: KamailioPresence)
         assert status == 400 and "not" in answer["error"]["message"]
         reply = svc.rpc("pua.bla_remove", {"aor": "sip:fixed@example.com"})
         assert reply["error"]["data"]["status"] == 409
+        status, answer = svc.post_status("/bla/lines", {"aor": "sip:sales@example.com"})
+        assert status == 200 and answer["source"] == "added"
+        spec = json.loads(svc.get("/openapi.json"))
+        assert {"/bla/lines", "/bla/lines/{aor}", "/dialogs"} <= set(spec["paths"])
     finally:
         svc.stop()
     again = RunningService("--bla", "--bla-lines", "sip:fixed@example.com",

@@ -346,6 +346,62 @@ _DIALOGS: dict[str, Any] = {
     },
 }
 
+_LINE = {
+    "type": "object",
+    "properties": {
+        "line": {"type": "string"},
+        "source": {"type": "string", "enum": ["configured", "added", "register header"]},
+        "phones": {
+            "type": "array",
+            "items": {"type": "string"},
+            "description": "Contacts pua subscribes to for dialog;sla",
+        },
+    },
+}
+_BLA_LINES: dict[str, Any] = {
+    "get": {
+        "summary": "The shared lines, their phones, and counters; 400 when bla is off",
+        "responses": {
+            **_ok({"type": "object", "properties": {"lines": {"type": "array", "items": _LINE}}}),
+            "400": {"description": "Shared lines are off"},
+        },
+    },
+    "post": {
+        "summary": "Make an address of record a shared line (kept in the database): its "
+        "phones registered now and later are subscribed to",
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["aor"],
+                        "properties": {"aor": {"type": "string"}},
+                    }
+                }
+            },
+        },
+        "responses": {
+            **_ok(_LINE),
+            "400": {"description": "Not an address of record, or shared lines are off"},
+            "503": {"description": "Not stored; nothing changed"},
+        },
+    },
+}
+_BLA_LINE: dict[str, Any] = {
+    "delete": {
+        "summary": "Stop sharing a line added at run time: its phones are unsubscribed",
+        "parameters": [
+            {"name": "aor", "in": "path", "required": True, "schema": {"type": "string"}}
+        ],
+        "responses": {
+            **_ok({"type": "object"}),
+            "404": {"description": "Not a shared line"},
+            "409": {"description": "A configured line (bla_lines): not removed"},
+        },
+    },
+}
+
 
 OPENAPI: dict[str, Any] = {
     "openapi": "3.1.0",
@@ -369,6 +425,8 @@ OPENAPI: dict[str, Any] = {
         "/records": {"get": {"summary": "Every record", "responses": _ok(_LIST)}},
         "/registrations": _REGISTRATIONS,
         "/dialogs": _DIALOGS,
+        "/bla/lines": _BLA_LINES,
+        "/bla/lines/{aor}": _BLA_LINE,
         "/publications": {
             "get": {"summary": "Publications", "responses": _ok(_LIST)},
             "post": {
