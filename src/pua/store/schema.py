@@ -55,6 +55,7 @@ __all__ = [
     "EXTRA_COLUMNS",
     "bindings_table",
     "lines_table",
+    "xmpp_table",
     "INDEXES",
     "KAMAILIO_COLUMNS",
     "SCHEMA_VERSION",
@@ -199,4 +200,20 @@ def lines_table(metadata: MetaData, pua_name: str) -> Table:
         metadata,
         Column("id", _unsigned_int(), primary_key=True, autoincrement=True),
         Column("aor", String(255), nullable=False, unique=True),
+    )
+
+
+def xmpp_table(metadata: MetaData, pua_name: str) -> Table:
+    """pua's own table of what the XMPP gateway knows (``<pua
+    table>_xmpp``): one row per fact, ``kind`` and ``name`` (a digest of
+    the addresses it is about) its key, ``value`` the fact as JSON."""
+    name = f"{pua_name}_xmpp"
+    return Table(
+        name,
+        metadata,
+        Column("id", _unsigned_int(), primary_key=True, autoincrement=True),
+        Column("kind", String(16), nullable=False),
+        Column("name", String(64), nullable=False),
+        Column("value", Text, nullable=False),
+        UniqueConstraint("kind", "name", name=f"{name}_key_idx"),
     )

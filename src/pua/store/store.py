@@ -66,6 +66,7 @@ from .schema import (
     lines_table,
     pua_table,
     version_table,
+    xmpp_table,
 )
 from .urls import normalize_db_url
 
@@ -149,6 +150,7 @@ class Store:
         self._version = version_table(MetaData(), self._dialect)
         self._bindings = bindings_table(MetaData(), table)
         self._lines = lines_table(MetaData(), table)
+        self._xmpp = xmpp_table(MetaData(), table)
         self.columns = tuple(c.name for c in self._table.columns)
         self._data_columns = self.columns[1:]
         self._known = frozenset(self.columns)
@@ -282,6 +284,7 @@ class Store:
                 await conn.run_sync(table.create)
             await conn.run_sync(lambda c: self._bindings.create(c, checkfirst=True))
             await conn.run_sync(lambda c: self._lines.create(c, checkfirst=True))
+            await conn.run_sync(lambda c: self._xmpp.create(c, checkfirst=True))
             if not has_version:
                 await conn.run_sync(version.create)
             if found is None:
@@ -526,6 +529,47 @@ class Store:
 
         await self._run(
             f"{'adding' if present else 'removing'} the shared line {aor}",
+            write,
+            lambda _: None,
+            begin=True,
+        )
+
+    # -- the XMPP gateway ---------------------------------------------------------
+    async def load_xmpp(self) -> list[tuple[str, str, str]]:
+        """What the XMPP gateway stored: (kind, name, value) rows."""
+        table = self._xmpp
+        query = select(table.c.kind, table.c.name, table.c.value).order_by(table.c.id)
+        return await self._run(
+            "reading the XMPP gateway's state",
+            lambda conn: conn.execute(query),
+            lambda result: [(str(k), str(n), str(v)) for k, n, v in result],
+        )
+
+    async def save_xmpp(self, changes: dict[tuple[str, str], str | None]) -> None:
+        """In one transaction: each (kind, name) gets its new value (None:
+        its row goes)."""
+        if not changes:
+            return
+        table = self._xmpp
+
+        async def write(conn: AsyncConnection) -> None:
+            keys = list(changes)
+            for chunk in _chunks(keys, DELETE_BATCH):
+                for kind in {k for k, _ in chunk}:
+                    names = [n for k, n in chunk if k == kind]
+                    await conn.execute(
+                        delete(table).where(table.c.kind == kind, table.c.name.in_(names))
+                    )
+            rows = [
+                {"kind": kind, "name": name, "value": value}
+                for (kind, name), value in changes.items()
+                if value is not None
+            ]
+            if rows:
+                await conn.execute(insert(table), rows)
+
+        await self._run(
+            f"saving {len(changes)} facts of the XMPP gateway",
             write,
             lambda _: None,
             begin=True,
