@@ -81,7 +81,7 @@ def test_what_cannot_be_mapped_is_refused_clearly(
         getattr(GW, call)(address)
     assert caught.value.condition == condition
     assert caught.value.status == status
-    assert address.split("@")[0][:5] in str(caught.value)
+    assert address.split("@", maxsplit=1)[0][:5] in str(caught.value)
 
 
 def test_the_separator_is_one_character_that_nothing_else_uses() -> None:
