@@ -14,7 +14,7 @@ import json
 import os
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -285,6 +285,45 @@ class Settings:
         "Next hop of the SUBSCRIBEs to phones (default: the phone's contact itself)",
         metavar="URI",
     )
+    xmpp: bool = _setting(
+        False,
+        "SIP <-> XMPP presence gateway (Kamailio's pua_xmpp): an XMPP component that "
+        "publishes XMPP users' presence and subscribes for them to SIP users",
+    )
+    xmpp_component: str | None = _setting(
+        None,
+        "The gateway's JID at the XMPP server (an external component, XEP-0114); SIP users "
+        "are <user><domain_separator><domain>@this",
+        metavar="DOMAIN",
+    )
+    xmpp_secret: str | None = _setting(
+        None,
+        "The component's secret at the XMPP server: read from a file with "
+        "--xmpp-secret-file, or PUA_XMPP_SECRET; never a plain flag",
+        metavar="FILE",
+        secret=True,
+        flag="xmpp_secret_file",
+        from_file=True,
+    )
+    xmpp_host: str = _setting(
+        "127.0.0.1", "Address of the XMPP server's component port", metavar="HOST"
+    )
+    xmpp_port: int = _setting(5347, "The XMPP server's component port", metavar="PORT")
+    gateway_domain: str | None = _setting(
+        None,
+        "SIP domain of XMPP users' addresses: sip:<user><domain_separator><domain>@this "
+        "(default: xmpp_component)",
+        metavar="DOMAIN",
+    )
+    domain_separator: str = _setting(
+        "*", "Joins a user and its domain in one user part or JID localpart", metavar="CHAR"
+    )
+    xmpp_users: tuple[str, ...] = _setting(
+        (),
+        "XMPP user (bare JID) whose SIP watchers the gateway asks about from the start "
+        "(repeatable; any user that sends the gateway presence is added)",
+        metavar="JID",
+    )
     auth_username: str | None = _setting(
         None,
         "Username answering digest challenges (401/407) for every identity and realm; "
@@ -489,6 +528,40 @@ def _coerce(name: str, value: Any, source: str) -> Any:
     raise ConfigError(f"{where}: expected text, not {value!r}")
 
 
+def _check_xmpp(settings: Settings, fail: Callable[[str, str], ConfigError]) -> None:
+    """The XMPP gateway's settings (slixmpp is imported only when it is on)."""
+    from pua.adapters.xmpp.addresses import (  # noqa: PLC0415
+        AddressError,
+        Addresses,
+        check_separator,
+    )
+
+    if not settings.xmpp_component:
+        raise fail("xmpp_component", "the gateway needs its JID at the XMPP server")
+    if not settings.xmpp_secret:
+        raise fail("xmpp_secret", "the gateway needs the component's secret (xmpp_secret_file)")
+    for name in ("xmpp_component", "gateway_domain"):
+        value = getattr(settings, name)
+        if value is not None and not re.fullmatch(r"[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*", value):
+            raise fail(name, f"{value!r} is not a domain")
+    if not 1 <= settings.xmpp_port <= 65535:
+        raise fail("xmpp_port", f"must be a port (1..65535), not {settings.xmpp_port}")
+    try:
+        check_separator(settings.domain_separator)
+    except ValueError as exc:
+        raise fail("domain_separator", str(exc)) from None
+    addresses = Addresses(
+        settings.xmpp_component,
+        settings.gateway_domain or settings.xmpp_component,
+        settings.domain_separator,
+    )
+    for user in settings.xmpp_users:
+        try:
+            addresses.xmpp_user_uri(user)
+        except AddressError as exc:
+            raise fail("xmpp_users", str(exc)) from None
+
+
 def _check(settings: Settings, sources: Mapping[str, str]) -> None:
     def fail(name: str, message: str) -> ConfigError:
         return ConfigError(f"{name} (from {sources.get(name, 'default')}): {message}")
@@ -537,6 +610,8 @@ def _check(settings: Settings, sources: Mapping[str, str]) -> None:
         value = getattr(settings, name)
         if value is not None and not re.fullmatch(r"[A-Za-z0-9!%*_+`'~.-]+", value):
             raise fail(name, f"{value!r} is not a header name")
+    if settings.xmpp:
+        _check_xmpp(settings, fail)
     if settings.entity_prefix is not None and not re.fullmatch(
         r"[A-Za-z][A-Za-z0-9+.-]*", settings.entity_prefix
     ):

@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pua.adapters import Adapters
 from pua.adapters.bla import BlaSettings, SharedLines
@@ -29,6 +30,9 @@ from pua.runtime.tls import client_context, server_context
 from pua.runtime.transports import address_in_use
 from pua.sip.timers import TimerConfig
 from pua.store import Store
+
+if TYPE_CHECKING:
+    from pua.adapters.xmpp import XmppGateway, XmppSettings
 
 __all__ = ["Service", "configure_logging", "serve"]
 
@@ -127,6 +131,25 @@ def bla_settings(settings: Settings) -> BlaSettings | None:
     )
 
 
+def xmpp_settings(settings: Settings) -> XmppSettings | None:
+    """The XMPP gateway's settings from the service's; None when it is off."""
+    if not settings.xmpp:
+        return None
+    from pua.adapters.xmpp import XmppSettings  # noqa: PLC0415 - slixmpp only when on
+
+    assert settings.xmpp_component is not None and settings.xmpp_secret is not None
+    return XmppSettings(
+        component=settings.xmpp_component,
+        secret=settings.xmpp_secret,
+        host=settings.xmpp_host,
+        port=settings.xmpp_port,
+        gateway_domain=settings.gateway_domain,
+        separator=settings.domain_separator,
+        users=settings.xmpp_users,
+        server_address=settings.server_address,
+    )
+
+
 class Service:
     """The running service: engine, SIP sockets, API."""
 
@@ -161,6 +184,7 @@ class Service:
         self.registrations: Registrations | None = None
         self.dialogs: Dialogs | None = None
         self.bla: SharedLines | None = None
+        self.xmpp: XmppGateway | None = None
         self.api_url = ""
 
     async def start(self) -> None:
@@ -227,6 +251,18 @@ class Service:
         if options is not None:
             self.dialogs = Dialogs(self.runtime, options, durable=self.sync.flush)
             await self.dialogs.start()
+        gateway = xmpp_settings(settings)
+        if gateway is not None:
+            from pua.adapters.xmpp import XmppGateway  # noqa: PLC0415 - slixmpp only when on
+
+            self.xmpp = XmppGateway(self.runtime, gateway, store=store)
+            await self.xmpp.start()
+            log.info(
+                "XMPP gateway %s through the XMPP server at %s:%s",
+                gateway.component,
+                gateway.host,
+                gateway.port,
+            )
         self.api = ApiServer(
             self.runtime,
             host,
@@ -239,7 +275,9 @@ class Service:
             max_body=settings.api_max_body,
             max_buffered=settings.api_max_buffered,
             max_records=settings.max_records,
-            adapters=Adapters(registrations=self.registrations, dialogs=self.dialogs, bla=self.bla),
+            adapters=Adapters(
+                registrations=self.registrations, dialogs=self.dialogs, bla=self.bla, xmpp=self.xmpp
+            ),
         )
         host, port = await self.api.start()
         shown = f"[{host}]" if ":" in host else host
@@ -275,6 +313,8 @@ class Service:
         close the sockets."""
         if self.api is not None:
             await self.api.stop()
+        if self.xmpp is not None:
+            await self.xmpp.stop()
         if self.bla is not None:
             await self.bla.stop()
         if self.registrations is not None:

@@ -5,10 +5,15 @@ them."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from .bla import SharedLines
 from .dialogs import Dialogs
 from .registrations import Registrations
+
+if TYPE_CHECKING:
+    # slixmpp is loaded only by a service that runs the gateway
+    from .xmpp import XmppGateway
 
 __all__ = ["Adapters"]
 
@@ -20,3 +25,4 @@ class Adapters:
     registrations: Registrations | None = None
     dialogs: Dialogs | None = None
     bla: SharedLines | None = None
+    xmpp: XmppGateway | None = None

@@ -1,8 +1,9 @@
 """The adapters' methods on the management API: registrations
 (``pua.register``, ``pua.registrations``, ``/registrations``), calls
 (``pua.dialog``, ``pua.dialogs``, ``/dialogs``) and shared lines
-(``pua.bla_add``, ``pua.bla_remove``, ``pua.bla_lines``, ``/bla/lines``);
-one behaviour on JSON-RPC and REST, as for publications."""
+(``pua.bla_add``, ``pua.bla_remove``, ``pua.bla_lines``, ``/bla/lines``)
+and the XMPP gateway (``pua.xmpp``, ``/xmpp``); one behaviour on JSON-RPC
+and REST, as for publications."""
 
 from __future__ import annotations
 
@@ -60,6 +61,7 @@ class AdapterMethods:
             "pua.bla_add": self.bla_add,
             "pua.bla_remove": self.bla_remove,
             "pua.bla_lines": self.bla_lines,
+            "pua.xmpp": self.xmpp,
         }
 
     # -- registrations --------------------------------------------------------------
@@ -186,6 +188,15 @@ class AdapterMethods:
         lines = self._lines()
         return {"lines": lines.views(), "counters": dict(lines.counters)}
 
+    # -- the XMPP gateway -----------------------------------------------------------
+    async def xmpp(self, params: list[Any] | dict[str, Any]) -> dict[str, Any]:
+        """The gateway: its link to the XMPP server, the XMPP users it
+        knows and their available resources, its records and counters."""
+        named_params(params, (), required=0)
+        if self.adapters.xmpp is None:
+            raise RpcError(INVALID_PARAMS, "Invalid params: the XMPP gateway is off (xmpp)")
+        return self.adapters.xmpp.view()
+
 
 def add_adapter_routes(
     app: web.Application,
@@ -195,7 +206,7 @@ def add_adapter_routes(
     problem: JsonReply,
 ) -> None:
     """``/registrations``, ``/dialogs`` and ``/bla/lines``: GET lists, POST
-    changes (DELETE ``/bla/lines/{aor}`` removes a line)."""
+    changes (DELETE ``/bla/lines/{aor}`` removes a line); GET ``/xmpp``."""
 
     def refusal(exc: RpcError) -> web.Response:
         status = 503 if exc.code == NOT_STORED else 400
@@ -240,3 +251,4 @@ def add_adapter_routes(
     app.router.add_delete(
         "/bla/lines/{aor}", route(lambda r: methods.bla_remove({"aor": r.match_info["aor"]}))
     )
+    get("/xmpp", route(lambda r: methods.xmpp({})))

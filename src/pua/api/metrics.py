@@ -110,6 +110,21 @@ class EngineCollector(Collector):
             yield from _counters(
                 "pua_bla", "Shared line SUBSCRIBEs, NOTIFYs, PUBLISHes", bla.counters
             )
+        gateway = self.adapters.xmpp
+        if gateway is not None:
+            yield GaugeMetricFamily(
+                "pua_xmpp_connected",
+                "1 while the XMPP component's stream is up",
+                value=int(gateway.component.connected),
+            )
+            yield GaugeMetricFamily(
+                "pua_xmpp_users", "XMPP users the gateway knows", value=len(gateway.state.users)
+            )
+            yield from _counters(
+                "pua_xmpp",
+                "XMPP stanzas and their conversions",
+                {**gateway.counters, **gateway.component.counters},
+            )
         # The store writes (observed once persistence is configured).
         store = self.store_timer
         buckets = store.buckets() if store is not None else [("+Inf", 0)]

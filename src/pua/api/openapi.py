@@ -401,6 +401,31 @@ _BLA_LINE: dict[str, Any] = {
         },
     },
 }
+_XMPP: dict[str, Any] = {
+    "get": {
+        "summary": "The XMPP gateway: its link to the XMPP server, the XMPP users it knows "
+        "and their available resources, its records and counters; 400 when xmpp is off",
+        "responses": {
+            **_ok(
+                {
+                    "type": "object",
+                    "properties": {
+                        "component": {"type": "string"},
+                        "gateway_domain": {"type": "string"},
+                        "server": {"type": "string"},
+                        "connected": {"type": "boolean"},
+                        "last_error": {"type": ["string", "null"]},
+                        "users": {"type": "array", "items": {"type": "string"}},
+                        "available": {"type": "object"},
+                        "records": {"type": "object"},
+                        "counters": {"type": "object"},
+                    },
+                }
+            ),
+            "400": {"description": "The XMPP gateway is off"},
+        },
+    },
+}
 
 
 OPENAPI: dict[str, Any] = {
@@ -427,6 +452,7 @@ OPENAPI: dict[str, Any] = {
         "/dialogs": _DIALOGS,
         "/bla/lines": _BLA_LINES,
         "/bla/lines/{aor}": _BLA_LINE,
+        "/xmpp": _XMPP,
         "/publications": {
             "get": {"summary": "Publications", "responses": _ok(_LIST)},
             "post": {
