@@ -18,6 +18,7 @@ from pua.adapters.registrations import Registrations
 from pua.adapters import Adapters
 from pua.adapters.bla import SharedLines
 from pua.adapters.dialogs import Dialogs
+from pua.adapters.xmpp import XmppGateway, XmppSettings
 from pua.api.metrics import metrics_text
 from pua.cli import serve
 from pua.config import Settings, load_settings
@@ -157,8 +158,9 @@ def _metrics_of_a_running_runtime() -> str:
             timer = WriteTimer()
             timer.observe(0.002)
             registrations = Registrations(runtime)
+            gateway = XmppGateway(runtime, XmppSettings(component="sip.example.com", secret="s"))
             adapters = Adapters(registrations=registrations, dialogs=Dialogs(runtime),
-                                bla=SharedLines(runtime, registrations))
+                                bla=SharedLines(runtime, registrations), xmpp=gateway)
             return metrics_text(runtime, timer, adapters)[0].decode()
 
     return asyncio.run(scrape())

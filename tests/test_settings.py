@@ -181,3 +181,37 @@ def test_dns_servers_from_environment_and_flags() -> None:
         with pytest.raises(ConfigError, match="dns_servers") as info:
             load_settings(environ={}, flags={"dns_servers": (bad,)})
         assert "(from --dns-server)" in str(info.value) and bad in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("environ", "named"),
+    [
+        ({"PUA_XMPP": "true", "PUA_XMPP_SECRET": "s"}, "xmpp_component"),
+        ({"PUA_XMPP": "true", "PUA_XMPP_COMPONENT": "sip.example.com"}, "xmpp_secret"),
+        ({"PUA_XMPP": "true", "PUA_XMPP_COMPONENT": "sip example", "PUA_XMPP_SECRET": "s"},
+         "xmpp_component"),
+        ({"PUA_XMPP": "true", "PUA_XMPP_COMPONENT": "c.org", "PUA_XMPP_SECRET": "s",
+          "PUA_DOMAIN_SEPARATOR": "@"}, "domain_separator"),
+        ({"PUA_XMPP": "true", "PUA_XMPP_COMPONENT": "c.org", "PUA_XMPP_SECRET": "s",
+          "PUA_XMPP_PORT": "70000"}, "xmpp_port"),
+        ({"PUA_XMPP": "true", "PUA_XMPP_COMPONENT": "c.org", "PUA_XMPP_SECRET": "s",
+          "PUA_XMPP_USERS": "jabber.org"}, "xmpp_users"),
+        ({"PUA_XMPP": "true", "PUA_XMPP_COMPONENT": "c.org", "PUA_XMPP_SECRET": "s",
+          "PUA_GATEWAY_DOMAIN": "a b"}, "gateway_domain"),
+    ],
+)
+def test_the_xmpp_gateways_settings_are_checked(environ: dict[str, str], named: str) -> None:
+    with pytest.raises(ConfigError, match=named):
+        load_settings(environ=environ)
+
+
+def test_the_xmpp_secret_comes_from_a_file_never_a_flag(tmp_path: Path) -> None:
+    secret = tmp_path / "secret"
+    secret.write_text("s3cret\n")
+    settings = load_settings(
+        environ={}, flags={"xmpp": True, "xmpp_component": "sip.example.com",
+                           "xmpp_secret": str(secret), "xmpp_users": ("bob@jabber.org",)})
+    assert settings.xmpp_secret == "s3cret"
+    assert (settings.xmpp_host, settings.xmpp_port) == ("127.0.0.1", 5347)
+    assert settings.domain_separator == "*" and settings.gateway_domain is None
+    assert flag_of("xmpp_secret") == "--xmpp-secret-file"

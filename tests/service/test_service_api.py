@@ -235,11 +235,13 @@ def test_cli_as_a_client_of_the_service(service: Start, kamailio: KamailioPresen
     assert published.returncode == 0, published.stderr
     assert published.stdout.startswith("SIP-ETag: ")
     listed = pua("list").stdout.splitlines()
-    assert listed[0].split() == ["KIND", "STATE", "EVENT", "PRESENTITY", "WATCHER", "EXPIRES",
-                                 "ETAG", "ID"]
-    kind, state, event, uri, watcher, expires, etag, record_id = listed[1].split()
-    assert (kind, state, event, uri, watcher) == ("publication", "published", "presence",
-                                                  ALICE, "-")
+    assert listed[0].split() == ["KIND", "SOURCE", "STATE", "EVENT", "PRESENTITY", "WATCHER",
+                                 "EXPIRES", "ETAG", "ID"]
+    kind, source, state, event, uri, watcher, expires, etag, record_id = listed[1].split()
+    assert (kind, source, state, event, uri, watcher) == ("publication", "MI_PUBLISH", "published",
+                                                          "presence", ALICE, "-")
+    assert len(pua("list", "--source", "mi_publish").stdout.splitlines()) == 2
+    assert len(pua("list", "--source", "XMPP_PUBLISH").stdout.splitlines()) == 1  # the header
     assert expires.endswith("s") and etag != "-"
     shown = subprocess.run([sys.executable, "-m", "pua", "show", ALICE, "--api", svc.api_url,
                             "--json"], capture_output=True, text=True, timeout=60, check=False)

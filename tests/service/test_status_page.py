@@ -123,7 +123,8 @@ def _row(driver: Any, pres_uri: str) -> dict[str, str] | None:
             .find(r => r.dataset.presUri === arguments[0]);
         if (!row) return null;
         const text = sel => (row.querySelector(sel) || {}).textContent || '';
-        return {id: row.dataset.id, kind: text('.c-kind'), pres: text('.c-pres .uri'),
+        return {id: row.dataset.id, kind: text('.c-kind .badge'), source: text('.c-source'),
+                pres: text('.c-pres .uri'),
                 event: text('.c-event'), state: row.dataset.state,
                 state_text: text('.c-state .badge'), expires: text('.c-expires'),
                 answer: text('.c-answer'), etag: text('.c-etag')};
@@ -176,6 +177,7 @@ def test_status_page_follows_the_event_stream(
     )
     assert alice["pres"] == ALICE
     assert alice["kind"] == "publication"
+    assert alice["source"] == "MI_PUBLISH"
     assert alice["event"] == "presence"
     assert alice["state_text"] == "published"
     assert alice["etag"] == alice_etag

@@ -425,6 +425,7 @@ def make_app(
         view_of,
         token_presented,
         registrations.bindings if registrations is not None else None,
+        adapters.xmpp.view if adapters is not None and adapters.xmpp is not None else None,
     )
     app.on_shutdown.append(lambda app: _close_hub(hub))
     return app

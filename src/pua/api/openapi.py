@@ -16,6 +16,11 @@ _RECORD = {
         "state": {"type": "string"},
         "etag": {"type": ["string", "null"]},
         "watcher_uri": {"type": "string"},
+        "source_flag": {"type": "integer", "description": "Who asked for it (the seed's flags)"},
+        "source": {
+            "type": "string",
+            "description": "The source flag's name: MI_PUBLISH, XMPP_SUBSCRIBE, UL_PUBLISH...",
+        },
         "expires_at": {"type": ["number", "null"], "description": "Unix time"},
         "last_status": {"type": ["integer", "null"]},
         "last_reason": {"type": "string"},

@@ -130,7 +130,8 @@ def _row(view: dict[str, Any], now: float) -> str:
     return (
         f'<tr data-id="{_e(view["id"])}" data-kind="{kind}" data-pres-uri="{_e(view["pres_uri"])}"'
         f' data-state="{_e(state)}">'
-        f'<td class="c-kind"><span class="badge kind-{kind}">{kind}</span></td>'
+        f'<td class="c-kind"><span class="badge kind-{kind}">{kind}</span>'
+        f'<span class="note c-source">{_e(view.get("source", ""))}</span></td>'
         f'<td class="c-pres">{who}</td>'
         f'<td class="c-event">{_e(view["event"])}</td>'
         f'<td class="c-state">{badge}<span class="note c-retry" hidden></span></td>'
@@ -188,14 +189,17 @@ def render_page(
     *,
     authorized: bool,
     bindings: list[dict[str, Any]] | None = None,
+    gateway: dict[str, Any] | None = None,
 ) -> str:
     """The status page with ``views`` (record views), the ``recent`` history
-    (oldest first) and the counts in it, and the registration ``bindings``
-    when registrations are on (None: off).  Not ``authorized``: the page
+    (oldest first) and the counts in it, the registration ``bindings``
+    when registrations are on (None: off) and the XMPP ``gateway``'s view
+    when it runs.  Not ``authorized``: the page
     without any record, saying that a token is needed."""
     if not authorized:
         views, recent = [], []
         bindings = [] if bindings is not None else None
+        gateway = None
     views = sorted(views, key=_sort_key)
     publications = sum(1 for v in views if v["kind"] == "publication")
     trouble = sum(1 for v in views if v["state"] == "backoff")
@@ -220,7 +224,7 @@ def render_page(
         "ROWS": empty + "".join(_row(v, now) for v in views),
         "LOG_ROWS": log_empty + "".join(_log_row(e) for e in reversed(recent)),
         "INITIAL": _script_json(initial),
-        "REGISTRATIONS": _registrations_section(bindings),
+        "REGISTRATIONS": _registrations_section(bindings) + _gateway_section(gateway),
     }
     # One pass: a filled text is never searched again, so a record's text
     # that looks like a marker stays text.
@@ -255,6 +259,49 @@ def _registrations_section(bindings: list[dict[str, Any]] | None) -> str:
     )
 
 
+def _gateway_section(gateway: dict[str, Any] | None) -> str:
+    """The XMPP gateway (as of the page's load): its link, its records by
+    source, the XMPP users it knows and their resources; nothing when it
+    does not run."""
+    if gateway is None:
+        return ""
+    link = "connected" if gateway["connected"] else "not connected"
+    if gateway.get("last_error"):
+        link += f" ({gateway['last_error']})"
+    available = gateway.get("available", {})
+    rows = "".join(
+        "<tr>"
+        f'<td class="mono">{_e(user)}</td>'
+        f'<td class="mono">{_e(", ".join(available.get(user, {})) or _DASH)}</td>'
+        "<td>"
+        + _e(
+            "; ".join(
+                " ".join(str(x) for x in (p.get("show") or "available", p.get("status")) if x)
+                for p in available.get(user, {}).values()
+            )
+            or "unavailable"
+        )
+        + "</td></tr>"
+        for user in gateway.get("users", [])
+    )
+    if not rows:
+        rows = '<tr><td class="empty" colspan="3">No XMPP users yet.</td></tr>'
+    records = gateway.get("records", {})
+    counters = gateway.get("counters", {})
+    return (
+        '<h2 style="margin-top:26px">XMPP gateway '
+        f'<span class="sub">{_e(gateway["component"])} at {_e(gateway["server"])}: '
+        f"{_e(link)}, as of this page's load</span></h2>"
+        f'<p class="muted" id="xmpp-records">XMPP_PUBLISH {records.get("publications", 0)} · '
+        f"XMPP_SUBSCRIBE {records.get('subscriptions', 0)} · "
+        f"XMPP_INITIAL_SUBS {records.get('watcher_subscriptions', 0)} · "
+        f"stanzas in {counters.get('stanzas_in', 0)}, out {counters.get('stanzas_out', 0)}</p>"
+        '<div class="panel scroll"><table id="xmpp-users"><thead><tr>'
+        "<th>XMPP user</th><th>Resources</th><th>Presence</th>"
+        f"</tr></thead><tbody>{rows}</tbody></table></div>"
+    )
+
+
 def _template() -> str:
     return resources.files("pua.api").joinpath("static/status.html").read_text("utf-8")
 
@@ -273,6 +320,7 @@ def add_page_routes(
     view_of: Callable[[Record], dict[str, Any]],
     authorized: Callable[[web.Request], bool],
     bindings: Callable[[], list[dict[str, Any]]] | None = None,
+    gateway: Callable[[], dict[str, Any]] | None = None,
 ) -> None:
     """Add the status page and its routes to ``app``.  ``view_of`` makes a
     record's JSON view (with its last NOTIFY); ``authorized`` tells whether
@@ -300,6 +348,7 @@ def add_page_routes(
             runtime.now(),
             authorized=allowed,
             bindings=bindings() if bindings is not None else None,
+            gateway=gateway() if gateway is not None else None,
         )
         return web.Response(
             text=text,

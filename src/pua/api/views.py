@@ -17,6 +17,7 @@ from pua.core import (
     PublicationRemoved,
     PublicationSucceeded,
     RecordKey,
+    SourceFlag,
     SubscriptionAccepted,
     SubscriptionFailed,
     SubscriptionRecord,
@@ -25,7 +26,14 @@ from pua.core import (
 )
 from pua.errors import UnknownEventError
 
-__all__ = ["EVENT_TYPES", "event_view", "key_from_id", "record_id", "record_view"]
+__all__ = [
+    "EVENT_TYPES",
+    "event_view",
+    "key_from_id",
+    "record_id",
+    "record_view",
+    "source_name",
+]
 
 EVENT_TYPES: dict[type, str] = {
     PublicationSucceeded: "publication.succeeded",
@@ -66,6 +74,13 @@ def key_from_id(text: str) -> RecordKey | None:
     return RecordKey(pres_uri, event, ident, source, watcher)
 
 
+def source_name(flag: int) -> str:
+    """Who asked for a record, by the seed's names (XMPP_PUBLISH,
+    UL_PUBLISH|BLA_PUBLISH...); the number when no flag has it."""
+    name = SourceFlag(flag).name if flag > 0 else None
+    return name or str(flag)
+
+
 def _event_name(registry: EventRegistry, flag: int) -> str:
     try:
         return registry.lookup(flag).name
@@ -90,6 +105,7 @@ def record_view(
         "event_flag": key.event,
         "record_id": key.id,
         "source_flag": key.source_flag,
+        "source": source_name(key.source_flag),
         "state": record.state.value,
         "expires_at": record.expires_at or None,
         "desired_until": record.desired_until,

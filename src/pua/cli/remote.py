@@ -90,19 +90,30 @@ def _expiry(record: dict[str, Any]) -> str:
     type=click.Choice(["publication", "subscription"]),
     help="Only publications or only subscriptions (default: both).",
 )
+@click.option(
+    "--source",
+    metavar="NAME",
+    help="Only records of this source (XMPP_PUBLISH, BLA_SUBSCRIBE, MI_PUBLISH...).",
+)
 @click.option("--json", "as_json", is_flag=True, help="The records as JSON, as the API gives them.")
-def list_records(api: str | None, api_token: str | None, kind: str | None, as_json: bool) -> None:
+def list_records(
+    api: str | None, api_token: str | None, kind: str | None, source: str | None, as_json: bool
+) -> None:
     """List the records of a running service: a table with each record's
-    ID (what show, unpublish and unsubscribe take), state, expiry and ETag."""
+    source (who asked for it), ID (what show, unpublish and unsubscribe
+    take), state, expiry and ETag."""
     records = call_api(need_api(api), api_token, "pua.list", [kind or "."])
+    if source is not None:
+        records = [r for r in records if str(r.get("source", "")).upper() == source.upper()]
     if as_json:
         say(json.dumps(records, indent=2, default=str))
         return
-    rows = [("KIND", "STATE", "EVENT", "PRESENTITY", "WATCHER", "EXPIRES", "ETAG", "ID")]
+    rows = [("KIND", "SOURCE", "STATE", "EVENT", "PRESENTITY", "WATCHER", "EXPIRES", "ETAG", "ID")]
     for record in records:
         rows.append(
             (
                 record["kind"],
+                record.get("source") or str(record.get("source_flag", "-")),
                 record["state"],
                 record["event"],
                 record["pres_uri"],

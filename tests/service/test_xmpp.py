@@ -1,0 +1,277 @@
+"""The SIP <-> XMPP presence gateway (`pua serve --xmpp`) between real
+peers: Prosody as the XMPP server (pua is its external component, XEP-0114),
+the Kamailio presence server on the SIP side, slixmpp clients as XMPP
+users and raw SIP clients as SIP users."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pua.bodies import parse_pidf
+from pua.bodies.pidf import Presence
+from tests.conftest import peer_or_skip
+from tests.peers.kamailio import KamailioPresence
+from tests.peers.prosody import Prosody
+from tests.peers.rawsip import RawSipClient, pidf
+from tests.peers.xmpp_user import PresenceSeen, XmppUser
+
+from .running import RunningService
+
+pytestmark = pytest.mark.interop
+
+COMPONENT = "sip.example.com"
+SECRET = "gateway-secret"
+ALICE = "sip:alice@example.com"  # a SIP user
+ALICE_JID = "alice*example.com@sip.example.com"
+CAROL = "sip:carol@example.com"  # a SIP watcher
+CAROL_JID = "carol*example.com@sip.example.com"
+BOB = "bob@localhost"  # an XMPP user
+BOB_SIP = "sip:bob*localhost@sip.example.com"
+
+
+@pytest.fixture
+def kam() -> Iterator[KamailioPresence]:
+    with peer_or_skip(KamailioPresence) as server:
+        yield server
+
+
+@pytest.fixture
+def prosody() -> Iterator[Prosody]:
+    with peer_or_skip(lambda: Prosody(components={COMPONENT: SECRET},
+                                      users={"bob": "bobpw", "dave": "davepw"})) as server:
+        yield server
+
+
+@pytest.fixture
+def users(prosody: Prosody) -> Iterator[Callable[..., XmppUser]]:
+    made: list[XmppUser] = []
+
+    def make(jid: str = BOB, password: str = "bobpw", presence: bool = True) -> XmppUser:
+        user = XmppUser(jid + "/laptop", password, prosody.host, prosody.c2s_port)
+        made.append(user)
+        return user.connect(presence=presence)
+
+    yield make
+    for user in made:
+        user.stop()
+
+
+def gateway(kam: KamailioPresence, prosody: Prosody, data_dir: Path, *flags: str,
+            sip_port: int | None = None) -> RunningService:
+    return RunningService(
+        "--xmpp", "--xmpp-component", COMPONENT, "--xmpp-port", str(prosody.component_port),
+        "--outbound-proxy", kam.uri, *flags,
+        data_dir=data_dir, env={"PUA_XMPP_SECRET": SECRET}, sip_port=sip_port,
+    )
+
+
+def view(svc: RunningService) -> dict[str, Any]:
+    return json.loads(svc.get("/xmpp"))
+
+
+def connected(svc: RunningService, timeout: float = 20.0) -> dict[str, Any]:
+    return svc.event_stream().wait_until(
+        lambda: (v := view(svc))["connected"] and v, timeout=timeout, what="the gateway connected"
+    )
+
+
+class SipWatcher:
+    """A SIP user watching a presentity's presence at Kamailio, keeping the
+    PIDF documents of its NOTIFYs (None for a NOTIFY without a body)."""
+
+    def __init__(self, kam: KamailioPresence, uri: str, watcher: str = CAROL) -> None:
+        self.client = RawSipClient(kam.host, kam.port)
+        answer = self.client.request(
+            "SUBSCRIBE", uri, from_uri=watcher, to_uri=uri,
+            headers=[("Event", "presence"), ("Expires", "600"), ("Contact", self.client.contact),
+                     ("Accept", "application/pidf+xml")])
+        assert answer is not None and answer.status in (200, 202), answer
+        self.documents: list[Presence | None] = []
+
+    def wait(self, check: Callable[[Presence | None], bool], timeout: float = 15.0) -> Presence | None:
+        for document in self.documents:
+            if check(document):
+                return document
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            notify = self.client.wait_notify(left)
+            if notify is None:
+                break
+            document = parse_pidf(notify.body) if notify.body.strip() else None
+            self.documents.append(document)
+            if check(document):
+                return document
+        raise AssertionError(f"no matching NOTIFY; saw {self.documents}")
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def publish(kam: KamailioPresence, body: str, expires: int = 600,
+            etag: str | None = None) -> str:
+    """Publish ALICE's presence at Kamailio as her phone would; the ETag."""
+    with RawSipClient(kam.host, kam.port) as phone:
+        answer = phone.publish(ALICE, expires=expires, body=body, etag=etag)
+        assert answer is not None and answer.status == 200, answer
+        return answer.header("SIP-ETag")
+
+
+AWAY = f"""<?xml version="1.0" encoding="UTF-8"?>
+<presence xmlns="urn:ietf:params:xml:ns:pidf" xmlns:dm="urn:ietf:params:xml:ns:pidf:data-model"
+  xmlns:rpid="urn:ietf:params:xml:ns:pidf:rpid" entity="{ALICE}">
+  <tuple id="t1"><status><basic>open</basic></status></tuple>
+  <dm:person id="p1"><rpid:activities><rpid:away/></rpid:activities>
+    <dm:note>at lunch</dm:note></dm:person>
+</presence>"""
+
+
+def seen_from(user: XmppUser, jid: str, kind: str, since: int = 0,
+              check: Callable[[PresenceSeen], bool] = lambda p: True) -> PresenceSeen:
+    return user.wait_presence(lambda p: p.from_bare == jid and p.type == kind and check(p),
+                              timeout=15, since=since)
+
+
+def test_an_xmpp_user_watches_a_sip_user(kam: KamailioPresence, prosody: Prosody,
+                                         users: Callable[..., XmppUser], tmp_path: Path) -> None:
+    etag = publish(kam, pidf(ALICE, "open", note="in the office"))
+    svc = gateway(kam, prosody, tmp_path / "data")
+    try:
+        connected(svc)
+        bob = users()
+        bob.subscribe(ALICE_JID)
+        # accepted by the presence server: subscribed, then her presence
+        seen_from(bob, ALICE_JID, "subscribed")
+        first = seen_from(bob, ALICE_JID, "available", check=lambda p: p.status == "in the office")
+        assert first.show is None
+        # the SIP subscription is pua's, with bob's SIP address as watcher
+        records = svc.rpc("pua.list", ["subscription"])["result"]
+        mine = [r for r in records if r["pres_uri"] == ALICE]
+        assert [(r["watcher_uri"], r["source_flag"], r["state"]) for r in mine] == [
+            (BOB_SIP, 16, "active")]
+        # a change
+        mark = bob.mark()
+        etag = publish(kam, AWAY, etag=etag)
+        away = seen_from(bob, ALICE_JID, "available", mark, lambda p: p.show == "away")
+        assert away.status == "at lunch"
+        # the publication removed: unavailable
+        mark = bob.mark()
+        publish(kam, "", expires=0, etag=etag)
+        seen_from(bob, ALICE_JID, "unavailable", mark)
+        # bob unsubscribes: the SIP subscription ends
+        bob.unsubscribe(ALICE_JID)
+        svc.event_stream().wait_until(
+            lambda: not [r for r in svc.rpc("pua.list", ["subscription"])["result"]
+                         if r["pres_uri"] == ALICE],
+            what="the SUBSCRIBE ended")
+        counters = view(svc)["counters"]
+        assert counters["subscribes"] == 1 and counters["unsubscribes"] == 1
+        assert counters["notifies"] >= 3
+    finally:
+        svc.stop()
+
+
+def test_a_sip_watcher_sees_an_xmpp_user_once_approved(
+        kam: KamailioPresence, prosody: Prosody, users: Callable[..., XmppUser],
+        tmp_path: Path) -> None:
+    svc = gateway(kam, prosody, tmp_path / "data", "--xmpp-users", BOB)
+    try:
+        connected(svc)
+        bob = users()
+        # pua watches the watchers of bob's SIP address (presence.winfo)
+        svc.event_stream().wait_until(
+            lambda: view(svc)["records"]["watcher_subscriptions"] == 1, what="winfo subscription")
+        carol = SipWatcher(kam, BOB_SIP)
+        request = bob.wait_subscribe_request(CAROL_JID, timeout=15)
+        assert request.to_jid.startswith(BOB)
+        mark = bob.mark()
+        bob.approve(CAROL_JID)
+        # the server sends bob's presence to carol's JID: published for bob
+        carol.wait(lambda d: d is not None and d.basic == "open")
+        bob.send_presence(show="away", status="gone fishing")
+        doc = carol.wait(lambda d: d is not None and "away" in d.activities)
+        assert "gone fishing" in [n for p in doc.persons for n in p.notes]
+        assert doc.entity == BOB_SIP
+        shown = view(svc)
+        assert shown["users"] == [BOB]
+        assert shown["available"][BOB]["laptop"]["show"] == "away"
+        assert shown["counters"]["approvals"] == 1
+        bob.go_offline()
+        carol.wait(lambda d: d is None or d.basic == "closed")
+        assert mark <= bob.mark()
+        carol.close()
+    finally:
+        svc.stop()
+
+
+def test_restarts_of_either_server_are_recovered(
+        kam: KamailioPresence, prosody: Prosody, users: Callable[..., XmppUser],
+        tmp_path: Path) -> None:
+    etag = publish(kam, pidf(ALICE, "open", note="here"))
+    data = tmp_path / "data"
+    svc = gateway(kam, prosody, data)
+    try:
+        connected(svc)
+        bob = users()
+        bob.subscribe(ALICE_JID)
+        seen_from(bob, ALICE_JID, "available", check=lambda p: p.status == "here")
+        # Prosody restarted: the gateway connects again by itself
+        before = view(svc)["counters"]["connects"]
+        prosody.restart()
+        svc.event_stream().wait_until(
+            lambda: (v := view(svc))["connected"] and v["counters"]["connects"] > before,
+            timeout=30, what="the gateway reconnected")
+        bob = users()  # logs in again: the server probes alice for bob
+        seen_from(bob, ALICE_JID, "available", check=lambda p: p.status == "here")
+        mark = bob.mark()
+        etag = publish(kam, pidf(ALICE, "open", note="back again"), etag=etag)
+        seen_from(bob, ALICE_JID, "available", mark, lambda p: p.status == "back again")
+    finally:
+        assert svc.stop() == 0
+    # pua restarted: its subscription resumes from the store
+    svc = gateway(kam, prosody, data, sip_port=svc.sip_port)
+    try:
+        connected(svc)
+        mark = bob.mark()
+        publish(kam, pidf(ALICE, "open", note="after the restart"), etag=etag)
+        seen_from(bob, ALICE_JID, "available", mark, lambda p: p.status == "after the restart")
+        records = svc.rpc("pua.list", ["subscription"])["result"]
+        assert [r["watcher_uri"] for r in records if r["pres_uri"] == ALICE] == [BOB_SIP]
+    finally:
+        svc.stop()
+
+
+def test_malformed_stanzas_and_unmappable_addresses_get_errors_and_change_nothing(
+        kam: KamailioPresence, prosody: Prosody, users: Callable[..., XmppUser],
+        tmp_path: Path) -> None:
+    svc = gateway(kam, prosody, tmp_path / "data")
+    try:
+        connected(svc)
+        bob = users()
+        cases = [
+            (f"<presence to='{ALICE_JID}'><show>sleepy</show></presence>", "bad-request"),
+            (f"<presence to='{ALICE_JID}'><priority>high</priority></presence>", "bad-request"),
+            (f"<presence to='{ALICE_JID}'><priority>500</priority></presence>", "bad-request"),
+            (f"<presence to='{ALICE_JID}' type='bogus'/>", "bad-request"),
+            (f"<presence to='nobody@{COMPONENT}'/>", "jid-malformed"),
+            (f"<presence to='nobody@{COMPONENT}' type='probe'/>", "jid-malformed"),
+            (f"<presence to='{COMPONENT}' type='probe'/>", "jid-malformed"),
+        ]
+        for stanza, condition in cases:
+            mark = bob.mark()
+            bob.send_raw(stanza)
+            error = bob.wait_error(timeout=10, since=mark)
+            assert error.error_condition == condition, (stanza, error.brief())
+        shown = view(svc)
+        assert shown["users"] == [] and shown["available"] == {}
+        assert shown["counters"]["errors_sent"] == len(cases)
+        assert shown["counters"]["published"] == 0
+        assert svc.rpc("pua.list", [])["result"] == []
+        assert kam.presentity_rows("bob*localhost", COMPONENT, "presence") == []
+    finally:
+        svc.stop()
