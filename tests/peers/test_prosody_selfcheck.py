@@ -166,7 +166,7 @@ def test_presence_between_user_and_component(prosody, xmpp, component):
 
     alice.probe(contact)
     probe = comp.wait_presence(lambda p: p.type == "probe" and p.to_jid == contact)
-    assert probe.from_bare == ALICE
+    assert probe.from_jid == alice.full_jid  # a probe from a client keeps its resource
 
     mark = alice.mark()
     comp.send_presence(contact, ALICE, show="dnd", status="on the phone")
@@ -242,3 +242,20 @@ def test_port_in_use_fails_fast(prosody):
     assert not prosody.running
     prosody.restart()
     assert prosody.running
+
+
+def test_plain_without_tls_needs_the_slixmpp_setting(prosody):
+    class StrictUser(XmppUser):
+        def _make(self):
+            client = super()._make()
+            client.plugin["feature_mechanisms"].unencrypted_plain = False  # slixmpp's default
+            return client
+
+    strict = StrictUser(ALICE, USERS["alice"], prosody.host, prosody.c2s_port)
+    with pytest.raises(PeerError, match="authentication failed"):
+        strict.connect(timeout=5)
+    user = XmppUser(ALICE, USERS["alice"], prosody.host, prosody.c2s_port).connect()
+    try:
+        assert user.xmpp.plugin["feature_mechanisms"].mech.name == "PLAIN"
+    finally:
+        user.disconnect()
