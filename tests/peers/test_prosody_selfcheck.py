@@ -76,6 +76,15 @@ def test_prosody_config_and_accounts(prosody):
     assert encode_path_part("sip.example-1.com") == "sip%2eexample%2d1%2ecom"
     assert "Hello and welcome to Prosody" in prosody.log_text()
     assert "Activated service 's2s'" not in prosody.log_text()
+    assert "Error indexing certificate directory" not in prosody.log_text()
+
+
+def test_add_user_overwrites_while_running(prosody, xmpp):
+    prosody.add_user("bob", "newpw")
+    assert '"newpw"' in prosody.account_path("bob").read_text()
+    assert xmpp(prosody, "bob").session_started
+    with pytest.raises(PeerError, match="authentication failed"):
+        XmppUser(BOB, "bobpw", prosody.host, prosody.c2s_port).connect(timeout=5)
 
 
 def test_subscription_approval_then_presence(prosody, xmpp):
@@ -102,6 +111,8 @@ def test_subscription_approval_then_presence(prosody, xmpp):
     bob.send_presence(show="away", status="in a meeting", priority=5)
     away = alice.wait_presence(lambda p: p.from_bare == BOB and p.show == "away", since=mark)
     assert (away.type, away.status, away.priority) == ("available", "in a meeting", 5)
+    # a broadcast comes back to its sender too
+    bob.wait_presence(lambda p: p.from_jid == bob.full_jid and p.show == "away")
 
     mark = alice.mark()
     bob.go_offline()
