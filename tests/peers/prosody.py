@@ -346,13 +346,16 @@ class Prosody:
         component_ok = c2s_ok = False
         while True:
             self._check_alive("during startup")
-            if PORT_IN_USE in self._log_this_run():
-                # Prosody goes on without that port: no use waiting.
-                raise PeerError(f"prosody could not listen on a port:\n{self._tails()}")
             if not component_ok:
                 component_ok = self._accepts(self.component_port)
             if component_ok and not c2s_ok:
                 c2s_ok = self._c2s_answers(max(0.05, min(1.0, deadline - time.monotonic())))
+            # Prosody goes on without a port it cannot bind, so a connection
+            # may reach whoever holds it: read the log too.  Its main loop
+            # (which answers on c2s) starts after every port was tried, and
+            # the log is line-buffered, so a failure shows by then.
+            if PORT_IN_USE in self._log_this_run():
+                raise PeerError(f"prosody could not listen on a port:\n{self._tails()}")
             if component_ok and c2s_ok:
                 return
             if time.monotonic() >= deadline:
