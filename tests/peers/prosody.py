@@ -180,7 +180,7 @@ class Prosody:
 
     def restart(self, timeout: float = 10.0) -> Self:
         """Stop Prosody (if it runs) and start it again with the same config,
-        ports and data: accounts, rosters and offline messages survive."""
+        ports and data: accounts, rosters and all else stored survive."""
         if self.workdir is None:
             raise PeerError("Prosody was never started (or was stopped)")
         self._terminate(timeout)
