@@ -3,15 +3,18 @@
 # server, registrar and call proxy (dialog, http_client) with SQLite and TLS, SIPp, sqlite3, dnsmasq for a test
 # DNS zone, iproute2 and nftables for the bad-network campaign's namespaces and
 # impairments), Kamailio's MySQL and PostgreSQL schema
-# scripts (/usr/share/kamailio/{mysql,postgres}, for the store tests) and the
-# headless browser of the status page test (chromium, chromium-driver).
+# scripts (/usr/share/kamailio/{mysql,postgres}, for the store tests), the
+# headless browser of the status page test (chromium, chromium-driver) and
+# Prosody, the XMPP server of the XMPP gateway tests (tests/peers/prosody.py
+# runs its own on free ports; the system service is not needed).
 # Idempotent:
 #   * everything already installed -> does nothing, exits 0 (fast path);
 #   * not root                      -> one-line warning, exits 0;
 #   * otherwise                     -> apt-get update + apt-get install.
-# The package's daemon must not be left running on 5060: a policy-rc.d that
-# forbids service starts is put in place for the install (unless one already
-# exists), and a Kamailio service started anyway is stopped afterwards.
+# The packages' daemons must not be left running (Kamailio on 5060, Prosody on
+# 5222/5269): a policy-rc.d that forbids service starts is put in place for the
+# install (unless one already exists), and a Kamailio or Prosody service started
+# anyway is stopped afterwards.
 set -eu
 
 PACKAGES="kamailio kamailio-presence-modules kamailio-sqlite-modules kamailio-utils-modules sip-tester sqlite3 ncurses-base curl
@@ -19,7 +22,8 @@ PACKAGES="kamailio kamailio-presence-modules kamailio-sqlite-modules kamailio-ut
           dnsmasq-base
           iproute2 nftables
           kamailio-mysql-modules kamailio-postgres-modules
-          chromium chromium-driver"
+          chromium chromium-driver
+          prosody"
 
 missing=""
 for p in $PACKAGES; do
@@ -51,7 +55,7 @@ trap 'exit 130' INT TERM
 
 if [ ! -e "$POLICY" ]; then
     # 101 = "action forbidden by policy": invoke-rc.d / deb-systemd-invoke
-    # will not start kamailio from the postinst.
+    # will not start kamailio or prosody from the postinsts.
     printf '#!/bin/sh\nexit 101\n' > "$POLICY"
     chmod 0755 "$POLICY"
     created_policy=1
@@ -75,6 +79,22 @@ if [ -s "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
         systemctl disable kamailio >/dev/null 2>&1 || true
     elif [ -x /etc/init.d/kamailio ]; then
         /etc/init.d/kamailio stop || true
+    fi
+    if [ -s "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+        kill "$(cat "$pidfile")" 2>/dev/null || true
+    fi
+fi
+# The same for Prosody: its package starts the system service on 5222/5269
+# unless the policy forbids it. Only the service's own process is stopped (by
+# its pidfile), never a test peer's Prosody.
+pidfile=/run/prosody/prosody.pid
+if [ -s "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+    echo "install-debian-deps.sh: stopping the prosody service started by the package"
+    if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet prosody 2>/dev/null; then
+        systemctl stop prosody || true
+        systemctl disable prosody >/dev/null 2>&1 || true
+    elif [ -x /etc/init.d/prosody ]; then
+        /etc/init.d/prosody stop || true
     fi
     if [ -s "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
         kill "$(cat "$pidfile")" 2>/dev/null || true

@@ -5,7 +5,12 @@
 * :class:`tests.peers.sipp.SippUAS` / :class:`tests.peers.sipp.SippUAC` -
   SIPp driven with the scenarios in ``tests/peers/scenarios``.
 
-Only the standard library is used here; nothing is imported from ``pua``.
+* :class:`tests.peers.prosody.Prosody` - a real XMPP server (Prosody) on
+  127.0.0.1; :class:`tests.peers.xmpp_user.XmppUser` and
+  :class:`tests.peers.xmpp_user.XmppComponent` talk to it.
+
+Only the standard library is used here, except in ``xmpp_user.py``
+(slixmpp); nothing is imported from ``pua``.
 A peer whose binary or files are missing raises :class:`PeerUnavailable`
 (tests may turn that into a skip).
 """
