@@ -3,6 +3,8 @@ and the facts it stores."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -251,3 +253,44 @@ def test_changes_the_store_refused_are_written_with_the_next() -> None:
     state.add_user("c@d.org")
     state.give_back(taken)
     assert state.pending == 2
+
+
+# -- stanzas -------------------------------------------------------------------
+def stanza(text: str) -> Any:
+    from xml.etree.ElementTree import fromstring
+
+    return fromstring(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "condition"),
+    [
+        ("<presence from='b@j.org/r' to='x@c.org' type='bogus'/>", "bad-request"),
+        ("<presence from='b@j.org/r' to='x@c.org'><show>sleepy</show></presence>", "bad-request"),
+        ("<presence from='b@j.org/r' to='x@c.org'><priority>1.5</priority></presence>",
+         "bad-request"),
+        ("<presence from='b@j.org/r' to='x@c.org'><priority>-129</priority></presence>",
+         "bad-request"),
+        ("<presence from='b@@j.org/r' to='x@c.org'/>", "jid-malformed"),
+        ("<presence to='x@c.org'/>", "jid-malformed"),
+        (f"<presence from='b@j.org/r' to='x@c.org'><status>{'x' * 5000}</status></presence>",
+         "not-acceptable"),
+    ],
+)
+def test_a_malformed_stanza_is_refused_with_its_condition(text: str, condition: str) -> None:
+    from pua.adapters.xmpp.gateway import _read, _Refused
+
+    with pytest.raises(_Refused) as caught:
+        _read(stanza(text))
+    assert caught.value.condition == condition
+
+
+def test_a_stanza_is_read_whatever_its_namespace() -> None:
+    from pua.adapters.xmpp.gateway import _read
+
+    read = _read(stanza(
+        "<presence xmlns='jabber:component:accept' from='b@j.org/r' to='x*y.org@c.org'>"
+        "<show>dnd</show><status>busy</status><status xml:lang='de'>beschäftigt</status>"
+        "<priority>-5</priority><c xmlns='http://jabber.org/protocol/caps'/></presence>"))
+    assert (read.type, str(read.sender), str(read.to)) == ("available", "b@j.org/r", "x*y.org@c.org")
+    assert (read.show, read.status, read.priority) == ("dnd", "busy", -5)

@@ -16,6 +16,7 @@ import pytest
 from pua.bodies import parse_pidf
 from pua.bodies.pidf import Presence
 from tests.conftest import peer_or_skip
+from tests.peers.conftest import poll
 from tests.peers.kamailio import KamailioPresence
 from tests.peers.prosody import Prosody
 from tests.peers.rawsip import RawSipClient, pidf
@@ -76,9 +77,10 @@ def view(svc: RunningService) -> dict[str, Any]:
 
 
 def connected(svc: RunningService, timeout: float = 20.0) -> dict[str, Any]:
-    return svc.event_stream().wait_until(
-        lambda: (v := view(svc))["connected"] and v, timeout=timeout, what="the gateway connected"
-    )
+    try:
+        return poll("the gateway connected", lambda: (v := view(svc))["connected"] and v, timeout)
+    except AssertionError:
+        raise AssertionError(f"not connected; pua said:\n{svc.new_stderr()}") from None
 
 
 class SipWatcher:
@@ -184,8 +186,7 @@ def test_a_sip_watcher_sees_an_xmpp_user_once_approved(
         connected(svc)
         bob = users()
         # pua watches the watchers of bob's SIP address (presence.winfo)
-        svc.event_stream().wait_until(
-            lambda: view(svc)["records"]["watcher_subscriptions"] == 1, what="winfo subscription")
+        poll("winfo subscription", lambda: view(svc)["records"]["watcher_subscriptions"] == 1)
         carol = SipWatcher(kam, BOB_SIP)
         request = bob.wait_subscribe_request(CAROL_JID, timeout=15)
         assert request.to_jid.startswith(BOB)
@@ -223,9 +224,8 @@ def test_restarts_of_either_server_are_recovered(
         # Prosody restarted: the gateway connects again by itself
         before = view(svc)["counters"]["connects"]
         prosody.restart()
-        svc.event_stream().wait_until(
-            lambda: (v := view(svc))["connected"] and v["counters"]["connects"] > before,
-            timeout=30, what="the gateway reconnected")
+        poll("the gateway reconnected",
+             lambda: (v := view(svc))["connected"] and v["counters"]["connects"] > before, 30)
         bob = users()  # logs in again: the server probes alice for bob
         seen_from(bob, ALICE_JID, "available", check=lambda p: p.status == "here")
         mark = bob.mark()
@@ -257,11 +257,11 @@ def test_malformed_stanzas_and_unmappable_addresses_get_errors_and_change_nothin
             (f"<presence to='{ALICE_JID}'><show>sleepy</show></presence>", "bad-request"),
             (f"<presence to='{ALICE_JID}'><priority>high</priority></presence>", "bad-request"),
             (f"<presence to='{ALICE_JID}'><priority>500</priority></presence>", "bad-request"),
-            (f"<presence to='{ALICE_JID}' type='bogus'/>", "bad-request"),
             (f"<presence to='nobody@{COMPONENT}'/>", "jid-malformed"),
             (f"<presence to='nobody@{COMPONENT}' type='probe'/>", "jid-malformed"),
             (f"<presence to='{COMPONENT}' type='probe'/>", "jid-malformed"),
         ]
+        # (an unknown type never reaches the gateway: Prosody refuses it)
         for stanza, condition in cases:
             mark = bob.mark()
             bob.send_raw(stanza)

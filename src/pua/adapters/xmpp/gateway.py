@@ -551,6 +551,8 @@ def _read(xml: Element) -> _Stanza:
     kind = xml.get("type") or "available"
     if kind not in PRESENCE_TYPES:
         raise _Refused("bad-request", f"presence type {kind!r} is not one of RFC 6121")
+    if not xml.get("from") or not xml.get("to"):
+        raise _Refused("jid-malformed", "a presence stanza needs its from and to")
     try:
         sender = JID(xml.get("from") or "")
         to = JID(xml.get("to") or "")
