@@ -20,6 +20,7 @@ from tests.peers.conftest import poll
 from tests.peers.kamailio import KamailioPresence
 from tests.peers.prosody import Prosody
 from tests.peers.rawsip import RawSipClient, pidf
+from tests.peers.sipp import subscribe_terminated_uas
 from tests.peers.xmpp_user import PresenceSeen, XmppUser
 
 from .running import RunningService
@@ -53,8 +54,9 @@ def prosody() -> Iterator[Prosody]:
 def users(prosody: Prosody) -> Iterator[Callable[..., XmppUser]]:
     made: list[XmppUser] = []
 
-    def make(jid: str = BOB, password: str = "bobpw", presence: bool = True) -> XmppUser:
-        user = XmppUser(jid + "/laptop", password, prosody.host, prosody.c2s_port)
+    def make(jid: str = BOB, password: str = "bobpw", presence: bool = True,
+             resource: str = "laptop") -> XmppUser:
+        user = XmppUser(f"{jid}/{resource}", password, prosody.host, prosody.c2s_port)
         made.append(user)
         return user.connect(presence=presence)
 
@@ -202,6 +204,20 @@ def test_a_sip_watcher_sees_an_xmpp_user_once_approved(
         assert shown["users"] == [BOB]
         assert shown["available"][BOB]["laptop"]["show"] == "away"
         assert shown["counters"]["approvals"] == 1
+        # a second resource of bob's is a second tuple of the same document
+        phone = users(resource="phone")
+        phone.send_presence(show="dnd", status="driving", priority=10)
+        # the resource with the higher priority leads
+        doc = carol.wait(lambda d: d is not None and len(d.tuples) == 2 and "busy" in d.activities)
+        assert {n for t in doc.tuples for n in t.notes} == {"gone fishing", "driving"}
+        phone.go_offline()
+        carol.wait(lambda d: d is not None and len(d.tuples) == 1)
+        # the page and the metrics show the gateway
+        page = svc.get("/").decode()
+        assert "XMPP gateway" in page and BOB in page and "gone fishing" in page
+        metrics = svc.get("/metrics").decode()
+        assert "pua_xmpp_connected 1.0" in metrics
+        assert "pua_xmpp_watchers_asked_total 1.0" in metrics
         bob.go_offline()
         carol.wait(lambda d: d is None or d.basic == "closed")
         assert mark <= bob.mark()
@@ -275,3 +291,29 @@ def test_malformed_stanzas_and_unmappable_addresses_get_errors_and_change_nothin
         assert kam.presentity_rows("bob*localhost", COMPONENT, "presence") == []
     finally:
         svc.stop()
+
+
+def test_a_refused_subscription_is_unsubscribed(prosody: Prosody, users: Callable[..., XmppUser],
+                                                tmp_path: Path) -> None:
+    # The notifier accepts, notifies, then ends the subscription: rejected.
+    uas = peer_or_skip(lambda: subscribe_terminated_uas("rejected"))
+    uas.start()
+    svc = RunningService(
+        "--xmpp", "--xmpp-component", COMPONENT, "--xmpp-port", str(prosody.component_port),
+        "--outbound-proxy", uas.uri, data_dir=tmp_path / "data", env={"PUA_XMPP_SECRET": SECRET})
+    try:
+        connected(svc)
+        bob = users()
+        mark = bob.mark()
+        bob.subscribe(ALICE_JID)
+        seen_from(bob, ALICE_JID, "subscribed", mark)
+        seen_from(bob, ALICE_JID, "unsubscribed", mark)
+        seen_from(bob, ALICE_JID, "unavailable", mark)
+        poll("the subscription gone",
+             lambda: not svc.rpc("pua.list", ["subscription"])["result"])
+        # Prosody took the refusal: bob's roster no longer has alice as 'to'
+        item = bob.roster().get(ALICE_JID, {})
+        assert item.get("subscription") in (None, "none", "from"), item
+    finally:
+        svc.stop()
+        uas.stop()
