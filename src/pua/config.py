@@ -324,6 +324,12 @@ class Settings:
         "(repeatable; any user that sends the gateway presence is added)",
         metavar="JID",
     )
+    xmpp_winfo: bool = _setting(
+        True,
+        "Watch the watchers (presence.winfo) of XMPP users' SIP addresses and ask the users "
+        "about new SIP watchers (the seed's pua_xmpp_req_winfo); off: SIP watchers are "
+        "authorized at the presence server alone",
+    )
     auth_username: str | None = _setting(
         None,
         "Username answering digest challenges (401/407) for every identity and realm; "

@@ -146,6 +146,7 @@ def xmpp_settings(settings: Settings) -> XmppSettings | None:
         gateway_domain=settings.gateway_domain,
         separator=settings.domain_separator,
         users=settings.xmpp_users,
+        winfo=settings.xmpp_winfo,
         server_address=settings.server_address,
     )
 

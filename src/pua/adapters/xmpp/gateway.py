@@ -96,6 +96,8 @@ class XmppSettings:
     separator: str = "*"
     users: Sequence[str] = ()
     """XMPP users whose SIP watchers the gateway asks about from the start."""
+    winfo: bool = True
+    """Watch the watchers of XMPP users' SIP addresses (off: never asked)."""
     server_address: str | None = None
     """Contact of the gateway's SUBSCRIBEs (None: the runtime's own)."""
     max_backoff: float = 30.0
@@ -460,6 +462,8 @@ class XmppGateway:
 
     def _watch_watchers(self, user: str) -> None:
         """Subscribe to the watcher information of an XMPP user's SIP address."""
+        if not self.settings.winfo:
+            return
         try:
             uri = self.addresses.xmpp_user_uri(user)
         except AddressError as exc:
