@@ -30,6 +30,7 @@ from . import (
     registrations,
     service_memory,
     service_rpc,
+    xmpp,
 )
 
 COMMAND = "make bench   # = .venv/bin/python -m benchmarks.run --output docs/benchmarks.md"
@@ -527,6 +528,42 @@ def render_dialogs(result: dict[str, Any]) -> list[str]:
     return lines
 
 
+def render_xmpp(result: dict[str, Any]) -> list[str]:
+    """The section on the XMPP gateway's two directions."""
+    to_sip, to_xmpp = result["to_sip"], result["to_xmpp"]
+    ref, feed = to_sip["reference"], to_xmpp["reference"]
+    lines = [
+        "",
+        "## The XMPP gateway: presence stanzas to PUBLISHes, NOTIFYs to stanzas",
+        "",
+        "`benchmarks/xmpp.py`, through Prosody 0.12 on loopback. **Stanzas to PUBLISHes**: "
+        f"a load component (XEP-0114) sends {to_sip['stanzas']:,} directed presences, each "
+        "from another XMPP user, to the gateway's domain as fast as its stream takes them; "
+        "`pua serve --xmpp` turns each into an initial PUBLISH (a PIDF with the user's "
+        "resource as a tuple) answered by a SIPp UAS (`publish_200.xml`); the time runs "
+        "from the first stanza to the last PUBLISH answered. Reference: the same presences "
+        "routed by Prosody back to the load component (no gateway). **NOTIFYs to "
+        f"stanzas**: {to_xmpp['notifies']:,} XMPP users of the load component subscribe "
+        "through the gateway to as many SIP users at the Kamailio presence server; SIPp "
+        f"(`uac_publish.xml`, offered at {to_xmpp['offered_rate']:,.0f}/s) publishes one "
+        "document for each SIP user, Kamailio NOTIFYs pua, pua sends each as presence "
+        "through Prosody; the time runs from the first PUBLISH to the last presence "
+        "received. Reference: the rate at which Kamailio took SIPp's PUBLISHes in that run "
+        "(what feeds the chain).",
+        "",
+        "| direction | gateway | count | seconds | per second | reference | reference /s "
+        "| ratio |",
+        "|---|---|---:|---:|---:|---|---:|---:|",
+        f"| stanzas -> PUBLISHes | pua | {to_sip['stanzas']:,} | {to_sip['seconds']:.2f} "
+        f"| {to_sip['per_s']:,.0f} | Prosody routing alone | {ref['per_s']:,.0f} "
+        f"| {to_sip['per_s'] / ref['per_s']:.2f} |",
+        f"| NOTIFYs -> stanzas | pua | {to_xmpp['notifies']:,} | {to_xmpp['seconds']:.2f} "
+        f"| {to_xmpp['per_s']:,.0f} | Kamailio taking SIPp's PUBLISHes | {feed['per_s']:,.0f} "
+        f"| {to_xmpp['per_s'] / feed['per_s']:.2f} |",
+    ]
+    return lines
+
+
 def _sizes(text: str) -> tuple[int, ...]:
     return tuple(int(x) for x in text.split(",") if x)
 
@@ -575,6 +612,8 @@ BENCHMARKS = (
     Benchmark(name="dialogs",
               progress="calls turned into dialog PUBLISHes against Kamailio's pua_dialoginfo",
               key="dialogs", run=lambda a: dialogs.run(), render=render_dialogs),
+    Benchmark(name="xmpp", progress="the XMPP gateway through Prosody", key="xmpp",
+              run=lambda a: xmpp.run(), render=render_xmpp),
 )
 BY_NAME = {b.name: b for b in BENCHMARKS}
 

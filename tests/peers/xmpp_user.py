@@ -559,6 +559,25 @@ class XmppComponent(_Endpoint):
         self._connect_blocking(timeout)
         return self
 
+    def send_many(self, stanzas: list[dict[str, Any]], timeout: float = 30.0) -> None:
+        """Send many presences at once (``send_presence``'s keyword
+        arguments each), in one hop to the stream's loop: a load generator."""
+
+        def send_all() -> None:
+            for item in stanzas:
+                self.xmpp.send_presence(
+                    pshow=item.get("show"), pstatus=item.get("status"),
+                    ppriority=item.get("priority"), pto=item["to"], pfrom=item["pfrom"],
+                    ptype=item.get("ptype"),
+                )
+
+        self._do(send_all, timeout)
+
+    def count(self, predicate: Callable[[PresenceSeen], bool]) -> int:
+        """How many recorded presences match ``predicate``."""
+        with self._cond:
+            return sum(1 for p in self.presences if predicate(p))
+
     def send_presence(
         self,
         pfrom: str,
