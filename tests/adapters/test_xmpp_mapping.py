@@ -294,3 +294,13 @@ def test_a_stanza_is_read_whatever_its_namespace() -> None:
         "<priority>-5</priority><c xmlns='http://jabber.org/protocol/caps'/></presence>"))
     assert (read.type, str(read.sender), str(read.to)) == ("available", "b@j.org/r", "x*y.org@c.org")
     assert (read.show, read.status, read.priority) == ("dnd", "busy", -5)
+
+
+def test_a_sip_users_presence_is_forgotten_with_its_last_watcher() -> None:
+    state = GatewayState()
+    state.set_sip_presence("sip:alice@example.com", XmppPresence("away"))
+    (key,) = state.take_changes()
+    state.forget_sip_presence("sip:alice@example.com")
+    state.forget_sip_presence("sip:alice@example.com")  # twice: nothing more
+    assert state.sip_presence == {}
+    assert state.take_changes() == {key: None}

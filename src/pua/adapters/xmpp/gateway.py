@@ -77,8 +77,6 @@ PRESENCE_TYPES = frozenset(
      "probe", "error"}
 )  # fmt: skip
 MAX_STATUS = 4096
-# A subscription that ended with one of these is refused for good.
-_REFUSED = ("rejected", "noresource", "giveup")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -163,6 +161,9 @@ class XmppGateway:
             "approvals": 0,
         }
         self._confirmed: set[RecordKey] = set()
+        # SIP user -> the XMPP users watching it (its last presence is kept
+        # while there is one)
+        self._watching: dict[str, set[str]] = {}
         self._writer: asyncio.Task[None] | None = None
         self._presence_flag = 0
         self._winfo_flag = 0
@@ -180,6 +181,11 @@ class XmppGateway:
                 log.warning("%d stored facts of the XMPP gateway could not be read", bad)
         for user in self.settings.users:
             self.state.add_user(str(JID(user).bare))
+        for record in self.runtime.records():
+            if record.key.source_flag == SourceFlag.XMPP_SUBSCRIBE:
+                self._watching.setdefault(record.key.pres_uri, set()).add(record.key.id)
+        for uri in [u for u in self.state.sip_presence if u not in self._watching]:
+            self.state.forget_sip_presence(uri)
         self.runtime.add_listener(self._on_event)
         for user in sorted(self.state.users):
             self._watch_watchers(user)
@@ -376,6 +382,22 @@ class XmppGateway:
             self.counters["subscribes" if expires else "unsubscribes"] += 1
         except (PresenceError, ValueError) as exc:
             log.error("cannot subscribe %s to %s: %s", key.id, key.pres_uri, exc)
+            return
+        if expires:
+            self._watching.setdefault(key.pres_uri, set()).add(key.id)
+        else:
+            self._unwatched(key)
+
+    def _unwatched(self, key: RecordKey) -> None:
+        """An XMPP user no longer watches a SIP user (the last one gone:
+        its last presence is forgotten)."""
+        self._confirmed.discard(key)
+        users = self._watching.get(key.pres_uri)
+        if users is not None:
+            users.discard(key.id)
+            if not users:
+                del self._watching[key.pres_uri]
+                self.state.forget_sip_presence(key.pres_uri)
 
     def _probe(self, user: str, target: str, contact: str) -> None:
         self.counters["probes"] += 1
@@ -388,9 +410,9 @@ class XmppGateway:
 
     def _unsubscribe(self, user: str, target: str, contact: str) -> None:
         key = self._subscription_key(user, target)
-        self._confirmed.discard(key)
         if self.runtime.record(key) is not None:
             self._sip_subscribe(key, 0)
+        self._unwatched(key)
         self._send(contact, user, "unavailable")
 
     def _tell(self, target: str, user: str, presence: XmppPresence | None) -> None:
@@ -433,10 +455,10 @@ class XmppGateway:
         if event.state == "terminated":
             if (event.reason or "") == "timeout":
                 return  # the seed skips it: the subscription is made again
+            # unavailable for now; if the engine gives the subscription up,
+            # SubscriptionTerminated follows and says unsubscribed
             self._confirmed.discard(key)
             self._send(contact, user, "unavailable")
-            if (event.reason or "") in _REFUSED:
-                self._send(contact, user, "unsubscribed")
             return
         self.counters["notifies"] += 1
         if (
@@ -454,7 +476,7 @@ class XmppGateway:
         if key.source_flag != SourceFlag.XMPP_SUBSCRIBE:
             log.warning("watcher information of %s is not watched: %s", key.pres_uri, why)
             return
-        self._confirmed.discard(key)
+        self._unwatched(key)
         contact = self.addresses.sip_user_jid(key.pres_uri)
         log.info("%s may not watch %s: %s", key.id, key.pres_uri, why)
         self._send(contact, key.id, "unavailable")

@@ -100,6 +100,11 @@ class GatewayState:
         value = None if presence is None else presence.as_dict()
         self._note(SIP, (uri,), {"uri": uri, "presence": value})
 
+    def forget_sip_presence(self, uri: str) -> None:
+        """No XMPP user watches the SIP user any more."""
+        if self.sip_presence.pop(uri, ...) is not ...:
+            self._note(SIP, (uri,), None)
+
     # -- SIP watchers of XMPP users -------------------------------------------
     def add_watcher(self, jid: str, watcher: str) -> bool:
         """A SIP watcher the XMPP user was asked about; True when new."""
