@@ -304,3 +304,11 @@ def test_a_sip_users_presence_is_forgotten_with_its_last_watcher() -> None:
     state.forget_sip_presence("sip:alice@example.com")  # twice: nothing more
     assert state.sip_presence == {}
     assert state.take_changes() == {key: None}
+
+
+def test_a_jid_is_given_in_the_form_that_stays() -> None:
+    # stringprep folds case before NFKC: U+1F110 becomes "(A)", which a
+    # second preparation folds to "(a)"; the mapping gives the final form
+    jid = GW.sip_user_jid("sip:%F0%9F%84%90@example.com")
+    assert jid == "(a)*example.com@sip.example.com"
+    assert GW.sip_user_jid(GW.sip_user_uri(jid)) == jid

@@ -85,10 +85,19 @@ def unescape_localpart(text: str) -> str:
 
 
 def _jid(text: str, what: str) -> JID:
+    """The JID in its canonical form: prepared again until it stays the
+    same (stringprep's case folding before NFKC is not idempotent: U+1F110
+    becomes "(A)", then "(a)")."""
     try:
-        return JID(text)
+        jid = JID(text)
+        for _ in range(3):
+            again = JID(str(jid))
+            if str(again) == str(jid):
+                return jid
+            jid = again
     except InvalidJID as exc:
         raise AddressError(f"{what} {text!r} is not a JID: {exc}") from None
+    raise AddressError(f"{what} {text!r} has no stable form")
 
 
 def _host(host: str, what: str) -> str:
