@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from pua.adapters.registrations import Registrations
 from pua.adapters import Adapters
 from pua.adapters.bla import SharedLines
 from pua.adapters.dialogs import Dialogs
+from pua.adapters.registrations import Registrations
 from pua.adapters.xmpp import XmppGateway, XmppSettings
 from pua.api.metrics import metrics_text
 from pua.cli import serve
