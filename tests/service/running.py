@@ -174,6 +174,15 @@ class RunningService:
         except urllib.error.HTTPError as exc:
             return exc.code, json.loads(exc.read())
 
+    def get_status(self, path: str) -> tuple[int, Any]:
+        """A REST GET: the HTTP status and the decoded answer, errors included."""
+        request = urllib.request.Request(self.api_url + path, headers=self._headers())
+        try:
+            with urllib.request.urlopen(request, timeout=60) as reply:
+                return reply.status, json.loads(reply.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read())
+
     def get(self, path: str) -> Any:
         request = urllib.request.Request(self.api_url + path, headers=self._headers())
         with urllib.request.urlopen(request, timeout=60) as reply:

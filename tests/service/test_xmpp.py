@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import time
+from urllib.parse import quote
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -289,6 +290,15 @@ def test_malformed_stanzas_and_unmappable_addresses_get_errors_and_change_nothin
         assert shown["counters"]["published"] == 0
         assert svc.rpc("pua.list", [])["result"] == []
         assert kam.presentity_rows("bob*localhost", COMPONENT, "presence") == []
+        # the mapping, asked of the API: a 400 or 404 that says why
+        assert svc.rpc("pua.xmpp_address", [ALICE])["result"] == {
+            "kind": "sip user", "sip": ALICE, "jid": ALICE_JID}
+        assert svc.rpc("pua.xmpp_address", {"address": BOB_SIP})["result"]["jid"] == BOB
+        for address, status in ((f"nobody@{COMPONENT}", 404), ("sip:example.com", 400),
+                                ("jabber.org", 400)):
+            code, problem = svc.get_status("/xmpp/address?address=" + quote(address))
+            assert code == status, (address, problem)
+            assert address.split("@")[0] in json.dumps(problem)
     finally:
         svc.stop()
 

@@ -8,7 +8,7 @@ and REST, as for publications."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -29,6 +29,9 @@ from .rpc import (
     named_params,
     truth,
 )
+
+if TYPE_CHECKING:
+    from pua.adapters.xmpp import XmppGateway
 
 __all__ = ["DIALOG_PARAMS", "AdapterMethods", "add_adapter_routes"]
 
@@ -62,6 +65,7 @@ class AdapterMethods:
             "pua.bla_remove": self.bla_remove,
             "pua.bla_lines": self.bla_lines,
             "pua.xmpp": self.xmpp,
+            "pua.xmpp_address": self.xmpp_address,
         }
 
     # -- registrations --------------------------------------------------------------
@@ -193,9 +197,27 @@ class AdapterMethods:
         """The gateway: its link to the XMPP server, the XMPP users it
         knows and their available resources, its records and counters."""
         named_params(params, (), required=0)
+        return self._gateway().view()
+
+    def _gateway(self) -> XmppGateway:
         if self.adapters.xmpp is None:
             raise RpcError(INVALID_PARAMS, "Invalid params: the XMPP gateway is off (xmpp)")
-        return self.adapters.xmpp.view()
+        return self.adapters.xmpp
+
+    async def xmpp_address(self, params: list[Any] | dict[str, Any]) -> dict[str, str]:
+        """The other side's address of a SIP URI or a JID (400 when it has
+        none, 404 when it is no user of either side)."""
+        values = named_params(params, ("address",), required=1)
+        gateway = self._gateway()
+        address = values["address"]
+        if not isinstance(address, str):
+            raise RpcError(INVALID_PARAMS, "Invalid params: address must be a string")
+        try:
+            return gateway.address(address)
+        except RemoteProtocolError as exc:
+            raise RpcError(
+                INVALID_PARAMS, f"Invalid params: {exc}", {"status": exc.status}
+            ) from None
 
 
 def add_adapter_routes(
@@ -252,3 +274,7 @@ def add_adapter_routes(
         "/bla/lines/{aor}", route(lambda r: methods.bla_remove({"aor": r.match_info["aor"]}))
     )
     get("/xmpp", route(lambda r: methods.xmpp({})))
+    get(
+        "/xmpp/address",
+        route(lambda r: methods.xmpp_address({"address": r.query.get("address")})),
+    )

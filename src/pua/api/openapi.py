@@ -431,6 +431,28 @@ _XMPP: dict[str, Any] = {
         },
     },
 }
+_XMPP_ADDRESS: dict[str, Any] = {
+    "get": {
+        "summary": "The other side's address of a SIP URI or a JID, as the XMPP gateway maps it",
+        "parameters": [
+            {"name": "address", "in": "query", "required": True, "schema": {"type": "string"}}
+        ],
+        "responses": {
+            **_ok(
+                {
+                    "type": "object",
+                    "properties": {
+                        "kind": {"type": "string", "enum": ["sip user", "xmpp user"]},
+                        "sip": {"type": "string"},
+                        "jid": {"type": "string"},
+                    },
+                }
+            ),
+            "400": {"description": "No address on the other side, or the gateway is off"},
+            "404": {"description": "No user of either side (another domain)"},
+        },
+    },
+}
 
 
 OPENAPI: dict[str, Any] = {
@@ -458,6 +480,7 @@ OPENAPI: dict[str, Any] = {
         "/bla/lines": _BLA_LINES,
         "/bla/lines/{aor}": _BLA_LINE,
         "/xmpp": _XMPP,
+        "/xmpp/address": _XMPP_ADDRESS,
         "/publications": {
             "get": {"summary": "Publications", "responses": _ok(_LIST)},
             "post": {

@@ -236,6 +236,20 @@ class XmppGateway:
             "counters": {**self.counters, **self.component.counters},
         }
 
+    def address(self, address: str) -> dict[str, str]:
+        """The other side's address of a SIP URI or a JID: {"sip", "jid",
+        "kind"} (kind: "sip user" or "xmpp user").  AddressError (400, or
+        404 for an address of neither side's users) when there is none."""
+        text = address.strip()
+        if text.lower().startswith(("sip:", "sips:")):
+            if self.addresses.is_xmpp_user_uri(text):
+                return {"kind": "xmpp user", "sip": text, "jid": self.addresses.xmpp_user_jid(text)}
+            return {"kind": "sip user", "sip": text, "jid": self.addresses.sip_user_jid(text)}
+        bare = text.split("/", 1)[0]
+        if bare.rpartition("@")[2].lower() == self.addresses.component:
+            return {"kind": "sip user", "jid": bare, "sip": self.addresses.sip_user_uri(bare)}
+        return {"kind": "xmpp user", "jid": bare, "sip": self.addresses.xmpp_user_uri(bare)}
+
     # -- XMPP side ------------------------------------------------------------------
     def _on_up(self) -> None:
         """The stream is (back) up: say again what the gateway holds."""
