@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import json
 import time
-from urllib.parse import quote
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 
