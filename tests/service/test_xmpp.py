@@ -248,6 +248,10 @@ def test_restarts_of_either_server_are_recovered(
         mark = bob.mark()
         etag = publish(kam, pidf(ALICE, "open", note="back again"), etag=etag)
         seen_from(bob, ALICE_JID, "available", mark, lambda p: p.status == "back again")
+        # bob tells the gateway his own presence: published for his SIP address
+        bob.send_presence(show="xa", status="far away", to=COMPONENT)
+        poll("bob's publication", lambda: kam.presentity_rows("bob*localhost", COMPONENT))
+        held = view(svc)
     finally:
         assert svc.stop() == 0
     # pua restarted: its subscription resumes from the store
@@ -259,6 +263,15 @@ def test_restarts_of_either_server_are_recovered(
         seen_from(bob, ALICE_JID, "available", mark, lambda p: p.status == "after the restart")
         records = svc.rpc("pua.list", ["subscription"])["result"]
         assert [r["watcher_uri"] for r in records if r["pres_uri"] == ALICE] == [BOB_SIP]
+        # what the gateway knew of bob came back from the store
+        again = view(svc)
+        assert again["users"] == held["users"] == [BOB]
+        assert again["available"] == held["available"]
+        assert again["available"][BOB]["laptop"] == {"show": "xa", "status": "far away",
+                                                     "priority": 0}
+        mine = [r for r in svc.rpc("pua.list", ["publication"])["result"]
+                if r["pres_uri"] == BOB_SIP]
+        assert [(r["source"], r["state"]) for r in mine] == [("XMPP_PUBLISH", "published")]
     finally:
         svc.stop()
 
