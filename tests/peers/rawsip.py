@@ -11,7 +11,9 @@ from __future__ import annotations
 import socket
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 __all__ = ["RawSipClient", "SipMessage", "parse_message", "pidf"]
 
@@ -293,3 +295,51 @@ class RawSipClient:
         hdrs += headers or []
         return self.request("REGISTER", ruri, from_uri=aor, to_uri=aor, call_id=call_id,
                             cseq=cseq, headers=hdrs, timeout=timeout, **kw)
+
+
+class DocumentWatcher:
+    """A subscriber to one resource's ``event`` at a notifier, keeping the
+    documents its NOTIFYs carry, each made by ``parse`` from the body (a
+    NOTIFY without a body: skipped, or kept as None with ``keep_empty``).
+    A NOTIFY sent again (its 200 came late) counts once."""
+
+    def __init__(self, host: str, port: int, uri: str, *, event: str, accept: str,
+                 parse: Callable[[bytes], Any], watcher: str = "sip:watcher@example.com",
+                 keep_empty: bool = False, expires: int = 300) -> None:
+        self.client = RawSipClient(host, port)
+        self.uri = uri
+        self.parse = parse
+        self.keep_empty = keep_empty
+        answer = self.client.request(
+            "SUBSCRIBE", uri, from_uri=watcher, to_uri=uri,
+            headers=[("Event", event), ("Expires", str(expires)),
+                     ("Contact", self.client.contact), ("Accept", accept)])
+        assert answer is not None and answer.status in (200, 202), answer
+        self.documents: list[Any] = []
+        self._seen: set[tuple[str, str]] = set()
+
+    def close(self) -> None:
+        self.client.close()
+
+    def wait(self, check: Callable[[Any], bool], timeout: float = 15.0) -> Any:
+        """The first document (of those seen so far, then of new NOTIFYs)
+        that ``check`` accepts; AssertionError listing them on timeout."""
+        for document in self.documents:
+            if check(document):
+                return document
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            notify = self.client.wait_notify(left)
+            if notify is None:
+                break
+            sent = (notify.header("Call-ID"), notify.header("CSeq"))
+            if sent in self._seen:
+                continue
+            self._seen.add(sent)
+            if not notify.body.strip() and not self.keep_empty:
+                continue
+            document = self.parse(notify.body) if notify.body.strip() else None
+            self.documents.append(document)
+            if check(document):
+                return document
+        raise AssertionError(f"no such document for {self.uri}; saw {self.documents}")

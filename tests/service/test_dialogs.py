@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 import signal
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ from pua.bodies import DialogInfo, parse_dialog_info
 from tests.conftest import peer_or_skip
 from tests.peers.kamailio import KamailioPresence
 from tests.peers.kamailio_proxy import KamailioCallProxy
-from tests.peers.rawsip import RawSipClient
+from tests.peers.rawsip import DocumentWatcher
 from tests.peers.sipp import call_uas, run_calls
 
 from .running import RunningService
@@ -30,46 +29,11 @@ ALICE = "sip:alice@example.com"
 BOB = "sip:bob@example.com"
 
 
-class Watcher:
+def Watcher(kam: KamailioPresence, uri: str) -> DocumentWatcher:
     """A subscriber to the ``dialog`` event of one user at the presence
     server, keeping the documents its NOTIFYs carry."""
-
-    def __init__(self, kam: KamailioPresence, uri: str, event: str = "dialog") -> None:
-        self.client = RawSipClient(kam.host, kam.port)
-        self.uri = uri
-        answer = self.client.request(
-            "SUBSCRIBE", uri, from_uri="sip:watcher@example.com", to_uri=uri,
-            headers=[("Event", event), ("Expires", "300"), ("Contact", self.client.contact),
-                     ("Accept", "application/dialog-info+xml")])
-        assert answer is not None and answer.status in (200, 202), answer
-        self.documents: list[DialogInfo] = []
-        self._seen: set[tuple[str, str]] = set()
-
-    def close(self) -> None:
-        self.client.close()
-
-    def wait(self, check: Callable[[DialogInfo], bool], timeout: float = 15.0) -> DialogInfo:
-        """The first document (of those seen so far, then of new NOTIFYs)
-        that ``check`` accepts."""
-        for document in self.documents:
-            if check(document):
-                return document
-        deadline = time.monotonic() + timeout
-        while (left := deadline - time.monotonic()) > 0:
-            notify = self.client.wait_notify(left)
-            if notify is None:
-                break
-            # a NOTIFY sent again (its 200 came late) is the same document
-            sent = (notify.header("Call-ID"), notify.header("CSeq"))
-            if sent in self._seen:
-                continue
-            self._seen.add(sent)
-            if notify.body.strip():
-                document = parse_dialog_info(notify.body)
-                self.documents.append(document)
-                if check(document):
-                    return document
-        raise AssertionError(f"no such document for {self.uri}; saw {self.documents}")
+    return DocumentWatcher(kam.host, kam.port, uri, event="dialog",
+                           accept="application/dialog-info+xml", parse=parse_dialog_info)
 
 
 def states(document: DialogInfo) -> dict[str, str]:
@@ -104,7 +68,7 @@ def start(kam: KamailioPresence, tmp_path: Path) -> Iterator[Callable[..., Runni
 
 
 @pytest.fixture
-def watchers(kam: KamailioPresence) -> Iterator[tuple[Watcher, Watcher]]:
+def watchers(kam: KamailioPresence) -> Iterator[tuple[DocumentWatcher, DocumentWatcher]]:
     caller, callee = Watcher(kam, ALICE), Watcher(kam, BOB)
     yield caller, callee
     caller.close()
@@ -112,7 +76,7 @@ def watchers(kam: KamailioPresence) -> Iterator[tuple[Watcher, Watcher]]:
 
 
 def test_a_call_in_order_for_caller_and_callee(
-        start: Callable[..., RunningService], watchers: tuple[Watcher, Watcher]) -> None:
+        start: Callable[..., RunningService], watchers: tuple[DocumentWatcher, DocumentWatcher]) -> None:
     svc = start()
     caller, callee = watchers
     steps = [
@@ -147,7 +111,7 @@ def test_a_call_in_order_for_caller_and_callee(
 
 
 def test_two_calls_of_one_user_are_two_dialogs_of_one_document(
-        start: Callable[..., RunningService], watchers: tuple[Watcher, Watcher]) -> None:
+        start: Callable[..., RunningService], watchers: tuple[DocumentWatcher, DocumentWatcher]) -> None:
     svc = start()
     _, callee = watchers
     svc.post("/dialogs", call("c1", "confirmed", to_tag="a"))
@@ -164,7 +128,7 @@ def test_two_calls_of_one_user_are_two_dialogs_of_one_document(
 
 
 def test_a_storm_of_changes_ends_in_the_last_state_without_a_412(
-        start: Callable[..., RunningService], watchers: tuple[Watcher, Watcher],
+        start: Callable[..., RunningService], watchers: tuple[DocumentWatcher, DocumentWatcher],
         kam: KamailioPresence) -> None:
     svc = start()
     _, callee = watchers
@@ -194,7 +158,7 @@ def test_a_storm_of_changes_ends_in_the_last_state_without_a_412(
 
 
 def test_calls_survive_a_kill(start: Callable[..., RunningService],
-                              watchers: tuple[Watcher, Watcher]) -> None:
+                              watchers: tuple[DocumentWatcher, DocumentWatcher]) -> None:
     svc = start()
     _, callee = watchers
     svc.post("/dialogs", call("k1", "confirmed", to_tag="a"))
@@ -226,7 +190,7 @@ def test_bad_events_are_refused_and_publish_nothing(
 
 
 def test_a_kamailio_proxy_feeds_the_calls_it_routes(
-        start: Callable[..., RunningService], watchers: tuple[Watcher, Watcher]) -> None:
+        start: Callable[..., RunningService], watchers: tuple[DocumentWatcher, DocumentWatcher]) -> None:
     """SIPp caller -> Kamailio proxy (dialog + http_client) -> SIPp callee:
     the proxy POSTs each state to pua, and a busy lamp watching the callee
     at the presence server sees early, confirmed, terminated."""

@@ -6,7 +6,6 @@ users and raw SIP clients as SIP users."""
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -15,12 +14,11 @@ from urllib.parse import quote
 import pytest
 
 from pua.bodies import parse_pidf
-from pua.bodies.pidf import Presence
 from tests.conftest import peer_or_skip
 from tests.peers.conftest import poll
 from tests.peers.kamailio import KamailioPresence
 from tests.peers.prosody import Prosody
-from tests.peers.rawsip import RawSipClient, pidf
+from tests.peers.rawsip import DocumentWatcher, RawSipClient, pidf
 from tests.peers.sipp import subscribe_terminated_uas
 from tests.peers.xmpp_user import PresenceSeen, XmppUser
 
@@ -86,36 +84,12 @@ def connected(svc: RunningService, timeout: float = 20.0) -> dict[str, Any]:
         raise AssertionError(f"not connected; pua said:\n{svc.new_stderr()}") from None
 
 
-class SipWatcher:
-    """A SIP user watching a presentity's presence at Kamailio, keeping the
-    PIDF documents of its NOTIFYs (None for a NOTIFY without a body)."""
-
-    def __init__(self, kam: KamailioPresence, uri: str, watcher: str = CAROL) -> None:
-        self.client = RawSipClient(kam.host, kam.port)
-        answer = self.client.request(
-            "SUBSCRIBE", uri, from_uri=watcher, to_uri=uri,
-            headers=[("Event", "presence"), ("Expires", "600"), ("Contact", self.client.contact),
-                     ("Accept", "application/pidf+xml")])
-        assert answer is not None and answer.status in (200, 202), answer
-        self.documents: list[Presence | None] = []
-
-    def wait(self, check: Callable[[Presence | None], bool], timeout: float = 15.0) -> Presence | None:
-        for document in self.documents:
-            if check(document):
-                return document
-        deadline = time.monotonic() + timeout
-        while (left := deadline - time.monotonic()) > 0:
-            notify = self.client.wait_notify(left)
-            if notify is None:
-                break
-            document = parse_pidf(notify.body) if notify.body.strip() else None
-            self.documents.append(document)
-            if check(document):
-                return document
-        raise AssertionError(f"no matching NOTIFY; saw {self.documents}")
-
-    def close(self) -> None:
-        self.client.close()
+def SipWatcher(kam: KamailioPresence, uri: str) -> DocumentWatcher:
+    """Carol watching a presentity's presence at Kamailio: the PIDF
+    documents of her NOTIFYs (None for a NOTIFY without a body)."""
+    return DocumentWatcher(kam.host, kam.port, uri, event="presence",
+                           accept="application/pidf+xml", parse=parse_pidf, watcher=CAROL,
+                           keep_empty=True, expires=600)
 
 
 def publish(kam: KamailioPresence, body: str, expires: int = 600,
@@ -333,9 +307,9 @@ def test_a_refused_subscription_is_unsubscribed(prosody: Prosody, users: Callabl
         seen_from(bob, ALICE_JID, "unsubscribed", mark)
         seen_from(bob, ALICE_JID, "unavailable", mark)
         poll("the subscription gone",
-             lambda: not svc.rpc("pua.list", ["subscription"])["result"])
+             lambda: not svc.rpc("pua.list", ["subscription"])["result"], 20)
         # Prosody took the refusal: bob's roster no longer has alice as 'to'
-        item = bob.roster().get(ALICE_JID, {})
+        item = bob.roster(timeout=15).get(ALICE_JID, {})
         assert item.get("subscription") in (None, "none", "from"), item
     finally:
         svc.stop()
