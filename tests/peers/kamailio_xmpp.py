@@ -136,9 +136,9 @@ Kamailio 5.6.3 as observed (tests/peers/test_kamailio_xmpp_selfcheck.py;
   erin approves, Prosody sends erin's presence to carol's JID, which is
   published as above and so reaches carol.  *read*: the Expires given to
   ``pua_xmpp_req_winfo`` is not read (its fixup turns both parameters
-  into formats, then the second one's bytes are compared with "0"): the
-  winfo subscription is always "for ever", also for a watcher's
-  ``Expires: 0``.
+  into formats, then the first byte of the second one's structure is
+  compared with "0"): the winfo subscription is "for ever" but by
+  chance, also for a watcher's ``Expires: 0``.
 """
 
 from __future__ import annotations
