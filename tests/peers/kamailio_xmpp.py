@@ -26,7 +26,9 @@ shm_mb=128, pkg_mb=16, keep_workdir=False)``.  Attributes ``host``,
 ``sip_domains``, ``started_in`` (seconds from spawn to ready).
 :meth:`sip_address_of` / :meth:`jid_of` map addresses as Kamailio does;
 :meth:`local_requests` / :meth:`wait_local_request` are the PUBLISHes and
-SUBSCRIBEs pua sent (headers, from the log; ``debug`` >= 2);
+SUBSCRIBEs pua sent (headers, from the log; ``debug`` >= 2), and
+:meth:`replies` / :meth:`wait_reply` the replies this Kamailio received
+(``reply_route``, just before pua's callback runs);
 :meth:`xmpp_sent` the stanzas the xmpp module wrote; :meth:`wait_log`,
 :meth:`log_mark`, :meth:`log_text`.
 
@@ -100,10 +102,13 @@ Kamailio 5.6.3 as observed (tests/peers/test_kamailio_xmpp_selfcheck.py;
   with it mapped (dnd -> "Busy (DND)", xa -> "Away", chat -> "Online",
   others as they are) and an empty ``<person/>``.  pua gives the tuple
   and the person the same id, ``0x`` and a hexadecimal address.  The
-  ``<status>`` text is never published, nor (*read*) the priority.  The next
-  presence is a PUBLISH with ``SIP-If-Match`` and the new body; all
-  resources of a user share that one publication (the latest presence
-  wins).  ``unavailable`` from any resource -> PUBLISH ``Expires: 0``
+  ``<status>`` text is never published, nor (*read*) the priority; a
+  status without a show gives an empty ``<note/>``.  The next presence
+  is a PUBLISH with ``SIP-If-Match`` and the new body; all resources of a
+  user share that one publication (the latest presence wins).  But a
+  presence that pua handles before the 200 of the previous PUBLISH is
+  back goes out as another initial PUBLISH: a second presentity (seen
+  with tests run in parallel; the self-checks wait for each 200).  ``unavailable`` from any resource -> PUBLISH ``Expires: 0``
   with ``SIP-If-Match``, no body: the publication is gone.
 * SIP -> XMPP.  ``subscribe`` to ``alice*example.com@sip.example.com``
   -> SUBSCRIBE ``sip:alice@example.com``, From
@@ -180,6 +185,8 @@ _SENT_RE = re.compile(r"do_send_bulk_message_component from=\[[^\]]*\] to=\[[^\]
                       r"body=\[(.*?)\]$", re.S | re.M)
 # What Kamailio's main process logs when one of its children dies.
 _CHILD_DIED_RE = re.compile(r"child process \d+ exited by a signal \d+")
+# The config's reply_route line (one per reply received).
+_REPLY_RE = re.compile(r"<script>: REPLY (\d+) ([^\s|]+)\|(.*)$", re.M)
 # The config's tm:local-request line (one per request pua sends).
 _LOCAL_RE = re.compile(r"<script>: LOCAL (\S+) ([^\s|]+)\|(.*)$", re.M)
 _SIP_URI = ("sip:", "sips:")
@@ -437,6 +444,36 @@ class KamailioXmppGateway(KamailioProcess):
                 req[name] = None if value == "<null>" else value
             out.append(req)
         return out
+
+    def replies(self, since: int = 0) -> list[dict[str, str | None]]:
+        """The replies this Kamailio received since log offset ``since``
+        (``reply_route``, before pua's callback runs; ``debug`` >= 2):
+        ``status``, ``method``, ``call-id``, ``etag``, ``expires``."""
+        out: list[dict[str, str | None]] = []
+        for m in _REPLY_RE.finditer(self.log_text()[since:]):
+            rep: dict[str, str | None] = {"status": m.group(1), "method": m.group(2)}
+            for field in m.group(3).split("|"):
+                name, _, value = field.partition("=")
+                rep[name] = None if value == "<null>" else value
+            out.append(rep)
+        return out
+
+    def wait_reply(self, predicate: Callable[[dict[str, str | None]], bool], *,
+                   timeout: float = 5.0, since: int = 0,
+                   interval: float = 0.05) -> dict[str, str | None]:
+        """The first of :meth:`replies` (from ``since``) that matches;
+        AssertionError listing them after ``timeout``."""
+        deadline = time.monotonic() + timeout
+        pause = threading.Event()
+        while True:
+            reps = self.replies(since)
+            for rep in reps:
+                if predicate(rep):
+                    return rep
+            self._check_alive("while waiting for a reply")
+            if time.monotonic() >= deadline:
+                raise AssertionError(f"no matching reply within {timeout}s; got: {reps}")
+            pause.wait(interval)
 
     def wait_local_request(self, predicate: Callable[[dict[str, str | None]], bool], *,
                            timeout: float = 5.0, since: int = 0,

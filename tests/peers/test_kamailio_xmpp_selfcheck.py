@@ -83,6 +83,28 @@ def _rows(presence: KamailioPresence, user: str, domain: str = GATEWAY) -> list[
     return presence.presentity_rows(user, domain, "presence")
 
 
+def _wait_rows(gateway: KamailioXmppGateway, presence: KamailioPresence, user: str,
+               what: str, predicate: Callable[[str], bool] = lambda _body: True,
+               timeout: float = 10.0) -> list[dict]:
+    """``user``'s presentity rows once one body matches ``predicate``; on
+    a timeout the error shows what pua sent and the gateway's log."""
+    try:
+        return poll(what, lambda: [r for r in _rows(presence, user) if predicate(_body(r))]
+                    and _rows(presence, user), timeout=timeout)
+    except AssertionError as e:
+        raise AssertionError(f"{e}; pua sent {gateway.local_requests()}; gateway log:\n"
+                             + "\n".join(gateway.log_text().splitlines()[-60:])) from None
+
+
+def _next_notify(client: RawSipClient, index: int, timeout: float = 5.0) -> SipMessage:
+    """The client's NOTIFY number ``index`` (0: the first), also when it
+    came while the client was waiting for an answer."""
+    while len(client.notifies) <= index:
+        if client.wait_notify(timeout) is None:
+            raise AssertionError(f"no NOTIFY #{index + 1} within {timeout}s")
+    return client.notifies[index]
+
+
 def _body(row: dict) -> str:
     return row["body"].decode()
 
@@ -126,21 +148,30 @@ def test_start_waits_for_the_component_handshake(gateway, prosody):
 
 
 # ------------------------------------------------------------ XMPP -> SIP
+def _publish_answered(gateway: KamailioXmppGateway, since: int) -> tuple[dict, dict]:
+    """The PUBLISH pua sent since log offset ``since``, and its 200 (seen
+    by the gateway, just before pua's callback takes the new etag).  pua
+    sends a PUBLISH that it makes before that answer is back as another
+    initial one: a second presentity (see the README)."""
+    publish = gateway.wait_local_request(lambda r: r["method"] == "PUBLISH", since=since)
+    reply = gateway.wait_reply(lambda r: r["call-id"] == publish["call-id"], since=since)
+    assert reply["status"] == "200", reply
+    return publish, reply
+
+
+def _presence_published(gateway: KamailioXmppGateway, client: XmppUser, **presence) -> dict:
+    """``client`` sends a presence; the PUBLISH it became, once answered."""
+    mark = gateway.log_mark()
+    client.send_presence(**presence)
+    return _publish_answered(gateway, mark)[0]
+
+
 def test_xmpp_presence_becomes_a_publish(gateway, presence, xmpp):
     bob = xmpp("bob", presence=False)
+    to = "alice*example.com@sip.example.com"
     mark = gateway.log_mark()
-    bob.send_presence(show="dnd", status="in a meeting", to="alice*example.com@sip.example.com")
-    rows = poll("bob's presentity", lambda: _rows(presence, "bob*localhost"))
-    assert len(rows) == 1
-    body = _body(rows[0])
-    assert 'entity="pres:bob*localhost@sip.example.com"' in body
-    assert "<basic>open</basic>" in body
-    assert "<note>Busy (DND)</note>" in body      # the show, mapped
-    assert "in a meeting" not in body             # the status text is lost
-    assert re.search(r'<tuple id="(0x[0-9a-f]+)">', body)
-    assert re.search(r'<person id="0x[0-9a-f]+"/>', body)
-    assert rows[0]["expires"] - rows[0]["received_time"] == 3600
-    publish = gateway.wait_local_request(lambda r: r["method"] == "PUBLISH", since=mark)
+    bob.send_presence(show="dnd", status="in a meeting", to=to)
+    publish, reply = _publish_answered(gateway, mark)
     assert publish["ruri"] == "sip:bob*localhost@sip.example.com"
     assert publish["from"] == publish["to"] == publish["ruri"]
     assert publish["event"] == "presence"
@@ -148,35 +179,46 @@ def test_xmpp_presence_becomes_a_publish(gateway, presence, xmpp):
     assert publish["if-match"] is None
     assert publish["content-type"] == "application/pidf+xml"
     assert publish["contact"] is None
+    assert reply["expires"] == "3600"             # the presence server's max_expires
+    rows = _rows(presence, "bob*localhost")
+    assert len(rows) == 1
+    assert rows[0]["etag"] == reply["etag"]
+    body = _body(rows[0])
+    assert 'entity="pres:bob*localhost@sip.example.com"' in body
+    assert "<basic>open</basic>" in body
+    assert "<note>Busy (DND)</note>" in body      # the show, mapped
+    assert "in a meeting" not in body             # the status text is lost
+    assert re.search(r'<tuple id="(0x[0-9a-f]+)">', body)
+    assert re.search(r'<person id="0x[0-9a-f]+"/>', body)
 
     # another show: the same publication, refreshed with the new body
-    mark = gateway.log_mark()
-    bob.send_presence(show="xa", to="alice*example.com@sip.example.com")
-    poll("Away", lambda: "<note>Away</note>" in _body(_rows(presence, "bob*localhost")[0]))
-    update = gateway.wait_local_request(lambda r: r["method"] == "PUBLISH", since=mark)
+    update = _presence_published(gateway, bob, show="xa", to=to)
     assert update["if-match"] == rows[0]["etag"]
     assert update["expires"] == "3601"
     assert update["content-type"] == "application/pidf+xml"
+    assert "<note>Away</note>" in _body(_rows(presence, "bob*localhost")[0])
 
-    mark = gateway.log_mark()
-    bob.send_presence(show="chat", to="alice*example.com@sip.example.com")
-    poll("Online", lambda: "<note>Online</note>" in _body(_rows(presence, "bob*localhost")[0]))
-    bob.send_presence(show="away", status="lunch", to="alice*example.com@sip.example.com")
-    poll("away", lambda: "<note>away</note>" in _body(_rows(presence, "bob*localhost")[0]))
-    bob.send_presence(status="back", to="alice*example.com@sip.example.com")
-    row = poll("no note", lambda: [r for r in _rows(presence, "bob*localhost")
-                                   if "<note>" not in _body(r)])[0]
+    for show, note in (("chat", "Online"), ("away", "away")):
+        _presence_published(gateway, bob, show=show, status="lunch", to=to)
+        [row] = _rows(presence, "bob*localhost")
+        assert f"<note>{note}</note>" in _body(row) and "lunch" not in _body(row)
+    # a status without a show: an empty note; neither: no note
+    _presence_published(gateway, bob, status="back", to=to)
+    [row] = _rows(presence, "bob*localhost")
     assert "<basic>open</basic>" in _body(row)
+    assert "<note/>" in _body(row) and "back" not in _body(row)
     assert "<person" not in _body(row)             # only with a show
+    _presence_published(gateway, bob, to=to)
+    [row] = _rows(presence, "bob*localhost")
+    assert "<basic>open</basic>" in _body(row)
+    assert "<note" not in _body(row) and "<person" not in _body(row)
 
     # unavailable: the publication is removed
-    mark = gateway.log_mark()
-    bob.send_presence(ptype="unavailable", to="alice*example.com@sip.example.com")
-    poll("removal", lambda: not _rows(presence, "bob*localhost"))
-    removal = gateway.wait_local_request(lambda r: r["method"] == "PUBLISH", since=mark)
+    removal = _presence_published(gateway, bob, ptype="unavailable", to=to)
     assert removal["expires"] == "0"
     assert removal["if-match"]
     assert removal["length"] == "0"
+    assert not _rows(presence, "bob*localhost")
 
 
 def test_xmpp_resources_share_one_publication(gateway, presence, xmpp):
@@ -184,14 +226,14 @@ def test_xmpp_resources_share_one_publication(gateway, presence, xmpp):
     # going offline removes the publication of both.
     dave1 = xmpp("dave", presence=False)
     dave2 = xmpp("dave", presence=False)
-    dave1.send_presence(show="dnd", to="x*example.com@sip.example.com")
-    poll("dnd", lambda: [r for r in _rows(presence, "dave*localhost")
-                         if "Busy (DND)" in _body(r)])
-    dave2.send_presence(show="xa", to="x*example.com@sip.example.com")
-    poll("xa", lambda: [r for r in _rows(presence, "dave*localhost") if "Away" in _body(r)])
-    assert len(_rows(presence, "dave*localhost")) == 1
-    dave1.send_presence(ptype="unavailable", to="x*example.com@sip.example.com")
-    poll("removal", lambda: not _rows(presence, "dave*localhost"))
+    to = "x*example.com@sip.example.com"
+    first = _presence_published(gateway, dave1, show="dnd", to=to)
+    second = _presence_published(gateway, dave2, show="xa", to=to)
+    assert first["if-match"] is None and second["if-match"]
+    [row] = _rows(presence, "dave*localhost")
+    assert "<note>Away</note>" in _body(row)
+    _presence_published(gateway, dave1, ptype="unavailable", to=to)
+    assert not _rows(presence, "dave*localhost")
 
 
 # ------------------------------------------------------------ SIP -> XMPP
@@ -294,8 +336,8 @@ def test_sip_watcher_of_an_xmpp_user(gateway, presence, xmpp, sip):
         headers=[("Event", "presence"), ("Expires", "600"), ("Contact", carol.contact),
                  ("Accept", "application/pidf+xml")])
     assert reply is not None and reply.status == 200
-    first = carol.wait_notify(5)
-    assert first is not None and first.body == b""   # nothing published yet
+    # (the NOTIFY may come before the 200: both pass the gateway)
+    assert _next_notify(carol, 0).body == b""        # nothing published yet
 
     winfo = gateway.wait_local_request(lambda r: r["event"] == "presence.winfo", since=log_mark)
     assert winfo["ruri"] == winfo["from"] == winfo["to"] == "sip:erin*localhost@sip.example.com"
@@ -306,9 +348,7 @@ def test_sip_watcher_of_an_xmpp_user(gateway, presence, xmpp, sip):
 
     # approved: Prosody sends erin's presence to carol's JID, published
     erin.approve("carol*example.com@sip.example.com")
-    notify = carol.wait_notify(5)
-    assert notify is not None
-    body = notify.body.decode()
+    body = _next_notify(carol, 1).body.decode()
     assert 'entity="pres:erin*localhost@sip.example.com"' in body
     assert "<basic>open</basic>" in body and "<note>away</note>" in body
 
