@@ -4,9 +4,11 @@
 # DNS zone, iproute2 and nftables for the bad-network campaign's namespaces and
 # impairments), Kamailio's MySQL and PostgreSQL schema
 # scripts (/usr/share/kamailio/{mysql,postgres}, for the store tests), the
-# headless browser of the status page test (chromium, chromium-driver) and
+# headless browser of the status page test (chromium, chromium-driver),
 # Prosody, the XMPP server of the XMPP gateway tests (tests/peers/prosody.py
-# runs its own on free ports; the system service is not needed).
+# runs its own on free ports; the system service is not needed), and
+# Kamailio's xmpp module with a C compiler for the fix that
+# tests/peers/kamailio_xmpp.py preloads into it (the reference XMPP gateway).
 # Idempotent:
 #   * everything already installed -> does nothing, exits 0 (fast path);
 #   * not root                      -> one-line warning, exits 0;
@@ -23,7 +25,8 @@ PACKAGES="kamailio kamailio-presence-modules kamailio-sqlite-modules kamailio-ut
           iproute2 nftables
           kamailio-mysql-modules kamailio-postgres-modules
           chromium chromium-driver
-          prosody"
+          prosody
+          kamailio-xmpp-modules gcc libc6-dev"
 
 missing=""
 for p in $PACKAGES; do

@@ -8,6 +8,8 @@
 * :class:`tests.peers.prosody.Prosody` - a real XMPP server (Prosody) on
   127.0.0.1; :class:`tests.peers.xmpp_user.XmppUser` and
   :class:`tests.peers.xmpp_user.XmppComponent` talk to it.
+* :class:`tests.peers.kamailio_xmpp.KamailioXmppGateway` - Kamailio's own
+  SIP <-> XMPP presence gateway (xmpp + pua + pua_xmpp) between the two.
 
 Only the standard library is used here, except in ``xmpp_user.py``
 (slixmpp); nothing is imported from ``pua``.

@@ -311,6 +311,10 @@ class KamailioProcess:
         """Names given to Kamailio with ``-A`` (the cfg's ``#!ifdef`` parts)."""
         return []
 
+    def _spawn_env(self) -> dict[str, str] | None:
+        """The environment Kamailio runs with (None: this process's)."""
+        return None
+
     def _spawn(self) -> None:
         assert self.workdir is not None
         if self._log_file is not None:
@@ -327,7 +331,7 @@ class KamailioProcess:
             cmd += ["-A", name]
         self.proc = subprocess.Popen(
             cmd, stdin=subprocess.DEVNULL, stdout=self._log_file,
-            stderr=subprocess.STDOUT, cwd=str(self.workdir),
+            stderr=subprocess.STDOUT, cwd=str(self.workdir), env=self._spawn_env(),
             start_new_session=True, close_fds=True)
 
     def _wait_ready(self) -> None:
