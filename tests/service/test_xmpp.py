@@ -228,10 +228,13 @@ def test_restarts_of_either_server_are_recovered(
         held = view(svc)
     finally:
         assert svc.stop() == 0
-    # pua restarted: its subscription resumes from the store
+    # pua restarted: its subscription resumes from the store, and bob is
+    # told alice's last presence again once the stream is back
+    mark = bob.mark()
     svc = gateway(kam, prosody, data, sip_port=svc.sip_port)
     try:
         connected(svc)
+        seen_from(bob, ALICE_JID, "available", mark, lambda p: p.status == "back again")
         mark = bob.mark()
         publish(kam, pidf(ALICE, "open", note="after the restart"), etag=etag)
         seen_from(bob, ALICE_JID, "available", mark, lambda p: p.status == "after the restart")

@@ -253,14 +253,12 @@ class XmppGateway:
     # -- XMPP side ------------------------------------------------------------------
     def _on_up(self) -> None:
         """The stream is (back) up: say again what the gateway holds."""
-        for record in list(self.runtime.records()):
-            key = record.key
-            if key.source_flag != SourceFlag.XMPP_SUBSCRIBE or key.pres_uri not in (
-                self.state.sip_presence
-            ):
-                continue
-            with contextlib.suppress(AddressError):
-                self._tell(key.pres_uri, key.id, self.state.sip_presence[key.pres_uri])
+        for target, users in self._watching.items():
+            if target not in self.state.sip_presence:
+                continue  # no NOTIFY yet: nothing to say
+            for user in users:
+                with contextlib.suppress(AddressError):
+                    self._tell(target, user, self.state.sip_presence[target])
         probed: set[str] = set()
         for user, contact in sorted(self.state.approvals()):
             if user not in probed:
