@@ -231,3 +231,30 @@ async def test_int_flags_are_written_as_ints(backend: Backend) -> None:
         assert all(type(row["flag"]) is int for row in loaded)
     finally:
         await store.close()
+
+
+async def test_the_xmpp_gateways_facts_round_trip(backend: Backend) -> None:
+    """The gateway's table: facts written, replaced, deleted in one
+    transaction each, and read back in order, on every backend."""
+    store = await Store.open(backend.url, data_dir=backend.data_dir)
+    try:
+        assert await store.load_xmpp() == []
+        value = '{"jid": "zoë@jabber.org", "status": "😀"}'
+        await store.save_xmpp({("user", "a" * 40): '{"jid": "bob@jabber.org"}',
+                               ("resource", "b" * 40): value,
+                               ("sip", "c" * 40): "{}"})
+        await store.save_xmpp({("resource", "b" * 40): '{"changed": true}',
+                               ("sip", "c" * 40): None, ("sip", "d" * 40): None})
+        assert await store.load_xmpp() == [
+            ("user", "a" * 40, '{"jid": "bob@jabber.org"}'),
+            ("resource", "b" * 40, '{"changed": true}'),
+        ]
+        await store.save_xmpp({})
+        assert len(await store.load_xmpp()) == 2
+    finally:
+        await store.close()
+    again = await Store.open(backend.url, data_dir=backend.data_dir)
+    try:
+        assert [kind for kind, _, _ in await again.load_xmpp()] == ["user", "resource"]
+    finally:
+        await again.close()
