@@ -10,6 +10,7 @@ fails these tests in CI and skips them elsewhere.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Iterator
 
@@ -21,7 +22,7 @@ from .kamailio import KamailioPresence
 from .kamailio_xmpp import HANDSHAKE_LINE, KamailioXmppGateway
 from .prosody import Prosody
 from .rawsip import RawSipClient, SipMessage, pidf
-from .xmpp_user import XmppUser
+from .xmpp_user import Logins, XmppUser
 
 pytestmark = pytest.mark.interop
 
@@ -51,16 +52,9 @@ def gateway(start, prosody, presence) -> KamailioXmppGateway:
 @pytest.fixture
 def xmpp(prosody) -> Iterator[Callable[..., XmppUser]]:
     """Connected users (``xmpp("bob")``), disconnected at the end."""
-    made: list[XmppUser] = []
-
-    def connect(user: str, *, presence: bool = True) -> XmppUser:
-        client = XmppUser(f"{user}@{DOMAIN}", USERS[user], prosody.host, prosody.c2s_port)
-        made.append(client)
-        return client.connect(presence=presence)
-
-    yield connect
-    for client in made:
-        client.disconnect()
+    logins = Logins()
+    yield functools.partial(logins, prosody)
+    logins.close()
 
 
 @pytest.fixture

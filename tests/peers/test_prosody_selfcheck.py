@@ -15,7 +15,7 @@ import pytest
 
 from . import PeerError
 from .prosody import Prosody, encode_path_part
-from .xmpp_user import XmppComponent, XmppUser
+from .xmpp_user import Logins, XmppComponent, XmppUser
 
 pytestmark = pytest.mark.interop
 
@@ -33,22 +33,11 @@ def prosody(start) -> Prosody:
 
 
 @pytest.fixture
-def xmpp() -> Iterator[Callable[..., XmppUser]]:
+def xmpp() -> Iterator[Logins]:
     """Connected users (``xmpp(prosody, "alice")``), disconnected at the end."""
-    made: list[XmppUser] = []
-
-    def connect(
-        server: Prosody, user: str, *, presence: bool = True, password: str | None = None
-    ) -> XmppUser:
-        client = XmppUser(
-            f"{user}@{server.domain}", password or server.users[user], server.host, server.c2s_port
-        )
-        made.append(client)
-        return client.connect(presence=presence)
-
-    yield connect
-    for client in made:
-        client.disconnect()
+    logins = Logins()
+    yield logins
+    logins.close()
 
 
 @pytest.fixture

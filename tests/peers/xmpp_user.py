@@ -41,7 +41,7 @@ from slixmpp.xmlstream.matcher import MatchXPath, StanzaPath
 
 from . import PeerError, _track, _untrack
 
-__all__ = ["MessageSeen", "PresenceSeen", "XmppComponent", "XmppUser", "bare"]
+__all__ = ["Logins", "MessageSeen", "PresenceSeen", "XmppComponent", "XmppUser", "bare"]
 
 STANZAS_NS = "urn:ietf:params:xml:ns:xmpp-stanzas"
 T = TypeVar("T")
@@ -593,3 +593,22 @@ class XmppComponent(_Endpoint):
                 pshow=show, pstatus=status, ppriority=priority, pto=to, pfrom=pfrom, ptype=ptype
             )
         )
+
+
+class Logins:
+    """The XMPP users a test logs in (``logins(prosody, "bob")``: that
+    account's password on that server), all logged out by :meth:`close`."""
+
+    def __init__(self) -> None:
+        self.made: list[XmppUser] = []
+
+    def __call__(self, server: Any, user: str, *, presence: bool = True,
+                 password: str | None = None, resource: str | None = None) -> XmppUser:
+        jid = f"{user}@{server.domain}" + (f"/{resource}" if resource else "")
+        client = XmppUser(jid, password or server.users[user], server.host, server.c2s_port)
+        self.made.append(client)
+        return client.connect(presence=presence)
+
+    def close(self) -> None:
+        for client in self.made:
+            client.disconnect()

@@ -20,7 +20,7 @@ from tests.peers.kamailio import KamailioPresence
 from tests.peers.prosody import Prosody
 from tests.peers.rawsip import DocumentWatcher, RawSipClient, pidf
 from tests.peers.sipp import subscribe_terminated_uas
-from tests.peers.xmpp_user import PresenceSeen, XmppUser
+from tests.peers.xmpp_user import Logins, PresenceSeen, XmppUser
 
 from .running import RunningService
 
@@ -51,17 +51,14 @@ def prosody() -> Iterator[Prosody]:
 
 @pytest.fixture
 def users(prosody: Prosody) -> Iterator[Callable[..., XmppUser]]:
-    made: list[XmppUser] = []
+    """Bob logged in (from his laptop unless another resource is named)."""
+    logins = Logins()
 
-    def make(jid: str = BOB, password: str = "bobpw", presence: bool = True,
-             resource: str = "laptop") -> XmppUser:
-        user = XmppUser(f"{jid}/{resource}", password, prosody.host, prosody.c2s_port)
-        made.append(user)
-        return user.connect(presence=presence)
+    def make(resource: str = "laptop") -> XmppUser:
+        return logins(prosody, "bob", resource=resource)
 
     yield make
-    for user in made:
-        user.stop()
+    logins.close()
 
 
 def gateway(kam: KamailioPresence, prosody: Prosody, data_dir: Path, *flags: str,
