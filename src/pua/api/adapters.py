@@ -99,9 +99,7 @@ class AdapterMethods:
                 q=None if q is None else str(q),
             )
         except RemoteProtocolError as exc:
-            raise RpcError(
-                INVALID_PARAMS, f"Invalid params: {exc}", {"status": exc.status}
-            ) from None
+            raise _refused(exc) from None
         except StoreError as exc:
             raise RpcError(NOT_STORED, f"done, but not stored: {exc}") from None
         return {"aor": values["aor"], **report}
@@ -180,9 +178,7 @@ class AdapterMethods:
         try:
             return await (lines.add(aor) if add else lines.remove(aor))
         except RemoteProtocolError as exc:
-            raise RpcError(
-                INVALID_PARAMS, f"Invalid params: {exc}", {"status": exc.status}
-            ) from None
+            raise _refused(exc) from None
         except StoreError as exc:
             raise RpcError(NOT_STORED, f"not stored, nothing changed: {exc}") from None
 
@@ -215,9 +211,13 @@ class AdapterMethods:
         try:
             return gateway.address(address)
         except RemoteProtocolError as exc:
-            raise RpcError(
-                INVALID_PARAMS, f"Invalid params: {exc}", {"status": exc.status}
-            ) from None
+            raise _refused(exc) from None
+
+
+def _refused(exc: RemoteProtocolError) -> RpcError:
+    """An adapter's refusal as the API's: its status goes along (REST
+    answers 404 or 409 by it)."""
+    return RpcError(INVALID_PARAMS, f"Invalid params: {exc}", {"status": exc.status})
 
 
 def add_adapter_routes(
