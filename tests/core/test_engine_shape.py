@@ -125,7 +125,7 @@ def test_publish_remove_churn_without_a_store_leaves_memory_flat() -> None:
     counts = engine.counts()
     assert counts["records"] == 0 and counts["timers"] == 0
     assert counts["client_transactions"] == 0 and counts["server_transactions"] == 0
-    assert engine.take_store_changes() == (set(), [])
+    assert engine.take_store_changes() == (set(), set(), [])
     # Three times the rounds hold no more (a key kept per record that ever
     # existed would be 900 x ~150 bytes).
     assert second - first < 20_000, (first, second)
@@ -136,16 +136,63 @@ def test_store_changes_are_kept_only_when_tracked() -> None:
     h = Harness()
     h.agent.track_changes()
     key = h.agent.send_publish(PublishInfo(pres_uri=ALICE, body=PIDF), h.now)
-    changed, deleted = h.agent.take_store_changes()
-    assert changed == {key} and deleted == []
+    changed, refreshed, deleted = h.agent.take_store_changes()
+    assert changed == {key} and refreshed == set() and deleted == []
     record = h.agent.record(key)  # type: ignore[arg-type]
     assert record is not None
     record.row_id = 17  # as the store sets it once written
     h.ok_publish(h.one(), "e1")
     h.agent.send_publish(PublishInfo(pres_uri=ALICE, expires=0), h.now)
     h.answer(h.one(), 200, [("SIP-ETag", "e1"), ("Expires", "0")])
-    changed, deleted = h.agent.take_store_changes()
-    assert changed == set() and deleted == [17]
+    changed, refreshed, deleted = h.agent.take_store_changes()
+    assert changed == set() and refreshed == set() and deleted == [17]
+
+
+def test_a_refresh_marks_only_what_a_refresh_changes() -> None:
+    """A publication's refresh and its 2xx are kept as refreshed (the store
+    writes ETag, expiry and CSeq); a new document marks the row whole, and
+    whole wins when both happened."""
+    h = Harness()
+    h.agent.track_changes()
+    key = h.agent.send_publish(PublishInfo(pres_uri=ALICE, body=PIDF, expires=-1), h.now)
+    h.ok_publish(h.one(), "e1", expires=600)
+    assert h.agent.take_store_changes()[0] == {key}  # a new row: whole
+    record = h.agent.record(key)  # type: ignore[arg-type]
+    assert record is not None
+    record.row_id = 5
+    refresh = h.next_request(600)
+    assert refresh.headers.get("SIP-If-Match") == "e1"
+    h.ok_publish(refresh, "e2", expires=600)
+    assert h.agent.take_store_changes() == (set(), {key}, [])
+    h.ok_publish(h.next_request(600), "e3", expires=600)
+    h.agent.send_publish(PublishInfo(pres_uri=ALICE, body=PIDF.replace(b"open", b"closed")), h.now)
+    h.ok_publish(h.one(), "e4", expires=600)
+    assert h.agent.take_store_changes() == ({key}, set(), [])
+
+
+def test_a_notify_in_the_dialog_marks_the_subscription_refreshed() -> None:
+    """The 2xx that makes the dialog marks the row whole; a NOTIFY that
+    leaves the route as it was, and a refresh, mark it refreshed; a NOTIFY
+    that moves the remote target marks it whole."""
+    h = Harness()
+    h.agent.track_changes()
+    key = h.agent.send_subscribe(
+        SubscribeInfo(pres_uri=ALICE, watcher_uri="sip:bob@example.com", expires=-1), h.now
+    )
+    request = h.one()
+    h.answer(request, 200, [("Expires", "600"), ("Contact", "<sip:ps@192.0.2.1:5060>")])
+    h.notify(request, "active;expires=600", contact="<sip:ps@192.0.2.1:5060>")
+    assert h.agent.take_store_changes()[0] == {key}
+    record = h.agent.record(key)  # type: ignore[arg-type]
+    assert record is not None
+    record.row_id = 9
+    h.notify(request, "active;expires=500", cseq=2, contact="<sip:ps@192.0.2.1:5060>")
+    assert h.agent.take_store_changes() == (set(), {key}, [])
+    refresh = h.next_request(600)
+    h.answer(refresh, 200, [("Expires", "600")])
+    assert h.agent.take_store_changes() == (set(), {key}, [])
+    h.notify(request, "active;expires=600", cseq=3, contact="<sip:moved@192.0.2.7:5060>")
+    assert h.agent.take_store_changes() == ({key}, set(), [])
 
 
 @pytest.mark.parametrize("hash_size", [1, 9, 20])

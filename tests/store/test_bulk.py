@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+from pua.core.persist import ROW_COLUMNS
 from pua.store import Store
 
 from .conftest import Backend
@@ -58,5 +59,37 @@ async def test_hundred_thousand_rows(backend: Backend) -> None:
         assert count == 100_000 == await store.count()
         assert last == ids[-1]
         print(f"\n{backend.name}: wrote 100,000 rows in {wrote:.2f} s, loaded in {loaded:.2f} s")
+    finally:
+        await store.close()
+
+
+async def test_refreshes_write_only_their_columns(backend: Backend) -> None:
+    """write_values: refreshes change expires, desired_expires, version,
+    etag and cseq and nothing else; whole updates, inserts and deletes go
+    in the same transaction, and the ids come back in the order of the
+    inserts."""
+    store = await Store.open(backend.url, data_dir=backend.data_dir)
+    try:
+        rows = [publication(n) if n % 2 else subscription(n) for n in range(6)]
+        ids = await store.write(rows, [])
+        before = {row["id"]: row async for c in store.load() for row in c}
+        refreshes = [(2_000_000_000 + i, 0, 9, f"fresh{i}", 77, i) for i in ids[:3]]
+        whole = {**rows[3], "body": b"<changed/>", "cseq": 5}
+        updates = [(*(whole[c] for c in ROW_COLUMNS), ids[3])]
+        inserts = [tuple(publication(100 + n)[c] for c in ROW_COLUMNS) for n in range(3)]
+        new_ids = await store.write_values(
+            inserts=inserts, updates=updates, refreshes=refreshes, deleted_ids=[ids[5]]
+        )
+        assert len(set(new_ids)) == 3 and not set(new_ids) & set(ids[:5])
+        after = {row["id"]: row async for c in store.load() for row in c}
+        assert ids[5] not in after
+        for expires, desired, version, etag, cseq, ident in refreshes:
+            changed = {"expires": expires, "desired_expires": desired, "version": version,
+                       "etag": etag, "cseq": cseq}
+            assert after[ident] == {**before[ident], **changed}
+        assert after[ids[3]]["body"] == b"<changed/>" and after[ids[3]]["cseq"] == 5
+        assert after[ids[4]] == before[ids[4]]
+        for n, ident in enumerate(new_ids):
+            assert after[ident]["pres_uri"] == publication(100 + n)["pres_uri"]
     finally:
         await store.close()

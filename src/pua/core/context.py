@@ -71,33 +71,50 @@ class Counters:
 
 class ChangeTracker:
     """Records changed and deleted since the store last looked.  Exists
-    only while a store is attached: without one nothing is kept."""
+    only while a store is attached: without one nothing is kept.
 
-    __slots__ = ("_changed", "_deleted")
+    A record whose change was a refresh (a new ETag, expiry, CSeq: the
+    store's REFRESH_COLUMNS) is kept apart, so that only those columns are
+    written for it; any other change writes the whole row."""
+
+    __slots__ = ("_changed", "_deleted", "_refreshed")
 
     def __init__(self) -> None:
         self._changed: set[RecordKey] = set()
+        self._refreshed: set[RecordKey] = set()
         self._deleted: list[int] = []
 
     def changed(self, record: Record) -> None:
         self._changed.add(record.key)
 
+    def refreshed(self, record: Record) -> None:
+        """Only what a refresh changes changed (a row not yet written is
+        written whole)."""
+        if record.row_id is None:
+            self._changed.add(record.key)
+        else:
+            self._refreshed.add(record.key)
+
     def deleted(self, record: Record) -> None:
         self._changed.discard(record.key)
+        self._refreshed.discard(record.key)
         if record.row_id is not None:
             self._deleted.append(record.row_id)
             record.row_id = None
 
-    def mark(self, key: RecordKey) -> None:
+    def mark(self, key: RecordKey, *, refreshed: bool = False) -> None:
         """Mark ``key`` changed again (a write that failed)."""
-        self._changed.add(key)
+        (self._refreshed if refreshed else self._changed).add(key)
 
-    def take(self) -> tuple[set[RecordKey], list[int]]:
-        """Keys changed and row ids deleted since the last call (handed
-        over, not copied)."""
+    def take(self) -> tuple[set[RecordKey], set[RecordKey], list[int]]:
+        """Keys changed whole, keys only refreshed, and row ids deleted
+        since the last call (handed over, not copied)."""
         changed, self._changed = self._changed, set()
+        refreshed, self._refreshed = self._refreshed, set()
         deleted, self._deleted = self._deleted, []
-        return changed, deleted
+        if refreshed and changed:
+            refreshed -= changed
+        return changed, refreshed, deleted
 
 
 class CallbackQueue:
@@ -242,10 +259,15 @@ class EngineContext:
         self.changes: ChangeTracker | None = None
         self.counters = Counters()
 
-    def mark(self, record: Record) -> None:
-        """The record changed: the store writes it (when one is attached)."""
-        if self.changes is not None:
-            self.changes.changed(record)
+    def mark(self, record: Record, *, refreshed: bool = False) -> None:
+        """The record changed (only as a refresh changes it, when
+        ``refreshed``): the store writes it (when one is attached)."""
+        changes = self.changes
+        if changes is not None:
+            if refreshed:
+                changes.refreshed(record)
+            else:
+                changes.changed(record)
 
     def forget(self, record: Record) -> None:
         """Take ``record`` out of the table, its deadline and its dialog."""

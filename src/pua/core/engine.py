@@ -230,23 +230,26 @@ class PresenceEngine:
             return None
         return max(0, limit - self._ctx.endpoint.in_flight)
 
-    def take_store_changes(self) -> tuple[set[RecordKey], list[int]]:
-        """Keys of records changed, and row ids of records deleted, since
-        the last call (handed over, not copied).  Look the records up with
-        :meth:`record` (one may be gone by then)."""
+    def take_store_changes(self) -> tuple[set[RecordKey], set[RecordKey], list[int]]:
+        """Keys of records changed (the whole row to write), keys of
+        records only refreshed (their REFRESH_COLUMNS to write), and row ids
+        of records deleted, since the last call (handed over, not copied).
+        Look the records up with :meth:`record` (one may be gone by then)."""
         changes = self._ctx.changes
         if changes is None:
-            return set(), []
+            return set(), set(), []
         return changes.take()
 
-    def mark_changed(self, keys: Iterable[RecordKey]) -> None:
-        """Mark records as changed again (a store write that failed)."""
+    def mark_changed(self, keys: Iterable[RecordKey], *, refreshed: bool = False) -> None:
+        """Mark records as changed again (a store write that failed);
+        ``refreshed``: only their refresh columns."""
         changes = self._ctx.changes
         if changes is None:
             return
+        table = self._ctx.table
         for key in keys:
-            if self._ctx.table.get(key) is not None:
-                changes.mark(key)
+            if table.get(key) is not None:
+                changes.mark(key, refreshed=refreshed)
 
     # -- inputs ------------------------------------------------------------------
     def receive_datagram(self, data: bytes, address: Address, transport: str, now: float) -> None:

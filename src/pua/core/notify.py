@@ -275,6 +275,7 @@ class NotifyServer:
         ctx = self._ctx
         state = check.state
         assert state is not None
+        route = sub.route
         if check.route_set is not None:
             # A NOTIFY that beat the 2xx creates the dialog (RFC 6665 §4.1.2.4).
             sub.to_tag = request.from_.tag
@@ -282,7 +283,9 @@ class NotifyServer:
         sub.remote_cseq = request.cseq.seq
         if check.contact is not None:
             sub.route = sub.route.replace(remote_target=check.contact)
-        ctx.mark(sub)
+        # A NOTIFY in a dialog whose route it leaves as it was changes only
+        # the last CSeq seen (the row's version).
+        ctx.mark(sub, refreshed=check.route_set is None and sub.route == route)
         ctx.events.append(
             NotifyReceived(
                 key=sub.key,

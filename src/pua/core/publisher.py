@@ -52,7 +52,17 @@ class Publisher:
             if pub.state is not old:
                 ctx.table.moved(pub, old)
             if ctx.changes is not None:
-                ctx.changes.changed(pub)
+                # A refresh sent, or its 2xx, changes only ETag, expiry and
+                # CSeq (a waiting wish goes on as UPDATE, marked whole).
+                flight = pub.flight
+                if (next_event is _I.REFRESH_DUE and pub.pending is None) or (
+                    next_event is _I.OK
+                    and flight is not None
+                    and flight.kind is RequestKind.REFRESH
+                ):
+                    ctx.changes.refreshed(pub)
+                else:
+                    ctx.changes.changed(pub)
             next_event = self._act(action, pub, now, answer)
             answer = None
 

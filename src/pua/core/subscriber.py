@@ -94,7 +94,17 @@ class Subscriber:
             if sub.state is not old:
                 ctx.table.moved(sub, old)
             if ctx.changes is not None:
-                ctx.changes.changed(sub)
+                # A refresh in the dialog, or its 2xx, changes only expiry
+                # and CSeq; anything else may change the dialog.
+                flight = sub.flight
+                if (next_event is SubInput.REFRESH_DUE and sub.pending is None) or (
+                    next_event is SubInput.OK
+                    and flight is not None
+                    and flight.kind is RequestKind.REFRESH
+                ):
+                    ctx.changes.refreshed(sub)
+                else:
+                    ctx.changes.changed(sub)
             next_event = self._act(action, sub, now, answer, reason, delay)
             answer, reason = None, ""
 
@@ -351,7 +361,7 @@ class Subscriber:
             if sub.state is SubState.ACTIVE and (sub.expires_at <= now or at < sub.expires_at):
                 sub.expires_at = at
                 self.schedule_refresh(sub, expires, now)
-        self._ctx.mark(sub)
+        self._ctx.mark(sub, refreshed=True)
         self._ctx.events.append(
             SubscriptionStateChanged(key=sub.key, state=state, expires_at=sub.expires_at)
         )

@@ -435,13 +435,14 @@ class PresenceRuntime:
         """Keep changed and deleted records for a store."""
         self._engine.track_changes()
 
-    def take_store_changes(self) -> tuple[set[RecordKey], list[int]]:
-        """Keys changed and row ids deleted since the last call."""
+    def take_store_changes(self) -> tuple[set[RecordKey], set[RecordKey], list[int]]:
+        """Keys changed whole, keys only refreshed, and row ids deleted
+        since the last call."""
         return self._engine.take_store_changes()
 
-    def mark_changed(self, keys: Iterable[RecordKey]) -> None:
+    def mark_changed(self, keys: Iterable[RecordKey], *, refreshed: bool = False) -> None:
         """Mark records as changed again (a write that failed)."""
-        self._engine.mark_changed(keys)
+        self._engine.mark_changed(keys, refreshed=refreshed)
 
     def resume(self, record: Record, due_at: float) -> bool:
         """Take back a record read from the store (PresenceEngine.resume)."""

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import logging
 import time
 from typing import Any
@@ -32,7 +31,8 @@ from pua.core import (
     SubscriptionStateChanged,
     SubscriptionTerminated,
 )
-from pua.core.persist import record_from_row, record_to_row
+from pua.core.keys import RecordKey
+from pua.core.persist import ROW_COLUMNS, record_from_values, record_to_values, refresh_values
 from pua.sip.timers import Histogram
 from pua.store import Store, StoreError
 
@@ -42,10 +42,15 @@ __all__ = ["StoreSync"]
 
 log = logging.getLogger("pua.store")
 
-# Rows written per transaction: building rows and the driver's parameter
-# work run on the event loop, so they are cut into slices of a few
-# milliseconds each (the loop must not stall for more than about 20 ms).
-WRITE_SLICE = 500
+# Rows written per transaction at most, and records turned into a row's
+# values between two turns of the event loop (a slice takes a few
+# milliseconds: the loop must not stall for more than about 20 ms).
+WRITE_ROWS = 10_000
+BUILD_SLICE = 1000
+# Rows are updated in order of id, bucket by bucket of 2**BUCKET_BITS ids.
+BUCKET_BITS = 14
+# Rows read a query, and turned into records between two turns of the loop.
+RESTORE_SLICE = 2000
 # Retry delays while the database is unreachable.
 RETRY_FIRST, RETRY_CAP = 1.0, 30.0
 # Due work after a restart is spread over at least this long (and more for
@@ -122,23 +127,30 @@ class StoreSync:
         window = max(SPREAD_MIN, total / SPREAD_RATE)
         resumed = dropped = 0
         started = time.monotonic()
-        async for rows in self.store.load():
+        # The rows come as the driver's tuples and become records directly;
+        # the loop gets a turn every RESTORE_SLICE rows.
+        types: dict[int, str | None] = {}
+        event_at = 1 + ROW_COLUMNS.index("event")
+        jitter, resume = runtime.jitter, runtime.resume
+        async for rows in self.store.load_values(RESTORE_SLICE):
             for row in rows:
                 try:
-                    package = runtime.package(int(row["event"]))
-                    record = record_from_row(row, package.content_type)
+                    event = int(row[event_at])
+                    if event not in types:
+                        types[event] = runtime.package(event).content_type
+                    record = record_from_values(row, types[event])
                 except (KeyError, ValueError):
-                    self._pending_deletes.add(int(row["id"]))
+                    self._pending_deletes.add(int(row[0]))
                     dropped += 1
                     continue
-                due_at = now + window * runtime.jitter()
-                if runtime.resume(record, due_at):
+                if resume(record, now + window * jitter()):
                     resumed += 1
                 else:
-                    self._pending_deletes.add(int(row["id"]))
+                    self._pending_deletes.add(int(row[0]))
                     dropped += 1
-            if total > 50_000:
-                log.info("restoring: %d of %d rows", resumed + dropped, total)
+            done = resumed + dropped
+            if total > 50_000 and done % 100_000 < RESTORE_SLICE:
+                log.info("restoring: %d of %d rows", done, total)
             await asyncio.sleep(0)  # let the loop breathe between chunks
         runtime.take_store_changes()  # what was just read needs no writing
         runtime.flush_outputs()
@@ -192,58 +204,105 @@ class StoreSync:
 
     async def _write_pending(self) -> None:
         runtime = self.runtime
-        changed, deleted = runtime.take_store_changes()
+        changed, refreshed, deleted = runtime.take_store_changes()
         self._pending_deletes.update(deleted)
-        if not changed and not self._pending_deletes:
+        if not changed and not refreshed and not self._pending_deletes:
             return
-        # Written in slices, each its own short transaction, so that neither
-        # building rows nor the driver's work on them holds the event loop
-        # for long.  Slices already written stay written if a later one
-        # fails: their records are not marked again.
         deletes = sorted(self._pending_deletes)
-        # The keys are taken a slice at a time from the set the engine
-        # handed over: no list of a million keys is built in one go.
-        remaining = iter(changed)
-        first = True
-        while True:
-            part = list(itertools.islice(remaining, WRITE_SLICE))
-            if not part and not first:
-                break
-            rows: list[dict[str, Any]] = []
-            inserted: list[Record] = []
-            for key in part:
-                record = runtime.record(key)
-                if record is None:
-                    continue  # deleted since; its delete is pending
-                row = record_to_row(record, runtime.package(key.event).content_type)
-                if record.row_id is None:
-                    inserted.append(record)
-                else:
-                    row["id"] = record.row_id
-                rows.append(row)
-            began = time.perf_counter()
-            try:
-                new_ids = await self.store.write(rows, deletes if first else [])
-            except (asyncio.CancelledError, StoreError) as exc:
-                # Nothing is lost: the records not yet written are marked
-                # again, deletes kept.
-                runtime.mark_changed(itertools.chain(part, remaining))
-                if isinstance(exc, StoreError):
-                    self._down = True
-                raise
-            self.timer.observe(time.perf_counter() - began)
-            if first:
-                self._pending_deletes.difference_update(deletes)
-                first = False
-            for record, ident in zip(inserted, new_ids, strict=True):
-                if runtime.record(record.key) is record:
-                    record.row_id = ident
-                else:
-                    self._pending_deletes.add(ident)  # gone while it was written
-            await asyncio.sleep(0)
+        try:
+            await self._write(changed, refreshed, deletes)
+        except (asyncio.CancelledError, StoreError) as exc:
+            # Nothing is lost: every record of this write is marked again
+            # (what was written already is written again, which is
+            # harmless), deletes kept.
+            runtime.mark_changed(changed)
+            runtime.mark_changed(refreshed, refreshed=True)
+            if isinstance(exc, StoreError):
+                self._down = True
+            raise
         if self._down:
             self._down = False
             log.warning("database reachable again; pending changes written")
+
+    async def _write(
+        self, changed: set[RecordKey], refreshed: set[RecordKey], deletes: list[int]
+    ) -> None:
+        """Write ``changed`` records whole, ``refreshed`` ones' refresh
+        columns, and the deletes.
+
+        Rows are updated in the order of their ids, so the database walks
+        its table once instead of jumping about it (five times faster on
+        SQLite at 100,000 rows): the records are first put in buckets of
+        ids, a BUILD_SLICE at a time, and each bucket is sorted as it is
+        written.  Transactions hold up to WRITE_ROWS rows; between two
+        slices of work the event loop gets a turn, so it never waits long."""
+        runtime = self.runtime
+        new: list[Record] = []
+        buckets: dict[int, list[tuple[Record, bool]]] = {}
+        count = 0
+        for keys, whole in ((changed, True), (refreshed, False)):
+            for key in keys:
+                count += 1
+                if not count % BUILD_SLICE:
+                    await asyncio.sleep(0)
+                record = runtime.record(key)
+                if record is None:
+                    continue  # deleted since; its delete is pending
+                row_id = record.row_id
+                if row_id is None:
+                    new.append(record)
+                else:
+                    buckets.setdefault(row_id >> BUCKET_BITS, []).append((record, whole))
+        types: dict[int, str | None] = {}
+        batch = _Batch()
+        for start in range(0, len(new), WRITE_ROWS):
+            for record in new[start : start + WRITE_ROWS]:
+                batch.add(record, True, self._type_of(record, types))
+            await self._flush_batch(batch, deletes)
+            deletes = []
+        for bucket in sorted(buckets):
+            items = buckets.pop(bucket)
+            items.sort(key=_row_id_of)
+            for n, (record, whole) in enumerate(items, 1):
+                batch.add(record, whole, self._type_of(record, types) if whole else None)
+                if len(batch) >= WRITE_ROWS:
+                    await self._flush_batch(batch, deletes)
+                    deletes = []
+                elif not n % BUILD_SLICE:
+                    await asyncio.sleep(0)
+        if len(batch) or deletes:
+            await self._flush_batch(batch, deletes)
+
+    def _type_of(self, record: Record, types: dict[int, str | None]) -> str | None:
+        """The default Content-Type of ``record``'s package (looked up once
+        per event in a write)."""
+        event = record.key.event
+        if event not in types:
+            types[event] = self.runtime.package(event).content_type
+        return types[event]
+
+    async def _flush_batch(self, batch: _Batch, deletes: list[int]) -> None:
+        """Write ``batch`` and ``deletes`` in one transaction, then empty it."""
+        runtime = self.runtime
+        # A record deleted while the batch filled is not written: its row
+        # id went to the pending deletes.
+        began = time.perf_counter()
+        new_ids = await self.store.write_values(
+            inserts=batch.inserts,
+            updates=batch.updates,
+            refreshes=batch.refreshes,
+            deleted_ids=deletes,
+        )
+        self.timer.observe(time.perf_counter() - began)
+        if deletes:
+            self._pending_deletes.difference_update(deletes)
+        for record, ident in zip(batch.inserted, new_ids, strict=True):
+            if runtime.record(record.key) is record and record.row_id is None:
+                record.row_id = ident
+            else:
+                self._pending_deletes.add(ident)  # gone while it was written
+        batch.clear()
+        await asyncio.sleep(0)
 
     async def _run(self) -> None:
         """The one writer: waits for a flush request, a change (write-through),
@@ -276,3 +335,37 @@ class StoreSync:
             for waiter in waiters:
                 if not waiter.done():
                     waiter.set_result(None)
+
+
+def _row_id_of(item: tuple[Record, bool]) -> int:
+    row_id = item[0].row_id
+    return -1 if row_id is None else row_id
+
+
+class _Batch:
+    """The values of one write: rows to insert (with their records), rows
+    to write whole, rows to write the refresh columns of."""
+
+    __slots__ = ("inserted", "inserts", "refreshes", "updates")
+
+    def __init__(self) -> None:
+        self.inserts: list[tuple[Any, ...]] = []
+        self.inserted: list[Record] = []
+        self.updates: list[tuple[Any, ...]] = []
+        self.refreshes: list[tuple[Any, ...]] = []
+
+    def __len__(self) -> int:
+        return len(self.inserts) + len(self.updates) + len(self.refreshes)
+
+    def add(self, record: Record, whole: bool, content_type: str | None) -> None:
+        row_id = record.row_id
+        if row_id is None:
+            self.inserts.append(record_to_values(record, content_type))
+            self.inserted.append(record)
+        elif whole:
+            self.updates.append((*record_to_values(record, content_type), row_id))
+        else:
+            self.refreshes.append((*refresh_values(record), row_id))
+
+    def clear(self) -> None:
+        self.inserts, self.inserted, self.updates, self.refreshes = [], [], [], []

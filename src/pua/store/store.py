@@ -34,13 +34,13 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+import sqlite3
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import (
     MetaData,
-    bindparam,
     delete,
     event,
     func,
@@ -48,11 +48,12 @@ from sqlalchemy import (
     inspect,
     select,
     text,
-    update,
 )
-from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.engine import Connection, Dialect, make_url
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from pua.core.persist import REFRESH_COLUMNS, ROW_COLUMNS
 
 from .errors import StoreError, mask_url, password_of
 from .schema import (
@@ -82,6 +83,7 @@ DELETE_BATCH = 500
 UPDATE_BATCH = 500
 INSERT_BATCH = 1000
 MYSQL_INSERT_BATCH = 500
+BODY_POSITION = ROW_COLUMNS.index("body")
 BATCH_BYTES = 1 << 20
 
 
@@ -90,10 +92,10 @@ def _chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
         yield items[start : start + size]
 
 
-def _row_bytes(row: dict[str, Any]) -> int:
+def _row_bytes(row: Sequence[Any]) -> int:
     """About how many bytes ``row`` takes in an SQL statement."""
     size = 0
-    for value in row.values():
+    for value in row:
         if isinstance(value, bytes):
             size += 2 * len(value) + 8  # escaped in MySQL's text protocol
         elif isinstance(value, str):
@@ -103,10 +105,10 @@ def _row_bytes(row: dict[str, Any]) -> int:
     return size
 
 
-def _batches(rows: list[dict[str, Any]], max_rows: int) -> Iterator[list[dict[str, Any]]]:
+def _batches(rows: Sequence[Sequence[Any]], max_rows: int) -> Iterator[list[Sequence[Any]]]:
     """``rows`` in batches of at most ``max_rows`` rows and about
     BATCH_BYTES bytes (a bigger row goes alone)."""
-    batch: list[dict[str, Any]] = []
+    batch: list[Sequence[Any]] = []
     size = 0
     for row in rows:
         row_size = _row_bytes(row)
@@ -117,6 +119,58 @@ def _batches(rows: list[dict[str, Any]], max_rows: int) -> Iterator[list[dict[st
         size += row_size
     if batch:
         yield batch
+
+
+class _Statements:
+    """The statements the bulk paths run on the driver, in its parameter
+    style: ``?`` (sqlite3), ``$n`` (asyncpg) or ``%s`` (asyncmy)."""
+
+    def __init__(self, dialect: Dialect, table: str) -> None:
+        quote = dialect.identifier_preparer.quote
+        style = dialect.name
+
+        def marks(count: int) -> list[str]:
+            if style == "postgresql":
+                return [f"${n}" for n in range(1, count + 1)]
+            return ["?" if style == "sqlite" else "%s"] * count
+
+        t, ident = quote(table), quote("id")
+        loaded = ", ".join(quote(c) for c in ("id", *ROW_COLUMNS))
+        last, limit = marks(2)
+        self.load = (
+            f"SELECT {loaded} FROM {t} WHERE {ident} > {last} ORDER BY {ident} LIMIT {limit}"
+        )
+
+        def update(columns: tuple[str, ...]) -> str:
+            *values, key = marks(len(columns) + 1)
+            sets = ", ".join(f"{quote(c)} = {m}" for c, m in zip(columns, values, strict=True))
+            return f"UPDATE {t} SET {sets} WHERE {ident} = {key}"
+
+        self.update = update(ROW_COLUMNS)
+        self.refresh = update(REFRESH_COLUMNS)
+        names = ", ".join(quote(c) for c in ROW_COLUMNS)
+        self.insert = f"INSERT INTO {t} ({names}) VALUES ({', '.join(marks(len(ROW_COLUMNS)))})"
+        self.insert_with_id = (
+            f"INSERT INTO {t} ({names}, {ident}) VALUES ({', '.join(marks(len(ROW_COLUMNS) + 1))})"
+        )
+        self.delete_one = f"DELETE FROM {t} WHERE {ident} = {marks(1)[0]}"
+        self.delete_many = f"DELETE FROM {t} WHERE {ident} = ANY($1::bigint[])"
+        low, high = marks(2)
+        self.count_between = f"SELECT count(*) FROM {t} WHERE {ident} BETWEEN {low} AND {high}"
+        # PostgreSQL: new ids from the id column's sequence, named once
+        # connected (pg_get_serial_sequence).
+        self.next_ids = ""
+
+
+def _driver_errors(dialect: str) -> tuple[type[BaseException], ...]:
+    """The driver's own errors, which its raw connection raises."""
+    if dialect == "sqlite":
+        return (sqlite3.Error,)
+    if dialect == "postgresql":
+        import asyncpg  # type: ignore[import-untyped]  # noqa: PLC0415 - only with PostgreSQL
+
+        return (asyncpg.PostgresError, asyncpg.InterfaceError)
+    return ()
 
 
 def _scrub(message: str, password: str | None) -> str:
@@ -152,14 +206,20 @@ class Store:
         self._lines = lines_table(MetaData(), table)
         self._xmpp = xmpp_table(MetaData(), table)
         self.columns = tuple(c.name for c in self._table.columns)
-        self._data_columns = self.columns[1:]
+        assert set(self.columns[1:]) == set(ROW_COLUMNS), "schema and ROW_COLUMNS differ"
         self._known = frozenset(self.columns)
-        self._int_columns = tuple(
-            c.name for c in self._table.columns if c.name != "id" and c.type.python_type is int
+        self._int_positions = tuple(
+            ROW_COLUMNS.index(c.name)
+            for c in self._table.columns
+            if c.name != "id" and c.type.python_type is int
         )
-        # Batched INSERT ... RETURNING (PostgreSQL, SQLite, MariaDB >= 10.5);
-        # decided once connected.
-        self._insert_returning = False
+        self._sql = _Statements(engine.dialect, table)
+        # What a write or a read on the driver can raise: SQLAlchemy's and
+        # the OS's errors, and the driver's own.
+        self._errors: tuple[type[BaseException], ...] = (
+            *_DB_ERRORS,
+            *_driver_errors(self._dialect),
+        )
 
     @property
     def table(self) -> str:
@@ -259,8 +319,22 @@ class Store:
 
     async def _prepare(self) -> None:
         """Check the schema version; create or complete the table."""
-        dialect = self._engine.dialect
-        self._insert_returning = bool(dialect.insert_returning) and self._dialect != "sqlite"
+        await self._create()
+        if self._dialect == "postgresql":
+            async with self._engine.connect() as conn:
+                sequence = (
+                    await conn.execute(
+                        text("SELECT pg_get_serial_sequence(:t, 'id')"),
+                        {"t": self._engine.dialect.identifier_preparer.quote(self.table)},
+                    )
+                ).scalar()
+            if sequence is None:
+                raise StoreError(
+                    f"table {self.table!r} in {self._shown_url} has no sequence for its id column"
+                )
+            self._sql.next_ids = f"SELECT nextval('{sequence}') FROM generate_series(1, $1)"
+
+    async def _create(self) -> None:
         name = self.table
         table, version = self._table, self._version
         async with self._engine.begin() as conn:
@@ -342,29 +416,40 @@ class Store:
     # -- reading -----------------------------------------------------------------
     async def load(self, chunk_size: int = 5000) -> AsyncIterator[list[dict[str, Any]]]:
         """Every row as a dict (``id`` included), in lists of at most
-        ``chunk_size`` rows, ordered by id.  Each chunk is its own query
-        (``WHERE id > last ORDER BY id LIMIT n``): no connection is held
-        between chunks."""
+        ``chunk_size`` rows, ordered by id (see :meth:`load_values`)."""
+        names = ("id", *ROW_COLUMNS)
+        async for chunk in self.load_values(chunk_size):
+            yield [dict(zip(names, row, strict=True)) for row in chunk]
+
+    async def load_values(self, chunk_size: int = 5000) -> AsyncIterator[Sequence[Sequence[Any]]]:
+        """Every row as its values (``id`` first, then the columns of
+        ROW_COLUMNS in their order; ``body`` as bytes), in chunks of at
+        most ``chunk_size`` rows, ordered by id.  Each chunk is one query
+        on the driver (``WHERE id > last ORDER BY id LIMIT n``): no
+        connection is held between chunks and no dict is made per row."""
         if chunk_size < 1:
             raise ValueError("chunk_size must be at least 1")
         self._check_open()
-        table = self._table
-        names = self.columns
         last = -1
         while True:
-            query = select(*table.c).where(table.c.id > last).order_by(table.c.id)
             try:
                 async with self._engine.connect() as conn:
-                    result = await conn.execute(query.limit(chunk_size))
-                    rows = [dict(zip(names, row, strict=True)) for row in result]
-            except _DB_ERRORS as exc:
+                    if self._dialect == "sqlite":
+                        db = await self._driver(conn)
+                        rows: Sequence[Sequence[Any]] = await db.execute_fetchall(
+                            self._sql.load, (last, chunk_size)
+                        )
+                    elif self._dialect == "postgresql":
+                        db = await self._driver(conn)
+                        rows = await db.fetch(self._sql.load, last, chunk_size)
+                    else:
+                        result = await conn.exec_driver_sql(self._sql.load, (last, chunk_size))
+                        rows = result.fetchall()
+            except self._errors as exc:
                 raise self._error("reading the table", exc) from None
             if not rows:
                 return
-            for row in rows:
-                if isinstance(row["body"], memoryview | bytearray):
-                    row["body"] = bytes(row["body"])
-            last = int(rows[-1]["id"])
+            last = int(rows[-1][0])
             yield rows
             if len(rows) < chunk_size:
                 return
@@ -384,107 +469,193 @@ class Store:
         none.  Returns the new ids of the inserted rows, in their order.
         Raises StoreError (and changes nothing) when the database fails."""
         self._check_open()
-        inserts: list[dict[str, Any]] = []
-        updates: list[dict[str, Any]] = []
+        inserts: list[tuple[Any, ...]] = []
+        updates: list[tuple[Any, ...]] = []
+        ints = self._int_positions
         for row in rows:
             unknown = row.keys() - self._known
             if unknown:
                 raise StoreError(
                     f"row for table {self.table!r} has unknown columns {sorted(unknown)}"
                 )
-            values = {name: row.get(name) for name in self._data_columns}
-            body = values["body"]
+            values = [row.get(name) for name in ROW_COLUMNS]
+            body = values[BODY_POSITION]
             if isinstance(body, memoryview | bytearray):
-                values["body"] = bytes(body)
-            for name in self._int_columns:  # an IntFlag is an int to us, not to a driver
-                value = values[name]
+                values[BODY_POSITION] = bytes(body)
+            for position in ints:  # an IntFlag is an int to us, not to a driver
+                value = values[position]
                 if value is not None and type(value) is not int:
-                    values[name] = int(value)
+                    values[position] = int(value)
             ident = row.get("id")
             if ident is None:
-                inserts.append(values)
+                inserts.append(tuple(values))
             else:
-                values["id"] = int(ident)
-                updates.append(values)
+                values.append(int(ident))
+                updates.append(tuple(values))
+        return await self.write_values(inserts=inserts, updates=updates, deleted_ids=deleted_ids)
+
+    async def write_values(
+        self,
+        *,
+        inserts: Sequence[Sequence[Any]] = (),
+        updates: Sequence[Sequence[Any]] = (),
+        refreshes: Sequence[Sequence[Any]] = (),
+        deleted_ids: Iterable[int] = (),
+    ) -> list[int]:
+        """In one transaction, on the driver's bulk operations: delete
+        ``deleted_ids``; write ``updates`` (the values of ROW_COLUMNS, then
+        the id) whole; write ``refreshes`` (the values of REFRESH_COLUMNS,
+        then the id) to those columns only; insert ``inserts`` (the values
+        of ROW_COLUMNS).  Returns the new ids of the inserted rows, in their
+        order.  An update of an id that is not in the table changes
+        nothing.  Raises StoreError (and changes nothing) when the database
+        fails."""
+        self._check_open()
         deletes = sorted({int(i) for i in deleted_ids})
-        if not inserts and not updates and not deletes:
+        if not inserts and not updates and not refreshes and not deletes:
             return []
+        what = (
+            f"writing {len(inserts) + len(updates) + len(refreshes)} rows "
+            f"and {len(deletes)} deletes"
+        )
         try:
+            if self._dialect == "sqlite":
+                async with self._engine.connect() as conn:
+                    db = await self._driver(conn)
+                    return await self._write_sqlite(db, inserts, updates, refreshes, deletes)
+            if self._dialect == "postgresql":
+                async with self._engine.connect() as conn:
+                    db = await self._driver(conn)
+                    async with db.transaction():
+                        return await self._write_postgresql(
+                            db, inserts, updates, refreshes, deletes
+                        )
             async with self._engine.begin() as conn:
-                for chunk in _chunks(deletes, DELETE_BATCH):
-                    await conn.execute(delete(self._table).where(self._table.c.id.in_(chunk)))
-                if updates:
-                    await self._update(conn, updates)
-                return await self._insert(conn, inserts) if inserts else []
-        except _DB_ERRORS as exc:
-            raise self._error(f"writing {len(rows)} rows and {len(deletes)} deletes", exc) from None
+                return await self._write_mysql(conn, inserts, updates, refreshes, deletes)
+        except self._errors as exc:
+            raise self._error(what, exc) from None
 
-    async def _update(self, conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
-        table = self._table
-        if self._dialect not in ("mysql", "mariadb"):
-            params = [{"b_id": row.pop("id"), **row} for row in rows]
-            await conn.execute(update(table).where(table.c.id == bindparam("b_id")), params)
-            return
-        # MySQL: one UPDATE ... JOIN over a derived table a batch.
+    @staticmethod
+    async def _driver(conn: AsyncConnection) -> Any:
+        """The driver's own connection (aiosqlite's or asyncpg's) under
+        ``conn``."""
+        fairy = await conn.get_raw_connection()
+        return fairy.driver_connection
+
+    async def _write_sqlite(
+        self,
+        db: Any,
+        inserts: Sequence[Sequence[Any]],
+        updates: Sequence[Sequence[Any]],
+        refreshes: Sequence[Sequence[Any]],
+        deletes: list[int],
+    ) -> list[int]:
+        # aiosqlite runs each call on its thread; sqlite3's executemany is
+        # one prepared statement run for every row, the GIL released while
+        # SQLite works.
+        sql = self._sql
+        await db.execute("BEGIN IMMEDIATE")
+        try:
+            if deletes:
+                await db.executemany(sql.delete_one, [(i,) for i in deletes])
+            if updates:
+                await db.executemany(sql.update, updates)
+            if refreshes:
+                await db.executemany(sql.refresh, refreshes)
+            ids: list[int] = []
+            if inserts:
+                await db.executemany(sql.insert, inserts)
+                rows = await db.execute_fetchall("SELECT last_insert_rowid()")
+                last = int(rows[0][0])
+                ids = list(range(last - len(inserts) + 1, last + 1))
+                # SQLite gives a new row max(id) + 1 while the transaction
+                # holds the write lock: the range holds just ours.
+                counted = await db.execute_fetchall(sql.count_between, (ids[0], last))
+                if int(counted[0][0]) != len(inserts):
+                    raise StoreError(
+                        f"{self._shown_url}: SQLite did not give the {len(inserts)} new "
+                        f"rows consecutive ids (ending at {last})"
+                    )
+            await db.commit()
+            return ids
+        except BaseException:
+            await asyncio.shield(db.rollback())
+            raise
+
+    async def _write_postgresql(
+        self,
+        db: Any,
+        inserts: Sequence[Sequence[Any]],
+        updates: Sequence[Sequence[Any]],
+        refreshes: Sequence[Sequence[Any]],
+        deletes: list[int],
+    ) -> list[int]:
+        # asyncpg pipelines an executemany of one prepared statement.
+        sql = self._sql
+        if deletes:
+            await db.execute(sql.delete_many, deletes)
+        if updates:
+            await db.executemany(sql.update, updates)
+        if refreshes:
+            await db.executemany(sql.refresh, refreshes)
+        if not inserts:
+            return []
+        # The ids are taken from the table's sequence first, so the rows go
+        # in with them, in one executemany, and their order is known.
+        ids = [int(r[0]) for r in await db.fetch(sql.next_ids, len(inserts))]
+        await db.executemany(
+            sql.insert_with_id, [(*row, ident) for row, ident in zip(inserts, ids, strict=True)]
+        )
+        return ids
+
+    async def _write_mysql(
+        self,
+        conn: AsyncConnection,
+        inserts: Sequence[Sequence[Any]],
+        updates: Sequence[Sequence[Any]],
+        refreshes: Sequence[Sequence[Any]],
+        deletes: list[int],
+    ) -> list[int]:
+        # No pipelining in MySQL's protocol: multi-row statements instead.
         quote = conn.dialect.identifier_preparer.quote
-        names = ("id", *self._data_columns)
-        first = "SELECT " + ", ".join(f"%s AS {quote(n)}" for n in names)
-        other = "SELECT " + ", ".join("%s" for _ in names)
-        sets = ", ".join(f"t.{quote(n)} = u.{quote(n)}" for n in self._data_columns)
-        for batch in _batches(rows, UPDATE_BATCH):
-            derived = " UNION ALL ".join([first, *([other] * (len(batch) - 1))])
-            sql = (
-                f"UPDATE {quote(self.table)} AS t JOIN ({derived}) AS u "
-                f"ON t.{quote('id')} = u.{quote('id')} SET {sets}"
+        table = quote(self.table)
+        for chunk in _chunks(deletes, DELETE_BATCH):
+            marks = ", ".join("%s" for _ in chunk)
+            await conn.exec_driver_sql(
+                f"DELETE FROM {table} WHERE {quote('id')} IN ({marks})", tuple(chunk)
             )
-            values = tuple(row[n] for row in batch for n in names)
-            await conn.exec_driver_sql(sql, values)
-
-    async def _insert(self, conn: AsyncConnection, rows: list[dict[str, Any]]) -> list[int]:
-        table = self._table
+        for columns, rows in ((ROW_COLUMNS, updates), (REFRESH_COLUMNS, refreshes)):
+            if not rows:
+                continue
+            # One UPDATE ... JOIN over a derived table a batch (the id last).
+            names = (*columns, "id")
+            first = "SELECT " + ", ".join(f"%s AS {quote(n)}" for n in names)
+            other = "SELECT " + ", ".join("%s" for _ in names)
+            sets = ", ".join(f"t.{quote(n)} = u.{quote(n)}" for n in columns)
+            for batch in _batches(rows, UPDATE_BATCH):
+                derived = " UNION ALL ".join([first, *([other] * (len(batch) - 1))])
+                await conn.exec_driver_sql(
+                    f"UPDATE {table} AS t JOIN ({derived}) AS u "
+                    f"ON t.{quote('id')} = u.{quote('id')} SET {sets}",
+                    tuple(value for row in batch for value in row),
+                )
+        if not inserts:
+            return []
+        # A multi-row INSERT's ids are consecutive, LAST_INSERT_ID() the
+        # first (pua is the one writer of its table).
+        step = int(
+            (await conn.exec_driver_sql("SELECT @@session.auto_increment_increment")).scalar_one()
+        )
+        head = f"INSERT INTO {table} ({', '.join(quote(n) for n in ROW_COLUMNS)}) VALUES "
+        one = "(" + ", ".join("%s" for _ in ROW_COLUMNS) + ")"
         ids: list[int] = []
-        if self._insert_returning:
-            stmt = insert(table).returning(table.c.id, sort_by_parameter_order=True)
-            for batch in _batches(rows, INSERT_BATCH):
-                result = await conn.execute(stmt, batch)
-                ids.extend(int(i) for i in result.scalars())
-        elif self._dialect == "sqlite":
-            await conn.execute(insert(table), rows)
-            last = int((await conn.execute(text("SELECT last_insert_rowid()"))).scalar_one())
-            ids = list(range(last - len(rows) + 1, last + 1))
-            # SQLite gives a new row max(id) + 1; the range holds just ours.
-            in_range = (
-                await conn.execute(
-                    select(func.count()).select_from(table).where(table.c.id.between(ids[0], last))
-                )
-            ).scalar_one()
-            if in_range != len(rows):
-                raise StoreError(
-                    f"{self._shown_url}: SQLite did not give the {len(rows)} new rows "
-                    f"consecutive ids (ending at {last})"
-                )
-        else:
-            # MySQL without RETURNING: a multi-row INSERT's ids are consecutive,
-            # LAST_INSERT_ID() is the first.
-            step = int(
-                (
-                    await conn.exec_driver_sql("SELECT @@session.auto_increment_increment")
-                ).scalar_one()
+        for batch in _batches(inserts, MYSQL_INSERT_BATCH):
+            result = await conn.exec_driver_sql(
+                head + ", ".join([one] * len(batch)),
+                tuple(value for row in batch for value in row),
             )
-            quote = conn.dialect.identifier_preparer.quote
-            names = self._data_columns
-            head = f"INSERT INTO {quote(self.table)} ({', '.join(quote(n) for n in names)}) VALUES "
-            one = "(" + ", ".join("%s" for _ in names) + ")"
-            for batch in _batches(rows, MYSQL_INSERT_BATCH):
-                sql = head + ", ".join([one] * len(batch))
-                params = tuple(row[n] for row in batch for n in names)
-                result = await conn.exec_driver_sql(sql, params)
-                first = int(result.lastrowid)
-                ids.extend(first + k * step for k in range(len(batch)))
-        if len(ids) != len(rows):
-            raise StoreError(
-                f"{self._shown_url}: inserted {len(rows)} rows but got {len(ids)} ids back"
-            )
+            first_id = int(result.lastrowid)
+            ids.extend(first_id + k * step for k in range(len(batch)))
         return ids
 
     async def delete_expired(self, before: int) -> int:
