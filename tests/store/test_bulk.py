@@ -82,7 +82,7 @@ async def test_refreshes_write_only_their_columns(backend: Backend) -> None:
         )
         assert len(set(new_ids)) == 3 and not set(new_ids) & set(ids[:5])
         after = {row["id"]: row async for c in store.load() for row in c}
-        assert ids[5] not in after
+        assert ids[5] not in set(after) - set(new_ids)  # SQLite may give its id again
         for expires, desired, version, etag, cseq, ident in refreshes:
             changed = {"expires": expires, "desired_expires": desired, "version": version,
                        "etag": etag, "cseq": cseq}
