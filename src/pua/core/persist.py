@@ -247,6 +247,7 @@ def record_from_values(row: Sequence[Any], content_type: str | None = None) -> R
             remote_target=None if remote == target else intern_text(remote),
             route_set=routes,
             contact=None if own is None else intern_text(own),
+            from_tag=sub.route.from_tag,  # a tag not made from the Call-ID
         )
         sub.options = RecordOptions.of(extra, proxy)
         sub.state = SubState.ACTIVE if sub.to_tag else SubState.DONE

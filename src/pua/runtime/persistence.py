@@ -22,7 +22,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import Any
+from collections.abc import AsyncIterator
+from typing import Any, TypeVar
 
 from pua.core import (
     PublicationRemoved,
@@ -41,6 +42,8 @@ from .engine import PresenceRuntime
 __all__ = ["StoreSync"]
 
 log = logging.getLogger("pua.store")
+
+T = TypeVar("T")
 
 # Rows written per transaction at most, and records turned into a row's
 # values between two turns of the event loop (a slice takes a few
@@ -132,7 +135,7 @@ class StoreSync:
         types: dict[int, str | None] = {}
         event_at = 1 + ROW_COLUMNS.index("event")
         jitter, resume = runtime.jitter, runtime.resume
-        async for rows in self.store.load_values(RESTORE_SLICE):
+        async for rows in _read_ahead(self.store.load_values(RESTORE_SLICE)):
             for row in rows:
                 try:
                     event = int(row[event_at])
@@ -369,3 +372,18 @@ class _Batch:
 
     def clear(self) -> None:
         self.inserts, self.inserted, self.updates, self.refreshes = [], [], [], []
+
+
+async def _read_ahead(chunks: AsyncIterator[T]) -> AsyncIterator[T]:
+    """``chunks``, each next one asked for before the one at hand is given
+    out: the driver reads it while the caller works on this one."""
+    ahead = asyncio.ensure_future(anext(chunks, None))
+    try:
+        while (chunk := await ahead) is not None:
+            ahead = asyncio.ensure_future(anext(chunks, None))
+            yield chunk
+    finally:
+        if not ahead.done():
+            ahead.cancel()
+            with contextlib.suppress(asyncio.CancelledError, StoreError):
+                await ahead
