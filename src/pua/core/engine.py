@@ -70,6 +70,11 @@ _PUB_WAITING = frozenset({PubState.PUBLISHED, PubState.BACKOFF})
 _SUB_WAITING = frozenset({SubState.ACTIVE, SubState.BACKOFF})
 
 
+# Records whose deadline is handled in one call of handle_timer at most
+# (each may build and send a request: a few milliseconds for 200).
+TIMER_BATCH = 200
+
+
 class PresenceEngine:
     """The seed's pua API over a sans-IO SIP endpoint."""
 
@@ -277,7 +282,12 @@ class PresenceEngine:
     def handle_timer(self, now: float) -> None:
         """Run every timer due at ``now``."""
         ctx = self._ctx
-        for owner, name in ctx.deadlines.pop_due(now, self._room()):
+        # At most TIMER_BATCH records a call: the rest stay due, and
+        # get_timer() says so at once, so that a caller on an event loop
+        # lets other work run between two batches.
+        room = self._room()
+        batch = TIMER_BATCH if room is None else min(room, TIMER_BATCH)
+        for owner, name in ctx.deadlines.pop_due(now, batch):
             if isinstance(owner, PublicationRecord):
                 if ctx.table.holds(owner):
                     self._publisher.on_timer(owner, now)

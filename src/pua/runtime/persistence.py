@@ -49,11 +49,13 @@ T = TypeVar("T")
 # values between two turns of the event loop (a slice takes a few
 # milliseconds: the loop must not stall for more than about 20 ms).
 WRITE_ROWS = 10_000
-BUILD_SLICE = 1000
+BUILD_SLICE = 500
 # Rows are updated in order of id, bucket by bucket of 2**BUCKET_BITS ids.
 BUCKET_BITS = 14
-# Rows read a query, and turned into records between two turns of the loop.
+# Rows read a query, and rows turned into records between two turns of
+# the loop.
 RESTORE_SLICE = 2000
+RESUME_SLICE = 500
 # Retry delays while the database is unreachable.
 RETRY_FIRST, RETRY_CAP = 1.0, 30.0
 # Due work after a restart is spread over at least this long (and more for
@@ -136,7 +138,9 @@ class StoreSync:
         event_at = 1 + ROW_COLUMNS.index("event")
         jitter, resume = runtime.jitter, runtime.resume
         async for rows in _read_ahead(self.store.load_values(RESTORE_SLICE)):
-            for row in rows:
+            for n, row in enumerate(rows, 1):
+                if not n % RESUME_SLICE:
+                    await asyncio.sleep(0)
                 try:
                     event = int(row[event_at])
                     if event not in types:
