@@ -167,17 +167,22 @@ def render_persistence(results: dict[int, dict[str, Any]]) -> list[str]:
         "",
         "`benchmarks/persistence.py`: a `pua` table of N live rows (90% publications with "
         "their PIDF body, 10% subscriptions with a dialog) is loaded and every record resumed "
-        "(scheduled, nothing sent), in a process of its own whose peak resident memory is "
-        "reported. Then every record is marked changed and written back; meanwhile a task that "
-        "asks to wake every millisecond records the longest time the event loop did not run.",
+        "(scheduled; what comes due is sent to a next hop that never answers), in a process of "
+        "its own whose peak resident memory is reported. Then every record is marked refreshed "
+        "(what a refresh period leaves to write: ETag, expiry, CSeq) and written back, then "
+        "every record is marked changed whole and written back; meanwhile a task that asks to "
+        "wake every millisecond records the longest time the event loop did not run. Targets: "
+        "restore of 1,000,000 rows in at most 15 s and 1 GiB; write-back of 100,000 in at most "
+        "2 s and of 1,000,000 in at most 20 s, the loop never held for more than 20 ms.",
         "",
-        "| rows | restore (load + resume) s | peak memory MiB | write-back of all records s "
-        "| longest event-loop stall ms |",
-        "|---:|---:|---:|---:|---:|",
+        "| rows | restore (load + resume) s | peak memory MiB | write-back, all refreshed s "
+        "| longest stall ms | write-back, all changed whole s | longest stall ms |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for size, row in results.items():
         lines.append(
             f"| {size:,} | {row['restore_seconds']:.1f} | {row['peak_rss_mib']:,.0f} | "
+            f"{row['refresh_write_seconds']:.1f} | {row['refresh_stall_ms']:.1f} | "
             f"{row['write_back_seconds']:.1f} | {row['longest_stall_ms']:.1f} |"
         )
     return lines
