@@ -46,7 +46,7 @@ from pua.errors import PresenceError
 from pua.runtime import PresenceRuntime
 from pua.runtime.persistence import WriteTimer
 
-from .activity import Activity
+from .activity import Activity, history_entry
 from .adapters import AdapterMethods, add_adapter_routes
 from .fast_rpc import Answer, BodyBudget, RpcSite
 from .metrics import metrics_text
@@ -104,9 +104,10 @@ class EventHub:
         runtime.add_listener(self._publish)
 
     def _publish(self, event: EngineEvent) -> None:
-        entry = self.activity.observe(event)
+        at, summary = self.activity.note(event)
         if not self.queues:
             return
+        entry = history_entry(event, at, summary)
         key = event.key
         record = self.runtime.record(key) if key is not None else None
         last = self.activity.last_notify(key) if key is not None else None
@@ -115,7 +116,7 @@ class EventHub:
             record,
             self.runtime.registry,
             last.view() if last is not None else None,
-            entry.get("summary"),
+            summary,
         )
         view["entry"] = entry
         for queue in list(self.queues):
