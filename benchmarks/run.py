@@ -129,6 +129,11 @@ def render_service(result: dict[str, Any]) -> list[str]:
     rows = [
         ("pua serve, one call per request", result["single"]),
         (f"pua serve, batches of {result['batch_size']}", result["batch"]),
+    ]
+    if "postgres" in result:  # results from before the PostgreSQL row have none
+        rows.append(("pua serve with PostgreSQL as the store, one call per request",
+                     result["postgres"]))
+    rows += [
         (f"Kamailio 5.6 pua + pua_rpc ({result['kamailio_workers']} workers), one call per request",
          result["kamailio"]),
     ]
@@ -150,11 +155,14 @@ def render_service(result: dict[str, Any]) -> list[str]:
     for name, row in rows:
         lines.append(f"| {name} | {row['ok']} | {row['failed']} | {row['seconds']:.2f} | "
                      f"{_fmt(row['per_s'])} |")
+    postgres = (f", {result['ratio_postgres']:.2f} one call per request with PostgreSQL "
+                "(a database of the run's own on the machine's server)"
+                if "ratio_postgres" in result else "")
     lines += [
         "",
         f"**Ratio pua / Kamailio: {result['ratio_single']:.2f} one call per request, "
-        f"{result['ratio_batch']:.2f} with batches.** The client, pua or Kamailio, and SIPp "
-        "share the machine's two cores.",
+        f"{result['ratio_batch']:.2f} with batches{postgres}.** The client, pua or Kamailio, "
+        "SIPp (and PostgreSQL) share the machine's two cores.",
     ]
     return lines
 

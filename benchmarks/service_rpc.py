@@ -3,8 +3,11 @@ batches), against a SIPp UAS that answers every PUBLISH 200."""
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
+import os
+import subprocess
 import tempfile
 import threading
 import time
@@ -73,9 +76,29 @@ def drive(host: str, port: int, path: str, calls: int, concurrency: int,
     return {"calls": calls, "ok": ok, "failed": failed, "seconds": seconds, "per_s": ok / seconds}
 
 
-def _pua(uas: SippUAS, tmp: Path, name: str) -> RunningService:
-    return RunningService("--outbound-proxy", uas.uri, "--log-level", "warning",
+# The PostgreSQL server the machine runs (trust authentication on loopback);
+# the benchmark makes a database of its own there and drops it after.
+POSTGRES_HOST = os.environ.get("PUA_BENCH_POSTGRES_HOST", "127.0.0.1")
+POSTGRES_USER = os.environ.get("PUA_BENCH_POSTGRES_USER", "postgres")
+POSTGRES_DB = "puabench_service_rpc"
+
+
+def _pua(uas: SippUAS, tmp: Path, name: str, *flags: str) -> RunningService:
+    return RunningService("--outbound-proxy", uas.uri, "--log-level", "warning", *flags,
                           data_dir=tmp / name)
+
+
+@contextlib.contextmanager
+def postgres_database(name: str = POSTGRES_DB) -> Any:
+    """A new, empty PostgreSQL database for the run; yields its db_url."""
+    where = ["-h", POSTGRES_HOST, "-U", POSTGRES_USER]
+    subprocess.run(["dropdb", *where, "--if-exists", name], check=True, capture_output=True)
+    subprocess.run(["createdb", *where, name], check=True, capture_output=True)
+    try:
+        yield f"postgresql://{POSTGRES_USER}@{POSTGRES_HOST}:5432/{name}"
+    finally:
+        subprocess.run(["dropdb", *where, "--if-exists", name], check=False,
+                       capture_output=True)
 
 
 def run(calls: int = 5000, concurrency: int = 50, batch_size: int = 50) -> dict[str, Any]:
@@ -97,14 +120,21 @@ def run(calls: int = 5000, concurrency: int = 50, batch_size: int = 50) -> dict[
                             max(1, concurrency // 5), batch_size=batch_size)
         finally:
             service.stop()
+        with postgres_database() as db_url:
+            service = _pua(uas, Path(tmp), "postgres", "--db-url", db_url)
+            try:
+                postgres = drive("127.0.0.1", service.api_port, "/rpc", calls, concurrency)
+            finally:
+                service.stop()
         with KamailioPua(uas.uri, children=DEFAULT_WORKERS, debug=1) as kamailio:
             reference = drive("127.0.0.1", kamailio.http_port, "/jsonrpc", calls, concurrency)
     return {
         "calls": calls, "concurrency": concurrency, "batch_size": batch_size,
-        "single": single, "batch": batched, "kamailio": reference,
+        "single": single, "batch": batched, "postgres": postgres, "kamailio": reference,
         "kamailio_workers": DEFAULT_WORKERS,
         "ratio_single": single["per_s"] / reference["per_s"],
         "ratio_batch": batched["per_s"] / reference["per_s"],
+        "ratio_postgres": postgres["per_s"] / reference["per_s"],
     }
 
 

@@ -236,3 +236,39 @@ def test_token_is_compared_in_constant_time() -> None:
             owner = node.func.value
             if isinstance(owner, ast.Name) and owner.id in ("token", "given"):
                 assert node.func.attr in ("encode",), ast.unparse(node)
+
+
+def _read_response(reader: Any) -> tuple[int, dict[str, str], bytes]:
+    """One HTTP/1.1 response with a Content-Length from a socket file."""
+    status = int(reader.readline().split()[1])
+    headers: dict[str, str] = {}
+    while (line := reader.readline().decode().rstrip("\r\n")):
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return status, headers, reader.read(int(headers.get("content-length", "0")))
+
+
+def test_one_connection_carries_pipelined_calls_then_other_routes(service: Start) -> None:
+    """Two JSON-RPC calls sent in one write on a keep-alive connection are
+    answered in order, and a GET of another route on the same connection
+    after them is answered too (by the general HTTP server)."""
+    svc = service()
+    sock = socket.create_connection(("127.0.0.1", svc.api_port), timeout=30)
+    reader = sock.makefile("rb")
+    try:
+        calls = [rpc_call("pua.stats", [], ident=7), rpc_call("pua.list", [], ident=8)]
+        sock.sendall(b"".join(
+            b"POST /rpc HTTP/1.1\r\nHost: pua\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n" % len(body) + body for body in calls))
+        first = _read_response(reader)
+        second = _read_response(reader)
+        assert first[0] == 200 and json.loads(first[2])["id"] == 7
+        assert "records" in json.loads(first[2])["result"]
+        assert second[0] == 200 and json.loads(second[2]) == {"jsonrpc": "2.0", "result": [],
+                                                             "id": 8}
+        sock.sendall(b"GET /records HTTP/1.1\r\nHost: pua\r\n\r\n")
+        status, _, body = _read_response(reader)
+        assert status == 200 and json.loads(body) == {"records": []}
+    finally:
+        reader.close()
+        sock.close()

@@ -71,11 +71,20 @@ class Activity:
 
     def __init__(self, runtime: PresenceRuntime, limit: int = HISTORY_LIMIT) -> None:
         self._runtime = runtime
-        self._history: deque[dict[str, Any]] = deque(maxlen=limit)
+        # (event, when): the entries a reader sees are made when read
+        # (recent), not for each of thousands of events a second.  A
+        # NOTIFY's entry is made at once: its event holds the whole body.
+        self._history: deque[tuple[EngineEvent, float] | dict[str, Any]] = deque(maxlen=limit)
         self._notifies: dict[RecordKey, LastNotify] = {}
 
     def observe(self, event: EngineEvent) -> dict[str, Any]:
         """Take one engine event; returns its history entry."""
+        now, summary = self.note(event)
+        return history_entry(event, now, summary)
+
+    def note(self, event: EngineEvent) -> tuple[float, str | None]:
+        """Take one engine event; returns when it came and, for a NOTIFY,
+        the summary of its body (what :func:`history_entry` takes)."""
         now = self._runtime.now()
         key = event.key
         summary: str | None = None
@@ -98,9 +107,11 @@ class Activity:
             and (isinstance(event, SubscriptionTerminated) or self._runtime.record(key) is None)
         ):
             self._notifies.pop(key, None)
-        entry = history_entry(event, now, summary)
-        self._history.append(entry)
-        return entry
+        if summary is None:
+            self._history.append((event, now))
+        else:
+            self._history.append(history_entry(event, now, summary))
+        return now, summary
 
     def last_notify(self, key: RecordKey) -> LastNotify | None:
         """The last NOTIFY of the subscription ``key``, or None."""
@@ -108,7 +119,7 @@ class Activity:
 
     def recent(self) -> list[dict[str, Any]]:
         """The kept history, oldest first."""
-        return list(self._history)
+        return [item if isinstance(item, dict) else history_entry(*item) for item in self._history]
 
 
 def history_entry(event: EngineEvent, at: float, summary: str | None = None) -> dict[str, Any]:

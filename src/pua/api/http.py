@@ -46,8 +46,9 @@ from pua.errors import PresenceError
 from pua.runtime import PresenceRuntime
 from pua.runtime.persistence import WriteTimer
 
-from .activity import Activity
+from .activity import Activity, history_entry
 from .adapters import AdapterMethods, add_adapter_routes
+from .fast_rpc import Answer, BodyBudget, RpcSite
 from .metrics import metrics_text
 from .openapi import OPENAPI
 from .page import add_page_routes
@@ -103,9 +104,10 @@ class EventHub:
         runtime.add_listener(self._publish)
 
     def _publish(self, event: EngineEvent) -> None:
-        entry = self.activity.observe(event)
+        at, summary = self.activity.note(event)
         if not self.queues:
             return
+        entry = history_entry(event, at, summary)
         key = event.key
         record = self.runtime.record(key) if key is not None else None
         last = self.activity.last_notify(key) if key is not None else None
@@ -114,7 +116,7 @@ class EventHub:
             record,
             self.runtime.registry,
             last.view() if last is not None else None,
-            entry.get("summary"),
+            summary,
         )
         view["entry"] = entry
         for queue in list(self.queues):
@@ -132,8 +134,23 @@ class EventHub:
         self.runtime.remove_listener(self._publish)
 
 
+# One encoder for every answer (json.dumps with options makes a new one per
+# call); compact, and str() of what JSON has no type for (times, enums).
+_ENCODER = json.JSONEncoder(separators=(",", ":"), default=str)
+
+
+def encode_json(data: Any) -> bytes:
+    """``data`` as compact JSON bytes."""
+    return _ENCODER.encode(data).encode()
+
+
 def _json(data: Any, status: int = 200) -> web.Response:
-    return web.json_response(data, status=status, dumps=lambda v: json.dumps(v, default=str))
+    return web.Response(body=encode_json(data), status=status, content_type="application/json")
+
+
+# What ApiServer takes from the application for the short road of POST /rpc.
+RPC_ANSWER: web.AppKey[Answer] = web.AppKey("rpc_answer")
+BODY_BUDGET = web.AppKey("body_budget", BodyBudget)
 
 
 def _problem(status: int, message: str, **extra: Any) -> web.Response:
@@ -223,7 +240,7 @@ def make_app(
             response.force_close()
             return response
 
-    buffered = 0  # bytes of the bodies of requests being handled
+    budget = BodyBudget(max_buffered)  # bytes of the bodies of requests being handled
 
     @web.middleware
     async def limit_buffered(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -231,21 +248,19 @@ def make_app(
         # reach max_body) before any of it is read, and given back when its
         # request is answered: the bodies held, and what is parsed from
         # them, stay within max_buffered whatever clients send and hold.
-        nonlocal buffered
         if not request.body_exists:
             return await handler(request)
         need = request.content_length if request.content_length is not None else max_body
-        if buffered + need > max_buffered:
+        if not budget.take(need):
             return _overloaded(request)
-        buffered += need
         try:
             return await handler(request)
         finally:
-            buffered -= need
+            budget.give(need)
 
     def _overloaded(request: web.Request) -> web.Response:
         message = (
-            f"overloaded: {buffered} bytes of requests are being handled, the limit "
+            f"overloaded: {budget.held} bytes of requests are being handled, the limit "
             f"(api_max_buffered) is {max_buffered}; nothing was done, retry in {RETRY_AFTER} s"
         )
         data = {"retry_after": RETRY_AFTER, "max_buffered": max_buffered}
@@ -281,12 +296,16 @@ def make_app(
         last = activity.last_notify(record.key) if record.key.watcher_uri else None
         return record_view(record, registry, last.view() if last is not None else None)
 
-    async def rpc_endpoint(request: web.Request) -> web.Response:
-        body = await request.read()
+    async def rpc_answer(body: bytes) -> bytes | None:
+        """The JSON-RPC answer to a request body, or None (nothing to answer)."""
         answer = await rpc.handle(body)
+        return None if answer is None else encode_json(answer)
+
+    async def rpc_endpoint(request: web.Request) -> web.Response:
+        answer = await rpc_answer(await request.read())
         if answer is None:
             return web.Response(status=204)
-        return _json(answer)
+        return web.Response(body=answer, content_type="application/json")
 
     def records(kind: str | None) -> list[dict[str, Any]]:
         views = [view_of(r) for r in runtime.records()]
@@ -383,7 +402,7 @@ def make_app(
                     continue
                 if item is None:
                     break
-                data = json.dumps(item, default=str)
+                data = _ENCODER.encode(item)
                 await response.write(f"event: {item['type']}\ndata: {data}\n\n".encode())
         except (ConnectionResetError, asyncio.CancelledError):
             pass
@@ -401,6 +420,8 @@ def make_app(
     app = web.Application(
         middlewares=[authenticate, limit_body, limit_buffered], client_max_size=max_body
     )
+    app[RPC_ANSWER] = rpc_answer
+    app[BODY_BUDGET] = budget
     app.router.add_post("/rpc", rpc_endpoint)
     app.router.add_get("/records", list_records)
     app.router.add_get("/publications", lambda r: _async_json({"records": records("publication")}))
@@ -493,23 +514,29 @@ class ApiServer:
         self.host = host
         self.port = port
         self._sock = sock
+        self._token = token
+        self._max_body = max_body
         self._runner: web.AppRunner | None = None
 
     async def start(self) -> tuple[str, int]:
         """Listen; returns the bound (host, port)."""
-        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        self._runner = web.AppRunner(
+            self.app, access_log=None, handle_signals=False, shutdown_timeout=1.0
+        )
         await self._runner.setup()
-        site: web.BaseSite
-        if self._sock is not None:
-            site = web.SockSite(self._runner, self._sock, shutdown_timeout=1.0)
-        else:
-            site = web.TCPSite(self._runner, self.host, self.port, shutdown_timeout=1.0)
+        sock = self._sock if self._sock is not None else bind_api(self.host, self.port)
+        # POST /rpc takes the short road (pua.api.fast_rpc); every other
+        # request, and every refusal, is aiohttp's.
+        site = RpcSite(
+            self._runner,
+            sock,
+            answer=self.app[RPC_ANSWER],
+            budget=self.app[BODY_BUDGET],
+            max_body=self._max_body,
+            token=self._token,
+        )
         await site.start()
-        server = site._server
-        sockets = getattr(server, "sockets", None) or []
-        if sockets:
-            bound = sockets[0].getsockname()
-            self.port = int(bound[1])
+        self.port = int(sock.getsockname()[1])
         return self.host, self.port
 
     async def stop(self) -> None:

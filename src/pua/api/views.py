@@ -48,11 +48,12 @@ EVENT_TYPES: dict[type, str] = {
 }
 
 
+_COMPACT = json.JSONEncoder(separators=(",", ":"))
+
+
 def record_id(key: RecordKey) -> str:
     """A URL-safe identifier of a record, stable for its key."""
-    raw = json.dumps(
-        [key.pres_uri, key.event, key.id, key.source_flag, key.watcher_uri], separators=(",", ":")
-    )
+    raw = _COMPACT.encode([key.pres_uri, key.event, key.id, key.source_flag, key.watcher_uri])
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
 

@@ -344,13 +344,17 @@ def assign_ids(body: bytes, tuple_id: str) -> bytes:
             f"tuple_id must be an XML ID (a letter or '_' first, RFC 3863 §4.1.2), not {tuple_id!r}"
         )
     root = parse_xml(body, what=_WHAT, root=_PRESENCE)
-    used = {str(v).strip() for e in root.iter() if (v := e.get("id")) is not None}
+    used: set[str] | None = None  # every id in the document, read once needed
     changed = False
     for tag, base in ((_TUPLE, tuple_id), (_PERSON, f"p{tuple_id}")):
-        names = _names(base, used)
-        for element in children(root, tag):
+        names: Iterator[str] | None = None
+        for element in root.iterchildren(tag):
             if (element.get("id") or "").strip():
                 continue
+            if used is None:
+                used = {str(v).strip() for e in root.iter() if (v := e.get("id")) is not None}
+            if names is None:
+                names = _names(base, used)
             name = next(names)
             used.add(name)
             element.set("id", name)

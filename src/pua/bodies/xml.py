@@ -18,6 +18,8 @@ file), so it is treated as hostile.  The parser here:
 
 from __future__ import annotations
 
+import threading
+
 from lxml import etree
 
 from pua.errors import BodyError
@@ -30,9 +32,17 @@ watcherinfo documents are a few KiB; a server that sends more is broken or
 hostile, and RFC 3261 §18.1.1 puts bodies this big on TCP anyway."""
 
 
-def _parser() -> etree.XMLParser:
-    # A fresh parser per call: lxml parsers keep per-parse state (the error
-    # log) and are not meant to be shared between threads.
+class _Parsers(threading.local):
+    """One parser per thread: lxml parsers keep per-parse state (the error
+    log) and are not meant to be shared between threads, but one thread may
+    use its own parser again and again (a new one costs more than a small
+    document's parse)."""
+
+    def __init__(self) -> None:
+        self.parser = _new_parser()
+
+
+def _new_parser() -> etree.XMLParser:
     return etree.XMLParser(
         resolve_entities=False,  # no entity expansion (billion laughs, XXE)
         load_dtd=False,  # no external DTD subset is ever fetched
@@ -42,6 +52,9 @@ def _parser() -> etree.XMLParser:
         collect_ids=False,  # no ID hash table: ids are plain attributes here
         remove_blank_text=False,  # keep the document as sent (assign_ids)
     )
+
+
+_PARSERS = _Parsers()
 
 
 def _has_doctype_bytes(data: bytes) -> bool:
@@ -73,7 +86,7 @@ def parse_xml(data: bytes, *, what: str, root: str | None = None) -> etree._Elem
     if _has_doctype_bytes(data):
         raise BodyError(f"{what}: a DOCTYPE is not allowed (DTDs and entities are refused)")
     try:
-        element = etree.fromstring(data, _parser())
+        element = etree.fromstring(data, _PARSERS.parser)
     except etree.XMLSyntaxError as exc:
         raise BodyError(f"{what}: malformed XML: {exc}") from None
     except (etree.LxmlError, ValueError, TypeError, LookupError) as exc:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import socket
 import ssl
 import time
@@ -112,7 +113,8 @@ class PresenceRuntime:
             FailureLog(log, self._event_name, wall=self.now),
             self._learn_failures,
         ]
-        self._waiters: dict[RecordKey, list[EventListener]] = {}
+        self._waiters: dict[RecordKey, list[_Settle]] = {}
+        self._deadlines: _Deadlines | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer = DeadlineTimer(self.now, self._on_timer)
         self.loop_lag = LoopLag()
@@ -199,6 +201,7 @@ class PresenceRuntime:
         engine keeps trying in the background.  Bounded by
         :attr:`answer_within`."""
         uri = info.pres_uri
+        self._require_started()
 
         def outcome(event: EngineEvent, settle: _Settle) -> None:
             if isinstance(event, PublicationSucceeded | PublicationRemoved):
@@ -206,11 +209,13 @@ class PresenceRuntime:
             elif isinstance(event, PublicationFailed):
                 settle.now(_failure(PublishError, f"PUBLISH for {uri}", event))
 
-        missing = PublishError(
-            f"nothing to remove for {uri}", status=404, reason="No such publication"
-        )
+        def missing() -> Exception:
+            return PublishError(
+                f"nothing to remove for {uri}", status=404, reason="No such publication"
+            )
+
         return await self._await(
-            lambda: self._engine.send_publish(info, self.now()), outcome, missing, PublishError
+            self._engine.send_publish(info, self.now()), outcome, missing, PublishError
         )
 
     async def subscribe(self, info: SubscribeInfo) -> EngineEvent:
@@ -246,11 +251,14 @@ class PresenceRuntime:
             elif isinstance(event, SubscriptionAccepted):
                 settle.later(timer_n, event)  # unless a NOTIFY comes first
 
-        missing = SubscribeError(
-            f"no subscription to {uri}", status=404, reason="No such subscription"
-        )
+        def missing() -> Exception:
+            return SubscribeError(
+                f"no subscription to {uri}", status=404, reason="No such subscription"
+            )
+
+        self._require_started()
         return await self._await(
-            lambda: self._engine.send_subscribe(info, self.now()), outcome, missing, SubscribeError
+            self._engine.send_subscribe(info, self.now()), outcome, missing, SubscribeError
         )
 
     def refresh(self, key: RecordKey) -> bool:
@@ -286,33 +294,32 @@ class PresenceRuntime:
 
     async def _await(
         self,
-        start: Callable[[], RecordKey | None],
+        key: RecordKey | None,
         outcome: Callable[[EngineEvent, _Settle], None],
-        missing: Exception,
+        missing: Callable[[], Exception],
         error: type[PublishError] | type[SubscribeError],
     ) -> EngineEvent:
-        """Call ``start`` (an API call on the engine) and wait until
-        ``outcome``, shown each event of the record, settles the wait with
-        a result or an error; at most :attr:`answer_within`.  Waiters are
-        filed by record key: an event reaches only its own."""
-        self._require_started()
-        settle = _Settle(asyncio.get_running_loop())
-        key = start()
+        """Wait until ``outcome``, shown each event of the record ``key``
+        (that an API call on the engine has just made or changed), settles
+        the wait with a result or an error; at most :attr:`answer_within`
+        (and less than a second more).  Waiters are filed by record key: an
+        event reaches only its own.  ``missing()`` is raised when ``key`` is
+        None (the call had nothing to do)."""
         if key is None:
-            raise missing
-        waiters = self._waiters.setdefault(key, [])
-
-        def watch(event: EngineEvent) -> None:
-            if not settle.future.done():
-                outcome(event, settle)
-
-        waiters.append(watch)
+            raise missing()
+        if self._deadlines is None:
+            self._deadlines = _Deadlines(asyncio.get_running_loop())
+        settle = _Settle(self._deadlines.loop, outcome)
+        waiters = self._waiters.get(key)
+        if waiters is None:
+            waiters = self._waiters[key] = []
+        waiters.append(settle)
         limit = self.answer_within
+        second = self._deadlines.add(settle, limit)
         try:
-            self._pump()  # events queued by start() reach the waiter now
-            async with asyncio.timeout(limit):
-                return await settle.future
-        except TimeoutError:
+            self._pump()  # events queued by the engine call reach the waiter now
+            return await settle.future
+        except _Expired:
             raise error(
                 f"{key.pres_uri}: no outcome within {limit:g} s",
                 status=408,
@@ -322,9 +329,10 @@ class PresenceRuntime:
             ) from None
         finally:
             settle.cancel()
-            waiters.remove(watch)
+            self._deadlines.remove(settle, second)
+            waiters.remove(settle)
             if not waiters:
-                self._waiters.pop(key, None)
+                del self._waiters[key]
 
     def add_listener(self, listener: EventListener) -> None:
         """Call ``listener(event)`` for every engine event."""
@@ -518,14 +526,31 @@ class PresenceRuntime:
             self._timer.arm(self._loop, self._engine.get_timer())
 
 
+class _Expired(Exception):
+    """A wait that reached its deadline (see :class:`_Deadlines`)."""
+
+
 class _Settle:
     """How a waiting call ends: ``now`` with a result or an error, or
-    ``later`` with a result unless something settles it first."""
+    ``later`` with a result unless something settles it first.  Called
+    with each event of its record, it hands the event to ``outcome``
+    until the wait is settled."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    __slots__ = ("_loop", "_outcome", "_timer", "future")
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        outcome: Callable[[EngineEvent, _Settle], None],
+    ) -> None:
         self._loop = loop
+        self._outcome = outcome
         self.future: asyncio.Future[EngineEvent] = loop.create_future()
         self._timer: asyncio.TimerHandle | None = None
+
+    def __call__(self, event: EngineEvent) -> None:
+        if not self.future.done():
+            self._outcome(event, self)
 
     def now(self, result: EngineEvent | Exception) -> None:
         if self.future.done():
@@ -542,6 +567,39 @@ class _Settle:
     def cancel(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
+
+
+class _Deadlines:
+    """The bound on every wait (PresenceRuntime.answer_within), kept with
+    one loop timer per second that has waits ending in it, instead of one
+    timer (and one asyncio.timeout) per call: a wait is filed under the
+    whole second after its deadline and taken out when it ends."""
+
+    __slots__ = ("_seconds", "loop")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self._seconds: dict[int, set[_Settle]] = {}
+
+    def add(self, settle: _Settle, within: float) -> int:
+        """File ``settle`` to end ``within`` seconds from now (rounded up to
+        the second); returns what :meth:`remove` takes."""
+        second = math.ceil(self.loop.time() + within)
+        waits = self._seconds.get(second)
+        if waits is None:
+            waits = self._seconds[second] = set()
+            self.loop.call_at(second, self._expire, second)
+        waits.add(settle)
+        return second
+
+    def remove(self, settle: _Settle, second: int) -> None:
+        waits = self._seconds.get(second)
+        if waits is not None:
+            waits.discard(settle)
+
+    def _expire(self, second: int) -> None:
+        for settle in self._seconds.pop(second, ()):
+            settle.now(_Expired())
 
 
 def _failure(
