@@ -35,6 +35,7 @@ import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import orjson
 from aiohttp import web
 
 from pua.adapters import Adapters
@@ -134,14 +135,14 @@ class EventHub:
         self.runtime.remove_listener(self._publish)
 
 
-# One encoder for every answer (json.dumps with options makes a new one per
-# call); compact, and str() of what JSON has no type for (times, enums).
-_ENCODER = json.JSONEncoder(separators=(",", ":"), default=str)
+# Answers are encoded by orjson: compact, keys that are not strings (a
+# count by status) written as strings, str() of what JSON has no type for.
+_JSON_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATACLASS
 
 
 def encode_json(data: Any) -> bytes:
     """``data`` as compact JSON bytes."""
-    return _ENCODER.encode(data).encode()
+    return orjson.dumps(data, default=str, option=_JSON_OPTIONS)
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
@@ -402,8 +403,8 @@ def make_app(
                     continue
                 if item is None:
                     break
-                data = _ENCODER.encode(item)
-                await response.write(f"event: {item['type']}\ndata: {data}\n\n".encode())
+                data = encode_json(item)
+                await response.write(b"event: %s\ndata: %s\n\n" % (item["type"].encode(), data))
         except (ConnectionResetError, asyncio.CancelledError):
             pass
         finally:

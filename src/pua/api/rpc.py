@@ -10,10 +10,11 @@ reason phrase, as Kamailio's jsonrpcs reports faults.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
+
+import orjson
 
 from pua.core import EngineEvent, PublishInfo, RecordKey, SourceFlag, SubscribeInfo
 from pua.core.requests import parse_extra_headers
@@ -91,8 +92,8 @@ class JsonRpc:
         """The response value for a request body, or None when nothing is
         to be answered (only notifications)."""
         try:
-            request = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
+            request = orjson.loads(body)
+        except (orjson.JSONDecodeError, UnicodeDecodeError):
             return _error(None, PARSE_ERROR, "Parse error")
         if isinstance(request, list):
             if not request:
