@@ -156,8 +156,12 @@ class _Statements:
         )
         self.delete_one = f"DELETE FROM {t} WHERE {ident} = {marks(1)[0]}"
         self.delete_many = f"DELETE FROM {t} WHERE {ident} = ANY($1::bigint[])"
-        low, high = marks(2)
-        self.count_between = f"SELECT count(*) FROM {t} WHERE {ident} BETWEEN {low} AND {high}"
+        # SQLite: the last new id, and how many rows lie in the range of
+        # the ? rows just inserted.
+        self.last_ids = (
+            f"SELECT last_insert_rowid(), (SELECT count(*) FROM {t} "
+            f"WHERE {ident} BETWEEN last_insert_rowid() - ? + 1 AND last_insert_rowid())"
+        )
         # PostgreSQL: new ids from the id column's sequence, named once
         # connected (pg_get_serial_sequence).
         self.next_ids = ""
@@ -300,7 +304,9 @@ class Store:
             connect_args["timeout"] = timeout
         engine = create_async_engine(
             url,
-            pool_pre_ping=True,
+            # A server's connection may have gone while pooled; a file's not
+            # (and the ping would cost SQLite a turn of aiosqlite's thread).
+            pool_pre_ping=backend != "sqlite",
             hide_parameters=True,
             connect_args=connect_args,
             insertmanyvalues_page_size=INSERT_BATCH,
@@ -570,13 +576,13 @@ class Store:
             ids: list[int] = []
             if inserts:
                 await db.executemany(sql.insert, inserts)
-                rows = await db.execute_fetchall("SELECT last_insert_rowid()")
-                last = int(rows[0][0])
-                ids = list(range(last - len(inserts) + 1, last + 1))
                 # SQLite gives a new row max(id) + 1 while the transaction
-                # holds the write lock: the range holds just ours.
-                counted = await db.execute_fetchall(sql.count_between, (ids[0], last))
-                if int(counted[0][0]) != len(inserts):
+                # holds the write lock: the range ending at the last new id
+                # holds just ours (counted in the same query, to be sure).
+                rows = await db.execute_fetchall(sql.last_ids, (len(inserts),))
+                last, counted = int(rows[0][0]), int(rows[0][1])
+                ids = list(range(last - len(inserts) + 1, last + 1))
+                if counted != len(inserts):
                     raise StoreError(
                         f"{self._shown_url}: SQLite did not give the {len(inserts)} new "
                         f"rows consecutive ids (ending at {last})"
