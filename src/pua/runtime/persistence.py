@@ -262,16 +262,22 @@ class StoreSync:
                     buckets.setdefault(row_id >> BUCKET_BITS, []).append((record, whole))
         types: dict[int, str | None] = {}
         batch = _Batch()
+        # What changed since the records were gathered is left to the next
+        # write: a record gone is not written, and one removed and held
+        # again (it lost its row id, whose delete the next write takes
+        # first) is marked changed again.
         for start in range(0, len(new), WRITE_ROWS):
             for record in new[start : start + WRITE_ROWS]:
-                batch.add(record, True, self._type_of(record, types))
+                if record.row_id is None and runtime.record(record.key) is record:
+                    batch.add(record, True, self._type_of(record, types))
             await self._flush_batch(batch, deletes)
             deletes = []
         for bucket in sorted(buckets):
             items = buckets.pop(bucket)
             items.sort(key=_row_id_of)
             for n, (record, whole) in enumerate(items, 1):
-                batch.add(record, whole, self._type_of(record, types) if whole else None)
+                if record.row_id is not None:
+                    batch.add(record, whole, self._type_of(record, types) if whole else None)
                 if len(batch) >= WRITE_ROWS:
                     await self._flush_batch(batch, deletes)
                     deletes = []

@@ -49,7 +49,7 @@ from sqlalchemy import (
     select,
     text,
 )
-from sqlalchemy.engine import Connection, Dialect, make_url
+from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
@@ -69,6 +69,8 @@ from .schema import (
     version_table,
     xmpp_table,
 )
+from .sqlite_bulk import SqliteBulk
+from .statements import Statements
 from .urls import normalize_db_url
 
 __all__ = ["Store"]
@@ -122,51 +124,6 @@ def _batches(rows: Sequence[Sequence[Any]], max_rows: int) -> Iterator[list[Sequ
         yield batch
 
 
-class _Statements:
-    """The statements the bulk paths run on the driver, in its parameter
-    style: ``?`` (sqlite3), ``$n`` (asyncpg) or ``%s`` (asyncmy)."""
-
-    def __init__(self, dialect: Dialect, table: str) -> None:
-        quote = dialect.identifier_preparer.quote
-        style = dialect.name
-
-        def marks(count: int) -> list[str]:
-            if style == "postgresql":
-                return [f"${n}" for n in range(1, count + 1)]
-            return ["?" if style == "sqlite" else "%s"] * count
-
-        t, ident = quote(table), quote("id")
-        loaded = ", ".join(quote(c) for c in ("id", *ROW_COLUMNS))
-        last, limit = marks(2)
-        self.load = (
-            f"SELECT {loaded} FROM {t} WHERE {ident} > {last} ORDER BY {ident} LIMIT {limit}"
-        )
-
-        def update(columns: tuple[str, ...]) -> str:
-            *values, key = marks(len(columns) + 1)
-            sets = ", ".join(f"{quote(c)} = {m}" for c, m in zip(columns, values, strict=True))
-            return f"UPDATE {t} SET {sets} WHERE {ident} = {key}"
-
-        self.update = update(ROW_COLUMNS)
-        self.refresh = update(REFRESH_COLUMNS)
-        names = ", ".join(quote(c) for c in ROW_COLUMNS)
-        self.insert = f"INSERT INTO {t} ({names}) VALUES ({', '.join(marks(len(ROW_COLUMNS)))})"
-        self.insert_with_id = (
-            f"INSERT INTO {t} ({names}, {ident}) VALUES ({', '.join(marks(len(ROW_COLUMNS) + 1))})"
-        )
-        self.delete_one = f"DELETE FROM {t} WHERE {ident} = {marks(1)[0]}"
-        self.delete_many = f"DELETE FROM {t} WHERE {ident} = ANY($1::bigint[])"
-        # SQLite: the last new id, and how many rows lie in the range of
-        # the ? rows just inserted.
-        self.last_ids = (
-            f"SELECT last_insert_rowid(), (SELECT count(*) FROM {t} "
-            f"WHERE {ident} BETWEEN last_insert_rowid() - ? + 1 AND last_insert_rowid())"
-        )
-        # PostgreSQL: new ids from the id column's sequence, named once
-        # connected (pg_get_serial_sequence).
-        self.next_ids = ""
-
-
 def _driver_errors(dialect: str) -> tuple[type[BaseException], ...]:
     """The driver's own errors, which its raw connection raises."""
     if dialect == "sqlite":
@@ -218,7 +175,16 @@ class Store:
             for c in self._table.columns
             if c.name != "id" and c.type.python_type is int
         )
-        self._sql = _Statements(engine.dialect, table)
+        self._sql = Statements(engine.dialect, table)
+        # SQLite: the table's bulk reads and writes in a thread of their own.
+        self._bulk: SqliteBulk | None = None
+        if self._dialect == "sqlite":
+            self._bulk = SqliteBulk(
+                str(engine.url.database),
+                self._sql,
+                busy_ms=max(1, int(timeout * 1000)),
+                cache_kib=SQLITE_CACHE_KIB,
+            )
         # What a write or a read on the driver can raise: SQLAlchemy's and
         # the OS's errors, and the driver's own.
         self._errors: tuple[type[BaseException], ...] = (
@@ -444,18 +410,10 @@ class Store:
         last = -1
         while True:
             try:
-                async with self._engine.connect() as conn:
-                    if self._dialect == "sqlite":
-                        db = await self._driver(conn)
-                        rows: Sequence[Sequence[Any]] = await db.execute_fetchall(
-                            self._sql.load, (last, chunk_size)
-                        )
-                    elif self._dialect == "postgresql":
-                        db = await self._driver(conn)
-                        rows = await db.fetch(self._sql.load, last, chunk_size)
-                    else:
-                        result = await conn.exec_driver_sql(self._sql.load, (last, chunk_size))
-                        rows = result.fetchall()
+                if self._bulk is not None:
+                    rows: Sequence[Sequence[Any]] = await self._bulk.load(last, chunk_size)
+                else:
+                    rows = await self._load_chunk(last, chunk_size)
             except self._errors as exc:
                 raise self._error("reading the table", exc) from None
             if not rows:
@@ -464,6 +422,14 @@ class Store:
             yield rows
             if len(rows) < chunk_size:
                 return
+
+    async def _load_chunk(self, last: int, limit: int) -> Sequence[Sequence[Any]]:
+        async with self._engine.connect() as conn:
+            if self._dialect == "postgresql":
+                db = await self._driver(conn)
+                return list(await db.fetch(self._sql.load, last, limit))
+            result = await conn.exec_driver_sql(self._sql.load, (last, limit))
+            return result.fetchall()
 
     async def count(self) -> int:
         """How many rows the table has."""
@@ -530,10 +496,8 @@ class Store:
             f"and {len(deletes)} deletes"
         )
         try:
-            if self._dialect == "sqlite":
-                async with self._engine.connect() as conn:
-                    db = await self._driver(conn)
-                    return await self._write_sqlite(db, inserts, updates, refreshes, deletes)
+            if self._bulk is not None:
+                return await self._bulk.write(inserts, updates, refreshes, deletes)
             if self._dialect == "postgresql":
                 async with self._engine.connect() as conn:
                     db = await self._driver(conn)
@@ -552,46 +516,6 @@ class Store:
         ``conn``."""
         fairy = await conn.get_raw_connection()
         return fairy.driver_connection
-
-    async def _write_sqlite(
-        self,
-        db: Any,
-        inserts: Sequence[Sequence[Any]],
-        updates: Sequence[Sequence[Any]],
-        refreshes: Sequence[Sequence[Any]],
-        deletes: list[int],
-    ) -> list[int]:
-        # aiosqlite runs each call on its thread; sqlite3's executemany is
-        # one prepared statement run for every row, the GIL released while
-        # SQLite works.
-        sql = self._sql
-        await db.execute("BEGIN IMMEDIATE")
-        try:
-            if deletes:
-                await db.executemany(sql.delete_one, [(i,) for i in deletes])
-            if updates:
-                await db.executemany(sql.update, updates)
-            if refreshes:
-                await db.executemany(sql.refresh, refreshes)
-            ids: list[int] = []
-            if inserts:
-                await db.executemany(sql.insert, inserts)
-                # SQLite gives a new row max(id) + 1 while the transaction
-                # holds the write lock: the range ending at the last new id
-                # holds just ours (counted in the same query, to be sure).
-                rows = await db.execute_fetchall(sql.last_ids, (len(inserts),))
-                last, counted = int(rows[0][0]), int(rows[0][1])
-                ids = list(range(last - len(inserts) + 1, last + 1))
-                if counted != len(inserts):
-                    raise StoreError(
-                        f"{self._shown_url}: SQLite did not give the {len(inserts)} new "
-                        f"rows consecutive ids (ending at {last})"
-                    )
-            await db.commit()
-            return ids
-        except BaseException:
-            await asyncio.shield(db.rollback())
-            raise
 
     async def _write_postgresql(
         self,
@@ -808,6 +732,8 @@ class Store:
         """Close every connection.  The store cannot be used afterwards."""
         if not self._closed:
             self._closed = True
+            if self._bulk is not None:
+                await self._bulk.close()
             await self._engine.dispose()
 
     # -- helpers -----------------------------------------------------------------
