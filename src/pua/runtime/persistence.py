@@ -245,9 +245,12 @@ class StoreSync:
         slices of work the event loop gets a turn, so it never waits long."""
         runtime = self.runtime
         new: list[Record] = []
-        buckets: dict[int, list[tuple[Record, bool]]] = {}
+        # Records only (no tuple a record: at a million records, a million
+        # new objects for the collector to walk would stall the loop).
+        whole_buckets: dict[int, list[Record]] = {}
+        refresh_buckets: dict[int, list[Record]] = {}
         count = 0
-        for keys, whole in ((changed, True), (refreshed, False)):
+        for keys, buckets in ((changed, whole_buckets), (refreshed, refresh_buckets)):
             for key in keys:
                 count += 1
                 if not count % BUILD_SLICE:
@@ -259,7 +262,7 @@ class StoreSync:
                 if row_id is None:
                     new.append(record)
                 else:
-                    buckets.setdefault(row_id >> BUCKET_BITS, []).append((record, whole))
+                    buckets.setdefault(row_id >> BUCKET_BITS, []).append(record)
         types: dict[int, str | None] = {}
         batch = _Batch()
         # What changed since the records were gathered is left to the next
@@ -272,17 +275,20 @@ class StoreSync:
                     batch.add(record, True, self._type_of(record, types))
             await self._flush_batch(batch, deletes)
             deletes = []
-        for bucket in sorted(buckets):
-            items = buckets.pop(bucket)
-            items.sort(key=_row_id_of)
-            for n, (record, whole) in enumerate(items, 1):
-                if record.row_id is not None:
-                    batch.add(record, whole, self._type_of(record, types) if whole else None)
-                if len(batch) >= WRITE_ROWS:
-                    await self._flush_batch(batch, deletes)
-                    deletes = []
-                elif not n % BUILD_SLICE:
-                    await asyncio.sleep(0)
+        for bucket in sorted(whole_buckets.keys() | refresh_buckets.keys()):
+            for whole, records in (
+                (True, whole_buckets.pop(bucket, [])),
+                (False, refresh_buckets.pop(bucket, [])),
+            ):
+                records.sort(key=_row_id_of)
+                for n, record in enumerate(records, 1):
+                    if record.row_id is not None:
+                        batch.add(record, whole, self._type_of(record, types) if whole else None)
+                    if len(batch) >= WRITE_ROWS:
+                        await self._flush_batch(batch, deletes)
+                        deletes = []
+                    elif not n % BUILD_SLICE:
+                        await asyncio.sleep(0)
         if len(batch) or deletes:
             await self._flush_batch(batch, deletes)
 
@@ -350,8 +356,8 @@ class StoreSync:
                     waiter.set_result(None)
 
 
-def _row_id_of(item: tuple[Record, bool]) -> int:
-    row_id = item[0].row_id
+def _row_id_of(record: Record) -> int:
+    row_id = record.row_id
     return -1 if row_id is None else row_id
 
 
