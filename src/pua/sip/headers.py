@@ -105,11 +105,29 @@ LIST_HEADERS = frozenset(
 )
 
 
-def header_key(name: str) -> str:
-    """The lookup key of a header name: lower-case, compact forms expanded."""
+def _header_key(name: str) -> str:
     key = name.lower()
     if len(key) == 1:
         return COMPACT_FORMS.get(key, key)
+    return key
+
+
+# Name as written -> lookup key, for the spellings met so far: a message's
+# dozen names are looked up in one dict each instead of being lower-cased
+# and checked for compact forms one by one.  Bounded: names are chosen by
+# peers, so past this many the cache starts afresh.
+_KEY_CACHE_SIZE = 2048
+_KEYS: dict[str, str] = {}
+
+
+def header_key(name: str) -> str:
+    """The lookup key of a header name: lower-case, compact forms expanded."""
+    key = _KEYS.get(name)
+    if key is None:
+        key = _header_key(name)
+        if len(_KEYS) >= _KEY_CACHE_SIZE:
+            _KEYS.clear()
+        _KEYS[name] = key
     return key
 
 
@@ -123,6 +141,7 @@ def canonical_name(name: str) -> str:
 
 
 T = TypeVar("T")
+_MISSING = object()
 
 
 class Headers:
@@ -153,15 +172,14 @@ class Headers:
         index = self._index
         if index is None:
             index = {}
-            compact = COMPACT_FORMS
+            keys = _KEYS
             for i, (name, _) in enumerate(self._items):
-                key = name.lower()
-                if len(key) == 1:
-                    key = compact.get(key, key)
-                if key in index:
-                    index[key].append(i)
-                else:
+                key = keys.get(name) or header_key(name)
+                found = index.get(key)
+                if found is None:
                     index[key] = [i]
+                else:
+                    found.append(i)
             self._index = index
         return index
 
@@ -221,12 +239,10 @@ class Headers:
 
     def typed(self, key: str, parse: Callable[[Headers], T]) -> T:
         """The typed value for ``key``, parsed once by ``parse`` and cached."""
-        try:
-            return self._typed[key]  # type: ignore[no-any-return]
-        except KeyError:
-            value = parse(self)
-            self._typed[key] = value
-            return value
+        value = self._typed.get(key, _MISSING)
+        if value is _MISSING:
+            value = self._typed[key] = parse(self)
+        return value  # type: ignore[no-any-return]
 
     # -- writing -------------------------------------------------------
     def remember(self, key: str, value: object) -> None:

@@ -143,20 +143,26 @@ class Message:
 
     # -- serialization ---------------------------------------------------
     def __bytes__(self) -> bytes:
-        lines = [self.start_line()]
-        length = str(len(self.body))
-        have_length = False
-        for name, value in self.headers:
-            if len(name) in (1, 14) and header_key(name) == "content-length":
-                if not have_length:
-                    have_length = True
-                    lines.append(f"{name}: {length}")
-            else:
-                lines.append(f"{name}: {value}")
-        if not have_length:
+        # Content-Length is written from the body: the first such field
+        # gets its value, any other is left out (RFC 3261 §20.14).
+        lines: list[str | None] = [
+            None
+            if (len(name) == 14 or len(name) == 1) and header_key(name) == "content-length"
+            else f"{name}: {value}"
+            for name, value in self.headers
+        ]
+        length = len(self.body)
+        if None in lines:
+            first = lines.index(None)
+            name = self.headers.items()[first][0]
+            lines[first] = f"{name}: {length}"
+            lines = [line for line in lines if line is not None]
+        else:
             lines.append(f"Content-Length: {length}")
-        lines.append("\r\n")
-        return "\r\n".join(lines).encode("utf-8", "surrogateescape") + self.body
+        head = "\r\n".join(lines)  # type: ignore[arg-type]  # no None left
+        return (
+            f"{self.start_line()}\r\n{head}\r\n\r\n".encode("utf-8", "surrogateescape") + self.body
+        )
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Message) or type(other) is not type(self):
@@ -382,14 +388,18 @@ class Request(Message):
         uri: str | Uri,
         headers: Headers | Iterable[tuple[str, str]] = (),
         body: bytes = b"",
+        *,
+        uri_text: str | None = None,
     ) -> None:
+        """``uri_text``: the text of ``uri`` when it is a parsed URI whose
+        text the caller already has (a template), sparing its formatting."""
         super().__init__(headers, body)
         self.method = method
         if isinstance(uri, str):
             self.uri_text = uri
             self._uri: Uri | None = None
         else:
-            self.uri_text = str(uri)
+            self.uri_text = str(uri) if uri_text is None else uri_text
             self._uri = uri
 
     @property
