@@ -3,19 +3,28 @@
 A UAC request carries at least To, From, CSeq, Call-ID, Max-Forwards and
 Via; this module makes them from URIs and an :class:`~pua.sip.ids.Ids`
 source, so the caller only adds what its method needs.
+
+:func:`new_request` formats every header each time.  A user that sends the
+same request again and again (a publication refreshed or modified, a load
+generator) prepares a :class:`RequestTemplate` once: its header text is
+formatted then, and each :meth:`RequestTemplate.build` only draws the fresh
+identifiers (branch, From tag, Call-ID) and the CSeq.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 from .headers import CSeq, Headers, NameAddress, Via
 from .ids import Ids, branch, call_id, tag
 from .message import Request
 from .uri import SipUri, Uri
 
-__all__ = ["new_request", "new_via"]
+__all__ = ["MAX_FORWARDS", "RequestTemplate", "new_request", "new_via"]
 
 # §8.1.1.6: a UAC SHOULD set Max-Forwards to 70.
 MAX_FORWARDS = 70
+_MAX_FORWARDS_TEXT = str(MAX_FORWARDS)
 
 
 def new_via(ids: Ids, transport: str, host: str, port: int | None) -> Via:
@@ -59,3 +68,95 @@ def new_request(
     headers.remember("via:top", via)
     headers.remember("cseq", CSeq(cseq, method))
     return Request(method, request_uri, headers)
+
+
+class RequestTemplate:
+    """A request outside any dialog, prepared once and built many times.
+
+    ``build`` gives what :func:`new_request` gives for the same arguments
+    (Via with a fresh branch and ``rport``, Max-Forwards, From with a tag,
+    To, Call-ID, CSeq, then Contact and ``headers`` in order, and ``body``),
+    drawing the branch, the From tag and the Call-ID from ``ids`` in that
+    order, as ``via_for`` then ``new_request`` do.  The header text that
+    does not change (URIs, the Via's sent-by, the extra headers) is
+    formatted here, once.
+
+    ``transport``, ``host`` and ``port`` are the Via's sent-by (our
+    address for the transport the request goes over).
+    """
+
+    __slots__ = (
+        "_body",
+        "_extra",
+        "_from_prefix",
+        "_to_text",
+        "_uri_text",
+        "_via_host",
+        "_via_port",
+        "_via_prefix",
+        "_via_transport",
+        "method",
+        "request_uri",
+    )
+
+    def __init__(
+        self,
+        method: str,
+        request_uri: Uri,
+        *,
+        from_uri: Uri,
+        to_uri: Uri,
+        transport: str,
+        host: str,
+        port: int | None,
+        headers: Iterable[tuple[str, str]] = (),
+        body: bytes = b"",
+        contact: SipUri | None = None,
+    ) -> None:
+        self.method = method
+        self.request_uri = request_uri
+        self._uri_text = str(request_uri)
+        probe = Via(transport=transport.upper(), host=host, port=port)
+        self._via_transport = probe.transport
+        self._via_host = host
+        self._via_port = port
+        self._via_prefix = f"{probe};branch="
+        self._from_prefix = f"{NameAddress(from_uri)};tag="
+        self._to_text = str(NameAddress(to_uri))
+        extra = [("Contact", f"<{contact}>")] if contact is not None else []
+        extra.extend((str(name), str(value)) for name, value in headers)
+        self._extra = tuple(extra)
+        self._body = bytes(body)
+
+    def build(
+        self,
+        ids: Ids,
+        *,
+        cseq: int = 1,
+        call_id_value: str | None = None,
+        from_tag: str | None = None,
+    ) -> Request:
+        """A new request: fresh branch, From tag (unless ``from_tag``) and
+        Call-ID (unless ``call_id_value``), CSeq ``cseq``."""
+        new_branch = branch(ids)
+        items = [
+            ("Via", f"{self._via_prefix}{new_branch};rport"),
+            ("Max-Forwards", _MAX_FORWARDS_TEXT),
+            ("From", self._from_prefix + (from_tag or tag(ids))),
+            ("To", self._to_text),
+            ("Call-ID", call_id_value or call_id(ids)),
+            ("CSeq", f"{cseq} {self.method}"),
+            *self._extra,
+        ]
+        headers = Headers.adopt(items)
+        headers.remember(
+            "via:top",
+            Via(
+                self._via_transport,
+                self._via_host,
+                self._via_port,
+                (("branch", new_branch), ("rport", None)),
+            ),
+        )
+        headers.remember("cseq", CSeq(cseq, self.method))
+        return Request(self.method, self.request_uri, headers, self._body, uri_text=self._uri_text)
