@@ -120,6 +120,12 @@ _KEY_CACHE_SIZE = 2048
 _KEYS: dict[str, str] = {}
 
 
+def header_keys() -> dict[str, str]:
+    """The cache of :func:`header_key` (name as written -> key), read-only:
+    ``header_keys().get(name) or header_key(name)`` saves a call in a loop."""
+    return _KEYS
+
+
 def header_key(name: str) -> str:
     """The lookup key of a header name: lower-case, compact forms expanded."""
     key = _KEYS.get(name)
@@ -158,12 +164,16 @@ class Headers:
         self._typed: dict[str, Any] = {}
 
     @classmethod
-    def adopt(cls, items: list[tuple[str, str]]) -> Headers:
+    def adopt(
+        cls, items: list[tuple[str, str]], index: dict[str, list[int]] | None = None
+    ) -> Headers:
         """Headers over ``items`` without copying it (the parser's fast path;
-        the caller hands the list over and must not touch it again)."""
+        the caller hands the list over and must not touch it again).
+        ``index``, when given, maps each lookup key (:func:`header_key`) to
+        the positions of its fields, in order, as the parser found them."""
         headers = cls.__new__(cls)
         headers._items = items
-        headers._index = None
+        headers._index = index
         headers._typed = {}
         return headers
 
@@ -359,8 +369,10 @@ def param_value(params: Params, name: str) -> str | None:
     value, ``None`` when absent."""
     name = name.lower()
     for key, value in params:
-        if key.lower() == name:
-            return "" if value is None else abnf.unquote(value)
+        if key == name or key.lower() == name:
+            if value is None:
+                return ""
+            return abnf.unquote(value) if value[:1] == '"' else value
     return None
 
 
@@ -486,6 +498,21 @@ _VIA_RE = re.compile(
     re.DOTALL,
 )
 
+# What nearly every Via looks like: SIP/2.0, a single space after the
+# transport, no other whitespace, parameters that are ;token or
+# ;token=token (a branch, received= an IPv4 address, rport= a number).
+# A value of this shape is parsed without the general grammar's steps.
+_PLAIN_VIA_RE = re.compile(
+    rf"SIP/2\.0/({abnf.TOKEN}) ([A-Za-z0-9.\-]+|\[[0-9A-Fa-f:.]+\])(?::([0-9]{{1,5}}))?"
+    rf"((?:;{abnf.TOKEN}(?:={abnf.TOKEN})?)*)"
+)
+
+
+def _plain_param(piece: str) -> tuple[str, str | None]:
+    name, eq, value = piece.partition("=")
+    return (name, value) if eq else (name, None)
+
+
 # RFC 3261 §8.1.1.7: every branch we create starts with this cookie.
 MAGIC_COOKIE = "z9hG4bK"
 
@@ -526,6 +553,19 @@ class Via:
     @classmethod
     def parse(cls, text: str) -> Via:
         """Parse one via-parm."""
+        match = _PLAIN_VIA_RE.fullmatch(text)
+        if match is not None:
+            # The common shape, checked whole by the regex: the parameters
+            # are ;token or ;token=token, so splitting is all that is left.
+            transport, host, port, rest = match.groups()
+            params = tuple([_plain_param(piece) for piece in rest[1:].split(";")]) if rest else ()
+            if param_value(params, "branch") == "":
+                raise RemoteProtocolError(f"bad Via branch: {text[:80]!r}")
+            if port is None:
+                return cls(transport.upper(), host, None, params)
+            if len(port) == 5 and int(port) > 65535:
+                raise RemoteProtocolError(f"bad Via port: {text[:80]!r}")
+            return cls(transport.upper(), host, int(port), params)
         match = _VIA_RE.fullmatch(text.strip())
         if match is None:
             raise RemoteProtocolError(f"bad Via: {text[:80]!r}")
@@ -561,13 +601,29 @@ class CSeq:
     @classmethod
     def parse(cls, text: str) -> CSeq:
         """Parse ``1*DIGIT LWS Method``."""
+        known = _CSEQS.get(text)
+        if known is not None and cls is CSeq:
+            return known
         pieces = text.split(None, 1)
         number, method = (pieces[0], pieces[1].strip()) if len(pieces) == 2 else (text, "")
         if not number.isdigit() or not number.isascii() or abnf.TOKEN_RE.fullmatch(method) is None:
             raise RemoteProtocolError(f"bad CSeq: {text[:80]!r}")
         if len(number) > 10 or int(number) > MAX_CSEQ:
             raise RemoteProtocolError(f"CSeq number out of range: {text[:80]!r}")
-        return cls(int(number), method)
+        cseq = cls(int(number), method)
+        if cls is CSeq:
+            if len(_CSEQS) >= _CSEQ_CACHE_SIZE:
+                _CSEQS.clear()
+            _CSEQS[text] = cseq
+        return cseq
+
+
+# CSeq text -> parsed value.  Answers to requests outside a dialog carry
+# the same few values ("1 PUBLISH") again and again, and a CSeq is
+# immutable, so one parse serves them all.  Bounded: the text comes from
+# peers, so past this many the cache starts afresh.
+_CSEQ_CACHE_SIZE = 1024
+_CSEQS: dict[str, CSeq] = {}
 
 
 # ---------------------------------------------------------------------------

@@ -114,6 +114,13 @@ _RFC1123_DATE_RE = re.compile(
 )
 
 
+def _parse_cseq(headers: Headers) -> CSeq:
+    value = headers.get("cseq")
+    if value is None:
+        raise RemoteProtocolError("missing cseq header")
+    return CSeq.parse(value)
+
+
 def _parse_top_via(headers: Headers) -> Via:
     line = headers.get("via")
     if line is None:
@@ -195,7 +202,7 @@ class Message:
     @property
     def cseq(self) -> CSeq:
         """The parsed CSeq."""
-        return self.headers.typed("cseq", lambda h: CSeq.parse(self._required("cseq")))
+        return self.headers.typed("cseq", _parse_cseq)
 
     @property
     def from_(self) -> NameAddress:
