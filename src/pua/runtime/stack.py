@@ -18,7 +18,6 @@ from types import TracebackType
 
 from pua.errors import LocalProtocolError, TransactionTimeout, TransportError
 from pua.sip import (
-    Datagram,
     MessageDropped,
     Request,
     RequestReceived,
@@ -160,7 +159,9 @@ class SipStack:
         """Send ``request`` to ``address`` and return its final response.
         Raises TransactionTimeout after timer F, TransportError when it
         cannot be sent."""
-        loop = self._require_loop()
+        loop = self._loop
+        if loop is None or not self._started:
+            loop = self._require_loop()  # raises
         tx = self.endpoint.send_request(request, address, transport, loop.time())
         future: asyncio.Future[Response] = loop.create_future()
         self._pending[tx] = future
@@ -177,7 +178,9 @@ class SipStack:
 
     # -- the pump -------------------------------------------------------------
     def _on_datagram(self, data: bytes, address: Address, transport: str) -> None:
-        loop = self._require_loop()
+        loop = self._loop
+        if loop is None or not self._started:
+            loop = self._require_loop()  # raises
         self.endpoint.receive_datagram(data, address, transport, loop.time())
         self._pump()
 
@@ -199,17 +202,21 @@ class SipStack:
 
     def _pump(self) -> None:
         endpoint = self.endpoint
+        send = self._transports.send
         while True:
             for datagram in endpoint.datagrams_to_send():
-                self._transmit(datagram)
+                send(datagram.data, datagram.address, datagram.transport)
             event = endpoint.next_event()
             if event is None:
                 break
-            self._dispatch(event)
+            if type(event) is ResponseReceived:  # the common case, first
+                if event.response.status >= 200:
+                    future = self._pending.get(event.transaction)
+                    if future is not None and not future.done():
+                        future.set_result(event.response)
+            else:
+                self._dispatch(event)
         self._timer.arm(self._require_loop(), endpoint.get_timer())
-
-    def _transmit(self, datagram: Datagram) -> None:
-        self._transports.send(datagram.data, datagram.address, datagram.transport)
 
     def _dispatch(self, event: object) -> None:
         if isinstance(event, ResponseReceived):

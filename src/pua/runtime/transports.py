@@ -108,7 +108,9 @@ class _UdpProtocol(asyncio.DatagramProtocol):
         owner = self._owner
         if owner.tracking and data.startswith(b"SIP/2.0 "):
             owner.answered(data)
-        owner.on_datagram(data, (str(addr[0]), int(addr[1])), "udp")
+        # (host, port) of an IPv4 peer as is; IPv6 adds flow info and scope.
+        address = addr if len(addr) == 2 else addr[:2]
+        owner.on_datagram(data, address, "udp")  # type: ignore[arg-type]
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport
