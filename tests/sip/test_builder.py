@@ -75,3 +75,26 @@ def test_template_request_can_still_be_changed() -> None:
     assert again.header("Content-Length") == "0"
     # The next one is untouched.
     assert template.build(CountingIds()).expires == 3600
+
+
+def test_template_bytes_follow_every_change_to_the_request() -> None:
+    """The serialization a template made is used only while the request is
+    as built: a new method, Request-URI, body of the same length or a
+    header replaced by one of the same length all show in the bytes."""
+    template = RequestTemplate(
+        "PUBLISH", BOB, from_uri=ALICE, to_uri=BOB, transport="udp", host="192.0.2.1",
+        port=5060, headers=[*EXTRA, ("Content-Length", "999"), ("l", "5")], body=BODY,
+    )
+    request = template.build(CountingIds())
+    built = bytes(request)
+    assert built.count(b"Content-Length") == 1 and f"Content-Length: {len(BODY)}".encode() in built
+    assert built.endswith(b"\r\n\r\n" + BODY)
+    request.body = BODY.upper()
+    assert bytes(request).endswith(BODY.upper())
+    request.headers.set("Expires", "3601")
+    assert b"Expires: 3601\r\n" in bytes(request)
+    request.uri_text = "sip:carol@example.org"
+    assert bytes(request).startswith(b"PUBLISH sip:carol@example.org SIP/2.0\r\n")
+    request.method = "MESSAGE"
+    assert bytes(request).startswith(b"MESSAGE sip:carol@example.org SIP/2.0\r\n")
+    assert parse_message(bytes(request)).body == BODY.upper()

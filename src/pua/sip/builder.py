@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from .headers import CSeq, Headers, NameAddress, Via
+from .headers import CSeq, Headers, NameAddress, Via, header_key
 from .ids import Ids, branch, call_id, tag
 from .message import Request
 from .uri import SipUri, Uri
@@ -86,9 +86,13 @@ class RequestTemplate:
     """
 
     __slots__ = (
+        "_after_branch",
+        "_after_tag",
         "_body",
         "_extra",
         "_from_prefix",
+        "_head",
+        "_tail",
         "_to_text",
         "_uri_text",
         "_via_host",
@@ -127,6 +131,12 @@ class RequestTemplate:
         extra.extend((str(name), str(value)) for name, value in headers)
         self._extra = tuple(extra)
         self._body = bytes(body)
+        # The text around the fresh values, laid out as Message.__bytes__
+        # does (Content-Length from the body, in place of the first one).
+        self._head = f"{method} {self._uri_text} SIP/2.0\r\nVia: {self._via_prefix}"
+        self._after_branch = f";rport\r\nMax-Forwards: {MAX_FORWARDS}\r\nFrom: {self._from_prefix}"
+        self._after_tag = f"\r\nTo: {self._to_text}\r\nCall-ID: "
+        self._tail = f" {method}\r\n{_fields_text(self._extra, len(self._body))}\r\n\r\n"
 
     def build(
         self,
@@ -139,12 +149,14 @@ class RequestTemplate:
         """A new request: fresh branch, From tag (unless ``from_tag``) and
         Call-ID (unless ``call_id_value``), CSeq ``cseq``."""
         new_branch = branch(ids)
+        new_tag = from_tag or tag(ids)
+        new_call_id = call_id_value or call_id(ids)
         items = [
             ("Via", f"{self._via_prefix}{new_branch};rport"),
             ("Max-Forwards", _MAX_FORWARDS_TEXT),
-            ("From", self._from_prefix + (from_tag or tag(ids))),
+            ("From", self._from_prefix + new_tag),
             ("To", self._to_text),
-            ("Call-ID", call_id_value or call_id(ids)),
+            ("Call-ID", new_call_id),
             ("CSeq", f"{cseq} {self.method}"),
             *self._extra,
         ]
@@ -159,4 +171,30 @@ class RequestTemplate:
             ),
         )
         headers.remember("cseq", CSeq(cseq, self.method))
-        return Request(self.method, self.request_uri, headers, self._body, uri_text=self._uri_text)
+        request = Request(
+            self.method, self.request_uri, headers, self._body, uri_text=self._uri_text
+        )
+        text = (
+            f"{self._head}{new_branch}{self._after_branch}{new_tag}"
+            f"{self._after_tag}{new_call_id}\r\nCSeq: {cseq}{self._tail}"
+        )
+        request.keep_wire(text.encode("utf-8", "surrogateescape") + self._body)
+        return request
+
+
+def _fields_text(fields: tuple[tuple[str, str], ...], length: int) -> str:
+    """Header lines as Message.__bytes__ writes them, Content-Length last
+    unless one of ``fields`` is it (the first gets ``length``; the others
+    are left out)."""
+    lines: list[str] = []
+    have_length = False
+    for name, value in fields:
+        if header_key(name) == "content-length":
+            if not have_length:
+                lines.append(f"{name}: {length}")
+                have_length = True
+        else:
+            lines.append(f"{name}: {value}")
+    if not have_length:
+        lines.append(f"Content-Length: {length}")
+    return "\r\n".join(lines)

@@ -156,12 +156,13 @@ class Headers:
     Iterating gives ``(name, value)`` pairs in wire order.
     """
 
-    __slots__ = ("_index", "_items", "_typed")
+    __slots__ = ("_index", "_items", "_typed", "_version")
 
     def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
         self._items: list[tuple[str, str]] = list(items)
         self._index: dict[str, list[int]] | None = None
         self._typed: dict[str, Any] = {}
+        self._version = 0
 
     @classmethod
     def adopt(
@@ -175,7 +176,14 @@ class Headers:
         headers._items = items
         headers._index = index
         headers._typed = {}
+        headers._version = 0
         return headers
+
+    @property
+    def version(self) -> int:
+        """A number that changes whenever a field is added, set or removed
+        (what a copy of the serialized text is checked against)."""
+        return self._version
 
     # -- reading -------------------------------------------------------
     def _lookup(self) -> dict[str, list[int]]:
@@ -261,6 +269,7 @@ class Headers:
         self._typed[key] = value
 
     def _changed(self, key: str, appended: int | None = None) -> None:
+        self._version += 1
         # Keep the index when a field was only appended; drop the typed
         # values of this header (a cache key is the header key, or the
         # header key and ":" and a qualifier, as in "via:top").

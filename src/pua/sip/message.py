@@ -387,7 +387,7 @@ class Message:
 class Request(Message):
     """A SIP request."""
 
-    __slots__ = ("_uri", "method", "uri_text")
+    __slots__ = ("_uri", "_wire", "method", "uri_text")
 
     def __init__(
         self,
@@ -402,6 +402,7 @@ class Request(Message):
         text the caller already has (a template), sparing its formatting."""
         super().__init__(headers, body)
         self.method = method
+        self._wire: tuple[bytes, Headers, int, bytes, str, str] | None = None
         if isinstance(uri, str):
             self.uri_text = uri
             self._uri: Uri | None = None
@@ -419,6 +420,33 @@ class Request(Message):
     def start_line(self) -> str:
         """``Method SP Request-URI SP SIP-Version``."""
         return f"{self.method} {self.uri_text} SIP/2.0"
+
+    def keep_wire(self, data: bytes) -> None:
+        """Remember ``data`` as this request's serialization, made by whoever
+        built it (a template) from the same fields: ``bytes(request)``
+        returns it while the method, Request-URI, headers and body stay
+        as they are now, and serializes afresh once any of them changes."""
+        self._wire = (
+            data,
+            self.headers,
+            self.headers.version,
+            self.body,
+            self.method,
+            self.uri_text,
+        )
+
+    def __bytes__(self) -> bytes:
+        wire = self._wire
+        if (
+            wire is not None
+            and wire[1] is self.headers
+            and wire[2] == self.headers.version
+            and wire[3] is self.body
+            and wire[4] is self.method
+            and wire[5] is self.uri_text
+        ):
+            return wire[0]
+        return super().__bytes__()
 
     def check_essentials(self) -> None:
         """As :meth:`Message.check_essentials`, plus the Request-URI, From,
