@@ -245,11 +245,19 @@ class DeadlineQueue:
         if burst:
             best = burst[0]
         for lane in self._lanes.values():
-            while lane and getattr(lane[0][2], lane[0][3]) != lane[0][0]:
+            while lane:
+                head = lane[0]
+                if getattr(head[2], head[3]) == head[0]:
+                    # (time, sequence) order, without building tuples.
+                    if (
+                        best is None
+                        or head[0] < best[0]
+                        or (head[0] == best[0] and head[1] < best[1])
+                    ):
+                        best, where = head, lane
+                    break
                 lane.popleft()
                 self._lane_entries -= 1
-            if lane and (best is None or lane[0][:2] < best[:2]):
-                best, where = lane[0], lane
         return best, where
 
     def next_deadline(self, *, spread_too: bool = True) -> float | None:
