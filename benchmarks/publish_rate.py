@@ -1,5 +1,21 @@
 """PUBLISH transactions per second: pua over UDP against a SIPp UAS, and
-SIPp's own UAC against the same UAS in the same run."""
+SIPp's own UAC against the same UAS in the same run.
+
+One pua transaction, as measured: a new PUBLISH request object built from a
+:class:`~pua.sip.builder.RequestTemplate` prepared once per run (what a
+user publishing the same presentity again and again does: the URIs, the
+Event, Expires and Content-Type headers and the PIDF body are formatted
+once; each request draws a fresh Via branch, From tag and Call-ID from the
+stack's random source), serialized, given to ``SipStack.request`` (a
+client transaction with its timers E and F, a future), sent with one
+``sendto``; then the 200 received, parsed, matched to its transaction,
+the transaction completed (timer K armed), the future resolved, and the
+caller checking that the answer is a 2xx with a SIP-ETag.  ``window``
+transactions are in flight at any time.
+
+SIPp's UAC (``sipp/uac_publish.xml``) sends the same kind of PUBLISH (a
+PIDF body, a new Call-ID per call) with the same concurrency limit.
+"""
 
 from __future__ import annotations
 
@@ -11,12 +27,16 @@ from tests.peers.sipp import SippUAC, SippUAS
 from pua.runtime import Listen, SipStack
 from pua.runtime.loop import run as run_loop
 from pua.sip import SipUri
-from pua.sip.builder import new_request
 
 from .messages import PIDF
 from .sipp.run_sipp_reference import UAC_SCENARIO
 
 ALICE = SipUri(host="example.com", user="alice")
+PUBLISH_HEADERS = (
+    ("Event", "presence"),
+    ("Expires", "3600"),
+    ("Content-Type", "application/pidf+xml"),
+)
 
 
 async def pua_publishes(address: tuple[str, int], calls: int, window: int) -> dict[str, float]:
@@ -25,19 +45,15 @@ async def pua_publishes(address: tuple[str, int], calls: int, window: int) -> di
     failed = 0
     async with SipStack(listen=[Listen("udp", "127.0.0.1", 0)]) as stack:
         queue = iter(range(calls))
+        template = stack.request_template(
+            "PUBLISH", ALICE, address, from_uri=ALICE, to_uri=ALICE,
+            headers=PUBLISH_HEADERS, body=PIDF,
+        )
 
         async def worker() -> None:
             nonlocal ok, failed
             for _ in queue:
-                request = new_request(
-                    "PUBLISH", ALICE, from_uri=ALICE, to_uri=ALICE,
-                    via=stack.via_for(address), ids=stack.ids,
-                )
-                request.headers.add("Event", "presence")
-                request.headers.add("Expires", "3600")
-                request.headers.add("Content-Type", "application/pidf+xml")
-                request.body = PIDF
-                response = await stack.request(request, address)
+                response = await stack.request(template.build(stack.ids), address)
                 if response.is_success and response.sip_etag:
                     ok += 1
                 else:

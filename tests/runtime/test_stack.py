@@ -143,3 +143,23 @@ def test_listen_syntax() -> None:
                 "udp:localhost:5060"):
         with pytest.raises(ValueError):
             Listen.parse(bad)
+
+
+async def test_request_template_through_the_stack() -> None:
+    """A request built from the stack's template carries our bound address
+    in its Via and completes like one made by new_request."""
+    peer, address = await start_peer("127.0.0.1")
+    async with SipStack() as stack:
+        template = stack.request_template(
+            "PUBLISH", ALICE, address, from_uri=ALICE, to_uri=ALICE,
+            headers=[("Event", "presence"), ("Expires", "60")],
+        )
+        responses = [await stack.request(template.build(stack.ids), address) for _ in range(3)]
+        bound = stack.local_address()
+    assert [r.status for r in responses] == [200, 200, 200]
+    sent = [parse_message(data) for data in peer.received]
+    assert len({m.top_via.branch for m in sent}) == 3
+    assert (sent[0].top_via.host, sent[0].top_via.port) == bound
+    assert sent[0].event is not None and sent[0].event.package == "presence"
+    assert peer.transport is not None
+    peer.transport.close()

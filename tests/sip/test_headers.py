@@ -894,3 +894,30 @@ def test_request_validate_checks_cseq_method() -> None:
     msg = parse_message(raw)
     with pytest.raises(RemoteProtocolError):
         msg.validate()
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK776asdhds;rport",
+        "SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK776asdhds;rport=5060;received=192.0.2.9",
+        "SIP/2.0/tcp h.example.com;branch=z9hG4bKx;ttl=16;maddr=224.2.0.1",
+        "SIP/2.0/TLS [2001:db8::9]:65535;branch=z9hG4bKx",
+        "SIP/2.0/UDP h.example.com",
+        "SIP/2.0/UDP h.example.com;Branch=z9hG4bKx;hidden",
+    ],
+)
+def test_plain_via_parses_as_the_general_grammar(text: str) -> None:
+    """A Via of the common shape (its own quick path) parses to what the
+    general grammar gives for the same value with surrounding spaces."""
+    assert Via.parse(text) == Via.parse(f" {text} ")
+    assert str(Via.parse(text)) == str(Via.parse(f" {text} "))
+
+
+def test_cseq_parses_are_shared_and_still_checked() -> None:
+    """The same CSeq text gives an equal value each time; a bad one is
+    refused every time, not remembered."""
+    assert CSeq.parse("1 PUBLISH") == CSeq.parse("1 PUBLISH") == CSeq(1, "PUBLISH")
+    for _ in range(2):
+        with pytest.raises(RemoteProtocolError):
+            CSeq.parse("1 PUB LISH")

@@ -106,3 +106,55 @@ def test_queue_pops_at_most_spread_limit_record_deadlines() -> None:
     assert [id(o) for o, _ in rest] == [id(records[1]), id(records[2])]
     assert q.lateness.count == 3
     assert q.lateness.total == pytest.approx(10.0 + 19.0 + 18.0)
+
+
+class Tx2(Timed):
+    __slots__ = ("timer_e", "timer_f")
+
+    def __init__(self) -> None:
+        self.timer_e: float | None = None
+        self.timer_f: float | None = None
+
+
+def test_transaction_timers_fire_in_time_order_whatever_order_they_were_armed() -> None:
+    """Short-lived timers armed in and out of time order (a retransmission
+    interval that doubled), cancelled and re-armed, pop earliest first;
+    ties in the order they were armed; cancelled ones never."""
+    q = DeadlineQueue()
+    txs = [Tx2() for _ in range(6)]
+    for n, tx in enumerate(txs):
+        q.arm(tx, "timer_e", 10.0 + n)  # in order
+        q.arm(tx, "timer_f", 50.0)  # ties
+    q.arm(txs[0], "timer_e", 12.5)  # re-armed later than some already armed
+    q.arm(txs[5], "timer_e", 10.5)  # earlier than the last one armed
+    q.cancel(txs[2], "timer_e")
+    q.cancel(txs[3], "timer_f")
+    assert len(q) == 10
+    assert q.next_deadline() == 10.5
+    popped = q.pop_due(13.0)
+    assert [(txs.index(o), name) for o, name in popped] == [
+        (5, "timer_e"), (1, "timer_e"), (0, "timer_e"), (3, "timer_e"),
+    ]  # fmt: skip
+    assert q.next_deadline() == 14.0
+    rest = q.pop_due(60.0)
+    assert [(txs.index(o), name) for o, name in rest] == [
+        (4, "timer_e"), (0, "timer_f"), (1, "timer_f"), (2, "timer_f"), (4, "timer_f"), (5, "timer_f"),
+    ]  # fmt: skip
+    assert len(q) == 0 and q.next_deadline() is None
+
+
+def test_many_cancelled_transaction_timers_are_let_go() -> None:
+    """Transactions answered at once leave stale entries that are dropped
+    in passes: the queue holds O(live) entries, not one per timer ever armed."""
+    q = DeadlineQueue()
+    keep = Tx2()
+    q.arm(keep, "timer_f", 1_000.0)
+    for n in range(20_000):
+        tx = Tx2()
+        q.arm(tx, "timer_e", float(n))
+        q.arm(tx, "timer_f", 64.0 + n)
+        q.cancel(tx, "timer_e")
+        q.cancel(tx, "timer_f")
+    held = len(q._burst) + q._lane_entries  # what the queue holds
+    assert len(q) == 1 and held <= 2 * len(q) + 1024 + 2
+    assert q.pop_due(999.0) == [] and q.pop_due(1_000.0) == [(keep, "timer_f")]

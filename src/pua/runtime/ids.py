@@ -7,6 +7,9 @@ import secrets
 __all__ = ["SystemIds"]
 
 _ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
+# Byte -> character of [0-9a-z] (byte mod 36), for bytes.translate: one C
+# call per token instead of a Python step per character.
+_TO_ALPHABET = bytes(ord(_ALPHABET[b % 36]) for b in range(256))
 
 
 # Random bytes are read from the kernel in blocks: one system call per few
@@ -34,7 +37,7 @@ class SystemIds:
         """``size`` random characters of [0-9a-z]."""
         # 36 does not divide 256; the bias (< 1 bit over a 16-character
         # token) does not matter for uniqueness.
-        return "".join([_ALPHABET[b % 36] for b in self._bytes(size)])
+        return self._bytes(size).translate(_TO_ALPHABET).decode("ascii")
 
     def uniform(self) -> float:
         """A random float in [0, 1)."""

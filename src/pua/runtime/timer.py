@@ -47,32 +47,49 @@ class DeadlineTimer:
     runs the core's timers, with ``now`` never earlier than the deadline
     (``call_at`` may wake a little early, and a core must not fire a timer
     before its time).
+
+    A deadline that moves later (the transaction at the head of the queue
+    was answered) leaves the loop's timer where it is: at its wake-up the
+    timer is moved to the deadline then wanted, without calling ``fire``.
+    Under load a core's earliest deadline moves with every answer, and
+    cancelling and re-scheduling a loop timer each time costs more than
+    the one early wake-up per deadline it saves.
     """
 
     def __init__(self, clock: Callable[[], float], fire: Callable[[float], None]) -> None:
         self._clock = clock
         self._fire = fire
         self._handle: asyncio.TimerHandle | None = None
-        self._at: float | None = None
+        self._at: float | None = None  # when the loop's timer wakes us
+        self._want: float | None = None  # the core's deadline
 
     def arm(self, loop: asyncio.AbstractEventLoop, when: float | None) -> None:
         """Wake at ``when`` (core clock); None: no wake-up needed."""
-        if when == self._at:
-            return
-        self.cancel()
+        self._want = when
+        at = self._at
+        if when is None or (at is not None and at <= when):
+            return  # asleep until at: a later wish is checked then
+        if self._handle is not None:
+            self._handle.cancel()
         self._at = when
-        if when is not None:
-            delay = max(0.0, when - self._clock())
-            self._handle = loop.call_at(loop.time() + delay, self._wake)
+        delay = max(0.0, when - self._clock())
+        self._handle = loop.call_at(loop.time() + delay, self._wake, loop)
 
     def cancel(self) -> None:
         """Forget the wake-up."""
         if self._handle is not None:
             self._handle.cancel()
-        self._handle = self._at = None
+        self._handle = self._at = self._want = None
 
-    def _wake(self) -> None:
-        at = self._at
+    def _wake(self, loop: asyncio.AbstractEventLoop) -> None:
+        at, want = self._at, self._want
         self._handle = self._at = None
+        if want is None:
+            return
         now = self._clock()
-        self._fire(now if at is None else max(now, at))
+        if at is None or want > at:
+            # Woken for a deadline that has since moved later.
+            self.arm(loop, want)
+            return
+        self._want = None
+        self._fire(max(now, want))

@@ -61,6 +61,9 @@ _TOP_VIA = re.compile(
 _BRANCH = re.compile(rb"^(?:Via|v)[ \t]*:[^\r\n]*?;[ \t]*branch=([^;,\s]+)", re.M | re.I)
 
 TRANSPORTS = ("udp", "tcp", "tls")
+# Hosts remembered as IP address or name (a few peers in practice; the
+# cache starts afresh past this many).
+_LITERAL_CACHE = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +108,9 @@ class _UdpProtocol(asyncio.DatagramProtocol):
         owner = self._owner
         if owner.tracking and data.startswith(b"SIP/2.0 "):
             owner.answered(data)
-        owner.on_datagram(data, (str(addr[0]), int(addr[1])), "udp")
+        # (host, port) of an IPv4 peer as is; IPv6 adds flow info and scope.
+        address = addr if len(addr) == 2 else addr[:2]
+        owner.on_datagram(data, address, "udp")  # type: ignore[arg-type]
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport
@@ -162,6 +167,9 @@ class Transports:
         self._at: dict[tuple[Address, str], set[bytes]] = {}
         self._last: dict[tuple[Address, str], Target] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        # host -> whether it is an IP address: the check (ipaddress) costs
+        # more than the sendto it precedes.
+        self._literal: dict[str, bool] = {}
 
     async def start(self) -> None:
         """Bind every listening address; a failure names the address."""
@@ -235,9 +243,15 @@ class Transports:
     def send(self, data: bytes, address: Address, transport: str) -> None:
         """Send ``data``; a host name is located first (in the background),
         and a request's retransmission goes where the request went."""
-        host, port = address
-        if is_ip(host):
-            self._send_now(data, (host, port), transport)
+        host = address[0]
+        literal = self._literal.get(host)
+        if literal is None:
+            literal = is_ip(host)
+            if len(self._literal) >= _LITERAL_CACHE:
+                self._literal.clear()
+            self._literal[host] = literal
+        if literal:
+            self._send_now(data, address, transport)
             return
         match = _BRANCH.search(data)
         branch = match.group(1) if match else None

@@ -197,21 +197,17 @@ class SipEndpoint:
         key = (branch, request.cseq.method)
         if key in self._clients or key in self._completed:
             raise LocalProtocolError(f"branch {branch} is already in use")
-        tx = ClientTransaction(
-            request=request,
-            data=bytes(request),
-            address=address,
-            transport=transport.lower(),
-            key=key,
-            started_at=now,
-        )
+        transport = transport.lower()
+        data = bytes(request)
+        tx = ClientTransaction(request, data, address, transport, key, now)
         self._clients[key] = tx
-        self._send(tx.data, address, tx.transport)
+        self._outgoing.append(Datagram(data=data, address=address, transport=transport))
         self.counters["requests_sent"] += 1
-        if not tx.reliable:
-            tx.interval = self.timers.t1
-            self._deadlines.arm(tx, "timer_e", now + tx.interval)
-        self._deadlines.arm(tx, "timer_f", now + self.timers.timer_f)
+        timers = self.timers
+        if not is_reliable(transport):
+            tx.interval = timers.t1
+            self._deadlines.arm(tx, "timer_e", now + timers.t1)
+        self._deadlines.arm(tx, "timer_f", now + 64 * timers.t1)  # timer F = 64*T1
         return tx
 
     def _client_input(

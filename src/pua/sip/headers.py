@@ -105,11 +105,35 @@ LIST_HEADERS = frozenset(
 )
 
 
-def header_key(name: str) -> str:
-    """The lookup key of a header name: lower-case, compact forms expanded."""
+def _header_key(name: str) -> str:
     key = name.lower()
     if len(key) == 1:
         return COMPACT_FORMS.get(key, key)
+    return key
+
+
+# Name as written -> lookup key, for the spellings met so far: a message's
+# dozen names are looked up in one dict each instead of being lower-cased
+# and checked for compact forms one by one.  Bounded: names are chosen by
+# peers, so past this many the cache starts afresh.
+_KEY_CACHE_SIZE = 2048
+_KEYS: dict[str, str] = {}
+
+
+def header_keys() -> dict[str, str]:
+    """The cache of :func:`header_key` (name as written -> key), read-only:
+    ``header_keys().get(name) or header_key(name)`` saves a call in a loop."""
+    return _KEYS
+
+
+def header_key(name: str) -> str:
+    """The lookup key of a header name: lower-case, compact forms expanded."""
+    key = _KEYS.get(name)
+    if key is None:
+        key = _header_key(name)
+        if len(_KEYS) >= _KEY_CACHE_SIZE:
+            _KEYS.clear()
+        _KEYS[name] = key
     return key
 
 
@@ -123,6 +147,7 @@ def canonical_name(name: str) -> str:
 
 
 T = TypeVar("T")
+_MISSING = object()
 
 
 class Headers:
@@ -131,37 +156,48 @@ class Headers:
     Iterating gives ``(name, value)`` pairs in wire order.
     """
 
-    __slots__ = ("_index", "_items", "_typed")
+    __slots__ = ("_index", "_items", "_typed", "_version")
 
     def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
         self._items: list[tuple[str, str]] = list(items)
         self._index: dict[str, list[int]] | None = None
         self._typed: dict[str, Any] = {}
+        self._version = 0
 
     @classmethod
-    def adopt(cls, items: list[tuple[str, str]]) -> Headers:
+    def adopt(
+        cls, items: list[tuple[str, str]], index: dict[str, list[int]] | None = None
+    ) -> Headers:
         """Headers over ``items`` without copying it (the parser's fast path;
-        the caller hands the list over and must not touch it again)."""
+        the caller hands the list over and must not touch it again).
+        ``index``, when given, maps each lookup key (:func:`header_key`) to
+        the positions of its fields, in order, as the parser found them."""
         headers = cls.__new__(cls)
         headers._items = items
-        headers._index = None
+        headers._index = index
         headers._typed = {}
+        headers._version = 0
         return headers
+
+    @property
+    def version(self) -> int:
+        """A number that changes whenever a field is added, set or removed
+        (what a copy of the serialized text is checked against)."""
+        return self._version
 
     # -- reading -------------------------------------------------------
     def _lookup(self) -> dict[str, list[int]]:
         index = self._index
         if index is None:
             index = {}
-            compact = COMPACT_FORMS
+            keys = _KEYS
             for i, (name, _) in enumerate(self._items):
-                key = name.lower()
-                if len(key) == 1:
-                    key = compact.get(key, key)
-                if key in index:
-                    index[key].append(i)
-                else:
+                key = keys.get(name) or header_key(name)
+                found = index.get(key)
+                if found is None:
                     index[key] = [i]
+                else:
+                    found.append(i)
             self._index = index
         return index
 
@@ -221,12 +257,10 @@ class Headers:
 
     def typed(self, key: str, parse: Callable[[Headers], T]) -> T:
         """The typed value for ``key``, parsed once by ``parse`` and cached."""
-        try:
-            return self._typed[key]  # type: ignore[no-any-return]
-        except KeyError:
-            value = parse(self)
-            self._typed[key] = value
-            return value
+        value = self._typed.get(key, _MISSING)
+        if value is _MISSING:
+            value = self._typed[key] = parse(self)
+        return value  # type: ignore[no-any-return]
 
     # -- writing -------------------------------------------------------
     def remember(self, key: str, value: object) -> None:
@@ -235,6 +269,7 @@ class Headers:
         self._typed[key] = value
 
     def _changed(self, key: str, appended: int | None = None) -> None:
+        self._version += 1
         # Keep the index when a field was only appended; drop the typed
         # values of this header (a cache key is the header key, or the
         # header key and ":" and a qualifier, as in "via:top").
@@ -343,8 +378,10 @@ def param_value(params: Params, name: str) -> str | None:
     value, ``None`` when absent."""
     name = name.lower()
     for key, value in params:
-        if key.lower() == name:
-            return "" if value is None else abnf.unquote(value)
+        if key == name or key.lower() == name:
+            if value is None:
+                return ""
+            return abnf.unquote(value) if value[:1] == '"' else value
     return None
 
 
@@ -470,6 +507,21 @@ _VIA_RE = re.compile(
     re.DOTALL,
 )
 
+# What nearly every Via looks like: SIP/2.0, a single space after the
+# transport, no other whitespace, parameters that are ;token or
+# ;token=token (a branch, received= an IPv4 address, rport= a number).
+# A value of this shape is parsed without the general grammar's steps.
+_PLAIN_VIA_RE = re.compile(
+    rf"SIP/2\.0/({abnf.TOKEN}) ([A-Za-z0-9.\-]+|\[[0-9A-Fa-f:.]+\])(?::([0-9]{{1,5}}))?"
+    rf"((?:;{abnf.TOKEN}(?:={abnf.TOKEN})?)*)"
+)
+
+
+def _plain_param(piece: str) -> tuple[str, str | None]:
+    name, eq, value = piece.partition("=")
+    return (name, value) if eq else (name, None)
+
+
 # RFC 3261 §8.1.1.7: every branch we create starts with this cookie.
 MAGIC_COOKIE = "z9hG4bK"
 
@@ -510,6 +562,19 @@ class Via:
     @classmethod
     def parse(cls, text: str) -> Via:
         """Parse one via-parm."""
+        match = _PLAIN_VIA_RE.fullmatch(text)
+        if match is not None:
+            # The common shape, checked whole by the regex: the parameters
+            # are ;token or ;token=token, so splitting is all that is left.
+            transport, host, port, rest = match.groups()
+            params = tuple([_plain_param(piece) for piece in rest[1:].split(";")]) if rest else ()
+            if param_value(params, "branch") == "":
+                raise RemoteProtocolError(f"bad Via branch: {text[:80]!r}")
+            if port is None:
+                return cls(transport.upper(), host, None, params)
+            if len(port) == 5 and int(port) > 65535:
+                raise RemoteProtocolError(f"bad Via port: {text[:80]!r}")
+            return cls(transport.upper(), host, int(port), params)
         match = _VIA_RE.fullmatch(text.strip())
         if match is None:
             raise RemoteProtocolError(f"bad Via: {text[:80]!r}")
@@ -545,13 +610,29 @@ class CSeq:
     @classmethod
     def parse(cls, text: str) -> CSeq:
         """Parse ``1*DIGIT LWS Method``."""
+        known = _CSEQS.get(text)
+        if known is not None and cls is CSeq:
+            return known
         pieces = text.split(None, 1)
         number, method = (pieces[0], pieces[1].strip()) if len(pieces) == 2 else (text, "")
         if not number.isdigit() or not number.isascii() or abnf.TOKEN_RE.fullmatch(method) is None:
             raise RemoteProtocolError(f"bad CSeq: {text[:80]!r}")
         if len(number) > 10 or int(number) > MAX_CSEQ:
             raise RemoteProtocolError(f"CSeq number out of range: {text[:80]!r}")
-        return cls(int(number), method)
+        cseq = cls(int(number), method)
+        if cls is CSeq:
+            if len(_CSEQS) >= _CSEQ_CACHE_SIZE:
+                _CSEQS.clear()
+            _CSEQS[text] = cseq
+        return cseq
+
+
+# CSeq text -> parsed value.  Answers to requests outside a dialog carry
+# the same few values ("1 PUBLISH") again and again, and a CSeq is
+# immutable, so one parse serves them all.  Bounded: the text comes from
+# peers, so past this many the cache starts afresh.
+_CSEQ_CACHE_SIZE = 1024
+_CSEQS: dict[str, CSeq] = {}
 
 
 # ---------------------------------------------------------------------------

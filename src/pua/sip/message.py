@@ -114,6 +114,13 @@ _RFC1123_DATE_RE = re.compile(
 )
 
 
+def _parse_cseq(headers: Headers) -> CSeq:
+    value = headers.get("cseq")
+    if value is None:
+        raise RemoteProtocolError("missing cseq header")
+    return CSeq.parse(value)
+
+
 def _parse_top_via(headers: Headers) -> Via:
     line = headers.get("via")
     if line is None:
@@ -143,20 +150,26 @@ class Message:
 
     # -- serialization ---------------------------------------------------
     def __bytes__(self) -> bytes:
-        lines = [self.start_line()]
-        length = str(len(self.body))
-        have_length = False
-        for name, value in self.headers:
-            if len(name) in (1, 14) and header_key(name) == "content-length":
-                if not have_length:
-                    have_length = True
-                    lines.append(f"{name}: {length}")
-            else:
-                lines.append(f"{name}: {value}")
-        if not have_length:
+        # Content-Length is written from the body: the first such field
+        # gets its value, any other is left out (RFC 3261 §20.14).
+        lines: list[str | None] = [
+            None
+            if (len(name) == 14 or len(name) == 1) and header_key(name) == "content-length"
+            else f"{name}: {value}"
+            for name, value in self.headers
+        ]
+        length = len(self.body)
+        if None in lines:
+            first = lines.index(None)
+            name = self.headers.items()[first][0]
+            lines[first] = f"{name}: {length}"
+            lines = [line for line in lines if line is not None]
+        else:
             lines.append(f"Content-Length: {length}")
-        lines.append("\r\n")
-        return "\r\n".join(lines).encode("utf-8", "surrogateescape") + self.body
+        head = "\r\n".join(lines)  # type: ignore[arg-type]  # no None left
+        return (
+            f"{self.start_line()}\r\n{head}\r\n\r\n".encode("utf-8", "surrogateescape") + self.body
+        )
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Message) or type(other) is not type(self):
@@ -189,7 +202,7 @@ class Message:
     @property
     def cseq(self) -> CSeq:
         """The parsed CSeq."""
-        return self.headers.typed("cseq", lambda h: CSeq.parse(self._required("cseq")))
+        return self.headers.typed("cseq", _parse_cseq)
 
     @property
     def from_(self) -> NameAddress:
@@ -374,7 +387,7 @@ class Message:
 class Request(Message):
     """A SIP request."""
 
-    __slots__ = ("_uri", "method", "uri_text")
+    __slots__ = ("_uri", "_wire", "method", "uri_text")
 
     def __init__(
         self,
@@ -382,14 +395,19 @@ class Request(Message):
         uri: str | Uri,
         headers: Headers | Iterable[tuple[str, str]] = (),
         body: bytes = b"",
+        *,
+        uri_text: str | None = None,
     ) -> None:
+        """``uri_text``: the text of ``uri`` when it is a parsed URI whose
+        text the caller already has (a template), sparing its formatting."""
         super().__init__(headers, body)
         self.method = method
+        self._wire: tuple[bytes, Headers, int, bytes, str, str] | None = None
         if isinstance(uri, str):
             self.uri_text = uri
             self._uri: Uri | None = None
         else:
-            self.uri_text = str(uri)
+            self.uri_text = str(uri) if uri_text is None else uri_text
             self._uri = uri
 
     @property
@@ -402,6 +420,33 @@ class Request(Message):
     def start_line(self) -> str:
         """``Method SP Request-URI SP SIP-Version``."""
         return f"{self.method} {self.uri_text} SIP/2.0"
+
+    def keep_wire(self, data: bytes) -> None:
+        """Remember ``data`` as this request's serialization, made by whoever
+        built it (a template) from the same fields: ``bytes(request)``
+        returns it while the method, Request-URI, headers and body stay
+        as they are now, and serializes afresh once any of them changes."""
+        self._wire = (
+            data,
+            self.headers,
+            self.headers.version,
+            self.body,
+            self.method,
+            self.uri_text,
+        )
+
+    def __bytes__(self) -> bytes:
+        wire = self._wire
+        if (
+            wire is not None
+            and wire[1] is self.headers
+            and wire[2] == self.headers.version
+            and wire[3] is self.body
+            and wire[4] is self.method
+            and wire[5] is self.uri_text
+        ):
+            return wire[0]
+        return super().__bytes__()
 
     def check_essentials(self) -> None:
         """As :meth:`Message.check_essentials`, plus the Request-URI, From,

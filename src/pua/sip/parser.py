@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from . import abnf
 from .errors import MessageTooLarge, RemoteProtocolError
-from .headers import Headers, header_key
+from .headers import Headers, header_key, header_keys
 from .message import Message, Request, Response
 
 __all__ = [
@@ -111,13 +111,25 @@ def parse_message(data: bytes, *, stream: bool = False) -> Request | Response:
         for line in lines:
             if len(line) > MAX_LINE_LENGTH:
                 raise MessageTooLarge(f"header line of {len(line)} characters")
-    parts = [line.partition(":") for line in lines]
-    if not all([colon for _, colon, _ in parts]):  # noqa: C419 (a list is faster here)
-        bad = next(line for line, (_, colon, _) in zip(lines, parts, strict=True) if not colon)
-        raise _bad(f"header line without colon: {bad[:60]!r}")
-    # HCOLON = *( SP / HTAB ) ":" SWS: only SP and HTAB are trimmed, so a
-    # value keeps any other (non-ASCII) space it ends with.
-    items = [(name.rstrip(" \t"), value.strip(" \t")) for name, _, value in parts]
+    # One pass: the fields, and the index of their lookup keys that the
+    # transaction layer reads next (Headers would build it on first use).
+    items: list[tuple[str, str]] = []
+    index: dict[str, list[int]] = {}
+    keys = header_keys()
+    for i, line in enumerate(lines):
+        name, colon, value = line.partition(":")
+        if not colon:
+            raise _bad(f"header line without colon: {line[:60]!r}")
+        # HCOLON = *( SP / HTAB ) ":" SWS: only SP and HTAB are trimmed, so
+        # a value keeps any other (non-ASCII) space it ends with.
+        name = name.rstrip(" \t")
+        items.append((name, value.strip(" \t")))
+        key = keys.get(name) or header_key(name)
+        found = index.get(key)
+        if found is None:
+            index[key] = [i]
+        else:
+            found.append(i)
     # One regex over all names at once is several times cheaper than one
     # per line; on failure, find the culprit for the message.
     names = "\n".join([name for name, _ in items])
@@ -125,21 +137,17 @@ def parse_message(data: bytes, *, stream: bool = False) -> Request | Response:
         for name, _ in items:
             if _HEADER_NAME_RE.fullmatch(name) is None:
                 raise _bad(f"bad header name {name[:60]!r}")
-    lengths = [
-        value
-        for name, value in items
-        if (len(name) == 14 or len(name) == 1) and header_key(name) == "content-length"
-    ]
+    lengths = index.get("content-length", ())
     if len(lengths) > 1:
         raise _bad("more than one Content-Length")
-    content_length = lengths[0] if lengths else None
+    content_length = items[lengths[0]][1] if lengths else None
     # A CR or LF that does not end a line would let a value smuggle a
     # header when the message is written again.  (NUL and other controls
     # may appear in quoted-pairs, RFC 3261 §25.1, and are kept.)
     separators = len(lines) if newline == "\r\n" else 0
     if head.count("\r") != separators or head.count("\n") != len(lines):
         raise _bad("bare CR or LF in a header field")
-    message = _parse_start_line(start_line, Headers.adopt(items))
+    message = _parse_start_line(start_line, Headers.adopt(items, index))
 
     if content_length is not None:
         if not content_length.isdigit() or not content_length.isascii():

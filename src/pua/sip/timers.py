@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import heapq
 from bisect import bisect_left
+from collections import deque
 from dataclasses import dataclass
 
 __all__ = ["LATENESS_BOUNDS", "DeadlineQueue", "Histogram", "Timed", "TimerConfig"]
@@ -135,31 +136,50 @@ class DeadlineQueue:
 
     A timer is an attribute of its owner (``tx.timer_e``, ``record.deadline``)
     holding the time it fires, or None.  ``arm(owner, name, at)`` sets the
-    attribute and pushes an entry on one of two heaps (see :class:`Timed`:
-    ``spread`` owners on the compact one, the others on one whose entries
-    carry a sequence number); ``cancel`` sets it to None.  An entry is live
-    while the owner's attribute still equals its time, so cancelling or
-    re-arming never searches a heap: stale entries are skipped when they
-    surface, and dropped in one pass when they outnumber a quarter of the
-    live ones of the compact heap (so a record that is re-armed often, or
-    an owner that is gone, holds no memory for long; compaction is O(n)
-    once per n/4 stale entries).  The other heap holds short-lived timers
-    (a transaction's E, F, J, K: at most 64·T1 away) whose stale entries
-    surface and go within that time; it is compacted only when they
-    outnumber its live entries, so answering a transaction (which cancels
-    E and F) costs no pass over it.  Work per tick is O(due timers · log n).
+    attribute and adds an entry (see :class:`Timed`: ``spread`` owners on a
+    compact heap, the others with a sequence number, below); ``cancel``
+    sets it to None.  An entry is live while the owner's attribute still
+    equals its time, so cancelling or re-arming never searches: stale
+    entries are skipped when they surface, and dropped in one pass when
+    they outnumber a quarter of the live ones of the compact heap (so a
+    record that is re-armed often, or an owner that is gone, holds no
+    memory for long; compaction is O(n) once per n/4 stale entries).
+
+    The short-lived timers (a transaction's E, F, J, K: at most 64·T1 away)
+    are armed at ``now`` plus a fixed interval, so those of one name come
+    in the order they fire: each name has a FIFO lane, where arming and
+    popping cost O(1) however many transactions are alive (a heap of a
+    hundred thousand entries costs a cache-missing sift per push and per
+    pop).  An entry that would fire before the last one of its lane (timer
+    E after a retransmission doubled its interval) goes to a heap instead.
+    Their stale entries surface and go within 64·T1; they are compacted
+    only when they outnumber the live ones, so answering a transaction
+    (which cancels E and F) costs no pass over them.  Entries that tie on
+    time come out in the order they were armed.  Work per tick is O(due
+    timers · log n).
 
     ``lateness`` is a :class:`Histogram` of how long after its time each
     ``spread`` deadline (a record's refresh, retry or expiry) was popped:
     the delay a busy process adds to its refreshes.
     """
 
-    __slots__ = ("_burst", "_heap", "_live_burst", "_live_spread", "_seq", "lateness")
+    __slots__ = (
+        "_burst",
+        "_heap",
+        "_lane_entries",
+        "_lanes",
+        "_live_burst",
+        "_live_spread",
+        "_seq",
+        "lateness",
+    )
 
     def __init__(self) -> None:
         self.lateness = Histogram(LATENESS_BOUNDS)
         self._heap: list[tuple[float, Timed, str]] = []
         self._burst: list[tuple[float, int, Timed, str]] = []
+        self._lanes: dict[str, deque[tuple[float, int, Timed, str]]] = {}
+        self._lane_entries = 0
         self._live_spread = 0
         self._live_burst = 0
         self._seq = 0
@@ -180,14 +200,21 @@ class DeadlineQueue:
             live = self._live_spread
             if len(heap) > live + (live >> 2) + 64:
                 self._compact_spread()
+            return
+        if not armed:
+            self._live_burst += 1
+        self._seq += 1
+        entry = (at, self._seq, owner, name)
+        lane = self._lanes.get(name)
+        if lane is None:
+            lane = self._lanes[name] = deque()
+        if not lane or lane[-1][0] <= at:
+            lane.append(entry)
+            self._lane_entries += 1
         else:
-            if not armed:
-                self._live_burst += 1
-            self._seq += 1
-            burst = self._burst
-            heapq.heappush(burst, (at, self._seq, owner, name))
-            if len(burst) > 2 * self._live_burst + 1024:
-                self._compact_burst()
+            heapq.heappush(self._burst, entry)
+        if len(self._burst) + self._lane_entries > 2 * self._live_burst + 1024:
+            self._compact_burst()
 
     def cancel(self, owner: Timed, name: str) -> None:
         """Forget timer ``name`` of ``owner`` (no error when not armed)."""
@@ -198,24 +225,54 @@ class DeadlineQueue:
                 self._live_burst -= 1
             setattr(owner, name, None)
 
-    def _top(self) -> tuple[float | None, float | None]:
-        """The earliest live deadline of each heap (stale tops dropped)."""
-        heap, burst = self._heap, self._burst
+    def _spread_top(self) -> float | None:
+        """The earliest live deadline of the compact heap (stale tops dropped)."""
+        heap = self._heap
         while heap and getattr(heap[0][1], heap[0][2]) != heap[0][0]:
             heapq.heappop(heap)
+        return heap[0][0] if heap else None
+
+    def _burst_top(
+        self,
+    ) -> tuple[tuple[float, int, Timed, str] | None, deque[tuple[float, int, Timed, str]] | None]:
+        """The earliest live short-lived entry and the lane holding it (None
+        for the heap), stale heads dropped on the way."""
+        best: tuple[float, int, Timed, str] | None = None
+        where: deque[tuple[float, int, Timed, str]] | None = None
+        burst = self._burst
         while burst and getattr(burst[0][2], burst[0][3]) != burst[0][0]:
             heapq.heappop(burst)
-        return (heap[0][0] if heap else None, burst[0][0] if burst else None)
+        if burst:
+            best = burst[0]
+        for lane in self._lanes.values():
+            while lane:
+                head = lane[0]
+                if getattr(head[2], head[3]) == head[0]:
+                    # (time, sequence) order, without building tuples.
+                    if (
+                        best is None
+                        or head[0] < best[0]
+                        or (head[0] == best[0] and head[1] < best[1])
+                    ):
+                        best, where = head, lane
+                    break
+                lane.popleft()
+                self._lane_entries -= 1
+        return best, where
 
     def next_deadline(self, *, spread_too: bool = True) -> float | None:
         """The earliest live deadline (of the short-lived timers alone when
         not ``spread_too``), or None."""
-        spread, burst = self._top()
+        spread = self._spread_top()
+        entry, _ = self._burst_top()
+        burst = entry[0] if entry is not None else None
         if not spread_too:
             spread = None
         if spread is None and burst is None:
             if not self._live_spread and not self._live_burst:
-                self._heap, self._burst = [], []  # give back what a burst grew
+                # give back what a burst grew
+                self._heap, self._burst, self._lanes = [], [], {}
+                self._lane_entries = 0
             return None
         if spread is None:
             return burst
@@ -228,26 +285,35 @@ class DeadlineQueue:
         due: list[tuple[Timed, str]] = []
         spread_left = -1 if spread_limit is None else spread_limit
         while True:
-            spread, burst = self._top()
-            if spread_left == 0:
-                spread = None
+            spread = self._spread_top() if spread_left != 0 else None
+            entry, lane = self._burst_top()
+            burst = entry[0] if entry is not None else None
             if spread is not None and spread <= now and (burst is None or spread <= burst):
                 at, owner, name = heapq.heappop(self._heap)
                 self._live_spread -= 1
                 spread_left -= 1
                 self.lateness.observe(now - at)
-            elif burst is not None and burst <= now:
-                _at, _seq, owner, name = heapq.heappop(self._burst)
+            elif entry is not None and entry[0] <= now:
+                if lane is None:
+                    heapq.heappop(self._burst)
+                else:
+                    lane.popleft()
+                    self._lane_entries -= 1
+                _at, _seq, owner, name = entry
                 self._live_burst -= 1
             else:
                 break
             setattr(owner, name, None)
             due.append((owner, name))
+        if not self._live_burst and (self._burst or self._lanes):
+            # Every short-lived entry left is stale: give back what a burst
+            # grew (a deque keeps blocks it once needed).
+            self._burst, self._lanes, self._lane_entries = [], {}, 0
         # Timers cancelled in bulk (records removed) are let go here too.
         live = self._live_spread
         if len(self._heap) > live + (live >> 2) + 64:
             self._compact_spread()
-        if len(self._burst) > 2 * self._live_burst + 1024:
+        if len(self._burst) + self._lane_entries > 2 * self._live_burst + 1024:
             self._compact_burst()
         return due
 
@@ -259,3 +325,9 @@ class DeadlineQueue:
     def _compact_burst(self) -> None:
         self._burst[:] = [e for e in self._burst if getattr(e[2], e[3]) == e[0]]
         heapq.heapify(self._burst)
+        entries = 0
+        for name, lane in self._lanes.items():
+            kept = deque([e for e in lane if getattr(e[2], e[3]) == e[0]])
+            self._lanes[name] = kept
+            entries += len(kept)
+        self._lane_entries = entries

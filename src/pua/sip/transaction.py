@@ -128,6 +128,8 @@ def is_reliable(transport: str) -> bool:
 class ClientState(enum.Enum):
     """States of the non-INVITE client transaction."""
 
+    __hash__ = object.__hash__  # identity: Enum's hashes the name, in Python
+
     TRYING = "trying"
     PROCEEDING = "proceeding"
     COMPLETED = "completed"
@@ -136,6 +138,8 @@ class ClientState(enum.Enum):
 
 class ClientInput(enum.Enum):
     """What can happen to a client transaction."""
+
+    __hash__ = object.__hash__  # identity: Enum's hashes the name, in Python
 
     TIMER_E = "timer E"
     TIMER_F = "timer F"
@@ -185,6 +189,8 @@ CLIENT_TABLE: dict[tuple[ClientState, ClientInput], tuple[Action, ClientState]] 
 class ServerState(enum.Enum):
     """States of the non-INVITE server transaction."""
 
+    __hash__ = object.__hash__  # identity: Enum's hashes the name, in Python
+
     TRYING = "trying"
     PROCEEDING = "proceeding"
     COMPLETED = "completed"
@@ -193,6 +199,8 @@ class ServerState(enum.Enum):
 
 class ServerInput(enum.Enum):
     """What can happen to a server transaction."""
+
+    __hash__ = object.__hash__  # identity: Enum's hashes the name, in Python
 
     REQUEST = "request retransmission"
     SEND_PROVISIONAL = "1xx from TU"

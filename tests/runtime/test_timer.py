@@ -1,0 +1,76 @@
+"""DeadlineTimer: one loop timer at a core's next deadline, never early."""
+
+from __future__ import annotations
+
+import asyncio
+
+from pua.runtime.timer import DeadlineTimer
+
+
+async def test_fires_once_at_the_deadline_and_not_before() -> None:
+    """The core is called once, with a ``now`` not earlier than the
+    deadline it asked for."""
+    loop = asyncio.get_running_loop()
+    fired: list[float] = []
+    done = asyncio.Event()
+
+    def fire(now: float) -> None:
+        fired.append(now)
+        done.set()
+
+    timer = DeadlineTimer(loop.time, fire)
+    at = loop.time() + 0.02
+    timer.arm(loop, at)
+    await asyncio.wait_for(done.wait(), timeout=5)
+    assert len(fired) == 1 and fired[0] >= at
+
+
+async def test_a_later_deadline_moves_the_wake_up_without_firing_early() -> None:
+    """A deadline that moves later (what was due was answered) is not
+    fired at the old time: the core is called once, at the new deadline."""
+    loop = asyncio.get_running_loop()
+    fired: list[float] = []
+    done = asyncio.Event()
+
+    def fire(now: float) -> None:
+        fired.append(now)
+        done.set()
+
+    timer = DeadlineTimer(loop.time, fire)
+    first = loop.time() + 0.01
+    timer.arm(loop, first)
+    later = first + 0.05
+    timer.arm(loop, later)
+    await asyncio.wait_for(done.wait(), timeout=5)
+    assert fired == [fired[0]] and fired[0] >= later
+
+
+async def test_an_earlier_deadline_and_none() -> None:
+    """An earlier deadline wakes earlier; None, then cancel, call nothing."""
+    loop = asyncio.get_running_loop()
+    fired: list[float] = []
+    done = asyncio.Event()
+
+    def fire(now: float) -> None:
+        fired.append(now)
+        done.set()
+
+    timer = DeadlineTimer(loop.time, fire)
+    timer.arm(loop, loop.time() + 60)
+    soon = loop.time() + 0.01
+    timer.arm(loop, soon)
+    await asyncio.wait_for(done.wait(), timeout=5)
+    assert len(fired) == 1 and fired[0] >= soon
+
+    done.clear()
+    timer.arm(loop, loop.time() + 0.01)
+    timer.arm(loop, None)
+    check = asyncio.Event()
+    loop.call_later(0.05, check.set)
+    await asyncio.wait_for(check.wait(), timeout=5)
+    timer.arm(loop, loop.time() + 0.01)
+    timer.cancel()
+    check.clear()
+    loop.call_later(0.05, check.set)
+    await asyncio.wait_for(check.wait(), timeout=5)
+    assert len(fired) == 1
