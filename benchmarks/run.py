@@ -164,6 +164,24 @@ def render_service(result: dict[str, Any]) -> list[str]:
         f"{result['ratio_batch']:.2f} with batches{postgres}.** The client, pua or Kamailio, "
         "SIPp (and PostgreSQL) share the machine's two cores.",
     ]
+    if "presence_server" in result:
+        ours, ref = result["presence_server"], result["presence_server_reference"]
+        lines += [
+            "",
+            f"Against a real presence server (Kamailio 5.6 `presence` on SQLite, which stores "
+            f"every publication) instead of the SIPp UAS, {result['presence_threads']} client "
+            "threads, one call per request, each side on presentities of its own:",
+            "",
+            "| service | ok | failed | seconds | publications/s |",
+            "|---|---:|---:|---:|---:|",
+            f"| pua serve | {ours['ok']} | {ours['failed']} | {ours['seconds']:.2f} | "
+            f"{_fmt(ours['per_s'])} |",
+            f"| Kamailio 5.6 pua + pua_rpc | {ref['ok']} | {ref['failed']} | "
+            f"{ref['seconds']:.2f} | {_fmt(ref['per_s'])} |",
+            "",
+            f"**Ratio pua / Kamailio at the presence server: "
+            f"{result['ratio_presence_server']:.2f}.**",
+        ]
     return lines
 
 

@@ -33,10 +33,11 @@ def _doc(i: int, ident: int) -> dict[str, Any]:
 
 
 def drive(host: str, port: int, path: str, calls: int, concurrency: int,
-          batch_size: int | None = None) -> dict[str, Any]:
+          batch_size: int | None = None, first: int = 0) -> dict[str, Any]:
     """``calls`` pua.publish calls from ``concurrency`` threads, each on its
-    own keep-alive connection (in batches of ``batch_size`` when given)."""
-    counter = iter(range(calls))
+    own keep-alive connection (in batches of ``batch_size`` when given),
+    for presentities numbered from ``first``."""
+    counter = iter(range(first, first + calls))
     lock = threading.Lock()
     ok = failed = 0
 
@@ -84,8 +85,16 @@ POSTGRES_DB = "puabench_service_rpc"
 
 
 def _pua(uas: SippUAS, tmp: Path, name: str, *flags: str) -> RunningService:
-    return RunningService("--outbound-proxy", uas.uri, "--log-level", "warning", *flags,
+    return _pua_to(uas.uri, tmp, name, *flags)
+
+
+def _pua_to(next_hop: str, tmp: Path, name: str, *flags: str) -> RunningService:
+    return RunningService("--outbound-proxy", next_hop, "--log-level", "warning", *flags,
                           data_dir=tmp / name)
+
+
+# Client threads against the presence server.
+PRESENCE_THREADS = 8
 
 
 @contextlib.contextmanager
@@ -104,6 +113,7 @@ def postgres_database(name: str = POSTGRES_DB) -> Any:
 def run(calls: int = 5000, concurrency: int = 50, batch_size: int = 50) -> dict[str, Any]:
     """pua serve and Kamailio (pua + pua_rpc over jsonrpcs/xhttp) doing the
     same publications against the same SIPp UAS, with the same client."""
+    from tests.peers.kamailio import KamailioPresence
     from tests.peers.kamailio_pua import KamailioPua
 
     from benchmarks.kamailio_pua_reference import DEFAULT_WORKERS
@@ -128,6 +138,17 @@ def run(calls: int = 5000, concurrency: int = 50, batch_size: int = 50) -> dict[
                 service.stop()
         with KamailioPua(uas.uri, children=DEFAULT_WORKERS, debug=1) as kamailio:
             reference = drive("127.0.0.1", kamailio.http_port, "/jsonrpc", calls, concurrency)
+        # The same against a real presence server (Kamailio's presence
+        # module, which stores each publication), PRESENCE_THREADS clients.
+        with KamailioPresence() as server:
+            service = _pua_to(server.uri, Path(tmp), "presence")
+            try:
+                at_server = drive("127.0.0.1", service.api_port, "/rpc", calls, PRESENCE_THREADS)
+            finally:
+                service.stop()
+            with KamailioPua(server.uri, children=DEFAULT_WORKERS, debug=1) as kamailio:
+                server_reference = drive("127.0.0.1", kamailio.http_port, "/jsonrpc", calls,
+                                         PRESENCE_THREADS, first=calls)
     return {
         "calls": calls, "concurrency": concurrency, "batch_size": batch_size,
         "single": single, "batch": batched, "postgres": postgres, "kamailio": reference,
@@ -135,6 +156,9 @@ def run(calls: int = 5000, concurrency: int = 50, batch_size: int = 50) -> dict[
         "ratio_single": single["per_s"] / reference["per_s"],
         "ratio_batch": batched["per_s"] / reference["per_s"],
         "ratio_postgres": postgres["per_s"] / reference["per_s"],
+        "presence_server": at_server, "presence_server_reference": server_reference,
+        "presence_threads": PRESENCE_THREADS,
+        "ratio_presence_server": at_server["per_s"] / server_reference["per_s"],
     }
 
 
