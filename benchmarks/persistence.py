@@ -75,7 +75,7 @@ async def _restore_and_write(db: Path) -> dict[str, Any]:
     await runtime.start()  # binds 127.0.0.1, port chosen by the system
     sync = StoreSync(runtime, store)
     started = time.perf_counter()
-    counts = await sync.restore()
+    counts = await sync.restore(freeze=True)  # as pua serve restores
     restore_seconds = time.perf_counter() - started
     peak_kib = _peak_kib()
     gc.freeze()  # what a restart loads lives on: keep the collector off it, as pua serve does

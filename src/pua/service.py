@@ -227,7 +227,7 @@ class Service:
             self.runtime, store, mode=settings.db_mode, update_period=settings.update_period
         )
         try:
-            await self.sync.restore()
+            await self.sync.restore(freeze=True)
         except BaseException:
             api_socket.close()
             await self.sync.close()

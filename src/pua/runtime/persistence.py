@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -122,10 +123,15 @@ class StoreSync:
             self._kick.set()
 
     # -- start and stop ---------------------------------------------------------
-    async def restore(self) -> dict[str, int]:
+    async def restore(self, *, freeze: bool = False) -> dict[str, int]:
         """Load every row and resume its record; rows whose records are over
         are deleted.  Due work is spread over a window that grows with the
-        table.  Returns counts."""
+        table.  Returns counts.
+
+        ``freeze`` (for a program that owns the process, as ``pua serve``):
+        the records made are moved out of the cyclic collector's way
+        (``gc.freeze``) a chunk at a time, so that no collection walks a
+        million of them while the restore goes on."""
         runtime = self.runtime
         now = runtime.now()
         total = await self.store.count()
@@ -155,6 +161,8 @@ class StoreSync:
                 else:
                     self._pending_deletes.add(int(row[0]))
                     dropped += 1
+            if freeze:
+                gc.freeze()
             done = resumed + dropped
             if total > 50_000 and done % 100_000 < RESTORE_SLICE:
                 log.info("restoring: %d of %d rows", done, total)
