@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import secrets
 
 __all__ = ["SystemIds"]
@@ -24,6 +25,10 @@ class SystemIds:
     def __init__(self) -> None:
         self._pool = b""
         self._used = 0
+        # Jitter needs spread, not secrecy: a generator seeded once from the
+        # kernel, so that spreading a million records asks the kernel
+        # nothing (each read of it lets another thread take the GIL).
+        self._spread = random.Random(secrets.randbits(128))
 
     def _bytes(self, size: int) -> bytes:
         if self._used + size > len(self._pool):
@@ -40,5 +45,5 @@ class SystemIds:
         return self._bytes(size).translate(_TO_ALPHABET).decode("ascii")
 
     def uniform(self) -> float:
-        """A random float in [0, 1)."""
-        return (int.from_bytes(self._bytes(7)) >> 3) / float(1 << 53)
+        """A random float in [0, 1) (for jitter: not for identifiers)."""
+        return self._spread.random()
