@@ -359,6 +359,30 @@ def test_assign_ids_leaves_existing_ids_and_avoids_them() -> None:
     assert _ids(out, f"{{{DM_NS}}}person") == ["x", "px-2"]
 
 
+@pytest.mark.parametrize(
+    "attribute",
+    [b' id="t"', b'\n id = "t"', b"\tid='t'", b' id\r\n=\t"t"'],
+)
+def test_assign_ids_avoids_an_id_written_with_any_spacing(attribute: bytes) -> None:
+    """An id on a nested element, however spaced around "=", is avoided."""
+    body = (
+        b'<presence xmlns="urn:ietf:params:xml:ns:pidf" entity="e"><tuple/>'
+        b"<tuple id='u'><status><basic" + attribute + b">open</basic></status></tuple></presence>"
+    )
+    assert _ids(assign_ids(body, "t"), f"{{{PIDF_NS}}}tuple") == ["t-2", "u"]
+
+
+@pytest.mark.parametrize("codec", ["utf-16", "utf-16-le", "utf-32"])
+def test_assign_ids_avoids_ids_in_a_document_not_in_ascii_bytes(codec: str) -> None:
+    """In UTF-16 or UTF-32 the ids of the document are avoided too."""
+    declaration = "" if codec == "utf-16" else f'<?xml version="1.0" encoding="{codec}"?>'
+    text = (
+        f'{declaration}<presence xmlns="urn:ietf:params:xml:ns:pidf" entity="e"><tuple/>'
+        '<note id="t">x</note></presence>'
+    )
+    assert _ids(assign_ids(text.encode(codec), "t"), f"{{{PIDF_NS}}}tuple") == ["t-2"]
+
+
 def test_assign_ids_treats_blank_id_as_missing() -> None:
     """A tuple with id="" gets an id like one without the attribute."""
     body = b'<presence xmlns="urn:ietf:params:xml:ns:pidf" entity="e"><tuple id=" "/></presence>'
