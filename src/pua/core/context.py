@@ -117,6 +117,17 @@ class ChangeTracker:
         return changed, refreshed, deleted
 
 
+def refresh_step(record: Record, *, due: bool, ok: bool) -> bool:
+    """Whether a step changes only what a refresh changes (ETag, expiry,
+    CSeq): the refresh timer (``due``) with no wish waiting, or the 2xx
+    (``ok``) to a refresh.  A waiting wish goes on in a step of its own,
+    marked whole."""
+    if due:
+        return record.pending is None
+    flight = record.flight
+    return ok and flight is not None and flight.kind is RequestKind.REFRESH
+
+
 class CallbackQueue:
     """Registered callbacks and the calls waiting for them.  Calls are
     queued during a transition and made once it is complete (``drain``),

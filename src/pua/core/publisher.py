@@ -12,7 +12,7 @@ from __future__ import annotations
 from pua.errors import LocalProtocolError
 
 from .answers import Answer, status_line
-from .context import EngineContext
+from .context import EngineContext, refresh_step
 from .events import PublicationFailed, PublicationRemoved, PublicationSucceeded
 from .publication import (
     PubAction,
@@ -51,18 +51,12 @@ class Publisher:
             action, pub.state = publication_step(old, next_event)
             if pub.state is not old:
                 ctx.table.moved(pub, old)
-            if ctx.changes is not None:
-                # A refresh sent, or its 2xx, changes only ETag, expiry and
-                # CSeq (a waiting wish goes on as UPDATE, marked whole).
-                flight = pub.flight
-                if (next_event is _I.REFRESH_DUE and pub.pending is None) or (
-                    next_event is _I.OK
-                    and flight is not None
-                    and flight.kind is RequestKind.REFRESH
-                ):
-                    ctx.changes.refreshed(pub)
-                else:
-                    ctx.changes.changed(pub)
+            ctx.mark(
+                pub,
+                refreshed=refresh_step(
+                    pub, due=next_event is _I.REFRESH_DUE, ok=next_event is _I.OK
+                ),
+            )
             next_event = self._act(action, pub, now, answer)
             answer = None
 

@@ -15,7 +15,7 @@ from pua.errors import RemoteProtocolError
 from pua.sip.headers import NameAddress
 
 from .answers import Answer, status_line
-from .context import EngineContext
+from .context import EngineContext, refresh_step
 from .events import (
     SubscriptionAccepted,
     SubscriptionFailed,
@@ -93,18 +93,12 @@ class Subscriber:
             action, sub.state = subscription_step(old, next_event)
             if sub.state is not old:
                 ctx.table.moved(sub, old)
-            if ctx.changes is not None:
-                # A refresh in the dialog, or its 2xx, changes only expiry
-                # and CSeq; anything else may change the dialog.
-                flight = sub.flight
-                if (next_event is SubInput.REFRESH_DUE and sub.pending is None) or (
-                    next_event is SubInput.OK
-                    and flight is not None
-                    and flight.kind is RequestKind.REFRESH
-                ):
-                    ctx.changes.refreshed(sub)
-                else:
-                    ctx.changes.changed(sub)
+            ctx.mark(
+                sub,
+                refreshed=refresh_step(
+                    sub, due=next_event is SubInput.REFRESH_DUE, ok=next_event is SubInput.OK
+                ),
+            )
             next_event = self._act(action, sub, now, answer, reason, delay)
             answer, reason = None, ""
 

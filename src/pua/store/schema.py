@@ -50,6 +50,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects import mysql
 from sqlalchemy.types import TypeEngine
 
+from pua.core.persist import ROW_COLUMNS
+
 __all__ = [
     "BINDING_COLUMNS",
     "EXTRA_COLUMNS",
@@ -66,28 +68,11 @@ __all__ = [
 
 SCHEMA_VERSION = 7
 
-KAMAILIO_COLUMNS = (
-    "id",
-    "pres_uri",
-    "pres_id",
-    "event",
-    "expires",
-    "desired_expires",
-    "flag",
-    "etag",
-    "tuple_id",
-    "watcher_uri",
-    "call_id",
-    "to_tag",
-    "from_tag",
-    "cseq",
-    "record_route",
-    "contact",
-    "remote_contact",
-    "version",
-    "extra_headers",
-)
-EXTRA_COLUMNS = ("body", "content_type", "outbound_proxy", "remote_target")
+# Kamailio's columns, then pua's (the row layout of pua.core.persist, which
+# puts pua's after Kamailio's).
+_FIRST_EXTRA = ROW_COLUMNS.index("body")
+KAMAILIO_COLUMNS = ("id", *ROW_COLUMNS[:_FIRST_EXTRA])
+EXTRA_COLUMNS = ROW_COLUMNS[_FIRST_EXTRA:]
 
 # (name without the table prefix, unique, columns)
 INDEXES: tuple[tuple[str, bool, tuple[str, ...]], ...] = (
