@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 
 from pua.core.persist import ROW_COLUMNS
-from pua.store import Store
+from pua.store import Store, StoreError
 
 from .conftest import Backend
 from .rows import publication, subscription
@@ -91,5 +93,25 @@ async def test_refreshes_write_only_their_columns(backend: Backend) -> None:
         assert after[ids[4]] == before[ids[4]]
         for n, ident in enumerate(new_ids):
             assert after[ident]["pres_uri"] == publication(100 + n)["pres_uri"]
+    finally:
+        await store.close()
+
+
+async def test_a_cancelled_write_is_all_or_nothing(backend: Backend) -> None:
+    """A write cancelled while the database works leaves all of its rows
+    or none (never a part), and the next write goes through."""
+    store = await Store.open(backend.url, data_dir=backend.data_dir)
+    try:
+        rows = [tuple(publication(n)[c] for c in ROW_COLUMNS) for n in range(20_000)]
+        task = asyncio.ensure_future(store.write_values(inserts=rows))
+        for _ in range(3):  # a few turns of the loop: the write is handed to the driver
+            await asyncio.sleep(0)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, StoreError):
+            await task
+        assert await store.count() in (0, 20_000)
+        more = [tuple(publication(100_000 + n)[c] for c in ROW_COLUMNS) for n in range(10)]
+        assert len(await store.write_values(inserts=more)) == 10
+        assert await store.count() in (10, 20_010)
     finally:
         await store.close()
