@@ -79,7 +79,7 @@ async def _restore_and_write(db: Path) -> dict[str, Any]:
     restore_seconds = time.perf_counter() - started
     peak_kib = _peak_kib()
     gc.freeze()  # what a restart loads lives on: keep the collector off it, as pua serve does
-    keys = [r.key for r in runtime.records()]
+    keys = list(runtime.records())  # a record is its own key
     # Write-back: every record refreshed (what a refresh period leaves to
     # write: ETag, expiry, CSeq), then every record changed whole.
     runtime.mark_changed(keys, refreshed=True)

@@ -29,7 +29,7 @@ from .config import EngineConfig
 from .events import CallbackFailed, EngineEvent
 from .lifetimes import Lifetimes
 from .packages import EventRegistry
-from .records import InFlight, Pending, Record, RecordKey, RequestKind
+from .records import InFlight, Pending, Record, RequestKind
 from .requests import Destination, parse_next_hop
 from .table import RecordTable
 
@@ -75,40 +75,44 @@ class ChangeTracker:
 
     A record whose change was a refresh (a new ETag, expiry, CSeq: the
     store's REFRESH_COLUMNS) is kept apart, so that only those columns are
-    written for it; any other change writes the whole row."""
+    written for it; any other change writes the whole row.  The sets hold
+    the records themselves (a record is equal to its key): no object is
+    made per change, so a million refreshes leave nothing new for the
+    cyclic collector to walk.  Look the current record up by them: one
+    removed and made again under the same key is a new object."""
 
     __slots__ = ("_changed", "_deleted", "_refreshed")
 
     def __init__(self) -> None:
-        self._changed: set[RecordKey] = set()
-        self._refreshed: set[RecordKey] = set()
+        self._changed: set[Record] = set()
+        self._refreshed: set[Record] = set()
         self._deleted: list[int] = []
 
     def changed(self, record: Record) -> None:
-        self._changed.add(record.key)
+        self._changed.add(record)
 
     def refreshed(self, record: Record) -> None:
         """Only what a refresh changes changed (a row not yet written is
         written whole)."""
         if record.row_id is None:
-            self._changed.add(record.key)
+            self._changed.add(record)
         else:
-            self._refreshed.add(record.key)
+            self._refreshed.add(record)
 
     def deleted(self, record: Record) -> None:
-        self._changed.discard(record.key)
-        self._refreshed.discard(record.key)
+        self._changed.discard(record)
+        self._refreshed.discard(record)
         if record.row_id is not None:
             self._deleted.append(record.row_id)
             record.row_id = None
 
-    def mark(self, key: RecordKey, *, refreshed: bool = False) -> None:
-        """Mark ``key`` changed again (a write that failed)."""
-        (self._refreshed if refreshed else self._changed).add(key)
+    def mark(self, record: Record, *, refreshed: bool = False) -> None:
+        """Mark ``record`` changed again (a write that failed)."""
+        (self._refreshed if refreshed else self._changed).add(record)
 
-    def take(self) -> tuple[set[RecordKey], set[RecordKey], list[int]]:
-        """Keys changed whole, keys only refreshed, and row ids deleted
-        since the last call (handed over, not copied)."""
+    def take(self) -> tuple[set[Record], set[Record], list[int]]:
+        """Records changed whole, records only refreshed, and row ids
+        deleted since the last call (handed over, not copied)."""
         changed, self._changed = self._changed, set()
         refreshed, self._refreshed = self._refreshed, set()
         deleted, self._deleted = self._deleted, []

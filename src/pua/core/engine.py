@@ -145,7 +145,7 @@ class PresenceEngine:
             self._ctx.changes = ChangeTracker()
 
     # -- queries -----------------------------------------------------------------
-    def record(self, key: RecordKey) -> Record | None:
+    def record(self, key: RecordKey | Record) -> Record | None:
         """The record of ``key``, or None."""
         return self._ctx.table.get(key)
 
@@ -235,17 +235,18 @@ class PresenceEngine:
             return None
         return max(0, limit - self._ctx.endpoint.in_flight)
 
-    def take_store_changes(self) -> tuple[set[RecordKey], set[RecordKey], list[int]]:
-        """Keys of records changed (the whole row to write), keys of
-        records only refreshed (their REFRESH_COLUMNS to write), and row ids
-        of records deleted, since the last call (handed over, not copied).
-        Look the records up with :meth:`record` (one may be gone by then)."""
+    def take_store_changes(self) -> tuple[set[Record], set[Record], list[int]]:
+        """Records changed (the whole row to write), records only refreshed
+        (their REFRESH_COLUMNS to write), and row ids of records deleted,
+        since the last call (handed over, not copied).  Look the current
+        records up with :meth:`record` (one may be gone, or made again
+        under the same key, by then)."""
         changes = self._ctx.changes
         if changes is None:
             return set(), set(), []
         return changes.take()
 
-    def mark_changed(self, keys: Iterable[RecordKey], *, refreshed: bool = False) -> None:
+    def mark_changed(self, keys: Iterable[RecordKey | Record], *, refreshed: bool = False) -> None:
         """Mark records as changed again (a store write that failed);
         ``refreshed``: only their refresh columns."""
         changes = self._ctx.changes
@@ -253,10 +254,10 @@ class PresenceEngine:
             return
         table = self._ctx.table
         for key in keys:
-            if table.get(key) is not None:
-                changes.mark(key, refreshed=refreshed)
+            record = table.get(key)
+            if record is not None:
+                changes.mark(record, refreshed=refreshed)
 
-    # -- inputs ------------------------------------------------------------------
     def receive_datagram(self, data: bytes, address: Address, transport: str, now: float) -> None:
         """Bytes from the network."""
         self._ctx.endpoint.receive_datagram(data, address, transport, now)

@@ -55,7 +55,7 @@ class RecordTable:
         """Subscriptions held."""
         return len(self._records) - self._publications
 
-    def get(self, key: RecordKey) -> Record | None:
+    def get(self, key: RecordKey | Record) -> Record | None:
         """The record of ``key``, or None."""
         return self._records.get(key)
 

@@ -400,7 +400,7 @@ class PresenceRuntime:
         """The seed's is_dialog."""
         return self._engine.is_dialog(call_id, to_tag, from_tag)
 
-    def record(self, key: RecordKey) -> Record | None:
+    def record(self, key: RecordKey | Record) -> Record | None:
         """The record of ``key``, or None."""
         return self._engine.record(key)
 
@@ -443,12 +443,12 @@ class PresenceRuntime:
         """Keep changed and deleted records for a store."""
         self._engine.track_changes()
 
-    def take_store_changes(self) -> tuple[set[RecordKey], set[RecordKey], list[int]]:
-        """Keys changed whole, keys only refreshed, and row ids deleted
-        since the last call."""
+    def take_store_changes(self) -> tuple[set[Record], set[Record], list[int]]:
+        """Records changed whole, records only refreshed, and row ids
+        deleted since the last call."""
         return self._engine.take_store_changes()
 
-    def mark_changed(self, keys: Iterable[RecordKey], *, refreshed: bool = False) -> None:
+    def mark_changed(self, keys: Iterable[RecordKey | Record], *, refreshed: bool = False) -> None:
         """Mark records as changed again (a write that failed)."""
         self._engine.mark_changed(keys, refreshed=refreshed)
 

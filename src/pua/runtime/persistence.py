@@ -33,7 +33,6 @@ from pua.core import (
     SubscriptionStateChanged,
     SubscriptionTerminated,
 )
-from pua.core.keys import RecordKey
 from pua.core.persist import ROW_COLUMNS, record_from_values, record_to_values, refresh_values
 from pua.sip.timers import Histogram
 from pua.store import Store, StoreError
@@ -240,7 +239,7 @@ class StoreSync:
             log.warning("database reachable again; pending changes written")
 
     async def _write(
-        self, changed: set[RecordKey], refreshed: set[RecordKey], deletes: list[int]
+        self, changed: set[Record], refreshed: set[Record], deletes: list[int]
     ) -> None:
         """Write ``changed`` records whole, ``refreshed`` ones' refresh
         columns, and the deletes.
