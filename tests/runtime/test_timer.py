@@ -3,20 +3,27 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 from pua.runtime.timer import DeadlineTimer
 
 
-async def test_fires_once_at_the_deadline_and_not_before() -> None:
-    """The core is called once, with a ``now`` not earlier than the
-    deadline it asked for."""
-    loop = asyncio.get_running_loop()
+def _recorder() -> tuple[list[float], asyncio.Event, Callable[[float], None]]:
+    """What a core's fire() was called with, and an event set at each call."""
     fired: list[float] = []
     done = asyncio.Event()
 
     def fire(now: float) -> None:
         fired.append(now)
         done.set()
+
+    return fired, done, fire
+
+async def test_fires_once_at_the_deadline_and_not_before() -> None:
+    """The core is called once, with a ``now`` not earlier than the
+    deadline it asked for."""
+    loop = asyncio.get_running_loop()
+    fired, done, fire = _recorder()
 
     timer = DeadlineTimer(loop.time, fire)
     at = loop.time() + 0.02
@@ -29,12 +36,7 @@ async def test_a_later_deadline_moves_the_wake_up_without_firing_early() -> None
     """A deadline that moves later (what was due was answered) is not
     fired at the old time: the core is called once, at the new deadline."""
     loop = asyncio.get_running_loop()
-    fired: list[float] = []
-    done = asyncio.Event()
-
-    def fire(now: float) -> None:
-        fired.append(now)
-        done.set()
+    fired, done, fire = _recorder()
 
     timer = DeadlineTimer(loop.time, fire)
     first = loop.time() + 0.01
@@ -48,12 +50,7 @@ async def test_a_later_deadline_moves_the_wake_up_without_firing_early() -> None
 async def test_an_earlier_deadline_and_none() -> None:
     """An earlier deadline wakes earlier; None, then cancel, call nothing."""
     loop = asyncio.get_running_loop()
-    fired: list[float] = []
-    done = asyncio.Event()
-
-    def fire(now: float) -> None:
-        fired.append(now)
-        done.set()
+    fired, done, fire = _recorder()
 
     timer = DeadlineTimer(loop.time, fire)
     timer.arm(loop, loop.time() + 60)
