@@ -278,7 +278,7 @@ class StoreSync:
         # first) is marked changed again.
         for start in range(0, len(new), WRITE_ROWS):
             for record in new[start : start + WRITE_ROWS]:
-                if record.row_id is None and runtime.record(record.key) is record:
+                if record.row_id is None and runtime.record(record) is record:
                     batch.add(record, True, self._type_of(record, types))
             await self._flush_batch(batch, deletes)
             deletes = []
@@ -302,7 +302,7 @@ class StoreSync:
     def _type_of(self, record: Record, types: dict[int, str | None]) -> str | None:
         """The default Content-Type of ``record``'s package (looked up once
         per event in a write)."""
-        event = record.key.event
+        event = record.event
         if event not in types:
             types[event] = self.runtime.package(event).content_type
         return types[event]
@@ -310,8 +310,6 @@ class StoreSync:
     async def _flush_batch(self, batch: _Batch, deletes: list[int]) -> None:
         """Write ``batch`` and ``deletes`` in one transaction, then empty it."""
         runtime = self.runtime
-        # A record deleted while the batch filled is not written: its row
-        # id went to the pending deletes.
         began = time.perf_counter()
         new_ids = await self.store.write_values(
             inserts=batch.inserts,
@@ -323,7 +321,7 @@ class StoreSync:
         if deletes:
             self._pending_deletes.difference_update(deletes)
         for record, ident in zip(batch.inserted, new_ids, strict=True):
-            if runtime.record(record.key) is record and record.row_id is None:
+            if runtime.record(record) is record and record.row_id is None:
                 record.row_id = ident
             else:
                 self._pending_deletes.add(ident)  # gone while it was written
