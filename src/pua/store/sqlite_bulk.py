@@ -61,6 +61,8 @@ class SqliteBulk:
             return await asyncio.shield(future)
         except asyncio.CancelledError:
             cancelled.set()
+            # The thread's outcome (often "cancelled") is nobody's to handle.
+            future.add_done_callback(_consume)
             raise
 
     async def close(self) -> None:
@@ -128,3 +130,8 @@ class SqliteBulk:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+
+
+def _consume(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
