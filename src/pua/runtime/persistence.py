@@ -23,7 +23,7 @@ import contextlib
 import gc
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any, TypeVar
 
 from pua.core import (
@@ -257,12 +257,14 @@ class StoreSync:
         whole_buckets: dict[int, list[Record]] = {}
         refresh_buckets: dict[int, list[Record]] = {}
         count = 0
-        for keys, buckets in ((changed, whole_buckets), (refreshed, refresh_buckets)):
-            for key in keys:
+        for marked, buckets in ((changed, whole_buckets), (refreshed, refresh_buckets)):
+            for item in marked:
                 count += 1
                 if not count % BUILD_SLICE:
                     await asyncio.sleep(0)
-                record = runtime.record(key)
+                # The record held now under the marked one's key (the
+                # marked one may have been removed and made again).
+                record = runtime.record(item)
                 if record is None:
                     continue  # deleted since; its delete is pending
                 row_id = record.row_id
@@ -272,30 +274,33 @@ class StoreSync:
                     buckets.setdefault(row_id >> BUCKET_BITS, []).append(record)
         types: dict[int, str | None] = {}
         batch = _Batch()
-        # What changed since the records were gathered is left to the next
-        # write: a record gone is not written, and one removed and held
-        # again (it lost its row id, whose delete the next write takes
-        # first) is marked changed again.
-        for start in range(0, len(new), WRITE_ROWS):
-            for record in new[start : start + WRITE_ROWS]:
+
+        def in_order() -> Iterator[tuple[Record, bool]]:
+            # New rows first, then rows by id.  What changed since the
+            # records were gathered is left to the next write: a record
+            # gone is not written, and one removed and held again (it lost
+            # its row id, whose delete the next write takes first) is
+            # marked changed again.
+            for record in new:
                 if record.row_id is None and runtime.record(record) is record:
-                    batch.add(record, True, self._type_of(record, types))
-            await self._flush_batch(batch, deletes)
-            deletes = []
-        for bucket in sorted(whole_buckets.keys() | refresh_buckets.keys()):
-            for whole, records in (
-                (True, whole_buckets.pop(bucket, [])),
-                (False, refresh_buckets.pop(bucket, [])),
-            ):
-                records.sort(key=_row_id_of)
-                for n, record in enumerate(records, 1):
-                    if record.row_id is not None:
-                        batch.add(record, whole, self._type_of(record, types) if whole else None)
-                    if len(batch) >= WRITE_ROWS:
-                        await self._flush_batch(batch, deletes)
-                        deletes = []
-                    elif not n % BUILD_SLICE:
-                        await asyncio.sleep(0)
+                    yield record, True
+            for bucket in sorted(whole_buckets.keys() | refresh_buckets.keys()):
+                for whole, records in (
+                    (True, whole_buckets.pop(bucket, [])),
+                    (False, refresh_buckets.pop(bucket, [])),
+                ):
+                    records.sort(key=_row_id_of)
+                    for record in records:
+                        if record.row_id is not None:
+                            yield record, whole
+
+        for n, (record, whole) in enumerate(in_order(), 1):
+            batch.add(record, whole, self._type_of(record, types) if whole else None)
+            if len(batch) >= WRITE_ROWS:
+                await self._flush_batch(batch, deletes)
+                deletes = []
+            elif not n % BUILD_SLICE:
+                await asyncio.sleep(0)
         if len(batch) or deletes:
             await self._flush_batch(batch, deletes)
 

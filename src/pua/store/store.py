@@ -4,27 +4,29 @@ The store knows rows, not records: a row is a dict from column name to
 value (``body`` bytes, the text columns str, the rest int), with ``"id"``
 once it is in the table.
 
-Writing.  :meth:`Store.write` is one transaction: the deletes, then the
-updates, then the inserts (so a row that replaces a deleted one with the
-same unique key goes in).  Batching, per backend:
+Writing.  :meth:`Store.write_values` (and :meth:`Store.write`, which takes
+dicts) is one transaction on the driver's own connection: the deletes, then
+the whole-row updates, then the refreshes (REFRESH_COLUMNS only), then the
+inserts (so a row that replaces a deleted one with the same unique key goes
+in).  Per backend:
 
-* deletes: ``DELETE ... WHERE id IN (...)``, 500 ids a statement;
-* updates: PostgreSQL and SQLite one ``UPDATE ... WHERE id = ?`` run as an
-  executemany (asyncpg pipelines it, sqlite3 runs it in one call); MySQL
-  has no such pipelining, so there a batch of up to 500 rows (and about
-  1 MiB of values) is one ``UPDATE t JOIN (SELECT ... UNION ALL SELECT
-  ...) AS u ON t.id = u.id SET ...``;
-* inserts: PostgreSQL and MariaDB >= 10.5 a multi-row ``INSERT ... VALUES
-  (...), (...) RETURNING id`` of up to 1000 rows and about 1 MiB (SQLAlchemy's
-  "insertmanyvalues", ids sorted back into the order of the rows); SQLite an
-  executemany, the ids then known from ``last_insert_rowid()`` because
-  SQLite gives each new row max(id) + 1 while the transaction holds the
-  write lock (checked by counting the rows in that range); MySQL without
-  RETURNING a multi-row INSERT of up to 500 rows whose ids are
-  ``LAST_INSERT_ID()`` + k * ``auto_increment_increment`` (consecutive for
-  a multi-row insert unless another client inserts into the same table
-  at the same moment under ``innodb_autoinc_lock_mode = 2``; pua is the one
-  writer of its table).
+* SQLite (:class:`~pua.store.sqlite_bulk.SqliteBulk`, a sqlite3 connection
+  in a thread of its own, the whole transaction one hand-off): one prepared
+  statement run as an ``executemany`` for each kind; the new ids known
+  from ``last_insert_rowid()``, because SQLite gives each new row max(id) +
+  1 while the transaction holds the write lock (checked by counting the
+  rows in that range);
+* PostgreSQL (asyncpg): the deletes one ``DELETE ... WHERE id = ANY($1)``,
+  each kind an ``executemany`` (asyncpg pipelines it); the new ids taken
+  from the id column's sequence first, and the rows inserted with them;
+* MySQL, which has no such pipelining: deletes ``DELETE ... WHERE id IN
+  (...)``, 500 ids a statement; updates a batch of up to 500 rows (and
+  about 1 MiB of values) as one ``UPDATE t JOIN (SELECT ... UNION ALL
+  SELECT ...) AS u ON t.id = u.id SET ...``; inserts a multi-row INSERT of
+  up to 500 rows whose ids are ``LAST_INSERT_ID()`` + k *
+  ``auto_increment_increment`` (consecutive for a multi-row insert unless
+  another client inserts into the same table at the same moment under
+  ``innodb_autoinc_lock_mode = 2``; pua is the one writer of its table).
 
 A row to update is written whole: columns it lacks are written as NULL.  An
 update of an id that is not in the table changes nothing.
@@ -83,7 +85,6 @@ _DB_ERRORS = (SQLAlchemyError, OSError)
 
 DELETE_BATCH = 500
 UPDATE_BATCH = 500
-INSERT_BATCH = 1000
 MYSQL_INSERT_BATCH = 500
 BODY_POSITION = ROW_COLUMNS.index("body")
 SQLITE_CACHE_KIB = -65536  # negative: KiB, not pages
@@ -275,7 +276,6 @@ class Store:
             pool_pre_ping=backend != "sqlite",
             hide_parameters=True,
             connect_args=connect_args,
-            insertmanyvalues_page_size=INSERT_BATCH,
         )
         if backend == "sqlite":
             busy_ms = max(1, int(timeout * 1000))
@@ -512,8 +512,7 @@ class Store:
 
     @staticmethod
     async def _driver(conn: AsyncConnection) -> Any:
-        """The driver's own connection (aiosqlite's or asyncpg's) under
-        ``conn``."""
+        """The driver's own connection (asyncpg's) under ``conn``."""
         fairy = await conn.get_raw_connection()
         return fairy.driver_connection
 
