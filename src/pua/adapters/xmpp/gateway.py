@@ -572,6 +572,11 @@ class XmppGateway:
             changes = self.state.take_changes()
             try:
                 await self.store.save_xmpp(changes)
+            except asyncio.CancelledError:
+                # Stopping: stop() stores what is given back (writing it
+                # again is harmless if this write did land).
+                self.state.give_back(changes)
+                raise
             except StoreError as exc:
                 self.state.give_back(changes)
                 log.error("storing the XMPP gateway's state failed (trying again): %s", exc)
