@@ -107,6 +107,28 @@ class Settings:
         choices=("write-back", "write-through"),
     )
     api: str = _setting("127.0.0.1:8765", "Management API address", metavar="IP:PORT")
+    cluster: bool = _setting(
+        False,
+        "Share the records with other pua nodes on one PostgreSQL database (db_url): each "
+        "of the 2^hash_size partitions is owned by one live node; write-through is forced",
+    )
+    node_id: str | None = _setting(
+        None,
+        "This node's name in the cluster; unset: host name and SIP port (host:port)",
+        metavar="NAME",
+    )
+    lease_time: float = _setting(
+        0.0,
+        "Seconds a node holds its partitions without renewing them; a node silent for "
+        "longer loses them to the others (0: update_period less 5 s, at least 2 s)",
+        metavar="SECONDS",
+    )
+    node_api_url: str | None = _setting(
+        None,
+        "The URL other nodes reach this node's API at (http://host:port); unset: made "
+        "from api (a wildcard address becomes the host name)",
+        metavar="URL",
+    )
     api_max_waiting: int = _setting(
         10_000,
         "API calls that may wait for a SIP outcome at once; beyond, a call is refused "
@@ -394,6 +416,14 @@ class Settings:
         return _split_hostport(self.api, "api")
 
     @property
+    def lease_seconds(self) -> float:
+        """The cluster lease: lease_time, or update_period less 5 s (at
+        least 2 s) when it is 0."""
+        if self.lease_time:
+            return float(self.lease_time)
+        return max(2.0, float(self.update_period or 30) - 5.0)
+
+    @property
     def api_on_loopback(self) -> bool:
         """True when the API is reachable from this machine only."""
         host = self.api_address[0]
@@ -645,6 +675,18 @@ def _check(settings: Settings, sources: Mapping[str, str]) -> None:
     if settings.update_period < 0 or 0 < settings.update_period <= 5:
         # As in Kamailio: 0 turns the timer off; 1..5 leaves no time to work.
         raise fail("update_period", f"must be 0 or more than 5, not {settings.update_period}")
+    if settings.lease_time < 0 or 0 < settings.lease_time < 1:
+        raise fail("lease_time", f"must be 0 or at least 1 s, not {settings.lease_time:g}")
+    if settings.cluster:
+        scheme = (settings.db_url or "").partition("://")[0].split("+")[0].lower()
+        if scheme not in ("postgres", "postgresql"):
+            raise fail("cluster", "needs a PostgreSQL db_url (postgresql://user@host/db)")
+        if settings.node_id is not None and not settings.node_id.strip():
+            raise fail("node_id", "must not be empty")
+        if settings.node_api_url is not None and not settings.node_api_url.startswith(
+            ("http://", "https://")
+        ):
+            raise fail("node_api_url", f"must be an http:// URL, not {settings.node_api_url!r}")
     if settings.db_mode not in DB_MODES:
         raise fail("db_mode", f"must be one of {', '.join(DB_MODES)}, not {settings.db_mode!r}")
     if settings.log_format not in LOG_FORMATS:
