@@ -681,6 +681,11 @@ def _check(settings: Settings, sources: Mapping[str, str]) -> None:
         scheme = (settings.db_url or "").partition("://")[0].split("+")[0].lower()
         if scheme not in ("postgres", "postgresql"):
             raise fail("cluster", "needs a PostgreSQL db_url (postgresql://user@host/db)")
+        if settings.cleanup_on_exit:
+            raise fail(
+                "cleanup_on_exit",
+                "cannot be on in a cluster: a node that stops leaves its records to the others",
+            )
         if settings.node_id is not None and not settings.node_id.strip():
             raise fail("node_id", "must not be empty")
         if settings.node_api_url is not None and not settings.node_api_url.startswith(

@@ -9,6 +9,7 @@ import gc
 import json
 import logging
 import signal
+import socket
 import sys
 import time
 from collections.abc import Callable
@@ -21,6 +22,7 @@ from pua.adapters.dialogs import DialogOptions, Dialogs
 from pua.adapters.registrations import Registrations, RegistrationSettings
 from pua.api import ApiServer
 from pua.api.http import bind_api
+from pua.cluster import ClusterNode, NotifyHandOff, Peers
 from pua.config import ConfigError, Settings
 from pua.core import EngineConfig
 from pua.errors import AddressInUse, PresenceError
@@ -30,6 +32,7 @@ from pua.runtime.tls import client_context, server_context
 from pua.runtime.transports import address_in_use
 from pua.sip.timers import TimerConfig
 from pua.store import Store
+from pua.store.leases import LeaseStore
 
 if TYPE_CHECKING:
     from pua.adapters.xmpp import XmppGateway, XmppSettings
@@ -186,6 +189,9 @@ class Service:
         self.dialogs: Dialogs | None = None
         self.bla: SharedLines | None = None
         self.xmpp: XmppGateway | None = None
+        self.cluster: ClusterNode | None = None
+        self.peers: Peers | None = None
+        self.hand_off: NotifyHandOff | None = None
         self.api_url = ""
 
     async def start(self) -> None:
@@ -223,20 +229,24 @@ class Service:
             api_socket.close()
             await self.runtime.close()
             raise
-        self.sync = StoreSync(
-            self.runtime, store, mode=settings.db_mode, update_period=settings.update_period
-        )
-        try:
-            await self.sync.restore(freeze=True)
-        except BaseException:
-            api_socket.close()
-            await self.sync.close()
-            await self.runtime.close()
-            raise
-        # The restored records live as long as the service: keep the cyclic
-        # collector from walking them again and again (a pause per pass).
-        gc.freeze()
+        # In a cluster every change is written at once: another node may
+        # take the record over at any moment.
+        mode = "write-through" if settings.cluster else settings.db_mode
+        self.sync = StoreSync(self.runtime, store, mode=mode, update_period=settings.update_period)
+        if not settings.cluster:
+            try:
+                await self.sync.restore(freeze=True)
+            except BaseException:
+                api_socket.close()
+                await self.sync.close()
+                await self.runtime.close()
+                raise
+            # The restored records live as long as the service: keep the
+            # cyclic collector from walking them again and again.
+            gc.freeze()
         self.sync.start()
+        if settings.cluster:
+            self._make_cluster(host, int(api_socket.getsockname()[1]))
         wanted = registration_settings(settings)
         if wanted is not None:
             self.registrations = Registrations(
@@ -279,11 +289,30 @@ class Service:
             adapters=Adapters(
                 registrations=self.registrations, dialogs=self.dialogs, bla=self.bla, xmpp=self.xmpp
             ),
+            cluster=self.cluster,
+            peers=self.peers,
         )
         host, port = await self.api.start()
         shown = f"[{host}]" if ":" in host else host
         self.api_url = f"http://{shown}:{port}"
-        log.info("records in %s (%s)", store.url, settings.db_mode)
+        log.info("records in %s (%s)", store.url, mode)
+        if self.cluster is not None:
+            # The API answers before the node claims anything: other nodes
+            # carry changes here as soon as it owns partitions.
+            try:
+                await self.cluster.start()
+            except BaseException:
+                await self.stop()
+                raise
+            assert self.hand_off is not None
+            self.hand_off.install()
+            log.info(
+                "cluster node %s: %d of %d partitions, lease %g s",
+                self.cluster.node_id,
+                len(self.cluster.owned),
+                self.cluster.partitions,
+                self.cluster.lease,
+            )
         bound = ", ".join(
             f"{t}:{h}:{p}" for (t, _f), (h, p) in self.runtime.transports.bound().items()
         )
@@ -293,6 +322,33 @@ class Service:
         else:
             log.info("no outbound proxy: requests go to each URI's host by DNS")
         log.info("API on %s/rpc, status page %s/", self.api_url, self.api_url)
+
+    def _make_cluster(self, api_host: str, api_port: int) -> None:
+        """This node's part in the cluster (started once the API runs)."""
+        settings = self.settings
+        bound = self.runtime.transports.bound()
+        sip = ", ".join(f"{t}:{h}:{p}" for (t, _f), (h, p) in bound.items())
+        sip_port = next(iter(bound.values()))[1]
+        node_id = settings.node_id or f"{socket.gethostname()}:{sip_port}"
+        api_url = settings.node_api_url
+        if api_url is None:
+            host = socket.gethostname() if api_host in ("0.0.0.0", "::") else api_host
+            api_url = f"http://{f'[{host}]' if ':' in host else host}:{api_port}"
+        assert self.sync is not None
+        leases = LeaseStore(
+            str(settings.db_url), table=settings.db_table, partitions=1 << settings.hash_size
+        )
+        self.cluster = ClusterNode(
+            self.runtime,
+            self.sync,
+            leases,
+            node_id=node_id,
+            api_url=api_url.rstrip("/"),
+            sip=sip,
+            lease=settings.lease_seconds,
+        )
+        self.peers = Peers(token=settings.api_token, timeout=self.runtime.answer_within + 5)
+        self.hand_off = NotifyHandOff(self.runtime, self.cluster, self.peers)
 
     async def _open_store(self) -> Store:
         """Open the store, making the data directory; a directory made here
@@ -314,6 +370,12 @@ class Service:
         close the sockets."""
         if self.api is not None:
             await self.api.stop()
+        if self.hand_off is not None:
+            await self.hand_off.close()
+        if self.cluster is not None:
+            await self.cluster.stop()
+        if self.peers is not None:
+            await self.peers.close()
         if self.xmpp is not None:
             await self.xmpp.stop()
         if self.bla is not None:

@@ -39,6 +39,7 @@ import orjson
 from aiohttp import web
 
 from pua.adapters import Adapters
+from pua.cluster import ClusterNode, Peers
 from pua.core import (
     EngineEvent,
     Record,
@@ -49,6 +50,7 @@ from pua.runtime.persistence import WriteTimer
 
 from .activity import Activity, history_entry
 from .adapters import AdapterMethods, add_adapter_routes
+from .cluster import ClusterMethods, ClusterRouter
 from .fast_rpc import Answer, BodyBudget, RpcSite
 from .metrics import metrics_text
 from .openapi import OPENAPI
@@ -65,6 +67,7 @@ from .rpc import (
     RpcError,
     named_params,
     presence_fault,
+    record_of_call,
     truth,
 )
 from .views import event_view, key_from_id, record_view
@@ -180,6 +183,8 @@ def make_app(
     max_buffered: int = MAX_BUFFERED_BYTES,
     max_records: int | None = None,
     adapters: Adapters | None = None,
+    cluster: ClusterNode | None = None,
+    peers: Peers | None = None,
 ) -> web.Application:
     """The aiohttp application for ``runtime``; ``durable`` is awaited
     before a change is acknowledged (the store's flush); ``store_timer``
@@ -187,7 +192,9 @@ def make_app(
     wait for a SIP outcome at once (the rest are refused with 503);
     ``max_body`` is the largest request body read, ``max_buffered`` the
     most bytes of bodies held at once, ``max_records`` the most records the
-    API makes."""
+    API makes.  ``cluster`` (with ``peers``, the client of the other
+    nodes' APIs): this node's part in a cluster; changes of records other
+    nodes own are carried to them (pua.api.cluster)."""
     methods = PuaMethods(
         runtime,
         durable,
@@ -197,7 +204,32 @@ def make_app(
     adapters = adapters or Adapters()
     registrations = adapters.registrations
     adapter_methods = AdapterMethods(adapters, methods.stored)
-    rpc = JsonRpc({**methods.table(), **adapter_methods.table()})
+    cluster_methods: ClusterMethods | None = None
+    if cluster is not None:
+        assert peers is not None, "a cluster node needs the client of the other nodes"
+        methods.forward = ClusterRouter(cluster, peers).forward
+        cluster_methods = ClusterMethods(
+            runtime,
+            cluster,
+            {
+                "pua.publish": lambda v: methods.publish_values(
+                    v, wait=truth(v, "wait", True), routed=True
+                ),
+                "pua.subscribe": lambda v: methods.subscribe_values(
+                    v, wait=truth(v, "wait", True), routed=True
+                ),
+                "pua.unpublish": lambda v: methods.unpublish(v, routed=True),
+                "pua.unsubscribe": lambda v: methods.unsubscribe(v, routed=True),
+            },
+            record_of_call,
+        )
+    rpc = JsonRpc(
+        {
+            **methods.table(),
+            **adapter_methods.table(),
+            **(cluster_methods.table() if cluster_methods is not None else {}),
+        }
+    )
     activity = Activity(runtime)
     hub = EventHub(runtime, activity)
     registry = runtime.registry
@@ -372,6 +404,21 @@ def make_app(
 
     async def remove(request: web.Request) -> web.Response:
         kind = "subscription" if request.path.startswith("/subscriptions") else "publication"
+        if cluster is not None:
+            # The record may be another node's: pua.unpublish/unsubscribe by
+            # id finds its owner.
+            ident = request.match_info["id"]
+            try:
+                if kind == "subscription":
+                    await methods.unsubscribe({"pres_uri": ident})
+                else:
+                    await methods.unpublish({"pres_uri": ident})
+            except RpcError as exc:
+                status = 404 if exc.code == 404 else 503
+                return _problem(status, exc.message, **(exc.data or {}))
+            except PresenceError as exc:
+                return _sip_failure(exc)
+            return _json({"removed": True})
         record = one(request, kind)
         try:
             await runtime.end(record.key)
@@ -412,8 +459,13 @@ def make_app(
         return response
 
     async def metrics(request: web.Request) -> web.Response:
-        body, content_type = metrics_text(runtime, store_timer, adapters)
+        body, content_type = metrics_text(runtime, store_timer, adapters, cluster)
         return web.Response(body=body, headers={"Content-Type": content_type})
+
+    async def cluster_view(request: web.Request) -> web.Response:
+        if cluster is None:
+            return _problem(404, "this node is not in a cluster (cluster = false)")
+        return _json(cluster.view())
 
     async def openapi(request: web.Request) -> web.Response:
         return _json(OPENAPI)
@@ -439,6 +491,7 @@ def make_app(
     add_adapter_routes(app, adapter_methods, read_json, _json, _problem)
     app.router.add_get("/events", events)
     app.router.add_get("/metrics", metrics)
+    app.router.add_get("/cluster", cluster_view)
     app.router.add_get("/openapi.json", openapi)
     add_page_routes(
         app,
@@ -448,6 +501,7 @@ def make_app(
         token_presented,
         registrations.bindings if registrations is not None else None,
         adapters.xmpp.view if adapters is not None and adapters.xmpp is not None else None,
+        cluster.view if cluster is not None else None,
     )
     app.on_shutdown.append(lambda app: _close_hub(hub))
     return app
@@ -496,6 +550,8 @@ class ApiServer:
         max_buffered: int = MAX_BUFFERED_BYTES,
         max_records: int | None = None,
         adapters: Adapters | None = None,
+        cluster: ClusterNode | None = None,
+        peers: Peers | None = None,
     ) -> None:
         """``sock``, when given, is a listening socket already bound to
         (host, port) (see :func:`bind_api`); otherwise ``start`` binds.
@@ -511,6 +567,8 @@ class ApiServer:
             max_buffered=max_buffered,
             max_records=max_records,
             adapters=adapters,
+            cluster=cluster,
+            peers=peers,
         )
         self.host = host
         self.port = port

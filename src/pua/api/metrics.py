@@ -11,6 +11,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 from pua.adapters import Adapters
+from pua.cluster import ClusterNode
 from pua.runtime import PresenceRuntime
 from pua.runtime.persistence import WriteTimer
 
@@ -142,13 +143,58 @@ def _counters(prefix: str, what: str, counters: dict[str, int]) -> Iterator[Metr
         yield CounterMetricFamily(f"{prefix}_{name}", f"{what}: {name}", value=value)
 
 
+class ClusterCollector(Collector):
+    """This node's part in a cluster: its partitions, the nodes it sees,
+    what it took over, gave up and carried to others."""
+
+    def __init__(self, node: ClusterNode) -> None:
+        self.node = node
+
+    def collect(self) -> Iterator[Metric]:
+        node = self.node
+        stats = node.stats
+        yield GaugeMetricFamily(
+            "pua_cluster_partitions_owned", "Partitions this node owns", value=len(node.owned)
+        )
+        yield GaugeMetricFamily(
+            "pua_cluster_nodes_alive",
+            "Nodes alive, as the last turn saw them",
+            value=sum(1 for n in node.nodes.values() if n.alive),
+        )
+        yield GaugeMetricFamily(
+            "pua_cluster_database_reachable",
+            "1 when the last turn reached the database",
+            value=1 if node.reachable else 0,
+        )
+        yield GaugeMetricFamily(
+            "pua_cluster_last_takeover_seconds",
+            "How long the last takeover of partitions took (reading and resuming their records)",
+            value=stats.last_takeover,
+        )
+        for name, what in (
+            ("turns", "Turns of the lease loop"),
+            ("failed_turns", "Turns that could not reach the database"),
+            ("claimed", "Partitions claimed (taken over)"),
+            ("adopted_records", "Records taken over from other nodes' partitions"),
+            ("released", "Partitions given up to other nodes"),
+            ("lost", "Partitions found to be another node's while held here"),
+            ("forwarded", "API changes carried to the owning node"),
+            ("handed_notifies", "NOTIFYs handed to the node that owns their dialog"),
+        ):
+            yield CounterMetricFamily(f"pua_cluster_{name}", what, value=getattr(stats, name))
+
+
 def metrics_text(
     runtime: PresenceRuntime,
     store_timer: WriteTimer | None = None,
     adapters: Adapters | None = None,
+    cluster: ClusterNode | None = None,
 ) -> tuple[bytes, str]:
     """The exposition text and its content type; ``store_timer`` is the
-    store sync's, when one is attached; ``adapters`` those that run."""
+    store sync's, when one is attached; ``adapters`` those that run;
+    ``cluster`` this node's part in a cluster."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(EngineCollector(runtime, store_timer, adapters))
+    if cluster is not None:
+        registry.register(ClusterCollector(cluster))
     return generate_latest(registry), CONTENT_TYPE_LATEST

@@ -190,16 +190,19 @@ def render_page(
     authorized: bool,
     bindings: list[dict[str, Any]] | None = None,
     gateway: dict[str, Any] | None = None,
+    cluster: dict[str, Any] | None = None,
 ) -> str:
     """The status page with ``views`` (record views), the ``recent`` history
     (oldest first) and the counts in it, the registration ``bindings``
     when registrations are on (None: off) and the XMPP ``gateway``'s view
-    when it runs.  Not ``authorized``: the page
+    when it runs, and the ``cluster``'s view on a node of one.  Not
+    ``authorized``: the page
     without any record, saying that a token is needed."""
     if not authorized:
         views, recent = [], []
         bindings = [] if bindings is not None else None
         gateway = None
+        cluster = None
     views = sorted(views, key=_sort_key)
     publications = sum(1 for v in views if v["kind"] == "publication")
     trouble = sum(1 for v in views if v["state"] == "backoff")
@@ -224,11 +227,44 @@ def render_page(
         "ROWS": empty + "".join(_row(v, now) for v in views),
         "LOG_ROWS": log_empty + "".join(_log_row(e) for e in reversed(recent)),
         "INITIAL": _script_json(initial),
-        "REGISTRATIONS": _registrations_section(bindings) + _gateway_section(gateway),
+        "REGISTRATIONS": _cluster_section(cluster)
+        + _registrations_section(bindings)
+        + _gateway_section(gateway),
     }
     # One pass: a filled text is never searched again, so a record's text
     # that looks like a marker stays text.
     return _MARKER.sub(lambda m: fills[m.group(1)], template)
+
+
+def _cluster_section(cluster: dict[str, Any] | None) -> str:
+    """The nodes of the cluster, their leases and partitions (as of the
+    page's load); nothing on a node alone."""
+    if cluster is None:
+        return ""
+    rows = "".join(
+        "<tr>"
+        f'<td class="mono">{_e(n["node_id"])}{" (this node)" if n["self"] else ""}</td>'
+        f"<td>{'alive' if n['alive'] else 'gone'}</td>"
+        f'<td class="num">{_e(n["partitions"])}</td>'
+        f'<td class="num">{_e(n["records"])}</td>'
+        f'<td class="num">{_e(_duration(n["seen_ago"]))} ago</td>'
+        f'<td class="mono">{_e(n["sip"])}</td>'
+        f'<td class="mono">{_e(n["api_url"])}</td>'
+        "</tr>"
+        for n in cluster["nodes"]
+    )
+    free = len(cluster["free"])
+    return (
+        '<h2 style="margin-top:26px">Cluster '
+        f'<span class="sub">node {_e(cluster["node_id"])}: {len(cluster["owned"])} of '
+        f"{cluster['partitions']} partitions, {free} without an owner, lease "
+        f"{cluster['lease_time']:g} s, database {_e(cluster['database'])}; "
+        "as of this page's load</span></h2>"
+        '<div class="panel scroll"><table id="cluster-nodes"><thead><tr>'
+        '<th>Node</th><th>State</th><th class="num">Partitions</th>'
+        '<th class="num">Records</th><th class="num">Last seen</th><th>SIP</th><th>API</th>'
+        f"</tr></thead><tbody>{rows}</tbody></table></div>"
+    )
 
 
 def _registrations_section(bindings: list[dict[str, Any]] | None) -> str:
@@ -321,6 +357,7 @@ def add_page_routes(
     authorized: Callable[[web.Request], bool],
     bindings: Callable[[], list[dict[str, Any]]] | None = None,
     gateway: Callable[[], dict[str, Any]] | None = None,
+    cluster: Callable[[], dict[str, Any]] | None = None,
 ) -> None:
     """Add the status page and its routes to ``app``.  ``view_of`` makes a
     record's JSON view (with its last NOTIFY); ``authorized`` tells whether
@@ -349,6 +386,7 @@ def add_page_routes(
             authorized=allowed,
             bindings=bindings() if bindings is not None else None,
             gateway=gateway() if gateway is not None else None,
+            cluster=cluster() if cluster is not None else None,
         )
         return web.Response(
             text=text,

@@ -30,15 +30,18 @@ from pua.runtime import PresenceRuntime
 from .views import key_from_id, record_id, record_view
 
 __all__ = [
+    "LOCAL",
     "NOT_STORED",
     "PUBLISH_PARAMS",
     "SUBSCRIBE_PARAMS",
     "TOO_MANY_RECORDS",
+    "Forward",
     "JsonRpc",
     "PuaMethods",
     "RpcError",
     "named_params",
     "presence_fault",
+    "record_of_call",
     "truth",
 ]
 
@@ -258,6 +261,27 @@ TOO_MANY_RECORDS = -32002
 
 Durable = Callable[[], Awaitable[None]]
 
+Forward = Callable[[str, dict[str, Any], str, str | None], Awaitable[Any]]
+"""Carries a change (method, values, pres_uri, watcher_uri) to the node
+that owns the record and returns its result, or :data:`LOCAL`."""
+
+LOCAL: Any = object()
+"""What a :data:`Forward` returns for a change to make on this node."""
+
+
+def record_of_call(method: str, values: dict[str, Any]) -> tuple[str, str | None]:
+    """The (pres_uri, watcher_uri) a change is about: its parameters, or
+    the record id given in place of pres_uri (pua.unpublish and
+    pua.unsubscribe)."""
+    pres_uri = str(_text(values, "pres_uri"))
+    if method in ("pua.unpublish", "pua.unsubscribe"):
+        key = key_from_id(pres_uri)
+        if key is not None:
+            return key.pres_uri, key.watcher_uri or None
+    if method in ("pua.subscribe", "pua.unsubscribe"):
+        return pres_uri, _text(values, "watcher_uri")
+    return pres_uri, None
+
 
 class PuaMethods:
     """The pua.* methods over a running engine.
@@ -284,6 +308,8 @@ class PuaMethods:
         # at once (OVERLOADED) instead of queueing without bound.
         self.max_waiting = max_waiting
         self.waiting = 0
+        # In a cluster: carries a change of a record another node owns to it.
+        self.forward: Forward | None = None
 
     def _admit(self) -> None:
         """Refuse a waiting call, early and clearly, when too many wait."""
@@ -402,9 +428,19 @@ class PuaMethods:
         values = named_params(params, PUBLISH_PARAMS, required=_publish_required(params))
         return await self.publish_values(values, wait=truth(values, "wait", False))
 
-    async def publish_values(self, values: dict[str, Any], *, wait: bool) -> dict[str, Any]:
-        """Publish from checked values (what every route shares)."""
+    async def publish_values(
+        self, values: dict[str, Any], *, wait: bool, routed: bool = False
+    ) -> dict[str, Any]:
+        """Publish from checked values (what every route shares).  In a
+        cluster, a record another node owns is published there (unless
+        ``routed``: the call was carried here by another node)."""
         info = self.publish_info(values)
+        if self.forward is not None and not routed:
+            answer = await self.forward(
+                "pua.publish", {**values, "wait": wait}, info.pres_uri, None
+            )
+            if answer is not LOCAL:
+                return dict(answer)
         self._check_room(
             RecordKey(info.pres_uri, int(info.event), info.id, int(info.source_flag)), info.expires
         )
@@ -432,9 +468,18 @@ class PuaMethods:
         values = named_params(params, SUBSCRIBE_PARAMS, required=2)
         return await self.subscribe_values(values, wait=truth(values, "wait", True))
 
-    async def subscribe_values(self, values: dict[str, Any], *, wait: bool) -> dict[str, Any]:
-        """Subscribe from checked values (what every route shares)."""
+    async def subscribe_values(
+        self, values: dict[str, Any], *, wait: bool, routed: bool = False
+    ) -> dict[str, Any]:
+        """Subscribe from checked values (what every route shares); in a
+        cluster, at the node that owns the record (see publish_values)."""
         info = self.subscribe_info(values)
+        if self.forward is not None and not routed:
+            answer = await self.forward(
+                "pua.subscribe", {**values, "wait": wait}, info.pres_uri, info.watcher_uri
+            )
+            if answer is not LOCAL:
+                return dict(answer)
         self._check_room(
             RecordKey(
                 info.pres_uri, int(info.event), info.id, int(info.source_flag), info.watcher_uri
@@ -453,10 +498,22 @@ class PuaMethods:
             "record": self._view(event.key),
         }
 
-    async def unpublish(self, params: list[Any] | dict[str, Any]) -> dict[str, Any]:
+    async def _elsewhere(self, method: str, values: dict[str, Any], routed: bool) -> Any:
+        """The owner's answer to a change of a record another node of the
+        cluster owns, or LOCAL."""
+        if self.forward is None or routed:
+            return LOCAL
+        pres_uri, watcher_uri = record_of_call(method, values)
+        return await self.forward(method, values, pres_uri, watcher_uri)
+
+    async def unpublish(
+        self, params: list[Any] | dict[str, Any], *, routed: bool = False
+    ) -> dict[str, Any]:
         """Remove a publication (pres_uri, event, id; or the record's id, as
         pua.list shows it, in place of pres_uri) and wait for the answer."""
         values = named_params(params, ("pres_uri", "event", "id"), required=1)
+        if (answer := await self._elsewhere("pua.unpublish", values, routed)) is not LOCAL:
+            return dict(answer)
         if await self._end_by_id(_text(values, "pres_uri"), subscription=False):
             return {"removed": True}
         info = PublishInfo(
@@ -471,10 +528,14 @@ class PuaMethods:
         await self.stored()
         return {"removed": True}
 
-    async def unsubscribe(self, params: list[Any] | dict[str, Any]) -> dict[str, Any]:
+    async def unsubscribe(
+        self, params: list[Any] | dict[str, Any], *, routed: bool = False
+    ) -> dict[str, Any]:
         """End a subscription (pres_uri, watcher_uri, event, id; or the
         record's id alone, as pua.list shows it) and wait for the answer."""
         values = named_params(params, ("pres_uri", "watcher_uri", "event", "id"), required=1)
+        if (answer := await self._elsewhere("pua.unsubscribe", values, routed)) is not LOCAL:
+            return dict(answer)
         if await self._end_by_id(_text(values, "pres_uri"), subscription=True):
             return {"unsubscribed": True}
         if values.get("watcher_uri") is None:

@@ -110,6 +110,16 @@ class ChangeTracker:
         """Mark ``record`` changed again (a write that failed)."""
         (self._refreshed if refreshed else self._changed).add(record)
 
+    def pending(self, record: Record) -> bool:
+        """Whether a change of ``record`` waits to be written."""
+        return record in self._changed or record in self._refreshed
+
+    def forget(self, record: Record) -> None:
+        """Keep nothing of ``record``: its row stays as it is (another
+        node writes it from now on)."""
+        self._changed.discard(record)
+        self._refreshed.discard(record)
+
     def take(self) -> tuple[set[Record], set[Record], list[int]]:
         """Records changed whole, records only refreshed, and row ids
         deleted since the last call (handed over, not copied)."""

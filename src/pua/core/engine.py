@@ -463,6 +463,37 @@ class PresenceEngine:
             return self._publisher.resume(record, now, due_at)
         return self._subscriber.resume(record, now, due_at)
 
+    def release(self, records: Iterable[Record], *, force: bool = False) -> list[Record]:
+        """Let go of records another node takes over (several nodes on one
+        database): each leaves the table, its deadline and its dialog, and
+        its row is left as it is; nothing is sent.
+
+        Without ``force`` it is all or nothing: when a record waits for an
+        answer, has a wish waiting, or has a change not yet written (the
+        new owner would read a stale row), none goes, and the busy ones
+        are returned for the caller to try again.  With ``force`` (the
+        records are already another node's) every record goes."""
+        ctx = self._ctx
+        changes = ctx.changes
+        held = [r for r in records if r.held and ctx.table.get(r) is r]
+        if not force:
+            busy = [
+                r
+                for r in held
+                if r.flight is not None
+                or r.pending is not None
+                or (changes is not None and changes.pending(r))
+            ]
+            if busy:
+                return busy
+        for record in held:
+            ctx.deadlines.cancel(record, "deadline")
+            record.flight = None
+            ctx.table.remove(record.key)
+            if changes is not None:
+                changes.forget(record)
+        return []
+
     # -- plumbing ----------------------------------------------------------------
     def _check_route(self, uri: str, what: str, proxy: str | None, expires: int) -> None:
         """What every request of the API needs: a URI that parses, a way to

@@ -3,11 +3,22 @@ counts by state kept as records move."""
 
 from __future__ import annotations
 
+import zlib
 from typing import Any
 
 from .records import PubState, Record, RecordKey, SubscriptionRecord, SubState
 
-__all__ = ["RecordTable"]
+__all__ = ["RecordTable", "partition_of"]
+
+
+def partition_of(pres_uri: str, watcher_uri: str | None, hash_size: int) -> int:
+    """The partition (0 .. 2^hash_size - 1) of a record of ``pres_uri``
+    (and ``watcher_uri``, for a subscription), as the seed hashes them.
+
+    Every node of a cluster must name the same partition for a record, so
+    this is CRC-32, not Python's ``hash`` (salted per process)."""
+    text = f"{pres_uri}\n{watcher_uri or ''}"
+    return zlib.crc32(text.encode("utf-8", "surrogatepass")) & ((1 << hash_size) - 1)
 
 
 class RecordTable:
@@ -37,10 +48,10 @@ class RecordTable:
         self._publications = 0
         self._by_state: dict[PubState | SubState, int] = dict.fromkeys([*PubState, *SubState], 0)
 
-    def partition(self, key: RecordKey) -> int:
+    def partition(self, key: RecordKey | Record) -> int:
         """The partition (0 .. 2^hash_size - 1) of ``key``: the seed hashes
-        pres_uri and watcher_uri."""
-        return hash((key.pres_uri, key.watcher_uri)) & self._mask
+        pres_uri and watcher_uri (see :func:`partition_of`)."""
+        return partition_of(key.pres_uri, key.watcher_uri, self.hash_size)
 
     def __len__(self) -> int:
         return len(self._records)

@@ -45,6 +45,7 @@ from pua.core import (
 from pua.core.events import NotifyReceived
 from pua.core.records import Record, SubscriptionRecord
 from pua.core.requests import parse_next_hop
+from pua.core.table import partition_of
 from pua.errors import PublishError, StateError, SubscribeError, UsageError
 from pua.sip.auth import Credentials
 from pua.sip.ids import Ids
@@ -455,6 +456,22 @@ class PresenceRuntime:
     def resume(self, record: Record, due_at: float) -> bool:
         """Take back a record read from the store (PresenceEngine.resume)."""
         return self._engine.resume(record, self.now(), due_at)
+
+    def release(self, records: Iterable[Record], *, force: bool = False) -> list[Record]:
+        """Let go of records another node takes over, all or none; returns
+        the busy ones when none went (PresenceEngine.release)."""
+        kept = self._engine.release(records, force=force)
+        self._arm_timer()
+        return kept
+
+    def receive(self, data: bytes, address: Address, transport: str) -> None:
+        """Take a message as if it had come from ``address`` (a NOTIFY
+        another node of a cluster received for one of our dialogs)."""
+        self._on_datagram(data, address, transport)
+
+    def partition(self, record: Record | RecordKey) -> int:
+        """The partition of a record (0 .. 2^hash_size - 1)."""
+        return partition_of(record.pres_uri, record.watcher_uri, self.config.hash_size)
 
     def jitter(self) -> float:
         """A float in [0, 1) from the engine's ids source."""

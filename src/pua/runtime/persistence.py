@@ -23,7 +23,7 @@ import contextlib
 import gc
 import logging
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, TypeVar
 
 from pua.core import (
@@ -122,7 +122,9 @@ class StoreSync:
             self._kick.set()
 
     # -- start and stop ---------------------------------------------------------
-    async def restore(self, *, freeze: bool = False) -> dict[str, int]:
+    async def restore(
+        self, *, freeze: bool = False, wanted: Callable[[str, str], bool] | None = None
+    ) -> dict[str, int]:
         """Load every row and resume its record; rows whose records are over
         are deleted.  Due work is spread over a window that grows with the
         table.  Returns counts.
@@ -130,22 +132,65 @@ class StoreSync:
         ``freeze`` (for a program that owns the process, as ``pua serve``):
         the records made are moved out of the cyclic collector's way
         (``gc.freeze``) a chunk at a time, so that no collection walks a
-        million of them while the restore goes on."""
+        million of them while the restore goes on.  ``wanted(pres_uri,
+        watcher_uri)``, when given, names the rows to take (a node of a
+        cluster takes its partitions' only); the others are left alone."""
         runtime = self.runtime
-        now = runtime.now()
         total = await self.store.count()
         window = max(SPREAD_MIN, total / SPREAD_RATE)
-        resumed = dropped = 0
         started = time.monotonic()
+        counts = await self._resume_rows(window, wanted=wanted, freeze=freeze, total=total)
+        runtime.take_store_changes()  # what was just read needs no writing
+        runtime.flush_outputs()
+        async with self._lock:
+            await self._write_pending()
+        log.info(
+            "restored %d records (%d rows dropped) in %.2f s",
+            counts["resumed"],
+            counts["dropped"],
+            time.monotonic() - started,
+        )
+        return {"rows": total, **counts}
+
+    async def adopt(self, wanted: Callable[[str, str], bool]) -> dict[str, int]:
+        """Take over the records of the rows ``wanted(pres_uri,
+        watcher_uri)`` names that are not held here (the partitions of a
+        node of the cluster that died or gave them up): each is resumed
+        from its row, a publication with its stored ETag, a subscription
+        in its dialog with this node's Contact.  Rows of records whose
+        lifetime is over are deleted; rows held already, or not wanted,
+        are left alone.  Returns counts."""
+        counts = await self._resume_rows(SPREAD_MIN / 2, wanted=wanted, freeze=False, total=0)
+        self.runtime.flush_outputs()
+        return counts
+
+    async def _resume_rows(
+        self,
+        window: float,
+        *,
+        wanted: Callable[[str, str], bool] | None,
+        freeze: bool,
+        total: int,
+    ) -> dict[str, int]:
+        """Read the table and resume the records of the rows ``wanted``
+        names (every row when None); due work spread over ``window``."""
+        runtime = self.runtime
+        now = runtime.now()
+        resumed = dropped = skipped = 0
         # The rows come as the driver's tuples and become records directly;
-        # the loop gets a turn every RESTORE_SLICE rows.
+        # the loop gets a turn every RESUME_SLICE rows.
         types: dict[int, str | None] = {}
         event_at = 1 + ROW_COLUMNS.index("event")
+        pres_at = 1 + ROW_COLUMNS.index("pres_uri")
+        watcher_at = 1 + ROW_COLUMNS.index("watcher_uri")
         jitter, resume = runtime.jitter, runtime.resume
         async for rows in _read_ahead(self.store.load_values(RESTORE_SLICE)):
             for n, row in enumerate(rows, 1):
                 if not n % RESUME_SLICE:
                     await asyncio.sleep(0)
+                if wanted is not None and not wanted(str(row[pres_at]), str(row[watcher_at] or "")):
+                    skipped += 1
+                    continue
                 try:
                     event = int(row[event_at])
                     if event not in types:
@@ -155,6 +200,9 @@ class StoreSync:
                     self._pending_deletes.add(int(row[0]))
                     dropped += 1
                     continue
+                if wanted is not None and runtime.record(record) is not None:
+                    skipped += 1  # held here already (made since the claim)
+                    continue
                 if resume(record, now + window * jitter()):
                     resumed += 1
                 else:
@@ -162,21 +210,11 @@ class StoreSync:
                     dropped += 1
             if freeze:
                 gc.freeze()
-            done = resumed + dropped
+            done = resumed + dropped + skipped
             if total > 50_000 and done % 100_000 < RESTORE_SLICE:
                 log.info("restoring: %d of %d rows", done, total)
             await asyncio.sleep(0)  # let the loop breathe between chunks
-        runtime.take_store_changes()  # what was just read needs no writing
-        runtime.flush_outputs()
-        async with self._lock:
-            await self._write_pending()
-        log.info(
-            "restored %d records (%d rows dropped) in %.2f s",
-            resumed,
-            dropped,
-            time.monotonic() - started,
-        )
-        return {"rows": total, "resumed": resumed, "dropped": dropped}
+        return {"resumed": resumed, "dropped": dropped, "skipped": skipped}
 
     def start(self) -> None:
         """Start writing in the background."""
