@@ -681,6 +681,17 @@ def _check(settings: Settings, sources: Mapping[str, str]) -> None:
         scheme = (settings.db_url or "").partition("://")[0].split("+")[0].lower()
         if scheme not in ("postgres", "postgresql"):
             raise fail("cluster", "needs a PostgreSQL db_url (postgresql://user@host/db)")
+        alone = [
+            name
+            for name in ("usrloc", "reginfo", "bla", "dialoginfo", "xmpp")
+            if getattr(settings, name)
+        ]
+        if alone or settings.reginfo_subscribe:
+            raise fail(
+                "cluster",
+                f"the adapters ({', '.join(alone or ['reginfo_subscribe'])}) run on a single"
+                " node; turn them off or run them on a pua of their own",
+            )
         if settings.cleanup_on_exit:
             raise fail(
                 "cleanup_on_exit",

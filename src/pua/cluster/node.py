@@ -321,11 +321,12 @@ class ClusterNode:
             for p, records in self._records_of(left).items():
                 if not self.runtime.release(records):
                     done.add(p)
+                    # Not ours from now: a call for it waits for the new owner.
+                    self.owned.discard(p)
             left -= done
             if not left:
                 break
             await asyncio.sleep(HAND_OVER_PAUSE)
-        self.owned -= done
         await self._give_up(done, written=True)
 
     async def _give_up(self, partitions: set[int], *, written: bool) -> None:

@@ -164,12 +164,13 @@ class LeaseStore:
                     " lease_until TIMESTAMPTZ NOT NULL DEFAULT '-infinity',"
                     " epoch BIGINT NOT NULL DEFAULT 0)"
                 )
+                held = int(await conn.fetchval(f"SELECT count(*) FROM {parts}"))
+                if held:
+                    return held  # made by the first node: only checked
                 await conn.execute(
-                    f"INSERT INTO {parts} (partition) SELECT generate_series(0, $1 - 1)"
-                    " ON CONFLICT DO NOTHING",
-                    count,
+                    f"INSERT INTO {parts} (partition) SELECT generate_series(0, $1 - 1)", count
                 )
-                return int(await conn.fetchval(f"SELECT count(*) FROM {parts}"))
+                return count
 
         held = await self._call("making the cluster's tables", work)
         if held != count:
