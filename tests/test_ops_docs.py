@@ -11,6 +11,7 @@ import subprocess
 import sys
 from dataclasses import fields
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 
@@ -20,11 +21,13 @@ from pua.adapters.dialogs import Dialogs
 from pua.adapters.registrations import Registrations
 from pua.adapters.xmpp import XmppGateway, XmppSettings
 from pua.api.metrics import metrics_text
+from pua.cluster import ClusterNode
 from pua.cli import serve
 from pua.config import Settings, load_settings
 from pua.core import EngineConfig
 from pua.runtime import Listen, PresenceRuntime
 from pua.runtime.persistence import WriteTimer
+from pua.store.leases import LeaseStore
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_TOML = ROOT / "docs" / "examples" / "pua.toml"
@@ -161,7 +164,11 @@ def _metrics_of_a_running_runtime() -> str:
             gateway = XmppGateway(runtime, XmppSettings(component="sip.example.com", secret="s"))
             adapters = Adapters(registrations=registrations, dialogs=Dialogs(runtime),
                                 bla=SharedLines(runtime, registrations), xmpp=gateway)
-            return metrics_text(runtime, timer, adapters)[0].decode()
+            # A cluster node's metrics (nothing is connected to build them).
+            leases = LeaseStore("postgresql://pua@127.0.0.1/pua", partitions=16)
+            node = ClusterNode(runtime, cast(Any, None), leases, node_id="a",
+                               api_url="http://a", sip="udp:a", lease=3.0)
+            return metrics_text(runtime, timer, adapters, node)[0].decode()
 
     return asyncio.run(scrape())
 

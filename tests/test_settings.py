@@ -215,3 +215,36 @@ def test_the_xmpp_secret_comes_from_a_file_never_a_flag(tmp_path: Path) -> None:
     assert (settings.xmpp_host, settings.xmpp_port) == ("127.0.0.1", 5347)
     assert settings.domain_separator == "*" and settings.gateway_domain is None
     assert flag_of("xmpp_secret") == "--xmpp-secret-file"
+
+
+PG = "postgresql://postgres@127.0.0.1/pua"
+
+
+@pytest.mark.parametrize(
+    ("environ", "named"),
+    [
+        ({"PUA_CLUSTER": "true"}, "cluster"),
+        ({"PUA_CLUSTER": "true", "PUA_DB_URL": "sqlite:////tmp/pua.db"}, "cluster"),
+        ({"PUA_CLUSTER": "true", "PUA_DB_URL": PG, "PUA_USRLOC": "true"}, "cluster"),
+        ({"PUA_CLUSTER": "true", "PUA_DB_URL": PG, "PUA_CLEANUP_ON_EXIT": "true"},
+         "cleanup_on_exit"),
+        ({"PUA_CLUSTER": "true", "PUA_DB_URL": PG, "PUA_NODE_ID": " "}, "node_id"),
+        ({"PUA_CLUSTER": "true", "PUA_DB_URL": PG, "PUA_NODE_API_URL": "a:1"}, "node_api_url"),
+        ({"PUA_LEASE_TIME": "0.5"}, "lease_time"),
+    ],
+)
+def test_the_cluster_settings_are_checked(environ: dict[str, str], named: str) -> None:
+    """A cluster needs PostgreSQL, no single-node adapter, a usable node id
+    and API URL; a lease under a second is refused; each names the setting."""
+    with pytest.raises(ConfigError, match=named):
+        load_settings(environ=environ)
+
+
+def test_the_lease_defaults_to_a_few_seconds_under_update_period() -> None:
+    """lease_time 0 is update_period less 5 s, never under 2 s."""
+    cluster = {"PUA_CLUSTER": "true", "PUA_DB_URL": PG}
+    assert load_settings(environ=cluster).lease_seconds == 25.0
+    with_period = {**cluster, "PUA_UPDATE_PERIOD": "6"}
+    assert load_settings(environ=with_period).lease_seconds == 2.0
+    given = {**cluster, "PUA_LEASE_TIME": "4"}
+    assert load_settings(environ=given).lease_seconds == 4.0

@@ -150,7 +150,7 @@ class StoreSync:
             counts["dropped"],
             time.monotonic() - started,
         )
-        return {"rows": total, **counts}
+        return {"rows": total, "resumed": counts["resumed"], "dropped": counts["dropped"]}
 
     async def adopt(self, wanted: Callable[[str, str], bool]) -> dict[str, int]:
         """Take over the records of the rows ``wanted(pres_uri,
