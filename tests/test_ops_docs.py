@@ -21,8 +21,8 @@ from pua.adapters.dialogs import Dialogs
 from pua.adapters.registrations import Registrations
 from pua.adapters.xmpp import XmppGateway, XmppSettings
 from pua.api.metrics import metrics_text
-from pua.cluster import ClusterNode
 from pua.cli import serve
+from pua.cluster import ClusterNode
 from pua.config import Settings, load_settings
 from pua.core import EngineConfig
 from pua.runtime import Listen, PresenceRuntime

@@ -119,7 +119,7 @@ class ClusterNode:
         self._wake = asyncio.Event()
         self._claim_after = 0.0
         self._task: asyncio.Task[None] | None = None
-        self._turn_lock = asyncio.Lock()
+        self._balancing: asyncio.Task[None] | None = None
 
     # -- life ---------------------------------------------------------------------
     async def start(self) -> None:
@@ -145,13 +145,17 @@ class ClusterNode:
     async def stop(self) -> None:
         """Write what is pending, free this node's partitions for the
         others at once, and stop."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-        with contextlib.suppress(StoreError):
-            await self.sync.flush()
+        for task in (self._task, self._balancing):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._task = self._balancing = None
+        # Each partition handed over whole where its records are idle (so
+        # the next owner reads their last state); what stays busy is let go
+        # of anyway, and leave() frees every partition still held.
+        await self._hand_over(set(self.owned))
+        self.runtime.release(list(self.runtime.records()), force=True)
         try:
             await self.leases.leave(self.node_id)
         except StoreError as exc:
@@ -167,7 +171,7 @@ class ClusterNode:
                     await self._wake.wait()
             self._wake.clear()
             try:
-                await self.turn()
+                await self.turn(wait=False)
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -177,19 +181,34 @@ class ClusterNode:
         """Take a turn now (e.g. a request found no owner)."""
         self._wake.set()
 
-    # -- a turn -------------------------------------------------------------------
-    async def turn(self) -> None:
-        """Renew, claim, give up (see the module)."""
-        async with self._turn_lock:
-            try:
-                await self._turn()
-            finally:
-                self.stats.turns += 1
-                self.changed.set()
-                self.changed.clear()
+    def _changed(self) -> None:
+        self.changed.set()
+        self.changed.clear()
 
-    async def _turn(self) -> None:
+    # -- a turn -------------------------------------------------------------------
+    async def turn(self, *, wait: bool = True) -> None:
+        """Renew this node's leases, then claim and give up partitions (see
+        the module).  The claiming and giving up runs on its own (unless
+        ``wait``): taking over many records may take longer than a lease,
+        and the renewals must go on meanwhile."""
+        try:
+            seen = await self._renew()
+        finally:
+            self.stats.turns += 1
+            self._changed()
+        if seen is None:
+            return
+        if self._balancing is not None and not self._balancing.done():
+            return  # the last one is still at work; the next turn looks again
+        self._balancing = asyncio.ensure_future(self._rebalance(*seen))
+        if wait:
+            await self._balancing
+
+    async def _renew(self) -> tuple[set[int], list[NodeRow], list[PartitionRow]] | None:
+        """Renew; learn the nodes and owners; drop what was lost.  None
+        when the database cannot be reached."""
         runtime, leases = self.runtime, self.leases
+        before = set(self.owned)
         try:
             held = await leases.beat(
                 self.node_id,
@@ -209,7 +228,7 @@ class ClusterNode:
                     exc,
                 )
             self.reachable = False
-            return
+            return None
         if not self.reachable:
             if self.stats.turns:
                 log.warning(
@@ -222,10 +241,31 @@ class ClusterNode:
             self._claim_after = time.monotonic() + (self.lease if self.stats.turns else 0.0)
             self.reachable = True
         self._learn(nodes, parts)
-        lost = self.owned - held
+        # Only what was held before the renewal can have been lost: a
+        # partition claimed meanwhile is not in ``held`` yet.
+        lost = (before & self.owned) - held
         if lost:
             self._drop(lost)
-        live = sorted(n.node_id for n in nodes if n.alive) or [self.node_id]
+        for p in self.owned:
+            self.owners[p] = self.node_id
+        return held, nodes, parts
+
+    async def _rebalance(
+        self, held: set[int], nodes: list[NodeRow], parts: list[PartitionRow]
+    ) -> None:
+        try:
+            await self._balance(held, nodes, parts)
+        except StoreError as exc:
+            log.error("cluster: %s", exc)
+        finally:
+            for p in self.owned:
+                self.owners[p] = self.node_id
+            self._changed()
+
+    async def _balance(
+        self, held: set[int], nodes: list[NodeRow], parts: list[PartitionRow]
+    ) -> None:
+        live = sorted(n.node_id for n in nodes if n.alive)
         if self.node_id not in live:
             live = sorted([*live, self.node_id])
         mine = {p for p in range(self.partitions) if self._winner(p, live) == self.node_id}
@@ -234,12 +274,12 @@ class ClusterNode:
         stray = held - self.owned
         if stray:
             await self._adopt(stray & mine)
-            await self._give_up(stray - mine, written=True)
+            await self._give_up(stray - mine)
         if time.monotonic() >= self._claim_after:
             free = {p.partition for p in parts if not p.held}
             wanted = (mine & free) - self.owned
             if wanted:
-                claimed = await leases.claim(self.node_id, wanted, self.lease)
+                claimed = await self.leases.claim(self.node_id, wanted, self.lease)
                 if claimed:
                     started = time.monotonic()
                     await self._adopt(claimed)
@@ -248,8 +288,6 @@ class ClusterNode:
         extra = self.owned - mine
         if extra:
             await self._hand_over(extra)
-        for p in self.owned:
-            self.owners[p] = self.node_id
 
     def _learn(self, nodes: list[NodeRow], parts: list[PartitionRow]) -> None:
         self.nodes = {n.node_id: n for n in nodes}
@@ -327,9 +365,9 @@ class ClusterNode:
             if not left:
                 break
             await asyncio.sleep(HAND_OVER_PAUSE)
-        await self._give_up(done, written=True)
+        await self._give_up(done)
 
-    async def _give_up(self, partitions: set[int], *, written: bool) -> None:
+    async def _give_up(self, partitions: set[int]) -> None:
         if not partitions:
             return
         try:
