@@ -63,6 +63,27 @@ def test_resumed_publication_is_refreshed_with_its_etag() -> None:
     assert h.now < float(row["expires"])  # type: ignore[arg-type]
 
 
+def test_publication_refreshed_elsewhere_a_moment_ago_is_not_refreshed_at_once() -> None:
+    """A row another node refreshed a second ago for 20 s (a cluster's
+    hand-over) is refreshed by the usual rule over what is left of it:
+    not before half of it, not after the margin, never at once."""
+    for seed in ("a", "b", "c", "d"):
+        h = Harness(seed=seed)
+        h.agent.send_publish(PublishInfo(pres_uri=ALICE, body=PIDF, expires=-1), h.now)
+        h.ok_publish(h.one(), "e1", 20)
+        [record] = list(h.agent.records())
+        row = record_to_row(record, "application/pidf+xml")  # type: ignore[arg-type]
+        taken = Harness(seed=f"taker-{seed}")
+        taken.now = h.now + 1
+        adopted = taken.now
+        assert taken.agent.resume(record_from_row(row, "application/pidf+xml"),
+                                  taken.now, taken.now + 0.5)
+        refresh = taken.next_request(20)
+        assert refresh.sip_if_match == "e1"
+        waited = taken.now - adopted
+        assert 19 / 2 - 19 / 10 <= waited <= 19 / 2, waited
+
+
 def test_publication_dropped_by_the_server_is_published_again_from_its_body() -> None:
     """When the stored expiry has passed, the stored body is published anew
     (no If-Match), at the time given for due work."""

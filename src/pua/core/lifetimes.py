@@ -85,10 +85,11 @@ class Lifetimes:
         jitter = min(expires / 10.0, 10.0) * self._ids.uniform()
         return max(0.0, base - jitter)
 
-    def resume_at(self, record: Record, due_at: float) -> float:
-        """When a resumed record is refreshed: a margin before its expiry,
-        or ``due_at`` when that moment is already gone."""
-        at = record.expires_at - self._config.refresh_margin - 10.0 * self._ids.uniform()
+    def resume_at(self, record: Record, now: float, due_at: float) -> float:
+        """When a resumed record is refreshed: by the refresh rule over the
+        life it has left (so one refreshed a moment ago elsewhere is not
+        refreshed again at once), or ``due_at`` when that is later."""
+        at = now + self.refresh_delay(record.expires_at - now)
         return at if at > due_at else due_at
 
     def retry_delay(self, failures: int, retry_after: int | None) -> float:

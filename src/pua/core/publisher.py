@@ -94,7 +94,7 @@ class Publisher:
         if pub.etag is not None and alive:
             pub.state = PubState.PUBLISHED
             ctx.table.put(pub)
-            ctx.arm(pub, ctx.lifetimes.resume_at(pub, due_at))
+            ctx.arm(pub, ctx.lifetimes.resume_at(pub, now, due_at))
             return True
         if pub.body is None:
             return False
