@@ -242,7 +242,7 @@ def test_records_are_refreshed_by_one_node_taken_over_and_given_back(
         for key, requests in sent.items():
             assert log.senders(requests) == {final[key]}, (key, requests)
             gaps = [later.time - earlier.time for earlier, later in pairwise(requests)]
-            assert min(gaps) > NOT_TWICE, (key, gaps)  # never two in one period
+            assert min(gaps) > NOT_TWICE, (key, gaps, requests)  # never two in one period
             check_no_lapse(requests, key)
             if isinstance(key, str):
                 assert all(r.if_match for r in requests), key  # refreshes, by ETag

@@ -102,6 +102,35 @@ def test_notify_before_2xx_matches_and_is_delivered() -> None:
     assert h.now - 1_700_000_000.0 <= 468 and refresh.to.tag == "srv1"
 
 
+def test_the_latest_notify_gives_the_expiry_longer_or_shorter() -> None:
+    """A NOTIFY the notifier built before taking a refresh arrives after
+    the refresh's 2xx with the old, shorter expiry; the NOTIFY that follows
+    says the full one again, and the refresh keeps its usual time.  A
+    NOTIFY that shortens the subscription brings the refresh forward."""
+    h = Harness()
+    key, request = established(h)
+    h.advance(300)
+    refresh = h.next_request(600)
+    h.answer(refresh, 200, [("Expires", "600")])
+    answered = h.now
+    sub = h.agent.record(key)  # type: ignore[arg-type]
+    assert sub is not None
+    assert h.notify(request, "active;expires=30", cseq=10).status == 200  # stale
+    assert sub.expires_at == answered + 30
+    assert h.notify(request, "active;expires=600", cseq=11).status == 200
+    assert sub.expires_at == answered + 600
+    assert h.notify(request, "active;expires=599", cseq=12).status == 200  # a clock tick
+    assert sub.expires_at == answered + 600
+    again = h.next_request(600)
+    assert again.call_id == request.call_id
+    assert 540 <= h.now - answered <= 568, h.now - answered  # max(E/2, E-32) less jitter
+    h.answer(again, 200, [("Expires", "600")])
+    answered = h.now
+    assert h.notify(request, "active;expires=100", cseq=13).status == 200
+    h.next_request(600)
+    assert 40 <= h.now - answered <= 68, h.now - answered
+
+
 def test_notify_checks() -> None:
     """Unknown dialog -> 481; wrong event -> 489; no Subscription-State -> 400;
     a body that is an XML bomb -> 400; and none of them changes the state."""

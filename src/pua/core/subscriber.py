@@ -349,10 +349,15 @@ class Subscriber:
         if state == "active":
             sub.resubscribes = 0
         if expires is not None:
+            # The latest NOTIFY's expiry is the subscription's (RFC 6665
+            # §4.1.3), longer or shorter: a NOTIFY the notifier built before
+            # it took our refresh can arrive after the refresh's 2xx with
+            # the old, shorter expiry, and the next one puts it right.  A
+            # second's difference is the notifier's whole-second clock.
             at = now + expires
             if sub.flight is not None:
                 sub.flight.notify_until = at
-            if sub.state is SubState.ACTIVE and (sub.expires_at <= now or at < sub.expires_at):
+            if sub.state is SubState.ACTIVE and abs(at - sub.expires_at) > 1.0:
                 sub.expires_at = at
                 self.schedule_refresh(sub, expires, now)
         self._ctx.mark(sub, refreshed=True)
