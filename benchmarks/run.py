@@ -21,6 +21,7 @@ from pua.runtime.loop import GC_THRESHOLDS, tune_gc, uvloop_available
 
 from . import (
     churn,
+    cluster,
     dialogs,
     digest,
     engine,
@@ -628,6 +629,158 @@ def render_xmpp(result: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _secs(summary: dict[str, Any]) -> str:
+    if summary["median"] is None:
+        return "-"
+    return f"{summary['min']:.2f} / {summary['median']:.2f} / {summary['max']:.2f}"
+
+
+def render_cluster(result: dict[str, Any]) -> list[str]:
+    """The section on several nodes on one PostgreSQL database."""
+    lease, expires = result["lease_time"], result["max_expires"]
+    lines = [
+        "",
+        "## Cluster",
+        "",
+        "`benchmarks/cluster.py` (`make bench`, or alone: `.venv/bin/python -m benchmarks.run "
+        "--only cluster --output docs/benchmarks.md`): `pua serve` nodes with `cluster = true` "
+        "on one PostgreSQL database (a fresh database on the machine's server for each run) "
+        "against a Kamailio 5.6 presence server on loopback (`tests/peers/kamailio.py`, its "
+        "SQLite database on tmpfs), started and read as the cluster tests do "
+        "(`tests/cluster/harness.py`).",
+        "",
+        "### Calls through the API with 1, 2 and 3 nodes",
+        "",
+        f"{result['publications']:,} `pua.publish` JSON-RPC calls (a new presentity each, a "
+        f"PIDF body, expires -1; each call waits for the 200 and the row written), then "
+        f"{result['subscriptions']:,} `pua.subscribe` calls (a new watcher each, of those "
+        f"presentities; each waits for the first NOTIFY), from {result['threads']} client "
+        "threads on keep-alive connections, call *i* to node *i* mod *n*: so about "
+        "(*n* - 1)/*n* of the calls reach a node that does not own the record and are carried "
+        "to its owner (*forwarded*: the nodes' `forwarded` counts in `pua.cluster`). Fresh "
+        "nodes, database and presence server (lifetimes of 3600 s, so no refresh during the "
+        "run) for each *n*, in two passes (1, 2, 3 nodes, then 3, 2, 1); the table gives "
+        "the better pass of each. **The reference is 1 node in the same run**; *node CPU* is "
+        "the CPU time of all the nodes' processes per call.",
+        "",
+        "| nodes | publications/s | ratio to 1 node | forwarded | node CPU ms per publication "
+        "| subscriptions/s | ratio to 1 node | forwarded | node CPU ms per subscription "
+        "| failed | 412 |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in result["rates"]:
+        pub, sub = row["publish"], row["subscribe"]
+        lines.append(
+            f"| {row['nodes']} | {_fmt(pub['per_s'])} | {row['publish_ratio']:.2f} "
+            f"| {pub['forwarded']:,} of {pub['calls']:,} "
+            f"| {pub['node_cpu_s'] * 1000 / max(1, pub['ok']):.2f} "
+            f"| {_fmt(sub['per_s'])} | {row['subscribe_ratio']:.2f} "
+            f"| {sub['forwarded']:,} of {sub['calls']:,} "
+            f"| {sub['node_cpu_s'] * 1000 / max(1, sub['ok']):.2f} "
+            f"| {pub['failed'] + sub['failed']} | {row['responses_412']} |"
+        )
+    every = "; ".join(
+        f"{row['nodes']} node{'s' if row['nodes'] > 1 else ''}: "
+        + ", ".join(f"{_fmt(p['publish']['per_s'])} and {_fmt(p['subscribe']['per_s'])} "
+                    f"(load {p['load_1min']:.1f})" for p in row["passes"])
+        for row in result["rates"] if "passes" in row
+    )
+    rounds = result["takeovers"]
+    lines += [
+        "",
+        "The client, every node, PostgreSQL and Kamailio share the machine's "
+        f"{os.cpu_count()} cores, with whatever else runs there: more nodes on the same "
+        "cores add work (a forwarded call is taken by two nodes) and no CPU. Every pass, "
+        f"publications/s and subscriptions/s (1-minute load average as it started): {every}.",
+        "",
+        "### Takeover of a killed node",
+        "",
+        f"{len(rounds)} rounds, each with fresh nodes A, B, C, database and presence server: "
+        f"{rounds[0]['publications']} publications and {rounds[0]['subscriptions']} "
+        "subscriptions made through the three APIs, then A killed with SIGKILL at a moment "
+        "when no refresh of its publications is in flight or due within a second (so that "
+        "its rows hold the ETags it last had, as in `tests/cluster/test_cluster.py`; a later "
+        "round waits longer before the kill, so that it falls elsewhere in the refresh "
+        f"period). Settings: `lease_time` {lease:g} s (a turn "
+        f"every {lease / 3:g} s), Kamailio `max_expires` {expires} s, `refresh_margin` "
+        f"{result['refresh_margin']:g} s, so each record is refreshed 8 to 10 s after its "
+        f"last 2xx; {result['partitions']} partitions (`hash_size` 9, the default). Times "
+        "from the kill: "
+        "*owned*, until B and C (`pua.cluster`, polled every 50 ms) own every partition and "
+        "both see none free (the first refresh may come sooner: a survivor refreshes as soon "
+        "as it has claimed its share); *first refresh* and *all refreshed*, until Kamailio logged the first "
+        "and the last of A's records' first request from B or C (its request log, "
+        "`tests/cluster/harness.py` RequestLog). After that every record is watched one more "
+        "period. *412*, *481*: responses of those statuses the nodes counted (`pua.stats`). "
+        "Duplicates, each pair of consecutive requests of a record less than a period "
+        "(7.5 s) apart counted once: *early*, a publication's first refresh by its new owner "
+        "sooner than that after A's last request (A's and the new owner's refreshes in one "
+        "period); *anew*, a PUBLISH without SIP-If-Match for a record that had an ETag, or a "
+        "SUBSCRIBE in a new dialog for one that had a dialog; *other*, any other two requests "
+        "in one period, or requests of one record from both B and C. A subscription taken "
+        "over is refreshed at once in its dialog (a target refresh, so that its NOTIFYs come "
+        "to the new owner): by design, so counted apart (*target refreshes*). *Lapses*: a "
+        f"record whose consecutive requests at the server were more than {expires} s (the "
+        "lifetime granted) apart. *Load*: the 1-minute load average at the kill.",
+        "",
+        "| round | A's records | kill s after records made | owned s | first refresh s "
+        "| all refreshed s | 412 | 481 | duplicates: early | anew | other "
+        "| target refreshes | lapses | load |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rounds:
+        first = "-" if r["first_refresh_s"] is None else f"{r['first_refresh_s']:.2f}"
+        every = "-" if r["all_refreshed_s"] is None else f"{r['all_refreshed_s']:.2f}"
+        lines.append(
+            f"| {r['round'] + 1} | {r['records_of_killed']} | {r['killed_after_s']:.1f} "
+            f"| {r['owned_s']:.2f} | {first} | {every} | {r['responses_412']} "
+            f"| {r['responses_481']} | {r['early_by_new_owner']} "
+            f"| {r['new_dialog_or_initial_publish']} "
+            f"| {r['twice_in_a_period'] + r['by_two_nodes']} "
+            f"| {r['subscription_target_refreshes']} | {r['lapses']} "
+            f"| {r['load_1min']:.1f} |"
+        )
+    missing = [r for r in rounds if r["all_refreshed_s"] is None]
+    early, anew = result["early_by_new_owner"], result["new_dialog_or_initial_publish"]
+    lines += [
+        "",
+        f"**Kill to partitions owned (min / median / max): {_secs(result['owned_s'])} s; to the "
+        f"first refresh by a new owner: {_secs(result['first_refresh_s'])} s; to all of the "
+        f"killed node's records refreshed: {_secs(result['all_refreshed_s'])} s. 412: "
+        f"{result['responses_412']}; duplicates: {result['duplicates']} ({early} early, "
+        f"{anew} anew, {result['duplicates'] - early - anew} other); lapses: "
+        f"{result['lapses']}.** Expected: owned within the lease plus a turn "
+        f"({lease + lease / 3:g} s), no 412, no duplicate, no lapse.",
+    ]
+    if missing:
+        lines += ["", f"In {len(missing)} round(s) some of A's records were never refreshed by "
+                  "B or C within the wait ('-')."]
+    if early:
+        lines += [
+            "",
+            "*Early*: a publication taken over is refreshed at its usual time less a random "
+            "0 to 10 s, and not before the takeover (`resume_at` in "
+            "`src/pua/core/lifetimes.py`: the spread is 10 s whatever the lifetime, where a "
+            "refresh after a 2xx is spread by a tenth of the lifetime). With 20 s lifetimes "
+            "that often brings it within a period of A's last refresh. Each is one refresh, "
+            "by the stored ETag, and none was refused: a request sooner than needed, not a "
+            "conflict.",
+        ]
+    if anew:
+        lines += [
+            "",
+            "*Anew* after a *481*: until a subscription's target refresh, Kamailio sends its "
+            "NOTIFYs (set off, for instance, by a survivor's refresh of the presentity's "
+            "publication) to A's Contact, where nobody answers; when the NOTIFY times out, "
+            "Kamailio drops the subscription, the new owner's next refresh of it is answered "
+            "481, and the new owner starts a new dialog at once. Kamailio's log of such a "
+            "round shows the NOTIFY to A's port just before the target refresh, then "
+            "`get_stored_info(): record not found in hash_table` at the next refresh. Until "
+            "then the watcher had no NOTIFY of it.",
+        ]
+    return lines
+
+
 def _sizes(text: str) -> tuple[int, ...]:
     return tuple(int(x) for x in text.split(",") if x)
 
@@ -678,6 +831,12 @@ BENCHMARKS = (
               key="dialogs", run=lambda a: dialogs.run(), render=render_dialogs),
     Benchmark(name="xmpp", progress="the XMPP gateway through Prosody", key="xmpp",
               run=lambda a: xmpp.run(), render=render_xmpp),
+    Benchmark(name="cluster",
+              progress="three nodes on one PostgreSQL database: API calls and takeover",
+              key="cluster",
+              run=lambda a: cluster.run(a.cluster_publications, a.cluster_subscriptions,
+                                        a.cluster_rounds),
+              render=render_cluster),
 )
 BY_NAME = {b.name: b for b in BENCHMARKS}
 
@@ -759,6 +918,12 @@ def main(argv: list[str] | None = None) -> int:
                          "comma-separated")
     ap.add_argument("--registration-seconds", type=float, default=10.0,
                     help="seconds of REGISTERs at each rate")
+    ap.add_argument("--cluster-publications", type=int, default=3000,
+                    help="pua.publish calls with 1, 2 and 3 cluster nodes")
+    ap.add_argument("--cluster-subscriptions", type=int, default=1000,
+                    help="pua.subscribe calls with 1, 2 and 3 cluster nodes")
+    ap.add_argument("--cluster-rounds", type=int, default=3,
+                    help="takeovers of a killed cluster node")
     args = ap.parse_args(argv)
     if args.only is None:
         chosen = list(BENCHMARKS)
