@@ -129,6 +129,37 @@ def test_resumed_subscription_refreshes_in_its_dialog() -> None:
     assert h.agent.is_dialog(str(row["call_id"]), "srv1", str(row["from_tag"])).name == "CONFIRMED"
 
 
+def test_resumed_subscription_is_refreshed_again_once_timer_f_is_over() -> None:
+    """After the refresh that resumes it, a subscription is refreshed once
+    more when timer F (32 s) and a little are over, so that a notifier that
+    dropped it for a NOTIFY that timed out meanwhile is found out (481: a
+    new dialog at once); after that, at the usual time."""
+    row = subscribed_row(Harness())
+    h = Harness(seed="restart")
+    h.now += 10
+    assert h.agent.resume(record_from_row(row, None), h.now, h.now + 1)
+    first = h.next_request(5)
+    h.answer(first, 200, [("Expires", "600")])
+    answered = h.now
+    check = h.next_request(600)
+    assert check.call_id == row["call_id"] and check.to.tag == "srv1"
+    assert h.now - answered == 32 + 2
+    h.answer(check, 200, [("Expires", "600")])
+    answered = h.now
+    usual = h.next_request(600)
+    assert usual.call_id == row["call_id"]
+    assert 558 <= h.now - answered <= 568  # max(E/2, E-32) less jitter: no second check
+    h.answer(usual, 200, [("Expires", "600")])
+    # The check that finds the subscription gone starts a new dialog.
+    h2 = Harness(seed="again")
+    assert h2.agent.resume(record_from_row(row, None), h2.now, h2.now + 1)
+    h2.answer(h2.next_request(5), 200, [("Expires", "600")])
+    gone = h2.next_request(600)
+    h2.answer(gone, 481)
+    anew = h2.next_request(5)
+    assert anew.to.tag is None and anew.call_id != row["call_id"]
+
+
 def test_expired_subscription_starts_a_new_dialog() -> None:
     """A subscription whose expiry passed subscribes again, in a new dialog."""
     row = subscribed_row(Harness())

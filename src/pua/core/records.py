@@ -71,6 +71,7 @@ _AUTHORIZED_SHIFT = 1  # 0: not said yet, 1: pending, 2: active
 _RECOVERED_412 = 1 << 3
 _FAILURES_SHIFT = 4
 _RESUBSCRIBES_SHIFT = 12
+_RECHECK = 1 << 20  # a resumed subscription: refresh again once timer F is over
 _SUCCESS_MASK = ~((_COUNT_MAX << _FAILURES_SHIFT) | _RECOVERED_412)
 
 
@@ -384,6 +385,17 @@ class SubscriptionRecord(_Record):
     def authorized(self, value: bool | None) -> None:
         word = 0 if value is None else (2 if value else 1)
         self._flags = (self._flags & ~(3 << _AUTHORIZED_SHIFT)) | (word << _AUTHORIZED_SHIFT)
+
+    @property
+    def recheck(self) -> bool:
+        """Whether the next 2xx is that of a resumed subscription's first
+        refresh, to be followed by a second once a NOTIFY sent before it
+        has had timer F to fail (see ``Subscriber.resume``)."""
+        return bool(self._flags & _RECHECK)
+
+    @recheck.setter
+    def recheck(self, value: bool) -> None:
+        self._flags = self._flags | _RECHECK if value else self._flags & ~_RECHECK
 
     @property
     def initial_target(self) -> str:

@@ -47,6 +47,8 @@ __all__ = ["CSEQ_RESUME_STEP", "Subscriber"]
 # CSeq step over a stored one when a dialog is resumed after a restart:
 # more than the refreshes a write-back period can leave unwritten.
 CSEQ_RESUME_STEP = 1000
+# Seconds after timer F that a resumed subscription is refreshed again.
+RECHECK_SLACK = 2.0
 
 _I = SubInput
 _A = SubAction
@@ -124,6 +126,7 @@ class Subscriber:
         ctx = self._ctx
         ctx.table.unindex_dialog(sub)
         sub.flight = None  # an answer in the old dialog no longer matters
+        sub.recheck = False  # a new dialog has no NOTIFY of the old one to fear
         sub.start_dialog(new_dialog_id(ctx.ids))
         ctx.table.index_dialog(sub)
 
@@ -135,7 +138,15 @@ class Subscriber:
         caller) rather than at its usual time: while pua was down the
         notifier may have dropped it, as RFC 6665 §4.2.2 lets a notifier do
         when a NOTIFY goes unanswered, and the refresh finds out (481: a new
-        dialog) instead of leaving the watcher blind until then."""
+        dialog) instead of leaving the watcher blind until then.
+
+        The refresh after that one comes once timer F is over (or sooner at
+        its usual time): a NOTIFY the notifier sent to us (or, in a cluster,
+        to the node that held the subscription) just before our refresh
+        fails only when its timer F runs out, and a notifier that ends the
+        subscription then (Kamailio does) would leave the watcher without
+        NOTIFYs until the usual refresh, an hour later with the usual
+        lifetimes; the second refresh finds the 481 and starts anew."""
         ctx = self._ctx
         alive = sub.expires_at > now + 1
         ctx.lifetimes.resume(sub, now)
@@ -145,6 +156,7 @@ class Subscriber:
         sub.cseq += CSEQ_RESUME_STEP
         if sub.to_tag is not None and alive:
             sub.state = SubState.ACTIVE
+            sub.recheck = True
             ctx.table.put(sub)
             ctx.arm(sub, due_at)
             return True
@@ -312,6 +324,11 @@ class Subscriber:
             flight.callback, flight.cb_param = pending.callback, pending.cb_param
         sub.pending = None
         self.schedule_refresh(sub, until - now, now)
+        if sub.recheck:
+            sub.recheck = False
+            check_at = now + ctx.config.timers.timer_f + RECHECK_SLACK
+            if sub.deadline is not None and check_at < sub.deadline:
+                ctx.arm(sub, check_at)
         return None
 
     def schedule_refresh(self, sub: SubscriptionRecord, expires: float, now: float) -> None:
