@@ -747,8 +747,10 @@ def render_cluster(result: dict[str, Any]) -> list[str]:
         f"**Kill to partitions owned (min / median / max): {_secs(result['owned_s'])} s; to the "
         f"first refresh by a new owner: {_secs(result['first_refresh_s'])} s; to all of the "
         f"killed node's records refreshed: {_secs(result['all_refreshed_s'])} s. 412: "
-        f"{result['responses_412']}; duplicates: {result['duplicates']} ({early} early, "
-        f"{anew} anew, {result['duplicates'] - early - anew} other); lapses: "
+        f"{result['responses_412']}; duplicates (two requests of one record in a period, or "
+        f"from two nodes): {result['duplicates'] - anew} ({early} early, "
+        f"{result['duplicates'] - early - anew} other); subscriptions started anew after the "
+        f"server dropped them: {anew}; lapses: "
         f"{result['lapses']}.** Expected: owned within the lease plus a turn "
         f"({lease + lease / 3:g} s), no 412, no duplicate, no lapse.",
     ]
@@ -758,13 +760,11 @@ def render_cluster(result: dict[str, Any]) -> list[str]:
     if early:
         lines += [
             "",
-            "*Early*: a publication taken over is refreshed at its usual time less a random "
-            "0 to 10 s, and not before the takeover (`resume_at` in "
-            "`src/pua/core/lifetimes.py`: the spread is 10 s whatever the lifetime, where a "
-            "refresh after a 2xx is spread by a tenth of the lifetime). With 20 s lifetimes "
-            "that often brings it within a period of A's last refresh. Each is one refresh, "
-            "by the stored ETag, and none was refused: a request sooner than needed, not a "
-            "conflict.",
+            "*Early*: a publication taken over was refreshed by its new owner within a "
+            "period of A's last refresh of it. A taken-over publication is refreshed by the "
+            "usual rule over the life it has left (`resume_at` in "
+            "`src/pua/core/lifetimes.py`), so this is a refresh of A's that the new owner "
+            "did not see in the row (A killed between its refresh's 200 and the write).",
         ]
     if anew:
         lines += [
@@ -776,7 +776,9 @@ def render_cluster(result: dict[str, Any]) -> list[str]:
             "481, and the new owner starts a new dialog at once. Kamailio's log of such a "
             "round shows the NOTIFY to A's port just before the target refresh, then "
             "`get_stored_info(): record not found in hash_table` at the next refresh. Until "
-            "then the watcher had no NOTIFY of it.",
+            "then the watcher had no NOTIFY of it: here up to a period (the usual refresh "
+            "comes first with 20 s lifetimes); with longer lifetimes, the new owner's check "
+            "refresh, 34 s (timer F and 2 s) after its target refresh, finds it.",
         ]
     return lines
 
