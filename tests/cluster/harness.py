@@ -37,6 +37,7 @@ import asyncpg
 from tests.peers.kamailio import KamailioPresence
 from tests.service.running import RunningService
 from tests.store.conftest import missing
+from tests.store.tcpproxy import pipe
 
 __all__ = ["DatabaseGate", "Nodes", "PostgresDatabase", "Request", "RequestLog"]
 
@@ -221,15 +222,7 @@ class DatabaseGate:
             task.add_done_callback(self._tasks.discard)
 
     async def _pipe(self, src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-        try:
-            while data := await src.read(65536):
-                dst.write(data)
-                await dst.drain()
-        except (OSError, asyncio.IncompleteReadError):
-            pass
-        finally:
-            self._writers.discard(dst)
-            dst.close()
+        await pipe(src, dst, self._writers)
 
 
 # ----------------------------------------------------------------------- nodes

@@ -51,14 +51,23 @@ class TcpProxy:
             task.add_done_callback(self._tasks.discard)
 
     async def _pipe(self, src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-        try:
-            while data := await src.read(65536):
-                dst.write(data)
-                await dst.drain()
-        except (OSError, asyncio.IncompleteReadError):
-            pass
-        finally:
-            dst.close()
+        await pipe(src, dst, self._writers)
+
+
+async def pipe(
+    src: asyncio.StreamReader, dst: asyncio.StreamWriter, writers: set[asyncio.StreamWriter]
+) -> None:
+    """Copy ``src`` to ``dst`` until either end closes or fails; then close
+    ``dst`` and take it out of ``writers``."""
+    try:
+        while data := await src.read(65536):
+            dst.write(data)
+            await dst.drain()
+    except (OSError, asyncio.IncompleteReadError):
+        pass
+    finally:
+        writers.discard(dst)
+        dst.close()
 
 
 class SilentServer:
