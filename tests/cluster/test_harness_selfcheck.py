@@ -121,13 +121,16 @@ def test_nodes_refresh_their_records_and_a_restarted_node_resumes_them(
             (r["pres_uri"], r["watcher_uri"]): r["call_id"] for r in rows if r["watcher_uri"]
         } == dialogs
 
-        def refreshed_twice() -> dict[Any, list[Any]] | None:
+        def refreshed() -> dict[Any, list[Any]] | None:
             sent = log.by_record("PUBLISH")
-            if all(len(log.refreshes(sent.get(uri, []))) >= 2 for uri in PRESENTITIES):
+            subscribes = log.by_record("SUBSCRIBE")
+            if all(log.refreshes(sent.get(uri, [])) for uri in PRESENTITIES) and all(
+                len(subscribes.get(key, [])) >= 2 for key in WATCHED
+            ):
                 return sent
             return None
 
-        sent = poll("two refreshes of every publication", refreshed_twice, timeout=35, interval=0.2)
+        sent = poll("a refresh of every record", refreshed, timeout=25, interval=0.2)
         assert set(sent) == set(PRESENTITIES)
         for uri, requests in sent.items():
             assert log.senders(requests) == {a.sip_port}, requests
