@@ -74,11 +74,12 @@ def test_notify_seeds_reach_every_dialog() -> None:
 
 @pytest.mark.parametrize("name", list(TARGETS))
 def test_atheris_runs_the_target(name: str) -> None:
-    """Under atheris each target runs 2,000 executions, sees coverage
-    edges of pua's code, and finds nothing."""
-    result = run_target(name, 2000)
+    """Under atheris each target runs 500 executions, sees coverage
+    edges of pua's code, and finds nothing (the long campaign, a million
+    executions a target, is `make reliability`'s)."""
+    result = run_target(name, 500)
     assert result.findings == [], result.findings
-    assert result.executions >= 2000
+    assert result.executions >= 500
     assert result.edges is not None and result.edges > 50
 
 
