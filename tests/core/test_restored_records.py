@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from pua.core import PresenceEngine
 from pua.core.persist import (
     PUBLICATION_COLUMNS,
     ROW_COLUMNS,
@@ -31,6 +32,8 @@ from pua.core.records import (
 )
 from pua.core.requests import parse_extra_headers
 from pua.sip.abnf import split_quoted
+
+from .harness import Harness
 
 PIDF = "application/pidf+xml"
 MADE = tuple_id_of("sip:made@example.com", 1, "", 64)
@@ -200,3 +203,71 @@ def test_rows_of_a_chunk_become_records_and_the_bad_ones_are_named() -> None:
         assert [slots(r) for r in records] == [
             slots(usual(row, PIDF)) for row in ROWS if row in mine
         ]
+
+
+def _taken_back(engine: PresenceEngine, record: Record) -> dict[str, Any]:
+    """What resuming left on ``record`` and in the engine."""
+    held = engine.record(record)
+    pending = record.pending
+    return {
+        **{name: value for name, value in slots(record).items() if name != "_work"},
+        "held by the table": held is record,
+        "wish": None if pending is None else (pending.body, pending.remove),
+    }
+
+
+def test_resume_all_is_resume_one_record_after_the_other() -> None:
+    """Taken back in bulk or one by one (same due times, same jitter):
+    the same records held in the same states with the same deadlines,
+    the same ones refused, and those left unchanged."""
+    now = 1_800_000_000.0
+    rows = [
+        *ROWS,
+        publication(30, desired_expires=int(now) - 5),  # lifetime over
+        publication(31, etag="", body=None),  # lost, nothing to publish again
+        publication(32, expires=int(now) - 100),  # dropped by the server: published again
+        subscription(33, expires=int(now) - 100),  # dialog over: a new one
+        subscription(34, desired_expires=int(now) + 1),  # over (within a second)
+        publication(35, pres_uri="sip:p1@example.com", etag="other"),  # key of row 1: held
+        subscription(36, pres_uri="sip:p10@example.com"),  # key of row 10: held
+    ]
+
+    def made() -> list[Record]:
+        return [record_from_values(values(row), PIDF) for row in rows]
+
+    due = [now + 0.5 * n for n in range(len(rows))]
+    one, bulk = Harness(seed="same"), Harness(seed="same")
+    singly = made()
+    kept = [one.agent.resume(record, now, at) for record, at in zip(singly, due, strict=True)]
+    together = made()
+    before = [slots(record) for record in together]
+    refused = bulk.agent.resume_all(together, now, due)
+    assert sorted(r.row_id or 0 for r in refused) == [
+        r.row_id for r, ok in zip(singly, kept, strict=True) if not ok
+    ] == [2, 30, 31, 34, 35, 36]
+    refused_ones = {id(record) for record in refused}
+    for record, was in zip(together, before, strict=True):
+        if id(record) in refused_ones:
+            assert slots(record) == was  # refused: unchanged
+            assert bulk.agent.record(record) is not record
+    assert [_taken_back(bulk.agent, r) for r in together] == [
+        _taken_back(one.agent, r) for r in singly
+    ]
+    assert bulk.agent.counts() == one.agent.counts()
+    # The same requests go out at the same times.
+    for h in (one, bulk):
+        h.now = now
+    sent_one: list[tuple[float, str, str]] = []
+    sent_bulk: list[tuple[float, str, str]] = []
+    for h, sent in ((one, sent_one), (bulk, sent_bulk)):
+        while (at := h.agent.get_timer()) is not None and at < now + 40:
+            h.now = max(h.now, at)
+            h.agent.handle_timer(h.now)
+            sent.extend((h.now, str(r.cseq), r.call_id) for r in h.take())
+    assert sent_bulk == sent_one and len(sent_one) > 5
+    # A record held already is refused, unchanged.
+    held = together[0]
+    was = slots(held)
+    assert bulk.agent.resume_all([held], now, [now]) == [held]
+    assert not bulk.agent.resume(held, now, now)
+    assert slots(held) == was

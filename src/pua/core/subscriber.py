@@ -10,6 +10,7 @@ remote target) and the refresh schedule are here too.
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 
 from pua.errors import RemoteProtocolError
 from pua.sip.headers import NameAddress
@@ -25,6 +26,7 @@ from .events import (
 from .records import (
     InFlight,
     Pending,
+    Record,
     RequestKind,
     SubscriptionRecord,
     SubState,
@@ -130,12 +132,21 @@ class Subscriber:
         sub.start_dialog(new_dialog_id(ctx.ids))
         ctx.table.index_dialog(sub)
 
-    def resume(self, sub: SubscriptionRecord, now: float, due_at: float) -> bool:
-        """Take back a subscription read from the store: refreshed in its
-        dialog at ``due_at`` while it is alive, else a new dialog then.
+    def resume_all(
+        self,
+        subs: Sequence[SubscriptionRecord],
+        now: float,
+        due_ats: Sequence[float],
+        refused: list[Record],
+    ) -> None:
+        """Take back subscriptions read from the store (see
+        PresenceEngine.resume), each with the ``due_ats`` time of its rank:
+        refreshed in its dialog at its due time while it is alive, else a
+        new dialog then.  Those whose lifetime is over or whose key is held
+        go to ``refused``, unchanged.
 
-        A live dialog is refreshed at once (``due_at`` is soon, spread by the
-        caller) rather than at its usual time: while pua was down the
+        A live dialog is refreshed at once (the due time is soon, spread by
+        the caller) rather than at its usual time: while pua was down the
         notifier may have dropped it, as RFC 6665 §4.2.2 lets a notifier do
         when a NOTIFY goes unanswered, and the refresh finds out (481: a new
         dialog) instead of leaving the watcher blind until then.
@@ -148,22 +159,34 @@ class Subscriber:
         NOTIFYs until the usual refresh, an hour later with the usual
         lifetimes; the second refresh finds the 481 and starts anew."""
         ctx = self._ctx
-        alive = sub.expires_at > now + 1
-        ctx.lifetimes.resume(sub, now)
-        # In write-back mode the stored CSeq may lag what was sent before a
-        # crash; a lower CSeq in the dialog would be refused (RFC 3261
-        # §12.2.2), so the count goes on from safely above it.
-        sub.cseq += CSEQ_RESUME_STEP
-        if sub.to_tag is not None and alive:
-            sub.state = SubState.ACTIVE
-            sub.recheck = True
-            ctx.table.put(sub)
-            ctx.arm(sub, due_at)
-            return True
-        sub.state = SubState.DONE
-        ctx.table.put(sub)
-        ctx.arm(sub, due_at)
-        return True
+        lifetimes = ctx.lifetimes
+        claim = ctx.table.claim
+        over, resume = lifetimes.over, lifetimes.resume
+        active, done = SubState.ACTIVE, SubState.DONE
+        armed: list[SubscriptionRecord] = []
+        ats: list[float] = []
+        alive_after = now + 1
+        for sub, due_at in zip(subs, due_ats, strict=True):
+            if over(sub, now):
+                refused.append(sub)
+                continue
+            state = sub.state
+            live = sub.to_tag is not None and sub.expires_at > alive_after
+            sub.state = active if live else done
+            if not claim(sub):
+                sub.state = state
+                refused.append(sub)
+                continue
+            resume(sub, now)
+            # In write-back mode the stored CSeq may lag what was sent before a
+            # crash; a lower CSeq in the dialog would be refused (RFC 3261
+            # §12.2.2), so the count goes on from safely above it.
+            sub.cseq += CSEQ_RESUME_STEP
+            if live:
+                sub.recheck = True
+            armed.append(sub)
+            ats.append(due_at)
+        ctx.arm_all(armed, ats)
 
     # -- actions -----------------------------------------------------------------
     def _act(

@@ -98,6 +98,19 @@ class RecordTable:
         else:
             self._publications += 1
 
+    def claim(self, record: Record) -> bool:
+        """Put ``record`` (counted in its current state) unless its key is
+        held, by another record or by itself: False then, and nothing
+        changed.  What taking back a stored record needs, in one lookup."""
+        if self._records.setdefault(record, record) is not record or not record.hold():
+            return False
+        self._by_state[record.state] += 1
+        if isinstance(record, SubscriptionRecord):
+            self._dialogs[record.call_id] = record
+        else:
+            self._publications += 1
+        return True
+
     def remove(self, key: RecordKey) -> Record | None:
         """Delete and return the record of ``key``."""
         record = self._records.pop(key, None)
