@@ -101,41 +101,44 @@ class Publisher:
         ``refused``, unchanged."""
         ctx = self._ctx
         lifetimes = ctx.lifetimes
-        claim = ctx.table.claim
-        over, resume, resume_at = lifetimes.over, lifetimes.resume, lifetimes.resume_at
+        over = lifetimes.over
         published, done = PubState.PUBLISHED, PubState.DONE
-        armed: list[PublicationRecord] = []
-        ats: list[float] = []
         alive_after = now + 1
+        taken: list[PublicationRecord] = []
+        dues: list[float] = []
+        was: list[PubState] = []
         for pub, due_at in zip(pubs, due_ats, strict=True):
             if over(pub, now):
                 refused.append(pub)
                 continue
-            state = pub.state
-            if pub.etag is not None and pub.expires_at > alive_after:
-                pub.state = published
-                if not claim(pub):
+            alive = pub.etag is not None and pub.expires_at > alive_after
+            if not alive and pub.body is None:
+                refused.append(pub)  # nothing to publish again
+                continue
+            was.append(pub.state)
+            pub.state = published if alive else done
+            taken.append(pub)
+            dues.append(due_at)
+        lost = ctx.table.claim_all(taken)  # their keys are held
+        if lost:
+            gone = {id(pub) for pub in lost}
+            for pub, state in zip(taken, was, strict=True):
+                if id(pub) in gone:
                     pub.state = state
-                    refused.append(pub)
-                    continue
-                resume(pub, now)
-                armed.append(pub)
-                ats.append(resume_at(pub, now, due_at))
-                continue
-            if pub.body is None:
-                refused.append(pub)
-                continue
-            pub.state = done
-            if not claim(pub):
-                pub.state = state
-                refused.append(pub)
-                continue
+            refused.extend(lost)
+            kept = [(p, at) for p, at in zip(taken, dues, strict=True) if id(p) not in gone]
+            taken, dues = [p for p, _ in kept], [at for _, at in kept]
+        resume, resume_at = lifetimes.resume, lifetimes.resume_at
+        ats: list[float] = []
+        for pub, due_at in zip(taken, dues, strict=True):
             resume(pub, now)
-            pub.etag = None
-            self.wish(pub).body = pub.body
-            armed.append(pub)
-            ats.append(due_at)
-        ctx.arm_all(armed, ats)
+            if pub.state is published:
+                ats.append(resume_at(pub, now, due_at))
+            else:  # dropped by the server: published again from its body
+                pub.etag = None
+                self.wish(pub).body = pub.body
+                ats.append(due_at)
+        ctx.arm_all(taken, ats)
 
     # -- actions -----------------------------------------------------------------
     def _act(

@@ -160,33 +160,39 @@ class Subscriber:
         lifetimes; the second refresh finds the 481 and starts anew."""
         ctx = self._ctx
         lifetimes = ctx.lifetimes
-        claim = ctx.table.claim
-        over, resume = lifetimes.over, lifetimes.resume
+        over = lifetimes.over
         active, done = SubState.ACTIVE, SubState.DONE
-        armed: list[SubscriptionRecord] = []
-        ats: list[float] = []
         alive_after = now + 1
+        taken: list[SubscriptionRecord] = []
+        dues: list[float] = []
+        was: list[SubState] = []
         for sub, due_at in zip(subs, due_ats, strict=True):
             if over(sub, now):
                 refused.append(sub)
                 continue
-            state = sub.state
-            live = sub.to_tag is not None and sub.expires_at > alive_after
-            sub.state = active if live else done
-            if not claim(sub):
-                sub.state = state
-                refused.append(sub)
-                continue
+            was.append(sub.state)
+            sub.state = active if sub.to_tag is not None and sub.expires_at > alive_after else done
+            taken.append(sub)
+            dues.append(due_at)
+        lost = ctx.table.claim_all(taken)  # their keys are held
+        if lost:
+            gone = {id(sub) for sub in lost}
+            for sub, state in zip(taken, was, strict=True):
+                if id(sub) in gone:
+                    sub.state = state
+            refused.extend(lost)
+            kept = [(s, at) for s, at in zip(taken, dues, strict=True) if id(s) not in gone]
+            taken, dues = [s for s, _ in kept], [at for _, at in kept]
+        resume = lifetimes.resume
+        for sub in taken:
             resume(sub, now)
             # In write-back mode the stored CSeq may lag what was sent before a
             # crash; a lower CSeq in the dialog would be refused (RFC 3261
             # §12.2.2), so the count goes on from safely above it.
             sub.cseq += CSEQ_RESUME_STEP
-            if live:
+            if sub.state is active:
                 sub.recheck = True
-            armed.append(sub)
-            ats.append(due_at)
-        ctx.arm_all(armed, ats)
+        ctx.arm_all(taken, dues)
 
     # -- actions -----------------------------------------------------------------
     def _act(
