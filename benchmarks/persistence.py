@@ -62,7 +62,9 @@ async def _fill(db: Path, count: int) -> None:
     await store.close()
 
 
-async def _restore_and_write(db: Path) -> dict[str, Any]:
+async def _restored(db: Path) -> tuple[socket.socket, Store, PresenceRuntime, StoreSync, dict[str, Any]]:
+    """Open the store of ``db`` and restore it as pua serve does; what was
+    opened, and the restore's counts, seconds and CPU seconds."""
     tune_gc()
     # The next hop is a socket that never answers: what the restart makes
     # due goes out and waits, as it would for a server that is slow, and no
@@ -75,8 +77,29 @@ async def _restore_and_write(db: Path) -> dict[str, Any]:
     await runtime.start()  # binds 127.0.0.1, port chosen by the system
     sync = StoreSync(runtime, store)
     started = time.perf_counter()
+    cpu, loop_cpu = time.process_time(), time.thread_time()
     counts = await sync.restore(freeze=True)  # as pua serve restores
-    restore_seconds = time.perf_counter() - started
+    seconds = time.perf_counter() - started
+    # CPU time of the whole process (the database thread too) and of the
+    # event loop's thread alone: on a shared machine, steadier than seconds.
+    cpu, loop_cpu = time.process_time() - cpu, time.thread_time() - loop_cpu
+    return silent, store, runtime, sync, {
+        "rows": counts["rows"], "resumed": counts["resumed"], "restore_seconds": seconds,
+        "restore_cpu_seconds": cpu, "restore_loop_cpu_seconds": loop_cpu,
+    }
+
+
+async def _restore_only(db: Path) -> dict[str, Any]:
+    """The restore alone (for a profile of it)."""
+    silent, store, runtime, _, result = await _restored(db)
+    await store.close()
+    await runtime.close()
+    silent.close()
+    return result
+
+
+async def _restore_and_write(db: Path) -> dict[str, Any]:
+    silent, store, runtime, sync, restored = await _restored(db)
     peak_kib = _peak_kib()
     gc.freeze()  # what a restart loads lives on: keep the collector off it, as pua serve does
     keys = list(runtime.records())  # a record is its own key
@@ -90,8 +113,7 @@ async def _restore_and_write(db: Path) -> dict[str, Any]:
     await runtime.close()
     silent.close()
     return {
-        "rows": counts["rows"], "resumed": counts["resumed"],
-        "restore_seconds": restore_seconds, "peak_rss_mib": peak_kib / 1024,
+        **restored, "peak_rss_mib": peak_kib / 1024,
         "write_back_records": len(keys),
         "refresh_write_seconds": refresh_seconds, "refresh_stall_ms": refresh_stall,
         "write_back_seconds": write_seconds, "longest_stall_ms": write_stall,

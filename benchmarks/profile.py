@@ -3,6 +3,7 @@
     python -m benchmarks.profile wire OUT.folded      # PUBLISH transactions (pua's side only)
     python -m benchmarks.profile api OUT.folded       # pua serve under pua.publish calls
     python -m benchmarks.profile store OUT.folded     # restore and write-back, 100,000 rows
+    python -m benchmarks.profile restore OUT.folded   # the restore alone, 1,000,000 rows
     python -m benchmarks.profile summary OUT.folded [N]
 
 Each load runs as the benchmark of the same name runs it; py-spy (a dev
@@ -88,6 +89,17 @@ def store(out: Path, rows: int = 100_000) -> None:
             print(asyncio.run(persistence._restore_and_write(db)))
 
 
+def restore(out: Path, rows: int = 1_000_000) -> None:
+    """The restore alone (load + resume) on SQLite (benchmarks.persistence)."""
+    from benchmarks import persistence
+
+    with tempfile.TemporaryDirectory() as tmp:
+        db = Path(tmp) / "pua.db"
+        asyncio.run(persistence._fill(db, rows))
+        with sampled(os.getpid(), out):
+            print(asyncio.run(persistence._restore_only(db)))
+
+
 def _short(frame: str) -> str:
     # "name (/long/path/site-packages/pkg/mod.py:12)" -> "name (pkg/mod.py:12)"
     return re.sub(r"\(.*?(?:site-packages/|/src/|/lib/python3\.\d+/)", "(", frame)
@@ -123,14 +135,14 @@ def summary(folded: Path, top: int = 20) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("what", choices=("wire", "api", "store", "summary"))
+    ap.add_argument("what", choices=("wire", "api", "store", "restore", "summary"))
     ap.add_argument("folded", type=Path)
     ap.add_argument("top", type=int, nargs="?", default=20)
     args = ap.parse_args(argv)
     if args.what == "summary":
         print(summary(args.folded, args.top))
     else:
-        {"wire": wire, "api": api, "store": store}[args.what](args.folded)
+        {"wire": wire, "api": api, "store": store, "restore": restore}[args.what](args.folded)
     return 0
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 
 import pytest
 
@@ -158,3 +159,61 @@ def test_many_cancelled_transaction_timers_are_let_go() -> None:
     held = len(q._burst) + q._lane_entries  # what the queue holds
     assert len(q) == 1 and held <= 2 * len(q) + 1024 + 2
     assert q.pop_due(999.0) == [] and q.pop_due(1_000.0) == [(keep, "timer_f")]
+
+
+def _fire_all(q: DeadlineQueue, until: float) -> list[tuple[float, Timed, str]]:
+    """Pop every deadline up to ``until`` one time step at a time; each
+    with the time it was due (read before popping)."""
+    fired: list[tuple[float, Timed, str]] = []
+    while (at := q.next_deadline()) is not None and at <= until:
+        due = {id(owner): getattr(owner, name) for owner, name in _armed(q)}
+        for owner, name in q.pop_due(at):
+            fired.append((due[id(owner)], owner, name))
+    return fired
+
+
+def _armed(q: DeadlineQueue) -> list[tuple[Timed, str]]:
+    return [(owner, name) for _, owner, name in q._heap if getattr(owner, name) is not None]
+
+
+@pytest.mark.parametrize("already", [0, 3, 500])
+def test_arm_all_fires_every_deadline_in_time_order(already: int) -> None:
+    """Deadlines armed in bulk fire as if each had been armed alone: in
+    time order, mixed with those armed before (a batch larger than the
+    heap is heapified into it, a smaller one pushed)."""
+    rng = random.Random(already)
+    q = DeadlineQueue()
+    singles = [Record() for _ in range(already)]
+    for record in singles:
+        q.arm(record, "deadline", rng.uniform(0, 100))
+    batch = [Record() for _ in range(200)]
+    times = [rng.uniform(0, 100) for _ in batch]
+    times[7] = times[8]  # a tie
+    q.arm_all(batch, "deadline", times)
+    assert len(q) == already + 200
+    assert [r.deadline for r in batch] == times
+    fired = _fire_all(q, 100.0)
+    assert len(fired) == already + 200 and len(q) == 0
+    assert [at for at, _, _ in fired] == sorted(at for at, _, _ in fired)
+    assert {id(owner) for _, owner, _ in fired} == {id(r) for r in (*singles, *batch)}
+    assert all(r.deadline is None for r in batch)
+
+
+def test_arm_all_re_arms_and_leaves_the_old_entry_stale() -> None:
+    """An owner armed already and armed again in bulk fires once, at its
+    new time; owners that are not spread go to their lanes."""
+    q = DeadlineQueue()
+    moved, fresh = Record(), Record()
+    q.arm(moved, "deadline", 5.0)
+    q.arm_all([moved, fresh], "deadline", [20.0, 10.0])
+    assert len(q) == 2
+    tx = Tx()
+    q.arm_all([tx], "timer_e", [15.0])
+    assert len(q) == 3
+    assert q.pop_due(9.0) == []
+    assert q.pop_due(10.0) == [(fresh, "deadline")]
+    assert q.pop_due(15.0) == [(tx, "timer_e")]
+    assert q.pop_due(20.0) == [(moved, "deadline")]
+    assert len(q) == 0 and q.next_deadline() is None
+    with pytest.raises(ValueError):
+        q.arm_all([Record()], "deadline", [])

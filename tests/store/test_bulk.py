@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import time
 
-from pua.core.persist import ROW_COLUMNS
+from pua.core.persist import PUBLICATION_COLUMNS, ROW_COLUMNS, SUBSCRIPTION_COLUMNS
 from pua.store import Store, StoreError
 
 from .conftest import Backend
@@ -113,5 +113,31 @@ async def test_a_cancelled_write_is_all_or_nothing(backend: Backend) -> None:
         more = [tuple(publication(100_000 + n)[c] for c in ROW_COLUMNS) for n in range(10)]
         assert len(await store.write_values(inserts=more)) == 10
         assert await store.count() in (10, 20_010)
+    finally:
+        await store.close()
+
+
+async def test_rows_of_one_kind_load_with_that_kind_s_columns(backend: Backend) -> None:
+    """load_values(kind=...): the rows of publications (an empty
+    watcher_uri; one of blanks is a watcher's) or of subscriptions, by id,
+    in chunks, each as that kind's columns: what the whole row holds."""
+    store = await Store.open(backend.url, data_dir=backend.data_dir)
+    try:
+        rows = [publication(n) if n % 3 else subscription(n) for n in range(1000)]
+        rows[7]["watcher_uri"] = " "  # MySQL compares it equal to ''
+        await store.write(rows, [])
+        whole = [tuple(row) for chunk in [c async for c in store.load_values(300)] for row in chunk]
+        for kind, columns in (
+            ("publication", PUBLICATION_COLUMNS),
+            ("subscription", SUBSCRIPTION_COLUMNS),
+        ):
+            chunks = [[tuple(r) for r in c] async for c in store.load_values(170, kind=kind)]
+            assert all(len(c) == 170 for c in chunks[:-1])
+            got = [row for chunk in chunks for row in chunk]
+            positions = [0, *(1 + ROW_COLUMNS.index(c) for c in columns)]
+            watcher = 1 + ROW_COLUMNS.index("watcher_uri")
+            mine = [r for r in whole if bool(r[watcher]) is (kind == "subscription")]
+            assert got == [tuple(r[p] for p in positions) for r in mine]
+        assert len(got) == 335 and any(r[0] == whole[7][0] for r in got)
     finally:
         await store.close()

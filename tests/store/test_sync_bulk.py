@@ -4,15 +4,17 @@ matching memory row for row."""
 
 from __future__ import annotations
 
+import gc
 import socket
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from pua.core import EngineConfig
 from pua.core.persist import REFRESH_COLUMNS, record_to_row
-from pua.core.records import PublicationRecord
+from pua.core.records import PublicationRecord, Record
 from pua.runtime import Listen, PresenceRuntime, persistence
 from pua.runtime.persistence import StoreSync
 from pua.store import Store
@@ -119,3 +121,35 @@ async def test_restore_and_write_back_in_many_pieces(backend: Backend, silent_ho
             assert table[record.row_id] == {**before[record.row_id], **fresh}
             assert table[record.row_id] != expected[record.row_id]
         await sync.close()
+
+
+async def test_a_frozen_restore_pauses_the_collector(
+    tmp_path: Path, silent_hop: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """restore(freeze=True): no collection runs while the rows become
+    records (what is made is frozen anyway); the collector runs again after,
+    and also when the restore fails."""
+    store = await Store.open(None, data_dir=tmp_path)
+    await store.write([publication(n, expires=int(time.time()) + 3000) for n in range(50)], [])
+    runtime = PresenceRuntime(EngineConfig(outbound_proxy=silent_hop),
+                              listen=[Listen("udp", "127.0.0.1", 0)])
+    seen: list[bool] = []
+    resume_all = runtime.resume_all
+
+    def watched(records: list[Record], due_ats: list[float]) -> list[Record]:
+        seen.append(gc.isenabled())
+        return resume_all(records, due_ats)
+
+    try:
+        async with runtime:
+            sync = StoreSync(runtime, store)
+            monkeypatch.setattr(runtime, "resume_all", lambda *_: 1 / 0)
+            with pytest.raises(ZeroDivisionError):
+                await sync.restore(freeze=True)
+            assert gc.isenabled()
+            monkeypatch.setattr(runtime, "resume_all", watched)
+            assert (await sync.restore(freeze=True))["resumed"] == 50
+            assert seen == [False] and gc.isenabled()
+            await store.close()
+    finally:
+        gc.unfreeze()

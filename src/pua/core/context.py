@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from pua.errors import StateError, UsageError
@@ -305,6 +305,9 @@ class EngineContext:
 
     def arm(self, record: Record, at: float) -> None:
         self.deadlines.arm(record, "deadline", at)
+
+    def arm_all(self, records: Sequence[Record], ats: Sequence[float]) -> None:
+        self.deadlines.arm_all(records, "deadline", ats)
 
     def disarm(self, record: Record) -> None:
         if record.deadline is not None:

@@ -23,7 +23,7 @@ each record's one deadline.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from pua.errors import BodyError, StateError, UsageError
@@ -453,15 +453,40 @@ class PresenceEngine:
         spreads these so that a restart is no storm).  A publication the
         server has dropped is published again from its stored body; a
         subscription without a live dialog starts a new one.  Returns False
-        for a record whose lifetime is over or that cannot be resumed (no
-        body to publish again): the caller deletes its row.
+        for a record whose lifetime is over, whose key is held already or
+        that cannot be resumed (no body to publish again): the caller
+        deletes its row.
         """
-        ctx = self._ctx
-        if ctx.lifetimes.over(record, now) or ctx.table.get(record.key) is not None:
-            return False
-        if isinstance(record, PublicationRecord):
-            return self._publisher.resume(record, now, due_at)
-        return self._subscriber.resume(record, now, due_at)
+        return not self.resume_all((record,), now, (due_at,))
+
+    def resume_all(
+        self, records: Sequence[Record], now: float, due_ats: Sequence[float]
+    ) -> list[Record]:
+        """:meth:`resume` each of ``records``, in their order, with the
+        ``due_ats`` time of its rank (a restart takes back a million at
+        once); returns those not taken back, whose rows the caller
+        deletes."""
+        if len(records) != len(due_ats):
+            raise ValueError("resume_all needs one due time per record")
+        pubs = [r for r in records if isinstance(r, PublicationRecord)]
+        subs = (
+            [r for r in records if isinstance(r, SubscriptionRecord)]
+            if len(pubs) < len(records)
+            else []
+        )
+        pub_dues, sub_dues = due_ats, due_ats  # one kind (a restart reads each apart)
+        if pubs and subs:
+            kinds = [isinstance(r, PublicationRecord) for r in records]
+            pub_dues = [at for pub, at in zip(kinds, due_ats, strict=True) if pub]
+            sub_dues = [at for pub, at in zip(kinds, due_ats, strict=True) if not pub]
+        # A publication's key never names a subscription (the watcher
+        # tells them apart): each kind taken in its own order is the same.
+        refused: list[Record] = []
+        if pubs:
+            self._publisher.resume_all(pubs, now, pub_dues, refused)
+        if subs:
+            self._subscriber.resume_all(subs, now, sub_dues, refused)
+        return refused
 
     def release(self, records: Iterable[Record], *, force: bool = False) -> list[Record]:
         """Let go of records another node takes over (several nodes on one

@@ -9,6 +9,8 @@ once the step is complete.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from pua.errors import LocalProtocolError
 
 from .answers import Answer, status_line
@@ -23,7 +25,7 @@ from .publication import (
     publication_step,
     timer_input,
 )
-from .records import InFlight, Pending, PublicationRecord, PubState, RequestKind
+from .records import InFlight, Pending, PublicationRecord, PubState, Record, RequestKind
 from .requests import build_publish
 from .work import answered_for
 
@@ -84,26 +86,59 @@ class Publisher:
             pending = pub.pending = Pending()
         return pending
 
-    def resume(self, pub: PublicationRecord, now: float, due_at: float) -> bool:
-        """Take back a publication read from the store: refreshed with its
-        ETag while the server holds it, else published again from its body
-        at ``due_at``.  False when there is no body to publish again."""
+    def resume_all(
+        self,
+        pubs: Sequence[PublicationRecord],
+        now: float,
+        due_ats: Sequence[float],
+        refused: list[Record],
+    ) -> None:
+        """Take back publications read from the store (see
+        PresenceEngine.resume), each with the ``due_ats`` time of its rank:
+        refreshed with its ETag while the server holds it, else published
+        again from its body at its due time.  Those whose lifetime is over,
+        whose key is held, or that have no body to publish again go to
+        ``refused``, unchanged."""
         ctx = self._ctx
-        alive = pub.expires_at > now + 1
-        ctx.lifetimes.resume(pub, now)
-        if pub.etag is not None and alive:
-            pub.state = PubState.PUBLISHED
-            ctx.table.put(pub)
-            ctx.arm(pub, ctx.lifetimes.resume_at(pub, now, due_at))
-            return True
-        if pub.body is None:
-            return False
-        pub.etag = None
-        pub.state = PubState.DONE
-        self.wish(pub).body = pub.body
-        ctx.table.put(pub)
-        ctx.arm(pub, due_at)
-        return True
+        lifetimes = ctx.lifetimes
+        over = lifetimes.over
+        published, done = PubState.PUBLISHED, PubState.DONE
+        alive_after = now + 1
+        taken: list[PublicationRecord] = []
+        dues: list[float] = []
+        was: list[PubState] = []
+        for pub, due_at in zip(pubs, due_ats, strict=True):
+            if over(pub, now):
+                refused.append(pub)
+                continue
+            alive = pub.etag is not None and pub.expires_at > alive_after
+            if not alive and pub.body is None:
+                refused.append(pub)  # nothing to publish again
+                continue
+            was.append(pub.state)
+            pub.state = published if alive else done
+            taken.append(pub)
+            dues.append(due_at)
+        lost = ctx.table.claim_all(taken)  # their keys are held
+        if lost:
+            gone = {id(pub) for pub in lost}
+            for pub, state in zip(taken, was, strict=True):
+                if id(pub) in gone:
+                    pub.state = state
+            refused.extend(lost)
+            kept = [(p, at) for p, at in zip(taken, dues, strict=True) if id(p) not in gone]
+            taken, dues = [p for p, _ in kept], [at for _, at in kept]
+        resume, resume_at = lifetimes.resume, lifetimes.resume_at
+        ats: list[float] = []
+        for pub, due_at in zip(taken, dues, strict=True):
+            resume(pub, now)
+            if pub.state is published:
+                ats.append(resume_at(pub, now, due_at))
+            else:  # dropped by the server: published again from its body
+                pub.etag = None
+                self.wish(pub).body = pub.body
+                ats.append(due_at)
+        ctx.arm_all(taken, ats)
 
     # -- actions -----------------------------------------------------------------
     def _act(

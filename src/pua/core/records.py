@@ -45,6 +45,8 @@ __all__ = [
 ]
 
 
+_new = object.__new__
+
 # The key's event and source flags in one int: shared objects, one per
 # pair in use (two slots would cost 16 bytes a record).
 _KIND_SHIFT = 32
@@ -54,6 +56,9 @@ _KINDS: dict[int, int] = {}
 
 def _kind_of(event: int, source_flag: int) -> int:
     kind = int(event) | int(source_flag) << _KIND_SHIFT
+    shared = _KINDS.get(kind)
+    if shared is not None:
+        return shared
     if len(_KINDS) > 10_000:
         return kind  # unbounded variety: stop sharing, stay bounded
     return _KINDS.setdefault(kind, kind)
@@ -263,6 +268,18 @@ def tuple_id_of(pres_uri: str, event: int, id: str, source_flag: int) -> str:
 
 
 _last_tuple_id = ["", ""]  # the last key's text and its id
+_TUPLE_ID_LENGTH = 11  # "t" and 40 bits in hex: a text of another length is no made id
+
+
+def _own_tuple_id(pres_uri: str, event: int, id: str, source_flag: int, value: str) -> str | None:
+    """What a publication keeps of tuple id ``value``: None when it is
+    empty or the one made from the key (the hash is skipped for a text
+    that cannot be a made id)."""
+    if not value:
+        return None
+    if len(value) == _TUPLE_ID_LENGTH and value == tuple_id_of(pres_uri, event, id, source_flag):
+        return None
+    return value
 
 
 class PublicationRecord(_Record):
@@ -292,8 +309,54 @@ class PublicationRecord(_Record):
 
     @tuple_id.setter
     def tuple_id(self, value: str) -> None:
-        made = tuple_id_of(self.pres_uri, self.event, self.id, self.source_flag)
-        self._tuple_id = None if not value or value == made else value
+        kind = self._kind
+        self._tuple_id = _own_tuple_id(
+            self.pres_uri, kind & _KIND_MASK, self.id, kind >> _KIND_SHIFT, value
+        )
+
+    @classmethod
+    def restored(
+        cls,
+        pres_uri: str,
+        event: int,
+        id: str,
+        source_flag: int,
+        etag: str | None,
+        tuple_id: str,
+        body: bytes | None,
+        options: RecordOptions,
+        state: PubState,
+        expires_at: float,
+        desired_until: float | None,
+        cseq: int,
+        row_id: int | None,
+    ) -> PublicationRecord:
+        """The publication of a stored row (see pua.core.persist): what
+        ``PublicationRecord(key, etag=etag)`` and setting each of these
+        make, every slot set at once (a restart makes a million)."""
+        pub = _new(cls)
+        pub.pres_uri = pres_uri
+        pub.id = id
+        pub._kind = kind = _KINDS.get(event | source_flag << _KIND_SHIFT) or _kind_of(
+            event, source_flag
+        )
+        pub._flags = 0
+        pub._work = None
+        pub.cseq = cseq
+        pub.deadline = None
+        pub.desired_until = desired_until
+        pub.expires_at = expires_at
+        pub.last_answer = None
+        pub.requested = 3600
+        pub.row_id = row_id
+        pub.options = options
+        pub.state = state
+        pub.etag = etag
+        pub.body = body
+        pub._tuple_id = _own_tuple_id(
+            pres_uri, kind & _KIND_MASK, id, kind >> _KIND_SHIFT, tuple_id
+        )
+        return pub
 
     @property
     def call_id(self) -> str:
@@ -341,6 +404,49 @@ class SubscriptionRecord(_Record):
             # Our tag is made from the Call-ID (see new_dialog_id), unless a
             # row another UA wrote says otherwise.
             self.route = self.route.replace(from_tag=from_tag)
+
+    @classmethod
+    def restored(
+        cls,
+        pres_uri: str,
+        event: int,
+        id: str,
+        source_flag: int,
+        watcher_uri: str,
+        call_id: str,
+        to_tag: str | None,
+        route: SubscriptionRoute,
+        state: SubState,
+        expires_at: float,
+        desired_until: float | None,
+        cseq: int,
+        row_id: int | None,
+    ) -> SubscriptionRecord:
+        """The subscription of a stored row (see pua.core.persist): what
+        ``SubscriptionRecord(key, call_id)`` and setting each of these
+        make, every slot set at once (a restart makes a million).
+        ``route`` holds the options and a From tag not made from the
+        Call-ID."""
+        sub = _new(cls)
+        sub.pres_uri = pres_uri
+        sub.id = id
+        sub._kind = _KINDS.get(event | source_flag << _KIND_SHIFT) or _kind_of(event, source_flag)
+        sub._flags = 0
+        sub._work = None
+        sub.cseq = cseq
+        sub.deadline = None
+        sub.desired_until = desired_until
+        sub.expires_at = expires_at
+        sub.last_answer = None
+        sub.requested = 3600
+        sub.row_id = row_id
+        sub.watcher_uri = watcher_uri
+        sub.state = state
+        sub.call_id = call_id
+        sub.to_tag = to_tag
+        sub.remote_cseq = None
+        sub.route = route
+        return sub
 
     def start_dialog(self, call_id: str) -> None:
         """Forget the dialog: a new Call-ID (our tag derived from it), no

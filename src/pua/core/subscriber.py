@@ -10,6 +10,7 @@ remote target) and the refresh schedule are here too.
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 
 from pua.errors import RemoteProtocolError
 from pua.sip.headers import NameAddress
@@ -25,6 +26,7 @@ from .events import (
 from .records import (
     InFlight,
     Pending,
+    Record,
     RequestKind,
     SubscriptionRecord,
     SubState,
@@ -130,12 +132,21 @@ class Subscriber:
         sub.start_dialog(new_dialog_id(ctx.ids))
         ctx.table.index_dialog(sub)
 
-    def resume(self, sub: SubscriptionRecord, now: float, due_at: float) -> bool:
-        """Take back a subscription read from the store: refreshed in its
-        dialog at ``due_at`` while it is alive, else a new dialog then.
+    def resume_all(
+        self,
+        subs: Sequence[SubscriptionRecord],
+        now: float,
+        due_ats: Sequence[float],
+        refused: list[Record],
+    ) -> None:
+        """Take back subscriptions read from the store (see
+        PresenceEngine.resume), each with the ``due_ats`` time of its rank:
+        refreshed in its dialog at its due time while it is alive, else a
+        new dialog then.  Those whose lifetime is over or whose key is held
+        go to ``refused``, unchanged.
 
-        A live dialog is refreshed at once (``due_at`` is soon, spread by the
-        caller) rather than at its usual time: while pua was down the
+        A live dialog is refreshed at once (the due time is soon, spread by
+        the caller) rather than at its usual time: while pua was down the
         notifier may have dropped it, as RFC 6665 §4.2.2 lets a notifier do
         when a NOTIFY goes unanswered, and the refresh finds out (481: a new
         dialog) instead of leaving the watcher blind until then.
@@ -148,22 +159,40 @@ class Subscriber:
         NOTIFYs until the usual refresh, an hour later with the usual
         lifetimes; the second refresh finds the 481 and starts anew."""
         ctx = self._ctx
-        alive = sub.expires_at > now + 1
-        ctx.lifetimes.resume(sub, now)
-        # In write-back mode the stored CSeq may lag what was sent before a
-        # crash; a lower CSeq in the dialog would be refused (RFC 3261
-        # §12.2.2), so the count goes on from safely above it.
-        sub.cseq += CSEQ_RESUME_STEP
-        if sub.to_tag is not None and alive:
-            sub.state = SubState.ACTIVE
-            sub.recheck = True
-            ctx.table.put(sub)
-            ctx.arm(sub, due_at)
-            return True
-        sub.state = SubState.DONE
-        ctx.table.put(sub)
-        ctx.arm(sub, due_at)
-        return True
+        lifetimes = ctx.lifetimes
+        over = lifetimes.over
+        active, done = SubState.ACTIVE, SubState.DONE
+        alive_after = now + 1
+        taken: list[SubscriptionRecord] = []
+        dues: list[float] = []
+        was: list[SubState] = []
+        for sub, due_at in zip(subs, due_ats, strict=True):
+            if over(sub, now):
+                refused.append(sub)
+                continue
+            was.append(sub.state)
+            sub.state = active if sub.to_tag is not None and sub.expires_at > alive_after else done
+            taken.append(sub)
+            dues.append(due_at)
+        lost = ctx.table.claim_all(taken)  # their keys are held
+        if lost:
+            gone = {id(sub) for sub in lost}
+            for sub, state in zip(taken, was, strict=True):
+                if id(sub) in gone:
+                    sub.state = state
+            refused.extend(lost)
+            kept = [(s, at) for s, at in zip(taken, dues, strict=True) if id(s) not in gone]
+            taken, dues = [s for s, _ in kept], [at for _, at in kept]
+        resume = lifetimes.resume
+        for sub in taken:
+            resume(sub, now)
+            # In write-back mode the stored CSeq may lag what was sent before a
+            # crash; a lower CSeq in the dialog would be refused (RFC 3261
+            # §12.2.2), so the count goes on from safely above it.
+            sub.cseq += CSEQ_RESUME_STEP
+            if sub.state is active:
+                sub.recheck = True
+        ctx.arm_all(taken, dues)
 
     # -- actions -----------------------------------------------------------------
     def _act(

@@ -4,6 +4,7 @@ counts by state kept as records move."""
 from __future__ import annotations
 
 import zlib
+from collections.abc import Iterable
 from typing import Any
 
 from .records import PubState, Record, RecordKey, SubscriptionRecord, SubState
@@ -97,6 +98,28 @@ class RecordTable:
             self.index_dialog(record)
         else:
             self._publications += 1
+
+    def claim_all(self, records: Iterable[Record]) -> list[Record]:
+        """Put each of ``records``, in their order, counted in its current
+        state, unless its key is held (by another record or by itself):
+        those are returned, unchanged.  What taking back stored records
+        needs, one lookup a record (a restart puts a million)."""
+        put = self._records.setdefault
+        by_state = self._by_state
+        dialogs = self._dialogs
+        lost: list[Record] = []
+        publications = 0
+        for record in records:
+            if put(record, record) is not record or not record.hold():
+                lost.append(record)
+                continue
+            by_state[record.state] += 1
+            if isinstance(record, SubscriptionRecord):
+                dialogs[record.call_id] = record
+            else:
+                publications += 1
+        self._publications += publications
+        return lost
 
     def remove(self, key: RecordKey) -> Record | None:
         """Delete and return the record of ``key``."""

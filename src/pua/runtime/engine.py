@@ -457,6 +457,12 @@ class PresenceRuntime:
         """Take back a record read from the store (PresenceEngine.resume)."""
         return self._engine.resume(record, self.now(), due_at)
 
+    def resume_all(self, records: Sequence[Record], due_ats: Sequence[float]) -> list[Record]:
+        """Take back records read from the store, each due at the time of
+        its rank in ``due_ats``; returns those not taken back
+        (PresenceEngine.resume_all)."""
+        return self._engine.resume_all(records, self.now(), due_ats)
+
     def release(self, records: Iterable[Record], *, force: bool = False) -> list[Record]:
         """Let go of records another node takes over, all or none; returns
         the busy ones when none went (PresenceEngine.release)."""

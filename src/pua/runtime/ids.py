@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import secrets
+from collections.abc import Callable
 
 __all__ = ["SystemIds"]
 
@@ -29,6 +30,10 @@ class SystemIds:
         # kernel, so that spreading a million records asks the kernel
         # nothing (each read of it lets another thread take the GIL).
         self._spread = random.Random(secrets.randbits(128))
+        # A random float in [0, 1) (for jitter: not for identifiers): the
+        # generator's own method, no call of ours around it (a restart
+        # draws two a record).
+        self.uniform: Callable[[], float] = self._spread.random
 
     def _bytes(self, size: int) -> bytes:
         if self._used + size > len(self._pool):
@@ -43,7 +48,3 @@ class SystemIds:
         # 36 does not divide 256; the bias (< 1 bit over a 16-character
         # token) does not matter for uniqueness.
         return self._bytes(size).translate(_TO_ALPHABET).decode("ascii")
-
-    def uniform(self) -> float:
-        """A random float in [0, 1) (for jitter: not for identifiers)."""
-        return self._spread.random()

@@ -39,10 +39,11 @@ class SqliteBulk:
         self._conn: sqlite3.Connection | None = None  # made and used in the thread only
 
     # -- on the event loop -----------------------------------------------------------
-    async def load(self, last: int, limit: int) -> list[tuple[Any, ...]]:
-        """Up to ``limit`` rows with an id above ``last``, by id."""
+    async def load(self, sql: str, last: int, limit: int) -> list[tuple[Any, ...]]:
+        """Up to ``limit`` rows with an id above ``last``, by id: ``sql``
+        is one of the statements' loads."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._thread, self._load, last, limit)
+        return await loop.run_in_executor(self._thread, self._load, sql, last, limit)
 
     async def write(
         self,
@@ -84,8 +85,8 @@ class SqliteBulk:
             self._conn = conn
         return conn
 
-    def _load(self, last: int, limit: int) -> list[tuple[Any, ...]]:
-        return self._connection().execute(self._sql.load, (last, limit)).fetchall()
+    def _load(self, sql: str, last: int, limit: int) -> list[tuple[Any, ...]]:
+        return self._connection().execute(sql, (last, limit)).fetchall()
 
     def _write(
         self,

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from sqlalchemy.engine import Dialect
 
-from pua.core.persist import REFRESH_COLUMNS, ROW_COLUMNS
+from pua.core.persist import (
+    PUBLICATION_COLUMNS,
+    REFRESH_COLUMNS,
+    ROW_COLUMNS,
+    SUBSCRIPTION_COLUMNS,
+)
 
 __all__ = ["Statements"]
 
@@ -23,11 +28,23 @@ class Statements:
             return ["?" if style == "sqlite" else "%s"] * count
 
         t, ident = quote(table), quote("id")
-        loaded = ", ".join(quote(c) for c in ("id", *ROW_COLUMNS))
         last, limit = marks(2)
-        self.load = (
-            f"SELECT {loaded} FROM {t} WHERE {ident} > {last} ORDER BY {ident} LIMIT {limit}"
-        )
+
+        def load(columns: tuple[str, ...], where: str = "") -> str:
+            loaded = ", ".join(quote(c) for c in ("id", *columns))
+            return (
+                f"SELECT {loaded} FROM {t} WHERE {ident} > {last}{where} "
+                f"ORDER BY {ident} LIMIT {limit}"
+            )
+
+        # A publication's row has an empty watcher_uri (NULL or ''; by
+        # length, which MySQL does not pad as it pads a comparison).
+        watcher = quote("watcher_uri")
+        self.load = load(ROW_COLUMNS)
+        self.load_kind = {
+            "publication": load(PUBLICATION_COLUMNS, f" AND coalesce(length({watcher}), 0) = 0"),
+            "subscription": load(SUBSCRIPTION_COLUMNS, f" AND length({watcher}) > 0"),
+        }
 
         def update(columns: tuple[str, ...]) -> str:
             *values, key = marks(len(columns) + 1)

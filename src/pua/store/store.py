@@ -398,22 +398,30 @@ class Store:
         async for chunk in self.load_values(chunk_size):
             yield [dict(zip(names, row, strict=True)) for row in chunk]
 
-    async def load_values(self, chunk_size: int = 5000) -> AsyncIterator[Sequence[Sequence[Any]]]:
+    async def load_values(
+        self, chunk_size: int = 5000, *, kind: str | None = None
+    ) -> AsyncIterator[Sequence[Sequence[Any]]]:
         """Every row as its values (``id`` first, then the columns of
         ROW_COLUMNS in their order; ``body`` as bytes), in chunks of at
         most ``chunk_size`` rows, ordered by id.  Each chunk is one query
         on the driver (``WHERE id > last ORDER BY id LIMIT n``): no
-        connection is held between chunks and no dict is made per row."""
+        connection is held between chunks and no dict is made per row.
+
+        ``kind="publication"``: only the rows of publications (an empty
+        ``watcher_uri``), as the columns of PUBLICATION_COLUMNS;
+        ``kind="subscription"``: only the others, as SUBSCRIPTION_COLUMNS.
+        What a restart reads: each column costs the driver a step per row."""
         if chunk_size < 1:
             raise ValueError("chunk_size must be at least 1")
+        sql = self._sql.load if kind is None else self._sql.load_kind[kind]
         self._check_open()
         last = -1
         while True:
             try:
                 if self._bulk is not None:
-                    rows: Sequence[Sequence[Any]] = await self._bulk.load(last, chunk_size)
+                    rows: Sequence[Sequence[Any]] = await self._bulk.load(sql, last, chunk_size)
                 else:
-                    rows = await self._load_chunk(last, chunk_size)
+                    rows = await self._load_chunk(sql, last, chunk_size)
             except self._errors as exc:
                 raise self._error("reading the table", exc) from None
             if not rows:
@@ -423,12 +431,12 @@ class Store:
             if len(rows) < chunk_size:
                 return
 
-    async def _load_chunk(self, last: int, limit: int) -> Sequence[Sequence[Any]]:
+    async def _load_chunk(self, sql: str, last: int, limit: int) -> Sequence[Sequence[Any]]:
         async with self._engine.connect() as conn:
             if self._dialect == "postgresql":
                 db = await self._driver(conn)
-                return list(await db.fetch(self._sql.load, last, limit))
-            result = await conn.exec_driver_sql(self._sql.load, (last, limit))
+                return list(await db.fetch(sql, last, limit))
+            result = await conn.exec_driver_sql(sql, (last, limit))
             return result.fetchall()
 
     async def count(self) -> int:
