@@ -496,7 +496,7 @@ class SubscriptionRecord(_Record):
     def recheck(self) -> bool:
         """Whether the next 2xx is that of a resumed subscription's first
         refresh, to be followed by a second once a NOTIFY sent before it
-        has had timer F to fail (see ``Subscriber.resume``)."""
+        has had timer F to fail (see ``Subscriber.resume_all``)."""
         return bool(self._flags & _RECHECK)
 
     @recheck.setter
