@@ -75,20 +75,21 @@ ROW_COLUMNS = (
 """The columns :func:`record_to_values` gives, in its order (every column
 but ``id``)."""
 
-PUBLICATION_COLUMNS = (
-    "pres_uri",
-    "pres_id",
-    "event",
-    "expires",
-    "desired_expires",
-    "flag",
-    "etag",
-    "tuple_id",
-    "cseq",
-    "extra_headers",
-    "body",
-    "content_type",
-    "outbound_proxy",
+PUBLICATION_COLUMNS = tuple(
+    c
+    for c in ROW_COLUMNS
+    if c
+    not in (
+        "watcher_uri",
+        "call_id",
+        "to_tag",
+        "from_tag",
+        "record_route",
+        "contact",
+        "remote_contact",
+        "version",
+        "remote_target",
+    )
 )
 """The columns a publication is made from (:func:`publication_from_values`),
 in its order: what the other kind alone has (its dialog), what no record
@@ -96,24 +97,8 @@ reads back (``version``: the CSeq counts a publication's PUBLISHes, a
 subscription's NOTIFY CSeq starts anew) and the empty ``watcher_uri`` left
 out.  A restart reads a million rows: each column read costs."""
 
-SUBSCRIPTION_COLUMNS = (
-    "pres_uri",
-    "pres_id",
-    "event",
-    "expires",
-    "desired_expires",
-    "flag",
-    "watcher_uri",
-    "call_id",
-    "to_tag",
-    "from_tag",
-    "cseq",
-    "record_route",
-    "contact",
-    "remote_contact",
-    "extra_headers",
-    "outbound_proxy",
-    "remote_target",
+SUBSCRIPTION_COLUMNS = tuple(
+    c for c in ROW_COLUMNS if c not in ("etag", "tuple_id", "version", "body", "content_type")
 )
 """The columns a subscription is made from (:func:`subscription_from_values`),
 in its order: a publication's ETag, tuple id, body and Content-Type and the
