@@ -232,7 +232,9 @@ class Service:
         # In a cluster every change is written at once: another node may
         # take the record over at any moment.
         mode = "write-through" if settings.cluster else settings.db_mode
-        self.sync = StoreSync(self.runtime, store, mode=mode, update_period=settings.update_period)
+        self.sync = StoreSync(
+            self.runtime, store, mode=mode, update_period=settings.update_period, own_gc=True
+        )
         if not settings.cluster:
             try:
                 await self.sync.restore(freeze=True)

@@ -153,3 +153,57 @@ async def test_a_frozen_restore_pauses_the_collector(
             await store.close()
     finally:
         gc.unfreeze()
+
+
+@pytest.mark.usefixtures("small_slices")
+async def test_a_large_write_pauses_the_collector_and_lets_go_in_slices(
+    tmp_path: Path, silent_hop: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """own_gc: a write of GC_PAUSE_ROWS records or more runs with the
+    collector paused (its lists of records are never walked), a smaller one
+    does not, the collector runs again after, also when the write fails, and
+    the records a write was handed are let go of afterwards; a StoreSync
+    without own_gc never touches the collector."""
+    monkeypatch.setattr(persistence, "GC_PAUSE_ROWS", 100)
+    monkeypatch.setattr(persistence, "DRAIN_SLICE", 30)
+    store = await Store.open(None, data_dir=tmp_path)
+    await store.write([publication(n, expires=int(time.time()) + 3000) for n in range(150)], [])
+    for own_gc in (True, False):
+        runtime = PresenceRuntime(EngineConfig(outbound_proxy=silent_hop),
+                                  listen=[Listen("udp", "127.0.0.1", 0)])
+        async with runtime:
+            sync = StoreSync(runtime, store, own_gc=own_gc)
+            await sync.restore()
+            records = list(runtime.records())
+            seen: list[bool] = []
+            handed: list[set[Record]] = []
+            write = sync._write
+
+            async def watched(changed: set[Record], refreshed: set[Record],
+                              deletes: list[int], write=write) -> None:  # type: ignore[no-untyped-def]
+                seen.append(gc.isenabled())
+                handed[:] = [changed, refreshed]
+                await write(changed, refreshed, deletes)
+
+            monkeypatch.setattr(sync, "_write", watched)
+            runtime.mark_changed(r.key for r in records)  # 150: a large write
+            await sync.flush()
+            runtime.mark_changed(r.key for r in records[:50])  # a small one
+            await sync.flush()
+            assert seen == [not own_gc, True] and gc.isenabled()
+            assert len(handed) == 2 and not any(handed)  # let go of
+
+            async def failing(*_: object) -> None:
+                seen.append(gc.isenabled())
+                raise persistence.StoreError("down")
+
+            monkeypatch.setattr(sync, "_write", failing)
+            runtime.mark_changed(r.key for r in records)
+            with pytest.raises(persistence.StoreError):
+                await sync.flush()
+            assert seen[-1] is (not own_gc) and gc.isenabled()
+            # Nothing lost: the failed write's records are pending again.
+            monkeypatch.setattr(sync, "_write", write)
+            await sync.flush()
+            assert await _table(store) == _expected(runtime)
+    await store.close()

@@ -58,6 +58,10 @@ WRITE_ROWS = 10_000
 BUILD_SLICE = 500
 # Rows are updated in order of id, bucket by bucket of 2**BUCKET_BITS ids.
 BUCKET_BITS = 14
+# Writes of at least GC_PAUSE_ROWS records pause the collector (own_gc);
+# records let go of between two turns of the loop once a write is done.
+GC_PAUSE_ROWS = 50_000
+DRAIN_SLICE = 20_000
 # Rows read a query, and rows turned into records between two turns of
 # the loop.
 RESTORE_SLICE = 2000
@@ -97,13 +101,18 @@ class StoreSync:
         *,
         mode: str = "write-back",
         update_period: float = 30.0,
+        own_gc: bool = False,
     ) -> None:
+        """``own_gc`` (for a program that owns the process, as ``pua
+        serve``): the cyclic collector is paused while a write of many
+        records holds them (see :meth:`_write_pending`)."""
         if mode not in ("write-back", "write-through"):
             raise ValueError(f"db_mode must be write-back or write-through, not {mode!r}")
         self.runtime = runtime
         self.store = store
         self.mode = mode
         self.update_period = update_period
+        self.own_gc = own_gc
         self._pending_deletes: set[int] = set()
         self._lock = asyncio.Lock()
         self._kick = asyncio.Event()
@@ -293,6 +302,15 @@ class StoreSync:
         if not changed and not refreshed and not self._pending_deletes:
             return
         deletes = sorted(self._pending_deletes)
+        # A write sorts its records into lists of its own, young objects
+        # that the collector would walk whole at its next pass (some 30 ms
+        # for a million records): a process of pua's own pauses it while a
+        # large write holds them.
+        paused = (
+            self.own_gc and len(changed) + len(refreshed) >= GC_PAUSE_ROWS and gc.isenabled()
+        )
+        if paused:
+            gc.disable()
         try:
             await self._write(changed, refreshed, deletes)
         except (asyncio.CancelledError, StoreError) as exc:
@@ -304,6 +322,17 @@ class StoreSync:
             if isinstance(exc, StoreError):
                 self._down = True
             raise
+        else:
+            # Let go of a slice at a time: a set of a million records let
+            # go of at once holds the loop for some 20 ms.
+            for written in (changed, refreshed):
+                while written:
+                    for _ in range(min(len(written), DRAIN_SLICE)):
+                        written.pop()
+                    await asyncio.sleep(0)
+        finally:
+            if paused:
+                gc.enable()
         if self._down:
             self._down = False
             log.warning("database reachable again; pending changes written")
