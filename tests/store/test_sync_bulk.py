@@ -168,15 +168,17 @@ async def test_a_large_write_pauses_the_collector_and_lets_go_in_slices(
     monkeypatch.setattr(persistence, "DRAIN_SLICE", 30)
     store = await Store.open(None, data_dir=tmp_path)
     await store.write([publication(n, expires=int(time.time()) + 3000) for n in range(150)], [])
+    seen: list[bool] = []
+    handed: list[set[Record]] = []
     for own_gc in (True, False):
+        seen.clear()
+        handed.clear()
         runtime = PresenceRuntime(EngineConfig(outbound_proxy=silent_hop),
                                   listen=[Listen("udp", "127.0.0.1", 0)])
         async with runtime:
             sync = StoreSync(runtime, store, own_gc=own_gc)
             await sync.restore()
             records = list(runtime.records())
-            seen: list[bool] = []
-            handed: list[set[Record]] = []
             write = sync._write
 
             async def watched(changed: set[Record], refreshed: set[Record],

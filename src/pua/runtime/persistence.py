@@ -306,9 +306,7 @@ class StoreSync:
         # that the collector would walk whole at its next pass (some 30 ms
         # for a million records): a process of pua's own pauses it while a
         # large write holds them.
-        paused = (
-            self.own_gc and len(changed) + len(refreshed) >= GC_PAUSE_ROWS and gc.isenabled()
-        )
+        paused = self.own_gc and len(changed) + len(refreshed) >= GC_PAUSE_ROWS and gc.isenabled()
         if paused:
             gc.disable()
         try:
