@@ -77,6 +77,38 @@ def drive(host: str, port: int, path: str, calls: int, concurrency: int,
     return {"calls": calls, "ok": ok, "failed": failed, "seconds": seconds, "per_s": ok / seconds}
 
 
+def _cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds of the processes ``pids`` and, for each,
+    of its children that are running (Kamailio's workers)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    seen = set()
+    todo = list(pids)
+    while todo:
+        pid = todo.pop()
+        if pid in seen:
+            continue
+        seen.add(pid)
+        try:
+            with open(f"/proc/{pid}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+            with open(f"/proc/{pid}/task/{pid}/children") as children:
+                todo += [int(child) for child in children.read().split()]
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        total += (int(fields[11]) + int(fields[12])) / ticks
+    return total
+
+
+def measured(pids: list[int], *args: Any, **kwargs: Any) -> dict[str, Any]:
+    """``drive(*args, **kwargs)``, with the server's CPU time per call (µs):
+    what the processes ``pids`` and their children used meanwhile."""
+    before = _cpu_seconds(pids)
+    result = drive(*args, **kwargs)
+    used = _cpu_seconds(pids) - before
+    return {**result, "cpu_us_per_call": used / max(1, result["calls"]) * 1e6}
+
+
 # The PostgreSQL server the machine runs (trust authentication on loopback);
 # the benchmark makes a database of its own there and drops it after.
 POSTGRES_HOST = os.environ.get("PUA_BENCH_POSTGRES_HOST", "127.0.0.1")
@@ -121,23 +153,32 @@ def run(calls: int = 5000, concurrency: int = 50, batch_size: int = 50) -> dict[
     with SippUAS("publish_200") as uas, tempfile.TemporaryDirectory() as tmp:
         service = _pua(uas, Path(tmp), "single")
         try:
-            single = drive("127.0.0.1", service.api_port, "/rpc", calls, concurrency)
+            single = measured([service.process.pid], "127.0.0.1", service.api_port, "/rpc",
+                              calls, concurrency)
         finally:
             service.stop()
         service = _pua(uas, Path(tmp), "batch")
         try:
-            batched = drive("127.0.0.1", service.api_port, "/rpc", calls,
-                            max(1, concurrency // 5), batch_size=batch_size)
+            batched = measured([service.process.pid], "127.0.0.1", service.api_port, "/rpc",
+                               calls, max(1, concurrency // 5), batch_size=batch_size)
         finally:
             service.stop()
         with postgres_database() as db_url:
             service = _pua(uas, Path(tmp), "postgres", "--db-url", db_url)
             try:
-                postgres = drive("127.0.0.1", service.api_port, "/rpc", calls, concurrency)
+                postgres = measured([service.process.pid], "127.0.0.1", service.api_port,
+                                    "/rpc", calls, concurrency)
             finally:
                 service.stop()
         with KamailioPua(uas.uri, children=DEFAULT_WORKERS, debug=1) as kamailio:
-            reference = drive("127.0.0.1", kamailio.http_port, "/jsonrpc", calls, concurrency)
+            reference = measured([kamailio.proc.pid], "127.0.0.1", kamailio.http_port,
+                                 "/jsonrpc", calls, concurrency)
+        # Kamailio keeping every publication in its database (db_mode 2),
+        # as pua stores each before it answers; the rows it kept, counted.
+        with KamailioPua(uas.uri, children=DEFAULT_WORKERS, debug=0, db_mode=2) as kamailio:
+            durable = measured([kamailio.proc.pid], "127.0.0.1", kamailio.http_port,
+                               "/jsonrpc", calls, concurrency, first=calls)
+            durable["rows"] = len({row["pres_uri"] for row in kamailio.pua_rows()})
         # The same against a real presence server (Kamailio's presence
         # module, which stores each publication), PRESENCE_THREADS clients.
         with KamailioPresence() as server:
@@ -152,6 +193,7 @@ def run(calls: int = 5000, concurrency: int = 50, batch_size: int = 50) -> dict[
     return {
         "calls": calls, "concurrency": concurrency, "batch_size": batch_size,
         "single": single, "batch": batched, "postgres": postgres, "kamailio": reference,
+        "kamailio_db": durable,
         "kamailio_workers": DEFAULT_WORKERS,
         "ratio_single": single["per_s"] / reference["per_s"],
         "ratio_batch": batched["per_s"] / reference["per_s"],

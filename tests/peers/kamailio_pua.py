@@ -156,6 +156,9 @@ class KamailioPua(KamailioRpcProcess):
     ``update_period``   pua hash-table expiry / DB sync timer, seconds (pua
                         requires 0 = disabled or > 5).
     ``default_expires`` pua ``default_expires``.
+    ``db_mode``         pua ``db_mode``: 0 keeps the table in memory and
+                        writes it on the update timer (the default here), 2
+                        keeps every publication in the database only.
     ``debug``           Kamailio log level 0..3 (default 2 = info; the
                         config logs nothing per request).
     ``startup_timeout`` seconds to wait for readiness (SIP OPTIONS on UDP and
@@ -178,7 +181,7 @@ class KamailioPua(KamailioRpcProcess):
     def __init__(self, outbound_proxy: str, *, children: int = 4,
                  tcp_children: int | None = None, fr_timer_ms: int = 5000,
                  update_period: int = 100, default_expires: int = 3600,
-                 debug: int = 2, startup_timeout: float = 15.0,
+                 db_mode: int = 0, debug: int = 2, startup_timeout: float = 15.0,
                  rpc_timeout: float | None = None, shm_mb: int = 256, pkg_mb: int = 16,
                  keep_workdir: bool = False) -> None:
         if not outbound_proxy.startswith(("sip:", "sips:")):
@@ -193,6 +196,9 @@ class KamailioPua(KamailioRpcProcess):
         if 0 < self.update_period <= 5:
             raise ValueError("pua update_period must be 0 (disabled) or > 5")
         self.default_expires = int(default_expires)
+        if db_mode not in (0, 1, 2):
+            raise ValueError("pua db_mode must be 0 (memory), 1 (write-through) or 2 (database only)")
+        self.db_mode = int(db_mode)
         super().__init__(debug=debug, startup_timeout=startup_timeout, shm_mb=shm_mb,
                          pkg_mb=pkg_mb, keep_workdir=keep_workdir)
         self.rpc_timeout = (float(rpc_timeout) if rpc_timeout is not None
@@ -231,6 +237,7 @@ class KamailioPua(KamailioRpcProcess):
             "UPDATE_PERIOD": str(self.update_period),
             "FR_TIMER": str(self.fr_timer_ms),
             "DEFAULT_EXPIRES": str(self.default_expires),
+            "DB_MODE": str(self.db_mode),
         }
 
     # -------------------------------------------------------------------- RPC
