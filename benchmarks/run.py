@@ -149,6 +149,18 @@ def render_service(result: dict[str, Any]) -> list[str]:
         "the pua and pua_rpc modules behind its JSON-RPC HTTP transport (jsonrpcs + xhttp), "
         "driven by the same client against the same UAS in the same run. Kamailio 5.6's "
         "jsonrpcs refuses batch arrays, so it has no batch figure.",
+        *(
+            [
+                "",
+                f"One call per request, pua and Kamailio were each measured in "
+                f"{result['rounds']} rounds, in swapped order every other round; the table "
+                "shows the median round of each (all rounds, publications/s: pua "
+                f"{[round(r) for r in result['single_rounds']]}, Kamailio "
+                f"{[round(r) for r in result['kamailio_rounds']]}).",
+            ]
+            if "single_rounds" in result
+            else []
+        ),
         "",
         "The last column is the CPU time the service used per call (user + system, "
         "every process and thread of it, from `/proc`), the steadier figure when the machine "

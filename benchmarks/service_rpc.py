@@ -142,21 +142,43 @@ def postgres_database(name: str = POSTGRES_DB) -> Any:
                        capture_output=True)
 
 
-def run(calls: int = 5000, concurrency: int = 50, batch_size: int = 50) -> dict[str, Any]:
+def _median(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run of median rate (the lower middle one of an even count)."""
+    return sorted(runs, key=lambda r: r["per_s"])[(len(runs) - 1) // 2]
+
+
+def run(calls: int = 5000, concurrency: int = 50, batch_size: int = 50,
+        rounds: int = 3) -> dict[str, Any]:
     """pua serve and Kamailio (pua + pua_rpc over jsonrpcs/xhttp) doing the
-    same publications against the same SIPp UAS, with the same client."""
+    same publications against the same SIPp UAS, with the same client.  The
+    single calls of both are measured ``rounds`` times, in swapped order
+    every other round, and the median round of each taken."""
     from tests.peers.kamailio import KamailioPresence
     from tests.peers.kamailio_pua import KamailioPua
 
     from benchmarks.kamailio_pua_reference import DEFAULT_WORKERS
 
     with SippUAS("publish_200") as uas, tempfile.TemporaryDirectory() as tmp:
-        service = _pua(uas, Path(tmp), "single")
-        try:
-            single = measured([service.process.pid], "127.0.0.1", service.api_port, "/rpc",
-                              calls, concurrency)
-        finally:
-            service.stop()
+        singles: list[dict[str, Any]] = []
+        references: list[dict[str, Any]] = []
+        for round_no in range(rounds):
+            for who in ("pua", "kamailio") if round_no % 2 == 0 else ("kamailio", "pua"):
+                # Each run on presentities of its own.
+                first = (2 * round_no + (who == "kamailio")) * calls
+                if who == "pua":
+                    service = _pua(uas, Path(tmp), f"single-{round_no}")
+                    try:
+                        singles.append(measured([service.process.pid], "127.0.0.1",
+                                                service.api_port, "/rpc", calls, concurrency,
+                                                first=first))
+                    finally:
+                        service.stop()
+                else:
+                    with KamailioPua(uas.uri, children=DEFAULT_WORKERS, debug=1) as kamailio:
+                        references.append(measured([kamailio.proc.pid], "127.0.0.1",
+                                                   kamailio.http_port, "/jsonrpc", calls,
+                                                   concurrency, first=first))
+        single, reference = _median(singles), _median(references)
         service = _pua(uas, Path(tmp), "batch")
         try:
             batched = measured([service.process.pid], "127.0.0.1", service.api_port, "/rpc",
@@ -170,14 +192,11 @@ def run(calls: int = 5000, concurrency: int = 50, batch_size: int = 50) -> dict[
                                     "/rpc", calls, concurrency)
             finally:
                 service.stop()
-        with KamailioPua(uas.uri, children=DEFAULT_WORKERS, debug=1) as kamailio:
-            reference = measured([kamailio.proc.pid], "127.0.0.1", kamailio.http_port,
-                                 "/jsonrpc", calls, concurrency)
         # Kamailio keeping every publication in its database (db_mode 2),
         # as pua stores each before it answers; the rows it kept, counted.
         with KamailioPua(uas.uri, children=DEFAULT_WORKERS, debug=0, db_mode=2) as kamailio:
             durable = measured([kamailio.proc.pid], "127.0.0.1", kamailio.http_port,
-                               "/jsonrpc", calls, concurrency, first=calls)
+                               "/jsonrpc", calls, concurrency, first=2 * rounds * calls)
             durable["rows"] = len({row["pres_uri"] for row in kamailio.pua_rows()})
         # The same against a real presence server (Kamailio's presence
         # module, which stores each publication), PRESENCE_THREADS clients.
@@ -193,7 +212,9 @@ def run(calls: int = 5000, concurrency: int = 50, batch_size: int = 50) -> dict[
     return {
         "calls": calls, "concurrency": concurrency, "batch_size": batch_size,
         "single": single, "batch": batched, "postgres": postgres, "kamailio": reference,
-        "kamailio_db": durable,
+        "kamailio_db": durable, "rounds": rounds,
+        "single_rounds": [r["per_s"] for r in singles],
+        "kamailio_rounds": [r["per_s"] for r in references],
         "kamailio_workers": DEFAULT_WORKERS,
         "ratio_single": single["per_s"] / reference["per_s"],
         "ratio_batch": batched["per_s"] / reference["per_s"],
