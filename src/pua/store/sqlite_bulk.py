@@ -111,13 +111,8 @@ class SqliteBulk:
         when another connection holds the write lock."""
         conn = self._inline
         if conn is None:
-            # No waiting for a lock (timeout 0), no checkpoints (the thread's).
-            conn = sqlite3.connect(self._path, timeout=0, isolation_level=None)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute("PRAGMA wal_autocheckpoint=0")
-            conn.execute(f"PRAGMA cache_size={self._cache_kib}")
-            self._inline = conn
+            # No waiting for a lock, no checkpoints (the thread's).
+            conn = self._inline = self._open(busy_ms=0, checkpoints=False)
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:
@@ -143,13 +138,19 @@ class SqliteBulk:
     def _connection(self) -> sqlite3.Connection:
         conn = self._conn
         if conn is None:
-            # Autocommit: the transactions are ours (BEGIN IMMEDIATE ... COMMIT).
-            conn = sqlite3.connect(self._path, timeout=self._busy_ms / 1000, isolation_level=None)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute(f"PRAGMA busy_timeout={self._busy_ms}")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute(f"PRAGMA cache_size={self._cache_kib}")
-            self._conn = conn
+            conn = self._conn = self._open(busy_ms=self._busy_ms, checkpoints=True)
+        return conn
+
+    def _open(self, *, busy_ms: int, checkpoints: bool) -> sqlite3.Connection:
+        """A connection that waits up to ``busy_ms`` for another's lock.
+        Autocommit: the transactions are ours (BEGIN IMMEDIATE ... COMMIT)."""
+        conn = sqlite3.connect(self._path, timeout=busy_ms / 1000, isolation_level=None)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA busy_timeout={busy_ms}")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute(f"PRAGMA cache_size={self._cache_kib}")
+        if not checkpoints:
+            conn.execute("PRAGMA wal_autocheckpoint=0")
         return conn
 
     def _load(self, sql: str, last: int, limit: int) -> list[tuple[Any, ...]]:
