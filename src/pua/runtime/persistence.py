@@ -61,7 +61,7 @@ BUCKET_BITS = 14
 # Writes of at least GC_PAUSE_ROWS records pause the collector (own_gc);
 # records let go of between two turns of the loop once a write is done.
 GC_PAUSE_ROWS = 50_000
-DRAIN_SLICE = 20_000
+DRAIN_SLICE = 10_000
 # Rows read a query, and rows turned into records between two turns of
 # the loop.
 RESTORE_SLICE = 2000
