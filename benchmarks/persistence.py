@@ -54,15 +54,22 @@ def _row(i: int, now: int) -> dict[str, Any]:
             "content_type": None, "remote_target": f"sip:u{i}@example.com"}
 
 
-async def _fill(db: Path, count: int) -> None:
-    store = await Store.open(f"sqlite:///{db}", data_dir=db.parent)
+def _url(db: Path, db_url: str | None) -> str:
+    """The store's URL: ``db_url`` (a server's database), else SQLite at ``db``."""
+    return db_url or f"sqlite:///{db}"
+
+
+async def _fill(db: Path, count: int, db_url: str | None = None) -> None:
+    store = await Store.open(_url(db, db_url), data_dir=db.parent)
     now = int(time.time())
     for first in range(0, count, 20_000):
         await store.write([_row(i, now) for i in range(first, min(first + 20_000, count))], [])
     await store.close()
 
 
-async def _restored(db: Path) -> tuple[socket.socket, Store, PresenceRuntime, StoreSync, dict[str, Any]]:
+async def _restored(
+    db: Path, db_url: str | None = None
+) -> tuple[socket.socket, Store, PresenceRuntime, StoreSync, dict[str, Any]]:
     """Open the store of ``db`` and restore it as pua serve does; what was
     opened, and the restore's counts, seconds and CPU seconds."""
     tune_gc()
@@ -72,7 +79,7 @@ async def _restored(db: Path) -> tuple[socket.socket, Store, PresenceRuntime, St
     silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     silent.bind(("127.0.0.1", 0))
     hop = silent.getsockname()[1]
-    store = await Store.open(f"sqlite:///{db}", data_dir=db.parent)
+    store = await Store.open(_url(db, db_url), data_dir=db.parent)
     runtime = PresenceRuntime(EngineConfig(outbound_proxy=f"sip:127.0.0.1:{hop}"))
     await runtime.start()  # binds 127.0.0.1, port chosen by the system
     sync = StoreSync(runtime, store, own_gc=True)  # as pua serve does
@@ -98,8 +105,8 @@ async def _restore_only(db: Path) -> dict[str, Any]:
     return result
 
 
-async def _restore_and_write(db: Path) -> dict[str, Any]:
-    silent, store, runtime, sync, restored = await _restored(db)
+async def _restore_and_write(db: Path, db_url: str | None = None) -> dict[str, Any]:
+    silent, store, runtime, sync, restored = await _restored(db, db_url)
     peak_kib = _peak_kib()
     keys = list(runtime.records())  # a record is its own key
     # What a restart loads lives on: keep the collector off it, as pua serve
@@ -165,28 +172,45 @@ def _reset_peak() -> None:
         clear.write("5")
 
 
-def one(count: int) -> dict[str, Any]:
-    """Fill a fresh SQLite table with ``count`` rows, then restore and write
-    back in this process."""
+def one(count: int, db_url: str | None = None) -> dict[str, Any]:
+    """Fill a fresh table with ``count`` rows (SQLite, or the empty database
+    of ``db_url``), then restore and write back in this process."""
     with tempfile.TemporaryDirectory() as tmp:
         db = Path(tmp) / "pua.db"
-        asyncio.run(_fill(db, count))
+        asyncio.run(_fill(db, count, db_url))
         gc.collect()
         _reset_peak()
-        return asyncio.run(_restore_and_write(db))
+        return asyncio.run(_restore_and_write(db, db_url))
 
 
 def run(sizes: tuple[int, ...] = (100_000, 1_000_000)) -> dict[int, dict[str, Any]]:
     """Each size in a process of its own (peak memory is per process)."""
     out: dict[int, dict[str, Any]] = {}
     for size in sizes:
-        result = subprocess.run(
-            [sys.executable, "-m", "benchmarks.persistence", str(size)],
-            capture_output=True, text=True, check=True, timeout=3600,
-        )
-        out[size] = json.loads(result.stdout.strip().splitlines()[-1])
+        out[size] = _one_apart(size)
     return out
 
 
+def run_postgres(sizes: tuple[int, ...] = (100_000, 1_000_000)) -> dict[int, dict[str, Any]]:
+    """The same on the machine's PostgreSQL: each size in a process of its
+    own, on a database of the run's own made afresh."""
+    from .service_rpc import postgres_database
+
+    out: dict[int, dict[str, Any]] = {}
+    for size in sizes:
+        with postgres_database("puabench_persistence") as db_url:
+            out[size] = _one_apart(size, db_url)
+    return out
+
+
+def _one_apart(size: int, db_url: str | None = None) -> dict[str, Any]:
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks.persistence", str(size), *([db_url] if db_url else [])],
+        capture_output=True, text=True, check=True, timeout=3600,
+    )
+    return dict(json.loads(result.stdout.strip().splitlines()[-1]))
+
+
 if __name__ == "__main__":
-    print(json.dumps(one(int(sys.argv[1]) if len(sys.argv) > 1 else 10_000)))
+    print(json.dumps(one(int(sys.argv[1]) if len(sys.argv) > 1 else 10_000,
+                         sys.argv[2] if len(sys.argv) > 2 else None)))
