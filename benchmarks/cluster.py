@@ -33,6 +33,8 @@ from tests.peers.kamailio import KamailioPresence
 from tests.peers.rawsip import pidf
 from tests.service.running import RunningService
 
+from .service_memory import cpu_seconds
+
 NAMES = ("A", "B", "C")
 # The lease, and the presence server's lifetimes in the takeover runs:
 # Kamailio grants at most MAX_EXPIRES, pua refreshes REFRESH_MARGIN before
@@ -108,12 +110,7 @@ def _responses(nodes: Nodes, names: Iterable[str], status: str = "412") -> int:
 
 def _cpu(nodes: Nodes, names: Iterable[str]) -> float:
     """CPU seconds the nodes' processes have used (user and system)."""
-    total = 0
-    for name in names:
-        with open(f"/proc/{nodes[name].process.pid}/stat") as stat:
-            fields = stat.read().rpartition(")")[2].split()
-        total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / os.sysconf("SC_CLK_TCK")
+    return sum(cpu_seconds(nodes[name].process.pid) for name in names)
 
 
 def _publish_call(uri: str) -> dict[str, Any]:

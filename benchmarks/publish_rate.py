@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any, TypeVar
 
 from tests.peers.sipp import SippUAC, SippUAS
 
@@ -30,6 +31,8 @@ from pua.sip import SipUri
 
 from .messages import PIDF
 from .sipp.run_sipp_reference import UAC_SCENARIO
+
+T = TypeVar("T", bound=dict[str, Any])
 
 ALICE = SipUri(host="example.com", user="alice")
 PUBLISH_HEADERS = (
@@ -86,8 +89,8 @@ def run(calls: int = 10_000, window: int = 200, rounds: int = 5) -> dict[str, ob
                     elapsed = stats.wall_seconds or 1.0
                     sipp_runs.append({"successful": stats.successful, "failed": stats.failed,
                                       "elapsed_s": elapsed, "per_s": stats.successful / elapsed})
-    mine = _median_run(mine_runs)
-    sipp = _median_run(sipp_runs)
+    mine = median_run(mine_runs)
+    sipp = median_run(sipp_runs)
     return {
         "calls": calls, "window": window, "rounds": rounds,
         "pua": mine, "sipp": sipp,
@@ -97,5 +100,6 @@ def run(calls: int = 10_000, window: int = 200, rounds: int = 5) -> dict[str, ob
     }
 
 
-def _median_run(runs: list[dict[str, float]]) -> dict[str, float]:
+def median_run(runs: list[T]) -> T:
+    """The run of median rate (``per_s``; the upper middle one of an even count)."""
     return sorted(runs, key=lambda r: r["per_s"])[len(runs) // 2]

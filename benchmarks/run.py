@@ -438,7 +438,7 @@ def render_digest(result: dict[str, Any]) -> list[str]:
         "|---|---:|---:|---:|---:|",
     ]
     for name, rows in result["runs"].items():
-        middle = sorted(rows, key=lambda r: r["per_s"])[len(rows) // 2]
+        middle = publish_rate.median_run(rows)
         lines.append(
             f"| {name} | {_fmt(result['median_per_s'][name])} | {result['ratio'][name]:.2f} | "
             f"{middle['challenges']:,} | {middle['reused']:,} |"

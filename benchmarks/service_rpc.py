@@ -17,6 +17,9 @@ from typing import Any
 from tests.peers.sipp import SippUAS
 from tests.service.running import RunningService
 
+from .publish_rate import median_run
+from .service_memory import cpu_seconds
+
 PIDF = (
     '<?xml version="1.0" encoding="UTF-8"?>'
     '<presence xmlns="urn:ietf:params:xml:ns:pidf" entity="{uri}">'
@@ -80,9 +83,8 @@ def drive(host: str, port: int, path: str, calls: int, concurrency: int,
 def _cpu_seconds(pids: list[int]) -> float:
     """User + system CPU seconds of the processes ``pids`` and, for each,
     of its children that are running (Kamailio's workers)."""
-    ticks = os.sysconf("SC_CLK_TCK")
     total = 0.0
-    seen = set()
+    seen: set[int] = set()
     todo = list(pids)
     while todo:
         pid = todo.pop()
@@ -90,13 +92,11 @@ def _cpu_seconds(pids: list[int]) -> float:
             continue
         seen.add(pid)
         try:
-            with open(f"/proc/{pid}/stat") as stat:
-                fields = stat.read().rsplit(")", 1)[1].split()
+            total += cpu_seconds(pid)
             with open(f"/proc/{pid}/task/{pid}/children") as children:
                 todo += [int(child) for child in children.read().split()]
         except (FileNotFoundError, ProcessLookupError):
             continue
-        total += (int(fields[11]) + int(fields[12])) / ticks
     return total
 
 
@@ -142,11 +142,6 @@ def postgres_database(name: str = POSTGRES_DB) -> Any:
                        capture_output=True)
 
 
-def _median(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """The run of median rate (the lower middle one of an even count)."""
-    return sorted(runs, key=lambda r: r["per_s"])[(len(runs) - 1) // 2]
-
-
 def run(calls: int = 5000, concurrency: int = 50, batch_size: int = 50,
         rounds: int = 3) -> dict[str, Any]:
     """pua serve and Kamailio (pua + pua_rpc over jsonrpcs/xhttp) doing the
@@ -178,7 +173,7 @@ def run(calls: int = 5000, concurrency: int = 50, batch_size: int = 50,
                         references.append(measured([kamailio.proc.pid], "127.0.0.1",
                                                    kamailio.http_port, "/jsonrpc", calls,
                                                    concurrency, first=first))
-        single, reference = _median(singles), _median(references)
+        single, reference = median_run(singles), median_run(references)
         service = _pua(uas, Path(tmp), "batch")
         try:
             batched = measured([service.process.pid], "127.0.0.1", service.api_port, "/rpc",
