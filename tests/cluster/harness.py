@@ -11,7 +11,8 @@ and the presence server's request log read back per record.
   per-node flags; killed, restarted (same ports, same flags), stopped.
 * :class:`RequestLog` - the requests Kamailio logged
   (tests/peers/kamailio.cfg's ``REQ`` line), each once (retransmissions
-  left out), grouped by record and by sender.
+  left out), grouped by record and by sender, and the answer each got
+  (the ``ANS`` line).
 
 Everything here is synchronous: background work runs in threads.
 """
@@ -28,6 +29,7 @@ import subprocess
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 from typing import Any, Self
 from urllib.parse import urlsplit, urlunsplit
@@ -336,6 +338,11 @@ _REQ = re.compile(
     r" exp=(?P<expires>\S*) tu=(?P<to_uri>\S*) t=(?P<time>[0-9.]+)$"
 )
 _NULL = "<null>"
+# The line after it: the answer Kamailio gave the request.
+_ANS = re.compile(
+    r"<script>: ANS (?P<method>\S+) from (?P<host>\S+):(?P<port>\d+)"
+    r" cid=(?P<call_id>\S*) cseq=(?P<cseq>\S*) code=(?P<code>\S+)$"
+)
 
 
 @dataclass(frozen=True)
@@ -370,6 +377,19 @@ class Request:
         if self.method == "SUBSCRIBE":
             return (self.to_uri, self.from_uri)
         return self.uri
+
+
+def _answers(lines: Iterable[str]) -> Iterator[tuple[tuple[str, str, int, str, int], int]]:
+    """The answers logged: ((method, Call-ID, CSeq, host, port), status)."""
+    for line in lines:
+        if "<script>: ANS " not in line:
+            continue
+        found = _ANS.search(line)
+        if found is None:
+            raise ValueError(f"kamailio.log line is not an answer line as expected: {line!r}")
+        v = found.groupdict()
+        code = int(v["code"]) if v["code"].isdigit() else 0
+        yield (v["method"], v["call_id"], int(v["cseq"]), v["host"], int(v["port"])), code
 
 
 def _parse(lines: Iterable[str], first_line: int = 0) -> Iterator[Request]:
@@ -410,6 +430,7 @@ class RequestLog:
         self._lines = 0  # lines of the log read
         self._requests: list[Request] = []
         self._seen: set[tuple[Any, ...]] = set()
+        self._answers: dict[tuple[str, str, int, str, int], int] = {}
 
     def _new_bytes(self) -> bytes:
         kam = self.kamailio
@@ -423,6 +444,8 @@ class RequestLog:
         data = self._new_bytes()
         end = data.rfind(b"\n") + 1  # a line being written waits
         lines = data[:end].decode(errors="replace").split("\n")[:-1]
+        for key, code in _answers(lines):
+            self._answers.setdefault(key, code)
         for request in _parse(lines, self._lines):
             key = (
                 request.method,
@@ -466,6 +489,30 @@ class RequestLog:
             if r.method == method:
                 records.setdefault(r.identity, []).append(r)
         return records
+
+    def answer(self, request: Request) -> int | None:
+        """The status Kamailio answered ``request`` with (0 when it logged
+        none it could read), or None while no answer is logged."""
+        self._read()
+        key = (request.method, request.call_id, request.cseq, request.host, request.port)
+        return self._answers.get(key)
+
+    def early(
+        self, requests: Sequence[Request], within: float
+    ) -> list[tuple[float, Request, int | None]]:
+        """Where one of ``requests`` (one record's, in order) came less than
+        ``within`` s after the one before: (gap, the one before, its
+        answer); save where the one before was answered with a 5xx, the
+        presence server's own failure (its SQLite database locked by its
+        timer process, say), after which pua tries again in 1 to 2 s."""
+        out = []
+        for earlier, later in pairwise(requests):
+            gap = later.time - earlier.time
+            if gap < within:
+                code = self.answer(earlier)
+                if code is None or code < 500:
+                    out.append((gap, earlier, code))
+        return out
 
     @staticmethod
     def senders(requests: Iterable[Request]) -> set[int]:

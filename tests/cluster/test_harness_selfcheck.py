@@ -6,8 +6,8 @@ gives it back."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
-from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -16,11 +16,11 @@ import pytest
 from pua.api.rpc import NOT_STORED
 from tests.peers.conftest import poll
 from tests.peers.kamailio import KamailioPresence
-from tests.peers.rawsip import pidf
+from tests.peers.rawsip import RawSipClient, pidf
 from tests.service.running import RunningService
 
 from .conftest import MAX_EXPIRES
-from .harness import DatabaseGate, Nodes, PostgresDatabase, RequestLog
+from .harness import DatabaseGate, Nodes, PostgresDatabase, Request, RequestLog
 
 pytestmark = pytest.mark.interop
 
@@ -139,8 +139,11 @@ def test_nodes_refresh_their_records_and_a_restarted_node_resumes_them(
             assert [r.if_match is not None for r in refreshes] == [True] * len(refreshes), requests
             assert refreshes[0].if_match == etags[uri]
             assert len({r.if_match for r in refreshes}) == len(refreshes), requests
-            gaps = [later.time - earlier.time for earlier, later in pairwise(requests)]
-            assert min(gaps) > EARLIEST_REFRESH - 0.5, (uri, gaps)  # one per interval
+            assert log.answer(initial) == 200, initial
+            # one per interval (save a retry after the server's own 5xx)
+            assert not log.early(requests, EARLIEST_REFRESH - 0.5), log.early(
+                requests, EARLIEST_REFRESH - 0.5
+            )
 
         subscribes = log.by_record("SUBSCRIBE")
         assert set(subscribes) == set(WATCHED)
@@ -208,3 +211,30 @@ def test_a_cut_gate_keeps_a_write_pending_until_it_is_restored(
                 interval=0.2,
             )
             assert stored and gate.accepted > accepted
+
+
+def test_the_request_log_reads_each_answer_given(presence: KamailioPresence) -> None:
+    """The log pairs each request with the answer Kamailio gave it: 200 for
+    a PUBLISH it took, 500 for a body-carrying one with an ETag it does not
+    hold (its presentity update fails), and a retry after such a 5xx is the
+    one early request the log does not count as early."""
+    uri = "sip:answers@example.com"
+    log = RequestLog(presence)
+    with RawSipClient(presence.host, presence.port, "udp") as phone:
+        taken = phone.publish(uri, expires=60, body=pidf(uri))
+        refused = phone.publish(uri, expires=60, body=pidf(uri), etag="unknown")
+    assert taken is not None and taken.status == 200, taken
+    assert refused is not None and refused.status == 500, refused
+
+    def answered() -> list[Request] | None:
+        sent = log.requests("PUBLISH")
+        return sent if len(sent) == 2 and all(log.answer(r) for r in sent) else None
+
+    first, second = poll("both answers logged", answered, timeout=5)
+    assert (log.answer(first), log.answer(second)) == (200, 500)
+    assert second.if_match == "unknown"
+    # second follows first at once: early, as the first was answered 200
+    assert [(r, code) for _, r, code in log.early([first, second], 5)] == [(first, 200)]
+    # a request right after the 500 is not
+    again = dataclasses.replace(first, call_id="again", time=second.time + 1)
+    assert log.early([second, again], 5) == []
