@@ -83,3 +83,31 @@ def test_a_negative_window_is_refused() -> None:
     """The setting is checked when built."""
     with pytest.raises(ValueError, match="max_in_flight"):
         EngineConfig(max_in_flight=-1)
+
+
+def test_a_silent_server_times_out_the_window_a_slice_a_call() -> None:
+    """Every request in flight times out together when the server says
+    nothing: one timer call fails at most TIMER_BURST_BATCH of them (each
+    failure is work: an event, a retry scheduled), the rest are due at
+    once for the next call, and in the end every record is failed and
+    scheduled for its retry."""
+    from pua.core.engine import TIMER_BURST_BATCH
+    from pua.core.events import PublicationFailed
+
+    count = 2 * TIMER_BURST_BATCH + 50
+    h = Harness(EngineConfig(outbound_proxy=OUTBOUND, max_in_flight=count))
+    for n in range(count):
+        uri = f"sip:p{n}@example.com"
+        h.agent.send_publish(PublishInfo(pres_uri=uri, body=pidf(uri), expires=-1), h.now)
+    h.take()
+    assert len(h.agent.requests_in_flight()) == count
+    # Retransmissions until timer F (64*T1 = 32 s): up to then nothing fails.
+    h.advance(31.9)
+    assert h.take_events(PublicationFailed) == []
+    h.now += 0.2
+    calls = []
+    while (timer := h.agent.get_timer()) is not None and timer <= h.now:
+        h.agent.handle_timer(h.now)
+        calls.append(len(h.take_events(PublicationFailed)))
+    assert calls == [TIMER_BURST_BATCH, TIMER_BURST_BATCH, 50]
+    assert h.agent.requests_in_flight() == []

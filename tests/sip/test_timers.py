@@ -109,6 +109,23 @@ def test_queue_pops_at_most_spread_limit_record_deadlines() -> None:
     assert q.lateness.total == pytest.approx(10.0 + 19.0 + 18.0)
 
 
+def test_queue_pops_at_most_burst_limit_transaction_timers() -> None:
+    """Short-lived timers past the limit stay due, earliest first, for the
+    next call; records' deadlines are not held back by them."""
+    q = DeadlineQueue()
+    txs = [Tx() for _ in range(5)]
+    for n, tx in enumerate(txs):
+        q.arm(tx, "timer_e", 10.0 + n)
+    record = Record()
+    q.arm(record, "deadline", 12.5)
+    first = q.pop_due(20.0, burst_limit=2)
+    assert [id(o) for o, _ in first] == [id(txs[0]), id(txs[1]), id(record)]
+    assert q.next_deadline() == 12.0  # the rest due at once
+    assert [id(o) for o, _ in q.pop_due(20.0, burst_limit=2)] == [id(txs[2]), id(txs[3])]
+    assert [id(o) for o, _ in q.pop_due(20.0, burst_limit=2)] == [id(txs[4])]
+    assert len(q) == 0
+
+
 class Tx2(Timed):
     __slots__ = ("timer_e", "timer_f")
 

@@ -74,6 +74,11 @@ _SUB_WAITING = frozenset({SubState.ACTIVE, SubState.BACKOFF})
 # (each may build and send a request: 200 held the loop for about 10 ms
 # after a restart of a million records, when the due work is dense).
 TIMER_BATCH = 100
+# Transactions' timers (retransmissions, timeouts) handled in one call at
+# most: a server gone silent times out every request in flight at once
+# (max_in_flight, 1,000 by default), and each timeout fails its record,
+# which logs and schedules its retry.
+TIMER_BURST_BATCH = 200
 
 
 class PresenceEngine:
@@ -284,12 +289,13 @@ class PresenceEngine:
     def handle_timer(self, now: float) -> None:
         """Run every timer due at ``now``."""
         ctx = self._ctx
-        # At most TIMER_BATCH records a call: the rest stay due, and
-        # get_timer() says so at once, so that a caller on an event loop
-        # lets other work run between two batches.
+        # At most TIMER_BATCH records and TIMER_BURST_BATCH transaction
+        # timers a call: the rest stay due, and get_timer() says so at
+        # once, so that a caller on an event loop lets other work run
+        # between two batches.
         room = self._room()
         batch = TIMER_BATCH if room is None else min(room, TIMER_BATCH)
-        for owner, name in ctx.deadlines.pop_due(now, batch):
+        for owner, name in ctx.deadlines.pop_due(now, batch, TIMER_BURST_BATCH):
             if isinstance(owner, PublicationRecord):
                 if ctx.table.holds(owner):
                     self._publisher.on_timer(owner, now)

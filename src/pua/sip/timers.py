@@ -307,15 +307,19 @@ class DeadlineQueue:
             return burst
         return spread if burst is None or spread <= burst else burst
 
-    def pop_due(self, now: float, spread_limit: int | None = None) -> list[tuple[Timed, str]]:
+    def pop_due(
+        self, now: float, spread_limit: int | None = None, burst_limit: int | None = None
+    ) -> list[tuple[Timed, str]]:
         """Disarm and return every live timer due at ``now``, earliest first;
-        at most ``spread_limit`` spread ones (the others stay due, and their
-        lateness goes on growing until they are popped)."""
+        at most ``spread_limit`` spread ones and ``burst_limit`` short-lived
+        ones (the others stay due, and the spread ones' lateness goes on
+        growing until they are popped)."""
         due: list[tuple[Timed, str]] = []
         spread_left = -1 if spread_limit is None else spread_limit
+        burst_left = -1 if burst_limit is None else burst_limit
         while True:
             spread = self._spread_top() if spread_left != 0 else None
-            entry, lane = self._burst_top()
+            entry, lane = self._burst_top() if burst_left != 0 else (None, None)
             burst = entry[0] if entry is not None else None
             if spread is not None and spread <= now and (burst is None or spread <= burst):
                 at, owner, name = heapq.heappop(self._heap)
@@ -330,6 +334,7 @@ class DeadlineQueue:
                     self._lane_entries -= 1
                 _at, _seq, owner, name = entry
                 self._live_burst -= 1
+                burst_left -= 1
             else:
                 break
             setattr(owner, name, None)
