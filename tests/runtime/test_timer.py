@@ -71,3 +71,35 @@ async def test_an_earlier_deadline_and_none() -> None:
     loop.call_later(0.05, check.set)
     await asyncio.wait_for(check.wait(), timeout=5)
     assert len(fired) == 1
+
+
+async def test_a_core_with_more_to_do_lets_a_woken_task_in_between() -> None:
+    """A core that leaves work due for its next call (it handles a slice at
+    a time) is called again only after a task whose timer ran out during
+    the call has had its step: the core does not run twice in a row while
+    the task waits."""
+    loop = asyncio.get_running_loop()
+    order: list[str] = []
+    woken = loop.create_future()
+    done = asyncio.Event()
+
+    def fire(now: float) -> None:
+        order.append("core")
+        if order.count("core") == 1:
+            # A task's sleep runs out while the core works: its timer is due.
+            loop.call_at(loop.time(), woken.set_result, None)
+        if order.count("core") < 3:
+            timer.arm(loop, loop.time())  # more is due at once
+        else:
+            done.set()
+
+    async def sleeper() -> None:
+        await woken
+        order.append("task")
+
+    task = asyncio.ensure_future(sleeper())
+    timer = DeadlineTimer(loop.time, fire)
+    timer.arm(loop, loop.time())
+    await asyncio.wait_for(done.wait(), timeout=5)
+    await asyncio.wait_for(task, timeout=5)
+    assert order == ["core", "task", "core", "core"]

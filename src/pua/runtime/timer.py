@@ -59,7 +59,7 @@ class DeadlineTimer:
     def __init__(self, clock: Callable[[], float], fire: Callable[[float], None]) -> None:
         self._clock = clock
         self._fire = fire
-        self._handle: asyncio.TimerHandle | None = None
+        self._handle: asyncio.Handle | None = None
         self._at: float | None = None  # when the loop's timer wakes us
         self._want: float | None = None  # the core's deadline
 
@@ -72,14 +72,27 @@ class DeadlineTimer:
         if self._handle is not None:
             self._handle.cancel()
         self._at = when
-        delay = max(0.0, when - self._clock())
-        self._handle = loop.call_at(loop.time() + delay, self._wake, loop)
+        delay = when - self._clock()
+        if delay > 0:
+            self._handle = loop.call_at(loop.time() + delay, self._wake, loop)
+        else:
+            # Due already (the core left work for the next call).  A task
+            # whose sleep ran out during this call has its timer fire at
+            # the next turn of the loop, and its step is queued then, to
+            # run after the callbacks that turn found ready: were the core
+            # among those, it would run twice before the task once.  So
+            # the core waits behind a timer due now (after the task's
+            # earlier one), which queues it behind the task's step.
+            self._handle = loop.call_at(loop.time(), self._soon, loop)
 
     def cancel(self) -> None:
         """Forget the wake-up."""
         if self._handle is not None:
             self._handle.cancel()
         self._handle = self._at = self._want = None
+
+    def _soon(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._handle = loop.call_soon(self._wake, loop)
 
     def _wake(self, loop: asyncio.AbstractEventLoop) -> None:
         at, want = self._at, self._want
