@@ -77,9 +77,15 @@ def setup(engine, make, tag):
         started = time.perf_counter()
         feed(engine, batch, now)
         now += 1000 / RATE
-        engine.handle_timer(now)
+        fire_due(engine, now)
         spent += time.perf_counter() - started
     return N / spent
+
+
+def fire_due(engine, now):
+    # Every timer due at now: a call may handle a slice of them.
+    while (deadline := engine.get_timer()) is not None and deadline <= now:
+        engine.handle_timer(now)
 
 
 def publish(engine, i, now):
@@ -100,7 +106,7 @@ spent, done, now = 0.0, 0, START + 3600 - 45
 while now < START + 3600 + N / RATE:
     now += 1.0
     started = time.perf_counter()
-    engine.handle_timer(now)
+    fire_due(engine, now)
     spent += time.perf_counter() - started
     batch = answers(engine, False)
     started = time.perf_counter()

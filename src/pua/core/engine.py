@@ -78,7 +78,7 @@ TIMER_BATCH = 100
 # most: a server gone silent times out every request in flight at once
 # (max_in_flight, 1,000 by default), and each timeout fails its record,
 # which logs and schedules its retry.
-TIMER_BURST_BATCH = 200
+TIMER_BURST_BATCH = 100
 
 
 class PresenceEngine:

@@ -436,7 +436,10 @@ class PresenceRuntime:
 
     def run_timers(self) -> None:
         """Run every timer due now (what ``pua.cleanup`` asks for)."""
-        self._engine.handle_timer(self.now())
+        engine, now = self._engine, self.now()
+        while (deadline := engine.get_timer()) is not None and deadline <= now:
+            engine.handle_timer(now)  # a slice of what is due a call
+            self._pump()
         self._pump()
 
     # -- what the store sync uses ---------------------------------------------------
