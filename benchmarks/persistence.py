@@ -203,6 +203,18 @@ def run_postgres(sizes: tuple[int, ...] = (100_000, 1_000_000)) -> dict[int, dic
     return out
 
 
+def run_mariadb(sizes: tuple[int, ...] = (100_000, 1_000_000)) -> dict[int, dict[str, Any]]:
+    """The same on the machine's MariaDB, a database of the run's own made
+    afresh for each size."""
+    from .service_rpc import mariadb_database
+
+    out: dict[int, dict[str, Any]] = {}
+    for size in sizes:
+        with mariadb_database("puabench_persistence") as db_url:
+            out[size] = _one_apart(size, db_url)
+    return out
+
+
 def _one_apart(size: int, db_url: str | None = None) -> dict[str, Any]:
     result = subprocess.run(
         [sys.executable, "-m", "benchmarks.persistence", str(size), *([db_url] if db_url else [])],

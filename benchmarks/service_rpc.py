@@ -142,6 +142,24 @@ def postgres_database(name: str = POSTGRES_DB) -> Any:
                        capture_output=True)
 
 
+# The MariaDB server the machine runs (root, no password, on loopback).
+MARIADB_HOST = os.environ.get("PUA_BENCH_MARIADB_HOST", "127.0.0.1")
+MARIADB_USER = os.environ.get("PUA_BENCH_MARIADB_USER", "root")
+
+
+@contextlib.contextmanager
+def mariadb_database(name: str) -> Any:
+    """A new, empty MariaDB database for the run; yields its db_url."""
+    where = ["-h", MARIADB_HOST, "-u", MARIADB_USER]
+    subprocess.run(["mariadb", *where, "-e", f"DROP DATABASE IF EXISTS {name}; "
+                    f"CREATE DATABASE {name}"], check=True, capture_output=True)
+    try:
+        yield f"mysql://{MARIADB_USER}@{MARIADB_HOST}:3306/{name}"
+    finally:
+        subprocess.run(["mariadb", *where, "-e", f"DROP DATABASE IF EXISTS {name}"],
+                       check=False, capture_output=True)
+
+
 def run(calls: int = 5000, concurrency: int = 50, batch_size: int = 50,
         rounds: int = 3) -> dict[str, Any]:
     """pua serve and Kamailio (pua + pua_rpc over jsonrpcs/xhttp) doing the
