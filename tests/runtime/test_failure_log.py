@@ -5,6 +5,7 @@ are said, and what ends a streak forgets it."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import pytest
 
@@ -94,3 +95,84 @@ def test_an_ending_that_is_not_asked_for_is_a_warning(setup: tuple) -> None:
     failures(SubscriptionTerminated(key=SUB, reason="rejected"))
     assert len(caplog.records) == count + 1
     assert caplog.records[-1].getMessage().endswith("ended: rejected")
+
+
+def test_many_records_failing_together_are_told_in_one_line_past_the_budget(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A server gone silent fails every record in flight at once: the first
+    lines of a window are written, the rest are counted and told in one
+    line when the window is over (called back by the runtime's loop),
+    counted by what they would have said; the next window starts afresh."""
+    clock = Clock()
+    calls: list[tuple[float, Callable[[], None]]] = []
+    failures = FailureLog(
+        logging.getLogger("test.failures.budget"), lambda flag: "presence",
+        budget=5, window=10.0, clock=clock, wall=clock,
+        later=lambda delay, callback: calls.append((delay, callback)) or True,
+    )  # fmt: skip
+    caplog.set_level(logging.WARNING, logger="test.failures.budget")
+    keys = [RecordKey(f"sip:p{n}@example.com", 1, "", 64, "") for n in range(50)]
+    clock.now += 2.0
+    for key in keys:
+        failures(PublicationFailed(key=key, status=408, reason="Request Timeout (local)",
+                                   retry_at=clock.now + 1.5))
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 5 and all("failed: 408 Request Timeout (local)" in line for line in lines)
+    assert [delay for delay, _ in calls] == [8.0]  # the window's end, once
+    assert len(failures) == 50  # every streak is kept, written or not
+
+    clock.now += 8.0
+    calls[0][1]()
+    assert caplog.records[-1].getMessage() == (
+        "45 more lines about records left out in the last 10 s (at most 5 a window): "
+        "45 failed: 408 Request Timeout (local)"
+    )
+    # The next window: recoveries, five written, the rest told at the
+    # first line after the window (no call back needed).
+    caplog.clear()
+    for key in keys:
+        failures(PublicationSucceeded(key=key, status=200, etag="e", expires=60, expires_at=0.0,
+                                      kind="refresh"))
+    assert len(caplog.records) == 5
+    clock.now += 10.0
+    failures(failed(PUB, clock))
+    messages = [r.getMessage() for r in caplog.records]
+    assert messages[5] == (
+        "45 more lines about records left out in the last 10 s (at most 5 a window): "
+        "45 recovered"
+    )
+    assert messages[6].startswith("PUBLISH sip:alice@example.com event=presence id=desk failed")
+    assert len(failures) == 1
+
+
+def test_lines_left_out_are_told_when_the_runtime_closes() -> None:
+    """A runtime's failure log tells what it left out when it closes."""
+    import asyncio
+
+    from pua.core import EngineConfig
+    from pua.runtime import PresenceRuntime
+    from pua.runtime.transports import Listen
+
+    async def run() -> list[str]:
+        runtime = PresenceRuntime(EngineConfig(outbound_proxy="sip:127.0.0.1:9"),
+                                  listen=[Listen("udp", "127.0.0.1", 0)])
+        await runtime.start()
+        got: list[str] = []
+        handler = logging.Handler()
+        handler.emit = lambda record: got.append(record.getMessage())  # type: ignore[method-assign]
+        logger = logging.getLogger("pua.engine")
+        logger.addHandler(handler)
+        try:
+            for n in range(30):
+                key = RecordKey(f"sip:q{n}@example.com", 1, "", 64, "")
+                runtime._failure_log(PublicationFailed(key=key, status=503, reason="Busy",
+                                                       retry_at=runtime.now() + 5))
+            await runtime.close()
+        finally:
+            logger.removeHandler(handler)
+        return got
+
+    got = asyncio.run(run())
+    assert len(got) == 21
+    assert got[-1].startswith("10 more lines about records left out") and "10 failed: 503 Busy" in got[-1]

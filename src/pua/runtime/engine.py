@@ -110,10 +110,8 @@ class PresenceRuntime:
             next_hop=self._engine.next_hop,
             flight_seconds=timers.timer_f + timers.t4,
         )
-        self._listeners: list[EventListener] = [
-            FailureLog(log, self._event_name, wall=self.now),
-            self._learn_failures,
-        ]
+        self._failure_log = FailureLog(log, self._event_name, wall=self.now, later=self._later)
+        self._listeners: list[EventListener] = [self._failure_log, self._learn_failures]
         self._waiters: dict[RecordKey, list[_Settle]] = {}
         self._deadlines: _Deadlines | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -159,8 +157,17 @@ class PresenceRuntime:
                 return (hop.host, hop.port)
         return ("192.0.2.1", 5060) if family == socket.AF_INET else ("2001:db8::1", 5060)
 
+    def _later(self, delay: float, callback: Callable[[], None]) -> asyncio.TimerHandle | None:
+        """``callback`` after ``delay`` seconds on the loop; None before
+        the runtime has started."""
+        loop = self._loop
+        if loop is None or not self._started:
+            return None
+        return loop.call_later(max(0.0, delay), callback)
+
     async def close(self) -> None:
         """Close the sockets (records stay as they are; see ``shutdown``)."""
+        self._failure_log.flush()
         self._started = False
         self._timer.cancel()
         self.loop_lag.stop()
