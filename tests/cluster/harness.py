@@ -379,27 +379,28 @@ class Request:
         return self.uri
 
 
+def _fields(
+    lines: Iterable[str], first_line: int, tag: str, pattern: re.Pattern[str]
+) -> Iterator[tuple[int, dict[str, str]]]:
+    """(line number, fields) of each of the script's ``tag`` lines."""
+    for n, line in enumerate(lines, first_line):
+        if f"<script>: {tag} " not in line:
+            continue
+        found = pattern.search(line)
+        if found is None:
+            raise ValueError(f"kamailio.log line {n} is not a {tag} line as expected: {line!r}")
+        yield n, found.groupdict()
+
+
 def _answers(lines: Iterable[str]) -> Iterator[tuple[tuple[str, str, int, str, int], int]]:
     """The answers logged: ((method, Call-ID, CSeq, host, port), status)."""
-    for line in lines:
-        if "<script>: ANS " not in line:
-            continue
-        found = _ANS.search(line)
-        if found is None:
-            raise ValueError(f"kamailio.log line is not an answer line as expected: {line!r}")
-        v = found.groupdict()
+    for _, v in _fields(lines, 0, "ANS", _ANS):
         code = int(v["code"]) if v["code"].isdigit() else 0
         yield (v["method"], v["call_id"], int(v["cseq"]), v["host"], int(v["port"])), code
 
 
 def _parse(lines: Iterable[str], first_line: int = 0) -> Iterator[Request]:
-    for n, line in enumerate(lines, first_line):
-        if "<script>: REQ " not in line:
-            continue
-        found = _REQ.search(line)
-        if found is None:
-            raise ValueError(f"kamailio.log line {n} is not a request line as expected: {line!r}")
-        v = found.groupdict()
+    for n, v in _fields(lines, first_line, "REQ", _REQ):
         yield Request(
             method=v["method"],
             uri=v["uri"],
