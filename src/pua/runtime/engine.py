@@ -65,6 +65,9 @@ __all__ = ["EventListener", "PresenceRuntime"]
 log = logging.getLogger("pua.engine")
 
 EventListener = Callable[[EngineEvent], None]
+# run_timers' calls of the engine at most (each handles a slice of what is
+# due): a million records, and a bound should a deadline keep falling due.
+RUN_TIMERS_CALLS = 10_000
 
 
 class PresenceRuntime:
@@ -444,7 +447,10 @@ class PresenceRuntime:
     def run_timers(self) -> None:
         """Run every timer due now (what ``pua.cleanup`` asks for)."""
         engine, now = self._engine, self.now()
-        while (deadline := engine.get_timer()) is not None and deadline <= now:
+        for _ in range(RUN_TIMERS_CALLS):
+            deadline = engine.get_timer()
+            if deadline is None or deadline > now:
+                break
             engine.handle_timer(now)  # a slice of what is due a call
             self._pump()
         self._pump()
