@@ -26,6 +26,7 @@ from pua.cluster import ClusterNode
 from pua.config import Settings, load_settings
 from pua.core import EngineConfig
 from pua.runtime import Listen, PresenceRuntime
+from pua.runtime.loop import watch_gc
 from pua.runtime.persistence import WriteTimer
 from pua.store.leases import LeaseStore
 
@@ -156,6 +157,8 @@ def test_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
 
 
 def _metrics_of_a_running_runtime() -> str:
+    watch_gc()  # as pua serve does: the collector's passes timed
+
     async def scrape() -> str:
         async with PresenceRuntime(EngineConfig(), listen=[Listen("udp", "127.0.0.1", 0)]) as runtime:
             timer = WriteTimer()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import threading
@@ -152,6 +153,12 @@ def test_rest_mirror_and_openapi(service: Start, sipp_uas: Callable[[str], objec
     metrics = svc.get("/metrics").decode()
     assert "pua_sip_responses_total{code=\"200\"}" in metrics
     assert "pua_publish_sent_total" in metrics
+    # pua serve times its collector's passes (those since it began to, of
+    # all it made since start-up).
+    passes = re.search(r'^pua_gc_collections_total\{generation="0"\} (\S+)$', metrics, re.M)
+    timed = re.search(r'^pua_gc_pause_seconds_count\{generation="0"\} (\S+)$', metrics, re.M)
+    assert passes is not None and timed is not None, metrics[-2000:]
+    assert float(passes.group(1)) > 0 and float(timed.group(1)) <= float(passes.group(1))
 
 
 def test_token_is_required_beyond_loopback(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -13,6 +14,7 @@ from prometheus_client.registry import Collector
 from pua.adapters import Adapters
 from pua.cluster import ClusterNode
 from pua.runtime import PresenceRuntime
+from pua.runtime.loop import gc_pauses
 from pua.runtime.persistence import WriteTimer
 
 __all__ = ["metrics_text"]
@@ -81,6 +83,7 @@ class EngineCollector(Collector):
             yield HistogramMetricFamily(
                 name, help_text, buckets=histogram.buckets(), sum_value=histogram.total
             )
+        yield from _collector()
         # Registrations (pua_usrloc), when they are on.
         if self.registrations is not None:
             counters = self.registrations.counters
@@ -182,6 +185,31 @@ class ClusterCollector(Collector):
             ("handed_notifies", "NOTIFYs handed to the node that owns their dialog"),
         ):
             yield CounterMetricFamily(f"pua_cluster_{name}", what, value=getattr(stats, name))
+
+
+def _collector() -> Iterator[Metric]:
+    """The cyclic collector: objects frozen out of its way (what a restart
+    restored), its passes by generation and, when pua times them (the
+    service does), how long each held the loop."""
+    yield GaugeMetricFamily(
+        "pua_gc_frozen_objects", "Objects frozen out of the collector's way", gc.get_freeze_count()
+    )
+    passes = CounterMetricFamily(
+        "pua_gc_collections", "Passes of the collector by generation", labels=["generation"]
+    )
+    for generation, stats in enumerate(gc.get_stats()):
+        passes.add_metric([str(generation)], stats["collections"])
+    yield passes
+    pauses = gc_pauses()
+    if pauses is not None:
+        family = HistogramMetricFamily(
+            "pua_gc_pause_seconds",
+            "How long each pass of the collector held the loop",
+            labels=["generation"],
+        )
+        for generation, histogram in enumerate(pauses.histograms):
+            family.add_metric([str(generation)], histogram.buckets(), histogram.total)
+        yield family
 
 
 def metrics_text(

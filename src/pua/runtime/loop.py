@@ -4,10 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import time
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
-__all__ = ["GC_THRESHOLDS", "run", "tune_gc", "uvloop_available"]
+from pua.sip.timers import LATENESS_BOUNDS, Histogram
+
+__all__ = [
+    "GC_THRESHOLDS",
+    "GcPauses",
+    "gc_pauses",
+    "run",
+    "tune_gc",
+    "uvloop_available",
+    "watch_gc",
+]
 
 T = TypeVar("T")
 
@@ -35,9 +46,42 @@ GC_THRESHOLDS = (10_000, 2, 5_000)
 
 
 def tune_gc() -> None:
-    """Freeze the objects made so far and raise the collection thresholds."""
+    """Freeze the objects made so far, raise the collection thresholds and
+    time each collection (:func:`watch_gc`)."""
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)
+    watch_gc()
+
+
+class GcPauses:
+    """How long each pass of the cyclic collector held the thread, by the
+    oldest generation it walked (a ``gc.callbacks`` hook: two clock reads
+    a pass)."""
+
+    def __init__(self) -> None:
+        self.histograms = tuple(Histogram(LATENESS_BOUNDS) for _ in range(3))
+        self._started = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.histograms[info["generation"]].observe(time.perf_counter() - self._started)
+
+
+def watch_gc() -> GcPauses:
+    """Time every collection from now on (once; later calls return the same
+    watcher)."""
+    pauses = gc_pauses()
+    if pauses is None:
+        pauses = GcPauses()
+        gc.callbacks.append(pauses)
+    return pauses
+
+
+def gc_pauses() -> GcPauses | None:
+    """The collection timings, when :func:`watch_gc` was called."""
+    return next((hook for hook in gc.callbacks if isinstance(hook, GcPauses)), None)
 
 
 def run(main: Coroutine[Any, Any, T], *, tuned_gc: bool = True) -> T:
