@@ -287,12 +287,11 @@ class PresenceEngine:
         return self._ctx.router.next_hop(address, transport)
 
     def handle_timer(self, now: float) -> None:
-        """Run every timer due at ``now``."""
+        """Run the timers due at ``now``, a slice a call: at most TIMER_BATCH
+        records and TIMER_BURST_BATCH transaction timers.  The rest stay
+        due, and get_timer() says so at once, so that a caller on an event
+        loop lets other work run between two slices."""
         ctx = self._ctx
-        # At most TIMER_BATCH records and TIMER_BURST_BATCH transaction
-        # timers a call: the rest stay due, and get_timer() says so at
-        # once, so that a caller on an event loop lets other work run
-        # between two batches.
         room = self._room()
         batch = TIMER_BATCH if room is None else min(room, TIMER_BATCH)
         for owner, name in ctx.deadlines.pop_due(now, batch, TIMER_BURST_BATCH):
