@@ -10,6 +10,7 @@ reason phrase, as Kamailio's jsonrpcs reports faults.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -118,8 +119,6 @@ class JsonRpc:
     async def _batch(self, calls: list[Any]) -> list[dict[str, Any] | None]:
         """The answers to ``calls``, in their order; the calls run together,
         started BATCH_SLICE at a time with a turn of the loop between."""
-        import asyncio  # noqa: PLC0415 - only batches run calls together
-
         tasks: list[asyncio.Future[dict[str, Any] | None]] = []
         try:
             for start in range(0, len(calls), BATCH_SLICE):

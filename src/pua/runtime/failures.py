@@ -171,9 +171,7 @@ class FailureLog:
         """Whether a line may be written now; when not, it is counted
         under ``gist`` (what it would have said, without the record)."""
         now = self._clock()
-        if now - self._window_start >= self._window:
-            self.flush()
-            self._window_start, self._said = now, 0
+        self._roll(now)
         if self._said < self._budget:
             self._said += 1
             return True
@@ -190,11 +188,17 @@ class FailureLog:
     def _flush_later(self) -> None:
         self._flush_armed = False
         now = self._clock()
-        if now - self._window_start >= self._window:
-            self.flush()
-            self._window_start, self._said = now, 0
-        elif self._left_out:
+        if not self._roll(now) and self._left_out:
             self._arm_flush(now)  # woken early
+
+    def _roll(self, now: float) -> bool:
+        """Start a new window when this one is over, telling what it left
+        out; whether it was over."""
+        if now - self._window_start < self._window:
+            return False
+        self.flush()
+        self._window_start, self._said = now, 0
+        return True
 
     def flush(self) -> None:
         """Write the line that tells the lines left out, if any."""
