@@ -36,7 +36,6 @@ async def test_calls_start_a_slice_a_turn_and_answer_in_order() -> None:
 
     async def probe(params: Any) -> int:
         started.append(turns)
-        await asyncio.sleep(0)
         return int(params["n"])
 
     loop.call_soon(tick)
